@@ -1,0 +1,233 @@
+"""SIREN networks (Sitzmann et al., 2020) and the latent-conditioned SIREN used by GONs.
+
+Notation used in every docstring of this package:
+
+* ``B`` batch (samples), ``P`` points per sample, ``n`` coordinate dimension,
+  ``k`` latent dimension, ``H`` hidden width, ``O`` output channels.
+
+A sine layer computes ``sin(w0 * (W x + b))``. Initialisation follows SIREN: the first
+layer's weights are ``U(-1/n_in, 1/n_in)``, every later layer's (the linear output layer
+included, as in cwkx/GON) ``U(-sqrt(6/n_in)/w0, +sqrt(6/n_in)/w0)``; biases keep PyTorch's
+default ``U(-1/sqrt(n_in), 1/sqrt(n_in))``.
+
+The ``w0`` factor is folded into the (small) weight matrices at run time
+(``sin(x @ (w0 W)^T + w0 b)``) instead of scaling the large ``(B, P, H)`` activations, which
+saves one elementwise pass per layer; the parametrisation (and so the optimiser's view of
+it) is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = ["SineLayer", "Siren", "LatentSiren", "siren_uniform_"]
+
+
+def siren_uniform_(weight: torch.Tensor, *, fan_in: int, w0: float, is_first: bool) -> torch.Tensor:
+    """Fill ``weight`` in place with SIREN's principled initialisation and return it."""
+    bound = 1.0 / fan_in if is_first else math.sqrt(6.0 / fan_in) / w0
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+def _default_bias_(bias: torch.Tensor, fan_in: int) -> torch.Tensor:
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        return bias.uniform_(-bound, bound)
+
+
+class SineLayer(nn.Module):
+    """``x (..., n_in) -> sin(w0 (x W^T + b)) (..., n_out)`` with SIREN initialisation."""
+
+    def __init__(self, in_features: int, out_features: int, *, w0: float = 30.0,
+                 is_first: bool = False, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.w0 = in_features, out_features, float(w0)
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        siren_uniform_(self.linear.weight, fan_in=in_features, w0=w0, is_first=is_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = None if self.linear.bias is None else self.w0 * self.linear.bias
+        return torch.sin(F.linear(x, self.w0 * self.linear.weight, b))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, w0={self.w0}"
+
+
+def _activation(name: str | Callable | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if name is None or callable(name):
+        return name
+    table = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+    if name not in table:
+        raise ValueError(f"unknown out_activation {name!r}; choose one of {sorted(table)} or a callable")
+    return table[name]
+
+
+class Siren(nn.Module):
+    """Plain SIREN MLP: ``x (..., in_dim) -> (..., out_dim)``.
+
+    ``num_layers`` sine layers of width ``hidden_dim`` followed by a linear output layer
+    and an optional ``out_activation`` (``"sigmoid"``, ``"tanh"``, ``"relu"`` or a callable).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 256, num_layers: int = 4, *,
+                 w0: float = 30.0, w0_first: float = 30.0, out_activation=None):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        dims = [in_dim] + [hidden_dim] * num_layers
+        self.layers = nn.ModuleList(
+            SineLayer(a, b, w0=w0_first if i == 0 else w0, is_first=i == 0)
+            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
+        self.out = nn.Linear(hidden_dim, out_dim)
+        siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
+        self.out_activation = _activation(out_activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        y = self.out(x)
+        return y if self.out_activation is None else self.out_activation(y)
+
+
+class LatentSiren(nn.Module):
+    """Latent-conditioned SIREN ``F(c ⊕ z)``: coordinates plus a per-sample latent to signal values.
+
+    Mathematically the first layer is one ``nn.Linear(n + k, H)`` over the concatenation
+    ``c ⊕ z`` (and is initialised as such: ``U(-1/(n+k), 1/(n+k))``), but its coordinate
+    columns ``W_c`` (``coord_weight``, ``(H, n)``) and latent columns ``W_z``
+    (``latent_weight``, ``(H, k)``) are applied separately, so the ``(B, P, n + k)`` tensor is
+    never built and, for coordinates shared by the batch, ``c W_c^T + b`` is computed once.
+
+    ``num_layers`` counts the sine layers; the official MNIST model
+    ``[34, 256, 256, 256, 256, 1]`` is ``LatentSiren(2, 32, 1, 256, 4)`` (206,593 parameters).
+
+    Args:
+        coord_dim: ``n``.  latent_dim: ``k``.  out_dim: ``O``.
+        hidden_dim: ``H``.  num_layers: number of sine layers (>= 1).
+        w0: frequency factor of the hidden sine layers (and the output init).
+        w0_first: frequency factor of the first sine layer.
+        out_activation: ``None`` (linear output), ``"sigmoid"``, ``"tanh"``, ``"relu"`` or a
+            callable applied to the output. GON losses on logits (e.g. ``"bce"``) expect
+            ``None``.
+    """
+
+    def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
+                 num_layers: int = 4, *, w0: float = 30.0, w0_first: float = 30.0,
+                 out_activation=None):
+        super().__init__()
+        for name, v in (("coord_dim", coord_dim), ("latent_dim", latent_dim),
+                        ("out_dim", out_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.coord_dim, self.latent_dim, self.out_dim = coord_dim, latent_dim, out_dim
+        self.hidden_dim, self.num_layers = hidden_dim, num_layers
+        self.w0, self.w0_first = float(w0), float(w0_first)
+        self.out_activation_spec = out_activation if isinstance(out_activation, str) else None
+        self.out_activation = _activation(out_activation)
+
+        fan_in = coord_dim + latent_dim
+        first = torch.empty(hidden_dim, fan_in)
+        siren_uniform_(first, fan_in=fan_in, w0=w0_first, is_first=True)
+        self.coord_weight = nn.Parameter(first[:, :coord_dim].clone())    # (H, n)
+        self.latent_weight = nn.Parameter(first[:, coord_dim:].clone())   # (H, k)
+        self.first_bias = nn.Parameter(_default_bias_(torch.empty(hidden_dim), fan_in))
+        self.hidden = nn.ModuleList(SineLayer(hidden_dim, hidden_dim, w0=w0)
+                                    for _ in range(num_layers - 1))
+        self.out = nn.Linear(hidden_dim, out_dim)
+        siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
+
+    # -- configuration (what a checkpoint needs to rebuild the model) -------------------------
+    def config(self) -> dict:
+        """Keyword arguments that rebuild this architecture: ``LatentSiren(**m.config())``."""
+        return dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
+                    hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
+                    w0_first=self.w0_first, out_activation=self.out_activation_spec)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def coord_preactivation(self, coords: torch.Tensor) -> torch.Tensor:
+        """``w0_first (c W_c^T + b)``: coords ``(..., n)`` -> ``(..., H)``."""
+        return F.linear(coords, self.w0_first * self.coord_weight, self.w0_first * self.first_bias)
+
+    def latent_preactivation(self, z: torch.Tensor) -> torch.Tensor:
+        """``w0_first z W_z^T``: z ``(B, k)`` -> ``(B, H)``."""
+        return F.linear(z, self.w0_first * self.latent_weight)
+
+    def trunk(self, u1: torch.Tensor) -> torch.Tensor:
+        """Network after the first pre-activation: ``u1 (..., H)`` (already scaled by w0_first)
+        -> raw output ``(..., O)`` (before ``out_activation``)."""
+        return self.origin_forward(u1)[0]
+
+    def check_inputs(self, coords: torch.Tensor, z: torch.Tensor) -> None:
+        """Raise a clear ``TypeError``/``ValueError`` if ``coords``/``z`` do not fit this model."""
+        for name, t in (("coords", coords), ("z", z)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if not t.is_floating_point():
+                raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        if coords.dim() not in (2, 3) or coords.shape[-1] != self.coord_dim:
+            raise ValueError(f"coords must have shape (P, {self.coord_dim}) or (B, P, {self.coord_dim}), "
+                             f"got {tuple(coords.shape)}")
+        if z.dim() != 2 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        if coords.dim() == 3 and coords.shape[0] != z.shape[0]:
+            raise ValueError(f"per-sample coords have batch {coords.shape[0]} but z has batch {z.shape[0]}")
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``F(c ⊕ z)``.
+
+        Args:
+            coords: ``(P, n)`` shared by the batch, or ``(B, P, n)`` per sample.
+            z: ``(B, k)`` latents.
+        Returns:
+            ``(B, P, O)`` signal values (after ``out_activation`` if any).
+        """
+        self.check_inputs(coords, z)
+        u_c = self.coord_preactivation(coords)                    # (P, H) or (B, P, H)
+        u1 = u_c + self.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
+        y = self.trunk(u1)
+        return y if self.out_activation is None else self.out_activation(y)
+
+    def forward_concat(self, coords: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Reference forward that builds ``c ⊕ z`` explicitly (the official formulation);
+        for tests and benchmarks only. Same shapes as :meth:`forward`."""
+        self.check_inputs(coords, z)
+        B = z.shape[0]
+        if coords.dim() == 2:
+            coords = coords.unsqueeze(0).expand(B, -1, -1)
+        cz = torch.cat([coords, z.unsqueeze(1).expand(-1, coords.shape[1], -1)], dim=-1)
+        w = torch.cat([self.coord_weight, self.latent_weight], dim=1)
+        y = self.trunk(self.w0_first * F.linear(cz, w, self.first_bias))
+        return y if self.out_activation is None else self.out_activation(y)
+
+    # -- the explicit inner gradient used by the gradient-origin latent --------------------------
+    def origin_forward(self, u1: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Forward from ``u1 (..., H)`` returning the raw output ``(..., O)`` and the list of
+        pre-activations ``[u1, u2, ...]`` (each ``(..., H)``) for :meth:`backward_from`."""
+        us = [u1]
+        h = torch.sin(u1)
+        for layer in self.hidden:
+            u = F.linear(h, layer.w0 * layer.linear.weight, layer.w0 * layer.linear.bias)
+            us.append(u)
+            h = torch.sin(u)
+        return self.out(h), us
+
+    def backward_from(self, us: list[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor:
+        """Explicit VJP given the saved pre-activations of :meth:`origin_forward`.
+
+        Args:
+            us: pre-activations, each ``(..., H)`` (broadcastable against the cotangent's batch).
+            cotangent: ``(..., O)`` cotangent on the raw output.
+        Returns:
+            ``(..., H)`` gradient with respect to the unscaled first pre-activation ``a1``.
+        """
+        g = cotangent @ self.out.weight
+        for i in range(len(self.hidden), 0, -1):
+            layer = self.hidden[i - 1]
+            g = (g * torch.cos(us[i])) @ (layer.w0 * layer.linear.weight)
+        return self.w0_first * (g * torch.cos(us[0]))

@@ -1,0 +1,185 @@
+"""The gradient-origin latent and loss against the naive formulation (concat + autograd)."""
+
+import pytest
+import torch
+
+import inr_gon as ig
+
+
+def naive_latent(m, coords, target, loss_fn, weight=1.0, create_graph=False):
+    """cwkx/GON's formulation per sample: c ⊕ z0 concatenated, batched autograd.grad."""
+    B = target.shape[0]
+    z0 = torch.zeros(B, m.latent_dim, dtype=target.dtype, requires_grad=True)
+    L = (loss_fn(m.forward_concat(coords, z0), target) * weight).sum()
+    return -torch.autograd.grad(L, z0, create_graph=create_graph)[0]
+
+
+LOSSES = {
+    "mse": lambda p, x: (p - x) ** 2,
+    "l1": lambda p, x: (p - x).abs(),
+    "bce": lambda p, x: torch.nn.functional.binary_cross_entropy_with_logits(p, x, reduction="none"),
+}
+
+
+def make(n, O, dtype, shared, B=3, P=17, seed=0, k=6):
+    torch.manual_seed(seed)
+    m = ig.LatentSiren(n, k, O, 24, 3).to(dtype)
+    coords = (torch.rand(P, n) if shared else torch.rand(B, P, n)).to(dtype) * 2 - 1
+    target = torch.rand(B, P, O, dtype=dtype)
+    return m, coords, target
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("n,O", [(1, 1), (2, 1), (2, 3), (3, 1), (3, 3)])
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce"])
+def test_latent_and_parameter_gradients_equal_naive(dtype, tol, shared, n, O, loss):
+    m, c, x = make(n, O, dtype, shared)
+    z = ig.gon_latent(m, c, x, loss=loss)
+    zn = naive_latent(m, c, x, LOSSES[loss])
+    assert rel_err(z, zn) <= tol
+    # training: loss and parameter gradients through the second-order graph
+    L, z = ig.gon_loss(m, c, x, inner_loss=loss)
+    g = torch.autograd.grad(L, list(m.parameters()))
+    zn = naive_latent(m, c, x, LOSSES[loss], create_graph=True)
+    Ln = LOSSES[loss](m.forward_concat(c, zn), x).sum(dim=(1, 2)).mean()
+    gn = torch.autograd.grad(Ln, list(m.parameters()))
+    assert rel_err(L, Ln) <= tol
+    for a, b in zip(g, gn):
+        assert rel_err(a, b) <= 10 * tol
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_autograd_method_equals_explicit(shared):
+    m, c, x = make(2, 3, torch.float64, shared)
+    torch.testing.assert_close(ig.gon_latent(m, c, x, method="autograd"), ig.gon_latent(m, c, x, method="explicit"))
+
+
+def test_output_activation_and_custom_callable_loss():
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 5, 1, 16, 2, out_activation="sigmoid").double()
+    c, x = torch.rand(9, 2, dtype=torch.float64), torch.rand(2, 9, 1, dtype=torch.float64)
+    huber = lambda p, t: torch.nn.functional.huber_loss(p, t, reduction="none", delta=0.1)
+    z = ig.gon_latent(m, c, x, loss=huber)
+    z0 = torch.zeros(2, 5, dtype=torch.float64, requires_grad=True)
+    zn = -torch.autograd.grad(huber(m(c, z0), x).sum(), z0)[0]
+    torch.testing.assert_close(z, zn)
+    L, _ = ig.gon_loss(m, c, x, inner_loss=huber)
+    L.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_clamped_l1_matches_autograd():
+    m, c, x = make(3, 1, torch.float64, False)
+    x = (x - 0.5) * 0.5
+    loss = ig.ClampedL1(delta=0.1)
+    torch.testing.assert_close(ig.gon_latent(m, c, x, loss=loss), ig.gon_latent(m, c, x, loss=loss, method="autograd"))
+
+
+def test_latent_is_batch_invariant():
+    m, c, x = make(2, 1, torch.float64, True, B=7)
+    z_all = ig.gon_latent(m, c, x)
+    for i in range(7):
+        torch.testing.assert_close(ig.gon_latent(m, c, x[i:i + 1]), z_all[i:i + 1])
+    perm = torch.randperm(7)
+    torch.testing.assert_close(ig.gon_latent(m, c, x[perm]), z_all[perm])
+    # per-sample coordinates too
+    m, c, x = make(3, 1, torch.float64, False, B=5)
+    z_all = ig.gon_latent(m, c, x)
+    torch.testing.assert_close(ig.gon_latent(m, c[2:3], x[2:3]), z_all[2:3])
+
+
+def test_default_latent_is_official_per_sample_sum():
+    """z_i = -∇ Σ_p (F - x_ip)^2 without the 1/B factor of Implicit-GON.py."""
+    m, c, x = make(2, 1, torch.float64, True, B=4)
+    z0 = torch.zeros(4, 1, m.latent_dim, dtype=torch.float64, requires_grad=True)
+    P = c.shape[0]
+    g = m.forward_concat(c, z0[:, 0])   # same values as the official repeat+cat model
+    official = ((g - x) ** 2).sum(1).mean()          # the official inner loss (mean over B)
+    z_official = -torch.autograd.grad(official, z0)[0][:, 0]
+    torch.testing.assert_close(ig.gon_latent(m, c, x), z_official * 4)   # undo the 1/B
+
+
+def test_inference_mode_detaches_and_training_keeps_graph():
+    m, c, x = make(2, 1, torch.float32, True)
+    z = ig.gon_latent(m, c, x)
+    assert not z.requires_grad
+    L, z = ig.gon_loss(m, c, x)
+    assert z.requires_grad and L.requires_grad and L.dim() == 0
+
+
+def test_mc_latent_from_subset_estimates_full_latent():
+    m, c, x = make(2, 1, torch.float64, True, P=64)
+    z_full = ig.gon_latent(m, c, x)
+    g = torch.Generator().manual_seed(0)
+    mc = ig.MonteCarloIntegrator(num_points=16)
+    zs = torch.stack([ig.gon_latent(m, c, x, integrator=mc, generator=g) for _ in range(3000)])
+    err = zs.mean(0) - z_full
+    se = zs.std(0) / 3000 ** 0.5
+    assert (err.abs() <= 5 * se + 1e-12).all()
+
+
+def test_modality_conversion_inner_and_outer_sets_are_independent():
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 4, 1, 16, 2).double()
+    hi = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    lo = torch.nn.functional.avg_pool2d(hi, 2)
+    c_hi, c_lo = ig.grid(8, dim=2, dtype=torch.float64), ig.grid(4, dim=2, dtype=torch.float64)
+    L, z = ig.gon_loss(m, c_hi, ig.image_to_points(hi), inner_coords=c_lo, inner_target=ig.image_to_points(lo),
+                       inner_loss="mse", outer_loss="l1")
+    zn = naive_latent(m, c_lo, ig.image_to_points(lo), LOSSES["mse"], create_graph=True)
+    Ln = (m(c_hi, zn) - ig.image_to_points(hi)).abs().sum((1, 2)).mean()
+    torch.testing.assert_close(L, Ln)
+    for a, b in zip(torch.autograd.grad(L, list(m.parameters())), torch.autograd.grad(Ln, list(m.parameters()))):
+        torch.testing.assert_close(a, b)
+
+
+def test_generic_model_uses_autograd_path():
+    class Concat(torch.nn.Module):
+        latent_dim, coord_dim, out_dim = 3, 2, 1
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+        def forward(self, c, z):
+            c = c.expand(z.shape[0], *c.shape[-2:])
+            return self.net(torch.cat([c, z[:, None].expand(-1, c.shape[1], -1)], -1))
+
+    torch.manual_seed(0)
+    m = Concat()
+    c, x = torch.rand(6, 2), torch.rand(2, 6, 1)
+    z0 = torch.zeros(2, 3, requires_grad=True)
+    zn = -torch.autograd.grad(((m(c, z0) - x) ** 2).sum(), z0)[0]
+    torch.testing.assert_close(ig.gon_latent(m, c, x), zn)
+    with pytest.raises(TypeError, match="explicit"):
+        ig.gon_latent(m, c, x, method="explicit")
+
+
+@pytest.mark.parametrize("coords,target,match", [
+    (torch.rand(10, 2), torch.rand(2, 9, 1), "points"),
+    (torch.rand(10, 3), torch.rand(2, 10, 1), "coord_dim"),
+    (torch.rand(10, 2), torch.rand(2, 10, 2), "out_dim"),
+    (torch.rand(10, 2), torch.rand(2, 10), r"\(B, P, O\)"),
+    (torch.rand(3, 10, 2), torch.rand(2, 10, 1), "batch"),
+    (torch.rand(10, 2), torch.full((2, 10, 1), float("nan")), "NaN"),
+    (torch.rand(10, 2), torch.randint(0, 2, (2, 10, 1)), "floating-point"),
+])
+def test_bad_input_errors(coords, target, match):
+    m = ig.LatentSiren(2, 4, 1, 8, 1)
+    with pytest.raises((ValueError, TypeError), match=match):
+        ig.gon_latent(m, coords, target)
+
+
+def test_unknown_loss_and_method():
+    m, c, x = make(2, 1, torch.float32, True)
+    with pytest.raises(ValueError, match="unknown loss"):
+        ig.gon_latent(m, c, x, loss="hinge")
+    with pytest.raises(ValueError, match="method"):
+        ig.gon_latent(m, c, x, method="fast")
+    with pytest.raises(ValueError, match="inner_coords"):
+        ig.gon_loss(m, c, x, inner_coords=c)

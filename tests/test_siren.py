@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+import inr_gon as ig
+
+
+def test_official_mnist_model_parameter_count():
+    assert sum(p.numel() for p in ig.LatentSiren(2, 32, 1, 256, 4).parameters()) == 206_593
+
+
+@pytest.mark.parametrize("w0,w0_first", [(30.0, 30.0), (10.0, 60.0)])
+def test_init_statistics_match_siren_bounds(w0, w0_first):
+    torch.manual_seed(0)
+    m = ig.LatentSiren(3, 61, 2, 512, 3, w0=w0, w0_first=w0_first)
+    first = torch.cat([m.coord_weight, m.latent_weight], 1)
+    b = 1 / 64                                     # fan_in n + k = 64
+    assert first.abs().max() <= b and first.abs().max() > 0.99 * b
+    # uniform on [-b, b]: variance b^2 / 3
+    assert first.var().item() == pytest.approx(b * b / 3, rel=0.05)
+    for lin in [h.linear for h in m.hidden] + [m.out]:
+        bound = math.sqrt(6 / 512) / w0
+        w = lin.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.98 * bound
+        # sample variance of n uniforms has relative s.d. sqrt(0.8 / n); allow 5 s.d.
+        assert w.var().item() == pytest.approx(bound ** 2 / 3, rel=5 * math.sqrt(0.8 / w.numel()))
+    assert m.hidden[0].w0 == w0 and m.w0_first == w0_first
+
+
+def test_plain_siren_init_and_shapes():
+    torch.manual_seed(0)
+    s = ig.Siren(2, 3, 64, 3, out_activation="sigmoid")
+    assert s.layers[0].linear.weight.abs().max() <= 1 / 2
+    y = s(torch.rand(7, 5, 2))
+    assert y.shape == (7, 5, 3) and (y > 0).all() and (y < 1).all()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("n,O", [(1, 1), (2, 3), (3, 1)])
+def test_forward_equals_explicit_concat(shared, n, O):
+    torch.manual_seed(1)
+    m = ig.LatentSiren(n, 8, O, 32, 3).double()
+    B, P = 4, 11
+    c = torch.rand(P, n, dtype=torch.float64) if shared else torch.rand(B, P, n, dtype=torch.float64)
+    z = torch.randn(B, 8, dtype=torch.float64)
+    y = m(c, z)
+    assert y.shape == (B, P, O)
+    # independent reference: a Linear over c ⊕ z, then the sine stack, written out here
+    cz = torch.cat([c.expand(B, P, n), z[:, None].expand(B, P, 8)], -1)
+    w = torch.cat([m.coord_weight, m.latent_weight], 1)
+    h = torch.sin(30.0 * (cz @ w.T + m.first_bias))
+    for layer in m.hidden:
+        h = torch.sin(30.0 * layer.linear(h))
+    ref = m.out(h)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.forward_concat(c, z), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_config_rebuilds_model():
+    m = ig.LatentSiren(2, 16, 3, 64, 2, w0=20.0, out_activation="sigmoid")
+    m2 = ig.LatentSiren(**m.config())
+    m2.load_state_dict(m.state_dict())
+    c, z = torch.rand(9, 2), torch.randn(2, 16)
+    torch.testing.assert_close(m(c, z), m2(c, z))
+
+
+@pytest.mark.parametrize("coords,z,match", [
+    (torch.rand(5, 3), torch.zeros(2, 4), "coords must have shape"),
+    (torch.rand(5, 2), torch.zeros(2, 5), "z must have shape"),
+    (torch.rand(3, 5, 2), torch.zeros(2, 4), "batch"),
+    (torch.rand(5, 2).long(), torch.zeros(2, 4), "floating-point"),
+])
+def test_bad_inputs_raise_clear_errors(coords, z, match):
+    m = ig.LatentSiren(2, 4, 1, 8, 1)
+    with pytest.raises((ValueError, TypeError), match=match):
+        m(coords, z)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="num_layers"):
+        ig.LatentSiren(2, 4, 1, 8, 0)
+    with pytest.raises(ValueError, match="out_activation"):
+        ig.LatentSiren(2, 4, 1, 8, 1, out_activation="softplusss")
