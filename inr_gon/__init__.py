@@ -11,6 +11,8 @@ from .coords import (grid, image_to_points, points_to_image, random_subset, jitt
 from .integrators import GridIntegrator, MonteCarloIntegrator, ContinuousIntegrator, integrate
 from .losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .gon import gon_latent, gon_loss
+from .render import render, render_points, encode, encode_render
+from .sampling import slerp, slerp_path, GaussianLatentSampler
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,6 @@ __all__ = [
     "GridIntegrator", "MonteCarloIntegrator", "ContinuousIntegrator", "integrate",
     "MSE", "BCE", "L1", "ClampedL1", "PointLoss", "get_loss",
     "gon_latent", "gon_loss",
+    "render", "render_points", "encode", "encode_render",
+    "slerp", "slerp_path", "GaussianLatentSampler",
 ]

@@ -1,0 +1,101 @@
+"""Rendering latents at any resolution and over any sub-window of the domain.
+
+Renders evaluate ``F(c ⊕ z)`` on a grid of the same convention as training
+(:func:`inr_gon.coords.grid`, cell centres by default), so a render at the training resolution
+reproduces the training reconstruction exactly and renders at other resolutions stay aligned.
+Points are evaluated in chunks under ``torch.no_grad()``: peak memory is bounded by
+``chunk_size`` (points × batch × hidden width), not by the resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .coords import axis_coordinates, grid, image_to_points, normalize_bounds, normalize_resolution
+from .gon import gon_latent
+
+__all__ = ["render", "render_points", "encode", "encode_render"]
+
+
+def render_points(model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: int = 2 ** 16,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Evaluate ``model(coords, z)`` in chunks of ``chunk_size`` points × the batch.
+
+    Args:
+        coords: ``(P, n)`` points shared by the batch.
+        z: ``(B, k)`` latents.
+    Returns:
+        ``(B, P, O)`` values (in ``out`` if given).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    B, P = z.shape[0], coords.shape[0]
+    per = max(1, chunk_size // max(B, 1))
+    with torch.no_grad():
+        for s in range(0, P, per):
+            y = model(coords[s:s + per], z)
+            if out is None:
+                out = y.new_empty(B, P, y.shape[-1])
+            out[:, s:s + per] = y
+    return out
+
+
+def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None,
+           align_corners: bool = False, chunk_size: int = 2 ** 16, device=None) -> torch.Tensor:
+    """Render latents as images at any resolution.
+
+    Args:
+        model: a latent-conditioned network ``model(coords (P, n), z (B, k)) -> (B, P, O)``.
+        z: ``(B, k)`` latents.
+        resolution: ``int`` (square/cubic, ``n = model.coord_dim`` axes) or one size per axis.
+        bounds: the training domain (``(lo, hi)`` or one pair per axis); it fixes the grid
+            convention so that renders line up with the training grid.
+        window: optional sub-window (zoom/crop), ``(lo, hi)`` or one pair per axis, inside or
+            beyond ``bounds``. The window is split into ``resolution`` cells; with
+            ``window == bounds`` the render equals the full render.
+        chunk_size: points evaluated at once (times the batch); bounds peak memory.
+    Returns:
+        ``(B, O, *resolution)`` images (on the model's device).
+    """
+    n = model.coord_dim
+    res = normalize_resolution(resolution, n)
+    pairs = normalize_bounds(window if window is not None else bounds, n)
+    device = device or z.device
+    B = z.shape[0]
+    axes = [axis_coordinates(r, lo, hi, align_corners=align_corners, device=device, dtype=z.dtype)
+            for r, (lo, hi) in zip(res, pairs)]
+    P = 1
+    for r in res:
+        P *= r
+    out = None
+    # stream over rows of the first axis so the (P, n) coordinate tensor is never built in full
+    rows_per = max(1, max(1, chunk_size // max(B, 1)) // max(1, P // res[0]))
+    with torch.no_grad():
+        for s in range(0, res[0], rows_per):
+            sub = [axes[0][s:s + rows_per]] + axes[1:]
+            c = torch.stack(torch.meshgrid(*sub, indexing="ij"), -1).reshape(-1, n)
+            y = render_points(model, c, z.to(device), chunk_size=chunk_size)
+            if out is None:
+                out = y.new_empty(B, y.shape[-1], *res)
+            out[:, :, s:s + rows_per] = y.transpose(1, 2).reshape(B, y.shape[-1], -1, *res[1:])
+    return out
+
+
+def encode(model, images: torch.Tensor, *, bounds=(-1.0, 1.0), loss="mse", integrator=None,
+           batch_size: int = 256) -> torch.Tensor:
+    """Encode images ``(B, C, *spatial)`` into gradient-origin latents ``(B, k)`` (one gradient
+    step, no training graph), in batches of ``batch_size``."""
+    if images.dim() != model.coord_dim + 2:
+        raise ValueError(f"images must have shape (B, C, {', '.join(['size'] * model.coord_dim)}), "
+                         f"got {tuple(images.shape)}")
+    c = grid(tuple(images.shape[2:]), bounds=bounds, device=images.device, dtype=images.dtype)
+    zs = [gon_latent(model, c, image_to_points(images[i:i + batch_size]), loss=loss, integrator=integrator)
+          for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(zs)
+
+
+def encode_render(model, images: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None,
+                  loss="mse", chunk_size: int = 2 ** 16) -> torch.Tensor:
+    """Image(s) in -> latent(s) -> image(s) at another resolution ``(B, O, *resolution)``."""
+    z = encode(model, images, bounds=bounds, loss=loss)
+    return render(model, z, resolution, bounds=bounds, window=window, chunk_size=chunk_size)
