@@ -93,7 +93,8 @@ def read_image(path: str | os.PathLike, *, channels: int = 1) -> np.ndarray:
         image = image[..., :-1]
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)) or min(image.shape[:2]) < 1:
+    layout_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)
+    if not layout_ok or min(image.shape[:2]) < 1:
         raise DataError(f"{path}: unsupported pixel array of shape {image.shape}")
     if image.dtype == np.bool_ or np.issubdtype(image.dtype, np.integer):
         image = img_as_float32(image)

