@@ -465,3 +465,41 @@ def test_real_data_from_shared_datasets(monkeypatch, name, folder):
         assert counts[0] == 5923 and sum(counts) == 60000  # the canonical MNIST class counts
     else:
         assert counts == [6000] * 10
+
+
+# ---------------------------------------------------------------------- datasets/download.py
+
+
+def _load_download_script():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "datasets" / "download.py"
+    spec = importlib.util.spec_from_file_location("inr_gon_download_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_download_script(tmp_path, monkeypatch, capsys):
+    script = _load_download_script()
+    make_fake(tmp_path / "src", gz=False)
+    served = {}
+    for name in FILES:
+        raw = (tmp_path / "src" / name).read_bytes()
+        monkeypatch.setitem(CANONICAL_MD5, ("mnist", name), hashlib.md5(raw).hexdigest())
+        served[name] = gzip.compress(raw)
+
+    def fake_fetch(url, timeout):
+        if "fashion" in url:
+            raise urllib.error.URLError("offline")
+        return served[url.rsplit("/", 1)[1][:-3]]
+
+    monkeypatch.setattr(mnist_mod, "_fetch", fake_fetch)
+    assert script.main(["mnist", "--root", str(tmp_path / "root")]) == 0
+    assert "mnist: four verified IDX files" in capsys.readouterr().out
+    assert len(list((tmp_path / "root" / "mnist").glob("*.gz"))) == 4
+    assert script.main(["fashion", "--root", str(tmp_path / "root")]) == 1
+    assert "error: fashion-mnist/train-images" in capsys.readouterr().err
+    assert not (tmp_path / "root" / "fashion-mnist").exists()
+    with pytest.raises(SystemExit):
+        script.main(["cifar"])
