@@ -10,7 +10,7 @@ import torch
 __all__ = ["ImageDataset"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: compare fields explicitly
 class ImageDataset:
     """Images with labels, split into train and test.
 
