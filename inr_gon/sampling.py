@@ -82,6 +82,15 @@ class GaussianLatentSampler:
         self.chol = torch.linalg.cholesky(self.cov)
         self.dtype = latents.dtype
 
+    @classmethod
+    def from_moments(cls, mean: torch.Tensor, cov: torch.Tensor) -> "GaussianLatentSampler":
+        """A sampler with a given mean ``(k,)`` and (regularised, positive-definite) covariance ``(k, k)``."""
+        self = cls.__new__(cls)
+        self.mean, self.cov = mean.double(), cov.double()
+        self.chol = torch.linalg.cholesky(self.cov)
+        self.dtype = mean.dtype if mean.dtype != torch.float64 else torch.float32
+        return self
+
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latents ``(n, k)`` drawn from the fitted Gaussian."""
         eps = torch.randn(n, self.mean.shape[0], generator=generator, dtype=torch.float64,

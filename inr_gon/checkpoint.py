@@ -1,0 +1,127 @@
+"""Checkpoints: atomic writes, rotation, and safe loading (no code runs from a file).
+
+* :func:`save_checkpoint` writes to a temporary file in the destination folder, flushes and
+  ``fsync``\\ s it, then ``os.replace``\\ s it over the destination (atomic on POSIX and Windows)
+  and ``fsync``\\ s the folder: a crash leaves either the old file or the new one, never a
+  truncated one.
+* :func:`load_checkpoint` uses ``torch.load(..., weights_only=True)``: only tensors, numbers,
+  strings and containers are accepted; a pickle that would import or call anything is refused
+  with :class:`CheckpointError` before any of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
+           "latest_checkpoint", "atomic_write_bytes"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, unsafe or of the wrong kind (one-line message)."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:          # e.g. Windows cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    return _atomic(Path(path), lambda f: f.write(data))
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Atomically save ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""
+    return _atomic(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path, *, map_location="cpu", kind: str | None = None) -> dict:
+    """Load a checkpoint safely (``weights_only=True``).
+
+    Args:
+        kind: if given, the checkpoint's ``"kind"`` entry must equal it (e.g. ``"image_gon"``).
+    Raises:
+        CheckpointError: missing file, not a checkpoint, truncated/corrupt, unsafe content
+            (a pickle that would run code) or the wrong kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(f"{path}: refused to load unsafe content (it would run code: "
+                                  f"{_unsafe_reason(str(e))})") from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_sentence(e)})") from None
+    except Exception as e:  # torch raises RuntimeError, KeyError, EOFError, ... on damaged files
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                              f"{_first_sentence(e)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not an inr_gon checkpoint (top level is {type(state).__name__}, not a dict)")
+    if kind is not None and state.get("kind") != kind:
+        raise CheckpointError(f"{path}: expected a {kind!r} checkpoint, found {state.get('kind')!r}")
+    return state
+
+
+def _first_sentence(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text.split(". ")[0]
+
+
+def _unsafe_reason(message: str) -> str:
+    m = re.search(r"(GLOBAL [^\s]+|Unsupported global: [^\s]+|global [^\s]+)", message)
+    return m.group(1) if m else "not allowed by weights_only"
+
+
+_STEP_RE = re.compile(r"step(\d+)\.pt$")
+
+
+def rotate_checkpoints(folder, *, keep: int, pattern: str = "ckpt_step*.pt") -> list[Path]:
+    """Delete all but the ``keep`` newest ``ckpt_step<N>.pt`` files in ``folder`` (by step).
+    Returns the deleted paths."""
+    files = sorted(Path(folder).glob(pattern), key=lambda p: int(_STEP_RE.search(p.name).group(1))
+                   if _STEP_RE.search(p.name) else -1)
+    old = files[:-keep] if keep > 0 else files
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
+def latest_checkpoint(folder, *, pattern: str = "ckpt_step*.pt") -> Path | None:
+    """The ``ckpt_step<N>.pt`` in ``folder`` with the largest step, or ``None``."""
+    files = [p for p in Path(folder).glob(pattern) if _STEP_RE.search(p.name)]
+    return max(files, key=lambda p: int(_STEP_RE.search(p.name).group(1))) if files else None

@@ -1,0 +1,165 @@
+"""End to end: the trainer, the `inr-gon` CLI and the main example on tiny data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inr_gon.cli import main
+from inr_gon.data import ImageDataset
+from inr_gon.train import ImageGONTrainer, TrainConfig, load_trained
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ["recon_train.png", "recon_test.png", "samples.png", "slerp.png", "slerp.gif", "superres.png",
+           "curves.png", "metrics.json", "config.json"]
+
+
+def tiny_dataset(n_train=40, n_test=12, size=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    def blobs(n):
+        c = torch.rand(n, 2, generator=g) - 0.5
+        r = 0.2 + 0.3 * torch.rand(n, 1, 1, generator=g)
+        d = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2).sqrt()
+        return torch.sigmoid((r - d) * 20)[:, None]
+    return ImageDataset("blobs", blobs(n_train), torch.zeros(n_train, dtype=torch.long), blobs(n_test),
+                        torch.zeros(n_test, dtype=torch.long), "synthetic blobs")
+
+
+def tiny_config(out, **kw):
+    base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
+                eval_images=12, out=str(out), device="cpu", lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def write_image_folder(folder, n=10, size=12):
+    import imageio.v3 as iio
+    ds = tiny_dataset(n, 0, size)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        iio.imwrite(folder / f"img{i:02d}.png", (ds.train_images[i, 0].numpy() * 255).astype(np.uint8))
+    return folder
+
+
+def test_trainer_learns_and_writes_every_output(tmp_path):
+    from inr_gon.train import write_outputs
+    t = ImageGONTrainer(tiny_config(tmp_path / "run", steps=60, eval_every=30), dataset=tiny_dataset(), quiet=True)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    before = t.evaluate(t.test_images)["psnr"]
+    metrics = t.fit()
+    paths = write_outputs(t, metrics, t.out)
+    assert metrics["test_psnr"] > before + 1.0           # it learned something on unseen images
+    for name in OUTPUTS:
+        assert (t.out / name).is_file(), name
+    m = json.loads((t.out / "metrics.json").read_text())
+    for k in ("test_psnr", "test_ssim", "steps", "train_seconds", "params", "dataset", "num_test"):
+        assert k in m
+    assert m["steps"] == 60 and m["num_test"] == 12
+    assert len(list(t.out.glob("ckpt_step*.pt"))) <= 3      # rotation keeps the newest 3
+    assert {p.name for p in paths.values()} >= set(OUTPUTS) - {"config.json"}
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    ds = tiny_dataset()
+    full = ImageGONTrainer(tiny_config(tmp_path / "a", steps=8), dataset=ds, quiet=True)
+    full.prepare_run_dir(resume=False, overwrite=False)
+    full.fit()
+    half = ImageGONTrainer(tiny_config(tmp_path / "b", steps=4), dataset=ds, quiet=True)
+    half.prepare_run_dir(resume=False, overwrite=False)
+    half.fit()
+    resumed = ImageGONTrainer(tiny_config(tmp_path / "b", steps=8), dataset=ds, quiet=True)
+    resumed.prepare_run_dir(resume=True, overwrite=False)
+    assert resumed.step == 4
+    resumed.fit()
+    assert resumed.step == 8
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_occupied_run_dir_is_refused(tmp_path):
+    from inr_gon.train import RunDirectoryError
+    ds = tiny_dataset()
+    t = ImageGONTrainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    t.fit()
+    t2 = ImageGONTrainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
+    with pytest.raises(RunDirectoryError, match="--resume"):
+        t2.prepare_run_dir(resume=False, overwrite=False)
+    t2.prepare_run_dir(resume=False, overwrite=True)
+    assert not list(tmp_path.glob("ckpt_step*.pt"))
+
+
+@pytest.mark.parametrize("kw,match", [(dict(steps=-1), "steps"), (dict(batch_size=0), "batch_size"),
+                                      (dict(outer_fraction=1.5), "outer_fraction"), (dict(lr=-1.0), "lr")])
+def test_impossible_options(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        ImageGONTrainer(tiny_config(tmp_path, **kw), dataset=tiny_dataset(), quiet=True)
+
+
+def test_nan_data_is_refused(tmp_path):
+    ds = tiny_dataset()
+    ds.train_images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        ImageGONTrainer(tiny_config(tmp_path), dataset=ds, quiet=True)
+
+
+def test_cli_train_render_eval_round_trip(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "imgs")
+    out = tmp_path / "run"
+    rc = main(["train", "--dataset", str(folder), "--steps", "4", "--batch-size", "4", "--hidden", "16",
+               "--layers", "2", "--latent", "4", "--eval-every", "2", "--out", str(out), "--device", "cpu", "--quiet"])
+    assert rc == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    ckpt = sorted(out.glob("ckpt_step*.pt"))[-1]
+    import imageio.v3 as iio
+    assert main(["render", "--checkpoint", str(ckpt), "--resolution", "40", "--sample", "6", "--nrow", "3",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    img = iio.imread(tmp_path / "s.png")
+    assert img.shape == (2 * 42 + 2, 3 * 42 + 2, 3)
+    files = [str(p) for p in sorted(folder.glob("*.png"))[:2]]
+    assert main(["render", "--checkpoint", str(ckpt), "--resolution", "24", "--images", *files,
+                 "--out", str(tmp_path / "e.png")]) == 0
+    assert iio.imread(tmp_path / "e.png").shape == (24 + 4, 2 * 26 + 2, 3)
+    assert main(["render", "--checkpoint", str(ckpt), "--resolution", "16", "--slerp", *files, "--frames", "5",
+                 "--out", str(tmp_path / "i.gif")]) == 0
+    assert iio.imread(tmp_path / "i.gif", index=None).shape[:3] == (5, 16, 16)
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(ckpt)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["num_test"] == 1 and np.isfinite(res["test_psnr"])
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["render", "--checkpoint", str(bad), "--sample", "2", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("inr-gon: error:") and "bad.pt" in err and "\n" not in err
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--steps", "-3"])
+    assert "must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--outer-fraction", "0"])
+
+
+def test_main_example_runs_as_a_script(tmp_path):
+    """The README's main command, shortened: a fresh process, real data loading, all outputs."""
+    folder = write_image_folder(tmp_path / "imgs", n=6)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_mnist_siren.py"), "--dataset", str(folder),
+                        "--steps", "2", "--batch-size", "2", "--hidden", "8", "--layers", "1", "--latent", "2",
+                        "--out", str(out), "--device", "cpu", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "test PSNR" in r.stdout and str(out) in r.stdout
+    r2 = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_mnist_siren.py"), "--dataset", str(folder),
+                         "--steps", "2", "--out", str(out), "--device", "cpu", "--quiet"],
+                        capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 2 and "holds another run" in r2.stderr and r2.stderr.count("\n") == 1
