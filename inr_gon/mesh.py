@@ -250,16 +250,35 @@ def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bound
             active = (parents[:, None, :] + corners).reshape(-1, 3)
             stride //= 2
 
-        # fill never-evaluated points from the unrefined cell containing them: along the chain of
-        # cells containing a point (cell index floor(i / s), clamped), at most one level has an
-        # unrefined active cell, so levels can be applied in any order
-        volume = volume.reshape(size, size, size)[:resolution, :resolution, :resolution]
-        for s, fill in fills:
-            count = (size - 1) // s
-            cell = torch.clamp(torch.div(torch.arange(resolution, device=device), s, rounding_mode="floor"),
+        # Fill never-evaluated points from the unrefined cell containing them. Along the chain of
+        # cells containing a point (cell index floor(i / s), clamped to the last cell) at most one
+        # level has an unrefined active cell, so the level fills are first pushed down onto the
+        # finest fill grid (cheap: coarse grids), then upsampled once, slab by slab.
+        out = torch.empty((resolution,) * 3, dtype=torch.float32, device=device)
+        padded = volume.reshape(size, size, size)
+        if fills:
+            finest, merged = fills[-1][0], None
+            for s, fill in fills:
+                count = (size - 1) // s
+                grid = fill.reshape(count, count, count)
+                if merged is None:
+                    merged = grid
+                else:
+                    merged = merged.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
+                    merged = torch.where(torch.isnan(merged), grid, merged)
+            count = (size - 1) // finest
+            cell = torch.clamp(torch.div(torch.arange(resolution, device=device), finest, rounding_mode="floor"),
                                max=count - 1)
-            up = fill.reshape(count, count, count)[cell[:, None, None], cell[None, :, None], cell[None, None, :]]
-            volume = torch.where(torch.isnan(volume), up, volume)
+            slab = max(1, chunk_size // (resolution * resolution))
+            for x0 in range(0, resolution, slab):
+                x1 = min(x0 + slab, resolution)
+                values = padded[x0:x1, :resolution, :resolution]
+                up = merged[cell[x0:x1, None, None], cell[None, :, None], cell[None, None, :]]
+                out[x0:x1] = torch.where(torch.isnan(values), up, values)
+        else:
+            out.copy_(padded[:resolution, :resolution, :resolution])
+        del padded, volume
+        volume = out
     if torch.isnan(volume).any():  # pragma: no cover - would be a bug in the refinement
         raise RuntimeError("coarse-to-fine extraction left unfilled grid points")
     return volume, evaluations, levels
@@ -309,7 +328,9 @@ def extract_mesh(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0
     start = time.perf_counter()
     stats: dict = {"method": method, "resolution": resolution, "dense_evaluations": resolution ** 3}
     if method == "dense":
-        volume = sdf_grid(sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device) - level
+        volume = sdf_grid(sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device)
+        if level != 0.0:
+            volume.sub_(level)
         stats["evaluations"] = resolution ** 3
     else:
         volume, evaluations, levels = _coarse_to_fine_volume(

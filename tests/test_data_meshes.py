@@ -30,7 +30,8 @@ def test_load_mesh_formats(tmp_path, sphere, ext):
 
 
 @pytest.mark.parametrize("name,content", [("a.obj", b"hello, not a mesh\n"), ("b.ply", b"garbage\x00\x01"),
-                                          ("c.txt", b"1 2 3\n"), ("d.stl", b"")])
+                                          ("c.txt", b"1 2 3\n"), ("d.stl", b""),
+                                          ("e.obj", bytes(range(256)) * 4), ("f.glb", b"\x07" * 37)])
 def test_not_a_mesh_is_a_clear_error(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
