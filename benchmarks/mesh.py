@@ -1,6 +1,7 @@
 """Benchmark: dense vs coarse-to-fine mesh extraction, and mesh SDF sampling speed.
 
-    python benchmarks/mesh.py [--resolutions 128 256] [--mlp-width 64] [--skip-mlp] [--device cpu] [--threads 1]
+    python benchmarks/mesh.py [--resolutions 128 256] [--mlp-width 64] [--skip-mlp]
+                              [--device cpu] [--threads 1]
 
 Extraction: for an analytic CSG shape (Lipschitz 1) and a small SIREN-like MLP (``nn.Sequential``
 with sine activations, added to the CSG shape so it has a surface; extracted with
@@ -12,6 +13,7 @@ Sampling: signed points per second of ``inr_gon.data.meshes.signed_distance`` wi
 ``$INR_GON_DATA/meshes/bunny.obj`` (else a subdivided icosphere of 327,680 faces), and of the
 trimesh fallback on a few hundred points.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,7 +89,9 @@ class MLPShape(torch.nn.Module):
         layers: list[torch.nn.Module] = [torch.nn.Linear(3, width), Sine(30.0)]
         for _ in range(depth - 1):
             lin = torch.nn.Linear(width, width)
-            torch.nn.init.uniform_(lin.weight, -math.sqrt(6 / width) / 30, math.sqrt(6 / width) / 30)
+            torch.nn.init.uniform_(
+                lin.weight, -math.sqrt(6 / width) / 30, math.sqrt(6 / width) / 30
+            )
             layers += [lin, Sine(30.0)]
         layers += [torch.nn.Linear(width, 1)]
         self.net = torch.nn.Sequential(*layers)
@@ -98,26 +102,48 @@ class MLPShape(torch.nn.Module):
 
 
 def _max_vertex_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest distance from a vertex of either ``(V, 3)`` set to the nearest vertex of the other."""
+    """Largest distance from a vertex of either ``(V, 3)`` set to the other set's nearest one."""
     if len(a) == 0 or len(b) == 0:
         return float("nan")
     return float(max(cKDTree(b).query(a)[0].max(), cKDTree(a).query(b)[0].max()))
 
 
 def _base_shape():
-    return S.SmoothUnion(S.Box((0.5, 0.3, 0.2)) - S.Cylinder(0.15, 0.5),
-                         S.Torus(0.4, 0.1).translate((0.0, 0.0, 0.3)), k=0.1)
+    return S.SmoothUnion(
+        S.Box((0.5, 0.3, 0.2)) - S.Cylinder(0.15, 0.5),
+        S.Torus(0.4, 0.1).translate((0.0, 0.0, 0.3)),
+        k=0.1,
+    )
 
 
-def run_single(case: str, res: int, method: str, mlp_width: int, device: str, mesh_out: str) -> None:
-    """One extraction in this (fresh) process; prints a JSON line and saves the vertices to ``mesh_out``."""
-    sdf, lip = (_base_shape(), 1.0) if case == "analytic" else (MLPShape(_base_shape(), mlp_width).to(device), 2.0)
-    extract_mesh(sdf, 17, method=method, lipschitz=lip, device=device)  # warm-up (lazy init, thread pools)
+def run_single(
+    case: str, res: int, method: str, mlp_width: int, device: str, mesh_out: str
+) -> None:
+    """One extraction in this (fresh) process; prints JSON and saves vertices to ``mesh_out``."""
+    sdf, lip = (
+        (_base_shape(), 1.0)
+        if case == "analytic"
+        else (MLPShape(_base_shape(), mlp_width).to(device), 2.0)
+    )
+    extract_mesh(
+        sdf, 17, method=method, lipschitz=lip, device=device
+    )  # warm-up (lazy init, thread pools)
     (mesh, stats), seconds, peak = measure(
-        lambda: extract_mesh(sdf, res, method=method, lipschitz=lip, return_stats=True, device=device))
+        lambda: extract_mesh(
+            sdf, res, method=method, lipschitz=lip, return_stats=True, device=device
+        )
+    )
     np.save(mesh_out, np.asarray(mesh.vertices))
-    print(json.dumps({"evaluations": stats["evaluations"], "seconds": seconds, "peak": peak,
-                      "faces": len(mesh.faces)}))
+    print(
+        json.dumps(
+            {
+                "evaluations": stats["evaluations"],
+                "seconds": seconds,
+                "peak": peak,
+                "faces": len(mesh.faces),
+            }
+        )
+    )
 
 
 def bench_extraction(resolutions, mlp_width: int | None, device: str) -> None:
@@ -125,8 +151,10 @@ def bench_extraction(resolutions, mlp_width: int | None, device: str) -> None:
     if mlp_width:
         cases.append(("mlp", f"SIREN-MLP w{mlp_width}"))
     print("\n## Mesh extraction (dense vs coarse_to_fine), each run in a fresh process\n")
-    print(f"{'sdf':<18} {'res':>4} {'method':<15} {'evaluations':>12} {'seconds':>8} {'peak MiB':>9} "
-          f"{'faces':>8}")
+    print(
+        f"{'sdf':<18} {'res':>4} {'method':<15} {'evaluations':>12} {'seconds':>8} {'peak MiB':>9} "
+        f"{'faces':>8}"
+    )
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for case, name in cases:
@@ -134,21 +162,53 @@ def bench_extraction(resolutions, mlp_width: int | None, device: str) -> None:
                 out = {}
                 for method in ("dense", "coarse_to_fine"):
                     path = os.path.join(tmp, f"{case}-{res}-{method}.npy")
-                    proc = subprocess.run([sys.executable, __file__, "--single", case, str(res), method,
-                                           "--mlp-width", str(mlp_width or 0), "--device", device, "--mesh-out", path,
-                                           "--threads", str(torch.get_num_threads())],
-                                          capture_output=True, text=True, check=True)
+                    proc = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--single",
+                            case,
+                            str(res),
+                            method,
+                            "--mlp-width",
+                            str(mlp_width or 0),
+                            "--device",
+                            device,
+                            "--mesh-out",
+                            path,
+                            "--threads",
+                            str(torch.get_num_threads()),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                     r["vertices"] = np.load(path)
                     out[method] = r
                     peak_s = f"{r['peak']:9.0f}" if r["peak"] is not None else f"{'n/a':>9}"
-                    print(f"{name:<18} {res:>4} {method:<15} {r['evaluations']:>12,} {r['seconds']:>8.2f} {peak_s} "
-                          f"{r['faces']:>8,}", flush=True)
+                    print(
+                        f"{name:<18} {res:>4} {method:<15} {r['evaluations']:>12,} "
+                        f"{r['seconds']:>8.2f} {peak_s} "
+                        f"{r['faces']:>8,}",
+                        flush=True,
+                    )
                 d, c = out["dense"], out["coarse_to_fine"]
                 mem = d["peak"] / c["peak"] if d["peak"] and c["peak"] else float("nan")
-                ratios.append((name, res, d["evaluations"] / c["evaluations"], d["seconds"] / c["seconds"], mem,
-                               _max_vertex_gap(d["vertices"], c["vertices"])))
-    print(f"\n{'sdf':<18} {'res':>4} {'eval ratio':>10} {'time ratio':>10} {'mem ratio':>9} {'max vertex gap':>15}")
+                ratios.append(
+                    (
+                        name,
+                        res,
+                        d["evaluations"] / c["evaluations"],
+                        d["seconds"] / c["seconds"],
+                        mem,
+                        _max_vertex_gap(d["vertices"], c["vertices"]),
+                    )
+                )
+    print(
+        f"\n{'sdf':<18} {'res':>4} {'eval ratio':>10} {'time ratio':>10} {'mem ratio':>9} "
+        f"{'max vertex gap':>15}"
+    )
     for name, res, er, tr, mr, gap in ratios:
         print(f"{name:<18} {res:>4} {er:>9.1f}x {tr:>9.2f}x {mr:>8.2f}x {gap:>15.2e}")
 
@@ -161,13 +221,21 @@ def bench_sampling() -> None:
     else:
         mesh, label = trimesh.creation.icosphere(subdivisions=7), "icosphere(7)"
     mesh, _, _ = normalize_mesh(mesh)
-    print(f"\n## SDF sampling on {label}: {len(mesh.faces):,} faces, watertight={mesh.is_watertight}\n")
+    print(
+        f"\n## SDF sampling on {label}: {len(mesh.faces):,} faces, "
+        f"watertight={mesh.is_watertight}\n"
+    )
     print(f"{'backend':<28} {'points':>9} {'seconds':>8} {'points/s':>10}")
     for sign in ("pseudonormal", "winding_number"):
-        samples, seconds, _ = measure(lambda: sample_sdf(mesh, num_uniform=25_000, num_surface=125_000,
-                                                         sign_method=sign, seed=0))
+        samples, seconds, _ = measure(
+            lambda: sample_sdf(
+                mesh, num_uniform=25_000, num_surface=125_000, sign_method=sign, seed=0
+            )
+        )
         n = len(samples.sdf)
-        print(f"{'igl ' + sign + ' (sample_sdf)':<28} {n:>9,} {seconds:>8.2f} {n / seconds:>10,.0f}")
+        print(
+            f"{'igl ' + sign + ' (sample_sdf)':<28} {n:>9,} {seconds:>8.2f} {n / seconds:>10,.0f}"
+        )
     pts = np.random.default_rng(0).uniform(-1, 1, (200, 3))
     saved = sys.modules.get("igl")
     sys.modules["igl"] = None  # force the trimesh fallback
@@ -190,9 +258,15 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-mlp", action="store_true")
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: stable figures on a shared machine)")
-    parser.add_argument("--single", nargs=3, metavar=("CASE", "RES", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: stable figures on a shared machine)",
+    )
+    parser.add_argument(
+        "--single", nargs=3, metavar=("CASE", "RES", "METHOD"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--mesh-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -10,6 +10,7 @@ axis, ``N``. Axis ``a`` is sampled at ``torch.linspace(lo[a], hi[a], N)`` (float
 index ``(i, j, k)`` holds the value at ``(x_i, y_j, z_k)`` (``indexing="ij"``: array axes 0, 1, 2
 are x, y, z). A marching-cubes vertex at fractional index ``u`` lies at ``lo + u * spacing``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,12 @@ __all__ = ["extract_mesh", "sdf_grid", "sdf_slice", "grid_axes"]
 SDFCallable = Callable[[torch.Tensor], torch.Tensor]
 Bounds = tuple[float, float] | tuple[Sequence[float], Sequence[float]]
 
-_CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.long)
-_CHILD_POINTS = torch.tensor([[i, j, k] for i in (0, 1, 2) for j in (0, 1, 2) for k in (0, 1, 2)],
-                             dtype=torch.long)
+_CORNERS = torch.tensor(
+    [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.long
+)
+_CHILD_POINTS = torch.tensor(
+    [[i, j, k] for i in (0, 1, 2) for j in (0, 1, 2) for k in (0, 1, 2)], dtype=torch.long
+)
 
 
 def _bounds(bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -59,9 +63,14 @@ def _default_device(sdf: SDFCallable, device: torch.device | str | None) -> torc
     return torch.device("cpu")
 
 
-def grid_axes(resolution: int, bounds: Bounds = (-1.0, 1.0), *, length: int | None = None,
-              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-              ) -> list[torch.Tensor]:
+def grid_axes(
+    resolution: int,
+    bounds: Bounds = (-1.0, 1.0),
+    *,
+    length: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> list[torch.Tensor]:
     """Sample coordinates of the three axes, each ``(length or resolution,)``.
 
     The first ``resolution`` entries are ``torch.linspace(lo, hi, resolution)`` (in float64, cast to
@@ -83,29 +92,35 @@ def grid_axes(resolution: int, bounds: Bounds = (-1.0, 1.0), *, length: int | No
 
 
 def _evaluate_points(sdf: SDFCallable, points: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """Values of ``sdf`` at ``points`` ``(K, 3)``, in chunks of ``chunk_size``; returns ``(K,)`` float32."""
+    """Values of ``sdf`` at ``points`` ``(K, 3)``, in chunks of ``chunk_size``: ``(K,)`` float32."""
     out = torch.empty(points.shape[0], dtype=torch.float32, device=points.device)
     for start in range(0, points.shape[0], chunk_size):
-        chunk = points[start:start + chunk_size]
+        chunk = points[start : start + chunk_size]
         values = sdf(chunk)
         if not isinstance(values, torch.Tensor):
             raise TypeError(f"sdf must return a torch.Tensor, got {type(values).__name__}")
         if values.numel() != chunk.shape[0]:
-            raise ValueError(f"sdf must map (N, 3) points to (N,) or (N, 1) values; "
-                             f"got shape {tuple(values.shape)} for N={chunk.shape[0]}")
-        out[start:start + chunk.shape[0]] = values.reshape(-1).to(device=out.device, dtype=torch.float32)
+            raise ValueError(
+                f"sdf must map (N, 3) points to (N,) or (N, 1) values; "
+                f"got shape {tuple(values.shape)} for N={chunk.shape[0]}"
+            )
+        out[start : start + chunk.shape[0]] = values.reshape(-1).to(
+            device=out.device, dtype=torch.float32
+        )
     if torch.isnan(out).any():
         raise ValueError("sdf returned NaN values")
     return out
 
 
-def _evaluate(sdf: SDFCallable, index: torch.Tensor, axes: list[torch.Tensor], chunk_size: int) -> torch.Tensor:
-    """Values of ``sdf`` at grid indices ``index`` ``(K, 3)`` (long), in chunks; returns ``(K,)`` float32."""
+def _evaluate(
+    sdf: SDFCallable, index: torch.Tensor, axes: list[torch.Tensor], chunk_size: int
+) -> torch.Tensor:
+    """Values of ``sdf`` at grid indices ``index`` ``(K, 3)`` (long), chunked: ``(K,)`` float32."""
     out = torch.empty(index.shape[0], dtype=torch.float32, device=index.device)
     for start in range(0, index.shape[0], chunk_size):
-        idx = index[start:start + chunk_size]
+        idx = index[start : start + chunk_size]
         points = torch.stack([axes[0][idx[:, 0]], axes[1][idx[:, 1]], axes[2][idx[:, 2]]], dim=-1)
-        out[start:start + idx.shape[0]] = _evaluate_points(sdf, points, chunk_size)
+        out[start : start + idx.shape[0]] = _evaluate_points(sdf, points, chunk_size)
     return out
 
 
@@ -117,9 +132,15 @@ def _unravel(linear: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([i, j, rest - j * size], dim=-1)
 
 
-def sdf_grid(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0, 1.0), *,
-             chunk_size: int = 2 ** 18, dtype: torch.dtype = torch.float32,
-             device: torch.device | str | None = None) -> torch.Tensor:
+def sdf_grid(
+    sdf: SDFCallable,
+    resolution: int = 256,
+    bounds: Bounds = (-1.0, 1.0),
+    *,
+    chunk_size: int = 2**18,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Dense volume of ``sdf`` on the grid described in the module docstring.
 
     Evaluates ``resolution^3`` points in chunks of ``chunk_size`` under ``torch.no_grad()`` on
@@ -132,27 +153,36 @@ def sdf_grid(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0, 1.
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     device = _default_device(sdf, device)
     axes = grid_axes(resolution, bounds, dtype=dtype, device=device)
-    total = resolution ** 3
+    total = resolution**3
     volume = torch.empty(total, dtype=torch.float32, device=device)
     plane = resolution * resolution
     planes = max(1, chunk_size // plane)  # x planes per slab: a slab holds about chunk_size points
     with torch.no_grad():
         for i0 in range(0, resolution, planes):
             i1 = min(i0 + planes, resolution)
-            points = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"),
-                                 dim=-1).reshape(-1, 3)
-            volume[i0 * plane:i1 * plane] = _evaluate_points(sdf, points, chunk_size)
+            points = torch.stack(
+                torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"), dim=-1
+            ).reshape(-1, 3)
+            volume[i0 * plane : i1 * plane] = _evaluate_points(sdf, points, chunk_size)
     return volume.reshape(resolution, resolution, resolution)
 
 
-def sdf_slice(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0, 1.0), *,
-              axis: int | str = "z", value: float = 0.0, chunk_size: int = 2 ** 18,
-              dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+def sdf_slice(
+    sdf: SDFCallable,
+    resolution: int = 256,
+    bounds: Bounds = (-1.0, 1.0),
+    *,
+    axis: int | str = "z",
+    value: float = 0.0,
+    chunk_size: int = 2**18,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """``sdf`` on the plane ``{axis} = value``, as a ``(resolution, resolution)`` float32 tensor.
 
     The two remaining axes, in increasing order (for ``axis="z"``: x then y), are sampled like the
-    mesh grid, so entry ``[i, j]`` is the value at ``(u_i, v_j)``. Returned on ``device``; turning it
-    into an image (colour map, PNG) is for the caller.
+    mesh grid, so entry ``[i, j]`` is the value at ``(u_i, v_j)``. Returned on ``device``;
+    turning it into an image (colour map, PNG) is for the caller.
     """
     names = {"x": 0, "y": 1, "z": 2}
     a = names.get(axis, axis) if isinstance(axis, str) else int(axis)
@@ -172,14 +202,23 @@ def sdf_slice(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0, 1
         return _evaluate_points(sdf, points, chunk_size).reshape(resolution, resolution)
 
 
-def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bounds, *, chunk_size: int,
-                           level: float, lipschitz: float, coarse_stride: int | None, dtype: torch.dtype,
-                           device: torch.device) -> tuple[torch.Tensor, int, list[dict]]:
+def _coarse_to_fine_volume(
+    sdf: SDFCallable,
+    resolution: int,
+    axes_bounds: Bounds,
+    *,
+    chunk_size: int,
+    level: float,
+    lipschitz: float,
+    coarse_stride: int | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, int, list[dict]]:
     """Volume ``(resolution,)*3`` (values minus ``level``) exact wherever marching cubes needs it.
 
-    Octree refinement on a grid padded to ``M = S * ceil((resolution - 1) / S) + 1`` points per axis,
-    ``S`` a power of two (the coarse stride). Invariant: every *active* cell of stride ``s`` (a cube
-    of ``s^3`` fine cells) has its 8 corners evaluated. A cell is refined (split into 8 active
+    Octree refinement on a grid padded to ``M = S * ceil((resolution - 1) / S) + 1`` points per
+    axis, ``S`` a power of two (the coarse stride). Invariant: every *active* cell of stride ``s``
+    (a cube of ``s^3`` fine cells) has its 8 corners evaluated. A cell is refined (split into 8 active
     cells of stride ``s / 2``, whose 27 corner points get evaluated) when its corners differ in
     sign or ``min |value| <= lipschitz * half_diagonal``: any zero inside the cell is within half a
     diagonal of some corner, so otherwise the cell has no zero and one sign throughout. Points
@@ -202,7 +241,7 @@ def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bound
     lo, hi = _bounds(axes_bounds)
     fine_diagonal = float(np.linalg.norm((hi - lo) / cells))
 
-    volume = torch.full((size ** 3,), float("nan"), dtype=torch.float32, device=device)
+    volume = torch.full((size**3,), float("nan"), dtype=torch.float32, device=device)
     corners = _CORNERS.to(device)
     child_points = _CHILD_POINTS.to(device)
 
@@ -237,16 +276,28 @@ def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bound
             refine = mixed | (values.abs().min(dim=1).values <= margin)
             keep = ~refine
             # fill grid of this level: mean corner value of unrefined active cells, NaN elsewhere
-            fill = torch.full((count ** 3,), float("nan"), dtype=torch.float32, device=device)
+            fill = torch.full((count**3,), float("nan"), dtype=torch.float32, device=device)
             cell_lin = (active[keep, 0] * count + active[keep, 1]) * count + active[keep, 2]
             fill[cell_lin] = values[keep].mean(dim=1)
             fills.append((stride, fill))
             # children of refined cells at stride / 2, and their 27 corner points
             parents = active[refine] * 2
-            new = evaluate_new((parents[:, None, :] + child_points) * (stride // 2))
+            new = 0
+            step = max(1, chunk_size // child_points.shape[0])  # bounded index memory per batch
+            for p0 in range(0, parents.shape[0], step):
+                # duplicates within a batch: unique; across batches: already evaluated (not NaN)
+                new += evaluate_new(
+                    (parents[p0 : p0 + step, None, :] + child_points) * (stride // 2)
+                )
             evaluations += new
-            levels.append({"stride": stride, "active_cells": int(active.shape[0]),
-                           "refined_cells": int(refine.sum()), "new_evaluations": new})
+            levels.append(
+                {
+                    "stride": stride,
+                    "active_cells": int(active.shape[0]),
+                    "refined_cells": int(refine.sum()),
+                    "new_evaluations": new,
+                }
+            )
             active = (parents[:, None, :] + corners).reshape(-1, 3)
             stride //= 2
 
@@ -264,11 +315,17 @@ def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bound
                 if merged is None:
                     merged = grid
                 else:
-                    merged = merged.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
+                    merged = (
+                        merged.repeat_interleave(2, 0)
+                        .repeat_interleave(2, 1)
+                        .repeat_interleave(2, 2)
+                    )
                     merged = torch.where(torch.isnan(merged), grid, merged)
             count = (size - 1) // finest
-            cell = torch.clamp(torch.div(torch.arange(resolution, device=device), finest, rounding_mode="floor"),
-                               max=count - 1)
+            cell = torch.clamp(
+                torch.div(torch.arange(resolution, device=device), finest, rounding_mode="floor"),
+                max=count - 1,
+            )
             slab = max(1, chunk_size // (resolution * resolution))
             for x0 in range(0, resolution, slab):
                 x1 = min(x0 + slab, resolution)
@@ -284,15 +341,25 @@ def _coarse_to_fine_volume(sdf: SDFCallable, resolution: int, axes_bounds: Bound
     return volume, evaluations, levels
 
 
-def extract_mesh(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0, 1.0), *,
-                 method: str = "dense", chunk_size: int = 2 ** 18, level: float = 0.0,
-                 lipschitz: float = 1.0, coarse_stride: int | None = None, allow_empty: bool = True,
-                 return_stats: bool = False, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> trimesh.Trimesh | tuple[trimesh.Trimesh, dict]:
-    """Triangle mesh of the ``level`` set of ``sdf`` inside the box ``bounds``, in world coordinates.
+def extract_mesh(
+    sdf: SDFCallable,
+    resolution: int = 256,
+    bounds: Bounds = (-1.0, 1.0),
+    *,
+    method: str = "dense",
+    chunk_size: int = 2**18,
+    level: float = 0.0,
+    lipschitz: float = 1.0,
+    coarse_stride: int | None = None,
+    allow_empty: bool = True,
+    return_stats: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> trimesh.Trimesh | tuple[trimesh.Trimesh, dict]:
+    """Triangle mesh of the ``level`` set of ``sdf`` inside the box ``bounds``, world coordinates.
 
-    ``sdf`` maps ``(N, 3)`` points to ``(N,)`` or ``(N, 1)`` values (negative inside). It is evaluated
-    on the grid of the module docstring (``resolution`` samples per axis) in chunks of
+    ``sdf`` maps ``(N, 3)`` points to ``(N,)`` or ``(N, 1)`` values (negative inside). It is
+    evaluated on the grid of the module docstring (``resolution`` samples per axis) in chunks of
     ``chunk_size`` points, under ``torch.no_grad()``, on ``device`` (default: the device of the
     sdf's parameters if it is an ``nn.Module``, else CPU); then
     ``skimage.measure.marching_cubes(method="lewiner")`` runs on the CPU.
@@ -326,16 +393,26 @@ def extract_mesh(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0
     lo, hi = _bounds(bounds)
     device = _default_device(sdf, device)
     start = time.perf_counter()
-    stats: dict = {"method": method, "resolution": resolution, "dense_evaluations": resolution ** 3}
+    stats: dict = {"method": method, "resolution": resolution, "dense_evaluations": resolution**3}
     if method == "dense":
-        volume = sdf_grid(sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device)
+        volume = sdf_grid(
+            sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device
+        )
         if level != 0.0:
             volume.sub_(level)
-        stats["evaluations"] = resolution ** 3
+        stats["evaluations"] = resolution**3
     else:
         volume, evaluations, levels = _coarse_to_fine_volume(
-            sdf, resolution, bounds, chunk_size=chunk_size, level=level, lipschitz=lipschitz,
-            coarse_stride=coarse_stride, dtype=dtype, device=device)
+            sdf,
+            resolution,
+            bounds,
+            chunk_size=chunk_size,
+            level=level,
+            lipschitz=lipschitz,
+            coarse_stride=coarse_stride,
+            dtype=dtype,
+            device=device,
+        )
         stats["evaluations"] = evaluations
         stats["levels"] = levels
     values = volume.cpu().numpy()
@@ -344,10 +421,14 @@ def extract_mesh(sdf: SDFCallable, resolution: int = 256, bounds: Bounds = (-1.0
     faces = np.zeros((0, 3), dtype=np.int64)
     if vmin <= 0.0 <= vmax and vmin < vmax:
         spacing = tuple(float(v) for v in (hi - lo) / (resolution - 1))
-        verts, faces, normals, _ = measure.marching_cubes(values, level=0.0, spacing=spacing, method="lewiner")
+        verts, faces, normals, _ = measure.marching_cubes(
+            values, level=0.0, spacing=spacing, method="lewiner"
+        )
     if len(faces) == 0:
-        message = (f"extract_mesh: sdf does not cross level {level} inside bounds "
-                   f"(values in [{vmin + level:.4g}, {vmax + level:.4g}]); empty mesh")
+        message = (
+            f"extract_mesh: sdf does not cross level {level} inside bounds "
+            f"(values in [{vmin + level:.4g}, {vmax + level:.4g}]); empty mesh"
+        )
         if not allow_empty:
             raise ValueError(message)
         warnings.warn(message, UserWarning, stacklevel=2)

@@ -5,6 +5,7 @@ callable mapping a ``(N, 3)`` float32 tensor to ``(N,)`` or ``(N, 1)`` signed di
 inside). Nearest neighbours use ``scipy.spatial.cKDTree``. Everything is seeded, so a metric
 called twice with the same arguments returns the same number.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -14,7 +15,13 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-__all__ = ["sample_surface", "chamfer_distance", "normal_consistency", "volumetric_iou", "mesh_contains"]
+__all__ = [
+    "sample_surface",
+    "chamfer_distance",
+    "normal_consistency",
+    "volumetric_iou",
+    "mesh_contains",
+]
 
 SDFCallable = Callable[[torch.Tensor], torch.Tensor]
 
@@ -27,9 +34,10 @@ def _check_mesh(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     return mesh
 
 
-def sample_surface(mesh: trimesh.Trimesh, num_samples: int = 30_000, *, seed: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform surface samples: points ``(num_samples, 3)`` and their face normals ``(num_samples, 3)``.
+def sample_surface(
+    mesh: trimesh.Trimesh, num_samples: int = 30_000, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Area-uniform surface samples: points ``(num_samples, 3)``, face normals ``(num_samples, 3)``.
 
     Uses ``trimesh.sample.sample_surface(mesh, num_samples, seed=seed)``; float64 arrays.
     """
@@ -37,10 +45,14 @@ def sample_surface(mesh: trimesh.Trimesh, num_samples: int = 30_000, *, seed: in
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     points, face_index = trimesh.sample.sample_surface(mesh, num_samples, seed=seed)
-    return np.asarray(points, dtype=np.float64), np.asarray(mesh.face_normals[face_index], dtype=np.float64)
+    return np.asarray(points, dtype=np.float64), np.asarray(
+        mesh.face_normals[face_index], dtype=np.float64
+    )
 
 
-def _points(x: trimesh.Trimesh | np.ndarray | torch.Tensor, num_samples: int, seed: int, name: str) -> np.ndarray:
+def _points(
+    x: trimesh.Trimesh | np.ndarray | torch.Tensor, num_samples: int, seed: int, name: str
+) -> np.ndarray:
     """``(N, 3)`` float64 points: surface samples of a mesh, or the given points."""
     if isinstance(x, trimesh.Trimesh):
         return sample_surface(x, num_samples, seed=seed)[0]
@@ -48,13 +60,20 @@ def _points(x: trimesh.Trimesh | np.ndarray | torch.Tensor, num_samples: int, se
         x = x.detach().cpu().numpy()
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0:
-        raise ValueError(f"{name} must be a mesh or a non-empty (N, 3) point set, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a mesh or a non-empty (N, 3) point set, got shape {arr.shape}"
+        )
     return arr
 
 
-def chamfer_distance(a: trimesh.Trimesh | np.ndarray | torch.Tensor, b: trimesh.Trimesh | np.ndarray | torch.Tensor,
-                     *, num_samples: int = 30_000, seed: int = 0) -> float:
-    """Chamfer distance as in DeepSDF: mean squared nearest-neighbour distance from a to b plus b to a.
+def chamfer_distance(
+    a: trimesh.Trimesh | np.ndarray | torch.Tensor,
+    b: trimesh.Trimesh | np.ndarray | torch.Tensor,
+    *,
+    num_samples: int = 30_000,
+    seed: int = 0,
+) -> float:
+    """Chamfer distance as in DeepSDF: mean squared nearest-neighbour distance a->b plus b->a.
 
     Meshes are replaced by ``num_samples`` surface samples (``a`` with ``seed``, ``b`` with
     ``seed + 1``); point sets ``(N, 3)`` are used as given. Not divided by two: two concentric
@@ -64,10 +83,12 @@ def chamfer_distance(a: trimesh.Trimesh | np.ndarray | torch.Tensor, b: trimesh.
     pb = _points(b, num_samples, seed + 1, "b")
     d_ab, _ = cKDTree(pb).query(pa)
     d_ba, _ = cKDTree(pa).query(pb)
-    return float(np.mean(d_ab ** 2) + np.mean(d_ba ** 2))
+    return float(np.mean(d_ab**2) + np.mean(d_ba**2))
 
 
-def normal_consistency(a: trimesh.Trimesh, b: trimesh.Trimesh, *, num_samples: int = 30_000, seed: int = 0) -> float:
+def normal_consistency(
+    a: trimesh.Trimesh, b: trimesh.Trimesh, *, num_samples: int = 30_000, seed: int = 0
+) -> float:
     """Mean ``|cos|`` between the normals of nearest surface samples, averaged over both directions.
 
     ``num_samples`` area-uniform samples per mesh (``a`` with ``seed``, ``b`` with ``seed + 1``),
@@ -99,29 +120,48 @@ def mesh_contains(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     return np.asarray(igl.fast_winding_number(vertices, faces, points)) > 0.5
 
 
-def _inside(shape: trimesh.Trimesh | SDFCallable, points: np.ndarray, *, chunk_size: int,
-            device: torch.device | str | None, name: str) -> np.ndarray:
+def _inside(
+    shape: trimesh.Trimesh | SDFCallable,
+    points: np.ndarray,
+    *,
+    chunk_size: int,
+    device: torch.device | str | None,
+    name: str,
+) -> np.ndarray:
     """Boolean ``(N,)`` inside test: ``mesh.contains`` for meshes, ``sdf < 0`` for callables."""
     if isinstance(shape, trimesh.Trimesh):
         _check_mesh(shape, name)
         return mesh_contains(shape, points)
     if not callable(shape):
-        raise TypeError(f"{name} must be a trimesh.Trimesh or an sdf callable, got {type(shape).__name__}")
+        raise TypeError(
+            f"{name} must be a trimesh.Trimesh or an sdf callable, got {type(shape).__name__}"
+        )
     out = np.empty(len(points), dtype=bool)
     with torch.no_grad():
         for start in range(0, len(points), chunk_size):
-            chunk = torch.as_tensor(points[start:start + chunk_size], dtype=torch.float32, device=device)
+            chunk = torch.as_tensor(
+                points[start : start + chunk_size], dtype=torch.float32, device=device
+            )
             values = shape(chunk)
             if values.numel() != chunk.shape[0]:
-                raise ValueError(f"{name}: sdf must map (N, 3) points to (N,) or (N, 1) values, "
-                                 f"got shape {tuple(values.shape)}")
-            out[start:start + chunk.shape[0]] = (values.reshape(-1) < 0).cpu().numpy()
+                raise ValueError(
+                    f"{name}: sdf must map (N, 3) points to (N,) or (N, 1) values, "
+                    f"got shape {tuple(values.shape)}"
+                )
+            out[start : start + chunk.shape[0]] = (values.reshape(-1) < 0).cpu().numpy()
     return out
 
 
-def volumetric_iou(a: trimesh.Trimesh | SDFCallable, b: trimesh.Trimesh | SDFCallable, *,
-                   num_points: int = 100_000, bounds: tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None = None,
-                   seed: int = 0, chunk_size: int = 2 ** 16, device: torch.device | str | None = None) -> float:
+def volumetric_iou(
+    a: trimesh.Trimesh | SDFCallable,
+    b: trimesh.Trimesh | SDFCallable,
+    *,
+    num_points: int = 100_000,
+    bounds: tuple[Sequence[float], Sequence[float]] | tuple[float, float] | None = None,
+    seed: int = 0,
+    chunk_size: int = 2**16,
+    device: torch.device | str | None = None,
+) -> float:
     """Volumetric intersection over union of two solids, estimated on uniform random points.
 
     Each of ``a``, ``b`` is a closed ``trimesh.Trimesh`` (inside: :func:`mesh_contains`) or an sdf

@@ -14,6 +14,7 @@ in :mod:`inr_gon.mesh` relies on (``lipschitz=1.0``).
 Each shape also has ``aabb()`` returning a conservative axis-aligned bounding box of its interior,
 ``(lo, hi)`` as two 3-tuples of floats, used to fit random shapes inside ``[-0.9, 0.9]^3``.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,9 @@ def _positive(value: float, name: str) -> float:
 
 def _check_points(points: torch.Tensor) -> torch.Tensor:
     if not isinstance(points, torch.Tensor):
-        raise TypeError(f"points must be a torch.Tensor of shape (N, 3), got {type(points).__name__}")
+        raise TypeError(
+            f"points must be a torch.Tensor of shape (N, 3), got {type(points).__name__}"
+        )
     if points.ndim != 2 or points.shape[-1] != 3:
         raise ValueError(f"points must have shape (N, 3), got {tuple(points.shape)}")
     return points
@@ -153,16 +156,22 @@ def _box_distance(points: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
 class Box(SDF):
     """Axis-aligned box with ``half_extents`` (3 floats or one) centred at ``center`` (exact)."""
 
-    def __init__(self, half_extents: float | Sequence[float] = 0.5, center: float | Sequence[float] = 0.0):
-        self.half_extents = tuple(_positive(v, "half_extents") for v in _vec3(half_extents, "half_extents"))
+    def __init__(
+        self, half_extents: float | Sequence[float] = 0.5, center: float | Sequence[float] = 0.0
+    ):
+        self.half_extents = tuple(
+            _positive(v, "half_extents") for v in _vec3(half_extents, "half_extents")
+        )
         self.center = _vec3(center, "center")
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
         return _box_distance(points - _like(self.center, points), _like(self.half_extents, points))
 
     def aabb(self) -> AABB:
-        return (tuple(c - h for c, h in zip(self.center, self.half_extents)),  # type: ignore[return-value]
-                tuple(c + h for c, h in zip(self.center, self.half_extents)))
+        return (
+            tuple(c - h for c, h in zip(self.center, self.half_extents)),  # type: ignore
+            tuple(c + h for c, h in zip(self.center, self.half_extents)),
+        )
 
     def __repr__(self) -> str:
         return f"Box(half_extents={self.half_extents}, center={self.center})"
@@ -174,12 +183,20 @@ class RoundedBox(SDF):
     ``radius`` must be smaller than every half extent.
     """
 
-    def __init__(self, half_extents: float | Sequence[float] = 0.5, radius: float = 0.1,
-                 center: float | Sequence[float] = 0.0):
-        self.half_extents = tuple(_positive(v, "half_extents") for v in _vec3(half_extents, "half_extents"))
+    def __init__(
+        self,
+        half_extents: float | Sequence[float] = 0.5,
+        radius: float = 0.1,
+        center: float | Sequence[float] = 0.0,
+    ):
+        self.half_extents = tuple(
+            _positive(v, "half_extents") for v in _vec3(half_extents, "half_extents")
+        )
         self.radius = _positive(radius, "radius")
         if self.radius >= min(self.half_extents):
-            raise ValueError(f"radius {self.radius} must be smaller than every half extent {self.half_extents}")
+            raise ValueError(
+                f"radius {self.radius} must be smaller than every half extent {self.half_extents}"
+            )
         self.center = _vec3(center, "center")
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
@@ -190,11 +207,14 @@ class RoundedBox(SDF):
         return Box(self.half_extents, self.center).aabb()
 
     def __repr__(self) -> str:
-        return f"RoundedBox(half_extents={self.half_extents}, radius={self.radius:.4g}, center={self.center})"
+        return (
+            f"RoundedBox(half_extents={self.half_extents}, radius={self.radius:.4g}, "
+            f"center={self.center})"
+        )
 
 
 class Torus(SDF):
-    """Torus around the z axis through ``center``: ring radius ``R`` in the xy plane, tube radius ``r``.
+    """Torus around the z axis through ``center``: ring radius ``R`` in the xy plane, tube ``r``.
 
     ``sdf(p) = |(|p.xy| - R, p.z)| - r`` (exact); needs ``r < R``.
     """
@@ -213,8 +233,10 @@ class Torus(SDF):
 
     def aabb(self) -> AABB:
         e = (self.R + self.r, self.R + self.r, self.r)
-        return (tuple(c - x for c, x in zip(self.center, e)),  # type: ignore[return-value]
-                tuple(c + x for c, x in zip(self.center, e)))
+        return (
+            tuple(c - x for c, x in zip(self.center, e)),  # type: ignore[return-value]
+            tuple(c + x for c, x in zip(self.center, e)),
+        )
 
     def __repr__(self) -> str:
         return f"Torus(R={self.R:.4g}, r={self.r:.4g}, center={self.center})"
@@ -239,34 +261,48 @@ class Capsule(SDF):
         return torch.linalg.vector_norm(pa - h[:, None] * ba, dim=-1) - self.r
 
     def aabb(self) -> AABB:
-        return (tuple(min(x, y) - self.r for x, y in zip(self.a, self.b)),  # type: ignore[return-value]
-                tuple(max(x, y) + self.r for x, y in zip(self.a, self.b)))
+        return (
+            tuple(min(x, y) - self.r for x, y in zip(self.a, self.b)),  # type: ignore[return-value]
+            tuple(max(x, y) + self.r for x, y in zip(self.a, self.b)),
+        )
 
     def __repr__(self) -> str:
         return f"Capsule(a={self.a}, b={self.b}, r={self.r:.4g})"
 
 
 class Cylinder(SDF):
-    """Capped cylinder along the z axis through ``center``: ``radius``, z extent ``±half_height`` (exact)."""
+    """Capped cylinder along z through ``center``: ``radius``, z in ``±half_height`` (exact)."""
 
-    def __init__(self, radius: float = 0.3, half_height: float = 0.5, center: float | Sequence[float] = 0.0):
+    def __init__(
+        self, radius: float = 0.3, half_height: float = 0.5, center: float | Sequence[float] = 0.0
+    ):
         self.radius = _positive(radius, "radius")
         self.half_height = _positive(half_height, "half_height")
         self.center = _vec3(center, "center")
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
         p = points - _like(self.center, points)
-        d = torch.stack([torch.linalg.vector_norm(p[:, :2], dim=-1) - self.radius,
-                         p[:, 2].abs() - self.half_height], dim=-1)
+        d = torch.stack(
+            [
+                torch.linalg.vector_norm(p[:, :2], dim=-1) - self.radius,
+                p[:, 2].abs() - self.half_height,
+            ],
+            dim=-1,
+        )
         return d.max(dim=-1).values.clamp(max=0) + torch.linalg.vector_norm(d.clamp(min=0), dim=-1)
 
     def aabb(self) -> AABB:
         e = (self.radius, self.radius, self.half_height)
-        return (tuple(c - x for c, x in zip(self.center, e)),  # type: ignore[return-value]
-                tuple(c + x for c, x in zip(self.center, e)))
+        return (
+            tuple(c - x for c, x in zip(self.center, e)),  # type: ignore[return-value]
+            tuple(c + x for c, x in zip(self.center, e)),
+        )
 
     def __repr__(self) -> str:
-        return f"Cylinder(radius={self.radius:.4g}, half_height={self.half_height:.4g}, center={self.center})"
+        return (
+            f"Cylinder(radius={self.radius:.4g}, half_height={self.half_height:.4g}, "
+            f"center={self.center})"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,8 +330,10 @@ class Union(SDF):
 
     def aabb(self) -> AABB:
         boxes = [s.aabb() for s in self.shapes]
-        return (tuple(min(b[0][i] for b in boxes) for i in range(3)),  # type: ignore[return-value]
-                tuple(max(b[1][i] for b in boxes) for i in range(3)))
+        return (
+            tuple(min(b[0][i] for b in boxes) for i in range(3)),  # type: ignore[return-value]
+            tuple(max(b[1][i] for b in boxes) for i in range(3)),
+        )
 
     def __repr__(self) -> str:
         return f"Union{self.shapes}"
@@ -317,8 +355,10 @@ class Intersection(SDF):
 
     def aabb(self) -> AABB:
         boxes = [s.aabb() for s in self.shapes]
-        return (tuple(max(b[0][i] for b in boxes) for i in range(3)),  # type: ignore[return-value]
-                tuple(min(b[1][i] for b in boxes) for i in range(3)))
+        return (
+            tuple(max(b[0][i] for b in boxes) for i in range(3)),  # type: ignore[return-value]
+            tuple(min(b[1][i] for b in boxes) for i in range(3)),
+        )
 
     def __repr__(self) -> str:
         return f"Intersection{self.shapes}"
@@ -345,8 +385,8 @@ class SmoothUnion(SDF):
     """Smooth union of ``a`` and ``b`` with blend radius ``k`` (polynomial smooth min, Quilez).
 
     ``h = clamp(0.5 + 0.5 (d_b - d_a) / k, 0, 1)``; ``d = h d_a + (1 - h) d_b - k h (1 - h)``.
-    Always ``min(d_a, d_b) - k/4 <= d <= min(d_a, d_b)``; the gradient is ``h ∇d_a + (1-h) ∇d_b``,
-    so the Lipschitz constant stays 1.
+    Always ``min(d_a, d_b) - k/4 <= d <= min(d_a, d_b)``; the gradient is
+    ``h ∇d_a + (1-h) ∇d_b``, so the Lipschitz constant stays 1.
     """
 
     def __init__(self, a: SDF, b: SDF, k: float = 0.1):
@@ -383,15 +423,17 @@ class Translate(SDF):
 
     def aabb(self) -> AABB:
         lo, hi = self.shape.aabb()
-        return (tuple(x + o for x, o in zip(lo, self.offset)),  # type: ignore[return-value]
-                tuple(x + o for x, o in zip(hi, self.offset)))
+        return (
+            tuple(x + o for x, o in zip(lo, self.offset)),  # type: ignore[return-value]
+            tuple(x + o for x, o in zip(hi, self.offset)),
+        )
 
     def __repr__(self) -> str:
         return f"Translate({self.shape!r}, {self.offset})"
 
 
 class Scale(SDF):
-    """``shape`` scaled uniformly by ``factor`` about the origin: ``factor * sdf(p / factor)`` (exact)."""
+    """``shape`` scaled uniformly by ``factor`` about the origin: ``factor * sdf(p / factor)``."""
 
     def __init__(self, shape: SDF, factor: float):
         self.shape = _check_sdf(shape, "shape")
@@ -402,14 +444,15 @@ class Scale(SDF):
 
     def aabb(self) -> AABB:
         lo, hi = self.shape.aabb()
-        return tuple(x * self.factor for x in lo), tuple(x * self.factor for x in hi)  # type: ignore[return-value]
+        f = self.factor
+        return tuple(x * f for x in lo), tuple(x * f for x in hi)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"Scale({self.shape!r}, {self.factor:.4g})"
 
 
 class Rotate(SDF):
-    """``shape`` rotated about the origin by the ``(3, 3)`` rotation ``matrix``: ``sdf(R^T p)`` (exact)."""
+    """``shape`` rotated about the origin by the ``(3, 3)`` rotation ``matrix``: ``sdf(R^T p)``."""
 
     def __init__(self, shape: SDF, matrix: Sequence[Sequence[float]] | np.ndarray | torch.Tensor):
         self.shape = _check_sdf(shape, "shape")
@@ -428,9 +471,11 @@ class Rotate(SDF):
 
     def aabb(self) -> AABB:
         lo, hi = self.shape.aabb()
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        corners = np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
         rotated = corners @ np.asarray(self.matrix).T
-        return tuple(rotated.min(0).tolist()), tuple(rotated.max(0).tolist())  # type: ignore[return-value]
+        return tuple(rotated.min(0).tolist()), tuple(rotated.max(0).tolist())  # type: ignore
 
     def __repr__(self) -> str:
         return f"Rotate({self.shape!r}, ...)"
@@ -440,11 +485,13 @@ def random_rotation(generator: torch.Generator) -> np.ndarray:
     """A uniformly random rotation matrix, ``(3, 3)`` float64, drawn from ``generator``."""
     q = torch.randn(4, generator=generator, dtype=torch.float64)
     w, x, y, z = (q / q.norm()).tolist()
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -455,7 +502,7 @@ def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
 
 
 def _random_primitive(generator: torch.Generator) -> SDF:
-    """One primitive of random kind and size (about 0.15-0.5 across), randomly rotated, at the origin."""
+    """One primitive of random kind and size, randomly rotated, centred at the origin."""
     u = lambda lo, hi: _uniform(generator, lo, hi)  # noqa: E731
     kind = int(torch.randint(0, 6, (), generator=generator))
     if kind == 0:
@@ -491,15 +538,21 @@ def _has_interior(shape: SDF, *, resolution: int = 24, thickness: float = 0.02) 
     return bool((shape(grid) < -thickness).any())
 
 
-def random_shape(generator: torch.Generator, *, max_primitives: int = 3, extent: float = 0.85,
-                 max_tries: int = 20) -> SDF:
+def random_shape(
+    generator: torch.Generator,
+    *,
+    max_primitives: int = 3,
+    extent: float = 0.85,
+    max_tries: int = 20,
+) -> SDF:
     """A random primitive or CSG combination that fits inside ``[-extent, extent]^3``.
 
     Draws 1 to ``max_primitives`` randomly rotated primitives (sphere, box, rounded box, torus,
     capsule, cylinder), places them near the origin and combines them one by one with union,
     smooth union, difference or intersection; the result is centred and scaled so that its
     conservative bounding box has a largest half extent drawn from ``[0.6 extent, extent]``
-    (so by default it lies inside ``[-0.85, 0.85]^3``, within ``[-0.9, 0.9]^3`` with margin). Draws that leave no interior thicker than 0.02 are redrawn.
+    (so by default it lies inside ``[-0.85, 0.85]^3``, within ``[-0.9, 0.9]^3`` with margin).
+    Draws that leave no interior thicker than 0.02 are redrawn.
 
     Everything is drawn from ``generator`` (a CPU ``torch.Generator``), so a seeded generator gives
     the same shape every time. The returned shape is Lipschitz-1 and runs on any device.
@@ -559,7 +612,9 @@ class ProceduralShapes:
             index += self.num
         if not 0 <= index < self.num:
             raise IndexError(f"shape index {index} out of range for {self.num} shapes")
-        return random_shape(self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent)
+        return random_shape(
+            self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent
+        )
 
     def __iter__(self):
         return (self[i] for i in range(self.num))
@@ -568,13 +623,19 @@ class ProceduralShapes:
         return f"ProceduralShapes(num={self.num}, seed={self.seed})"
 
 
-def sample_uniform(shape, num_points: int, *, bounds: tuple[float, float] = (-1.0, 1.0),
-                   generator: torch.Generator | None = None, device: torch.device | str | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_uniform(
+    shape,
+    num_points: int,
+    *,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform points in the cube ``bounds^3`` with their signed distances.
 
-    Returns ``points`` ``(num_points, 3)`` float32 and ``sdf`` ``(num_points,)`` float32 on ``device``
-    (points are drawn on the CPU from ``generator`` so results do not depend on the device).
+    Returns ``points`` ``(num_points, 3)`` float32 and ``sdf`` ``(num_points,)`` float32 on
+    ``device`` (points are drawn on the CPU from ``generator``, so they do not depend on the
+    device).
     """
     lo, hi = float(bounds[0]), float(bounds[1])
     if not hi > lo:
@@ -583,4 +644,3 @@ def sample_uniform(shape, num_points: int, *, bounds: tuple[float, float] = (-1.
     pts = pts.to(device) if device is not None else pts
     with torch.no_grad():
         return pts, shape(pts).reshape(-1).float()
-

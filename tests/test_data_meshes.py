@@ -1,4 +1,5 @@
 """Mesh files, SDF sampling with libigl, the sample cache and the DeepSDF reader."""
+
 import os
 import sys
 from pathlib import Path
@@ -8,8 +9,15 @@ import pytest
 import torch
 import trimesh
 
-from inr_gon.data.meshes import (DataError, load_mesh, normalize_mesh, read_deepsdf, sample_sdf,
-                                 sample_sdf_cached, signed_distance)
+from inr_gon.data.meshes import (
+    DataError,
+    load_mesh,
+    normalize_mesh,
+    read_deepsdf,
+    sample_sdf,
+    sample_sdf_cached,
+    signed_distance,
+)
 
 DATA = os.environ.get("INR_GON_DATA")
 needs_data = pytest.mark.skipif(not DATA, reason="INR_GON_DATA is not set")
@@ -29,9 +37,17 @@ def test_load_mesh_formats(tmp_path, sphere, ext):
     assert np.allclose(mesh.bounds, sphere.bounds, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,content", [("a.obj", b"hello, not a mesh\n"), ("b.ply", b"garbage\x00\x01"),
-                                          ("c.txt", b"1 2 3\n"), ("d.stl", b""),
-                                          ("e.obj", bytes(range(256)) * 4), ("f.glb", b"\x07" * 37)])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("a.obj", b"hello, not a mesh\n"),
+        ("b.ply", b"garbage\x00\x01"),
+        ("c.txt", b"1 2 3\n"),
+        ("d.stl", b""),
+        ("e.obj", bytes(range(256)) * 4),
+        ("f.glb", b"\x07" * 37),
+    ],
+)
 def test_not_a_mesh_is_a_clear_error(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -51,7 +67,11 @@ def test_normalize_round_trip(sphere):
         np.testing.assert_allclose((mesh.vertices + offset) * scale, norm.vertices)
         np.testing.assert_allclose(norm.vertices / scale - offset, mesh.vertices, atol=1e-9)
         np.testing.assert_allclose(norm.bounds.mean(axis=0), 0.0, atol=1e-9)
-        size = np.linalg.norm(norm.vertices, axis=1).max() if mode == "sphere" else np.abs(norm.vertices).max()
+        size = (
+            np.linalg.norm(norm.vertices, axis=1).max()
+            if mode == "sphere"
+            else np.abs(norm.vertices).max()
+        )
         assert size == pytest.approx(1 / 1.03)
     assert np.allclose(mesh.bounds.mean(axis=0), (10.0, -4.0, 2.5))  # input untouched
 
@@ -67,7 +87,9 @@ def test_sample_sdf_signs_agree_with_contains(sphere):
     assert err.max() < 0.01
     again = sample_sdf(sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3)
     assert torch.equal(again.points, s.points) and torch.equal(again.sdf, s.sdf)
-    chunked = sample_sdf(sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3, chunk_size=7)
+    chunked = sample_sdf(
+        sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3, chunk_size=7
+    )
     torch.testing.assert_close(chunked.sdf, s.sdf)
 
 
@@ -94,8 +116,7 @@ def test_trimesh_fallback_without_igl(sphere, monkeypatch):
 def test_sample_real_mesh_signs():
     mesh = load_mesh(Path(DATA) / "meshes" / "nut.ply")
     assert mesh.is_watertight
-    s = sample_sdf(mesh, num_uniform=150, num_surface=150, seed=0,
-                   sigmas=(0.01 * mesh.scale,))
+    s = sample_sdf(mesh, num_uniform=150, num_surface=150, seed=0, sigmas=(0.01 * mesh.scale,))
     assert np.array_equal(s.sdf.numpy() < 0, mesh.contains(s.points.double().numpy()))
 
 
@@ -127,13 +148,21 @@ def _write_layout(root: Path, ids, nan_rows=0):
     for i, shape_id in enumerate(ids):
         d = root / "SdfSamples" / "ShapeNetV2" / "02691156"
         d.mkdir(parents=True, exist_ok=True)
-        pos = np.concatenate([rng.uniform(-1, 1, (50 + i, 3)), rng.uniform(0, 0.1, (50 + i, 1))], 1).astype(np.float32)
-        neg = np.concatenate([rng.uniform(-1, 1, (30, 3)), -rng.uniform(0, 0.1, (30, 1))], 1).astype(np.float32)
+        pos = np.concatenate(
+            [rng.uniform(-1, 1, (50 + i, 3)), rng.uniform(0, 0.1, (50 + i, 1))], 1
+        ).astype(np.float32)
+        neg = np.concatenate(
+            [rng.uniform(-1, 1, (30, 3)), -rng.uniform(0, 0.1, (30, 1))], 1
+        ).astype(np.float32)
         neg[:nan_rows, 3] = np.nan
         np.savez(d / f"{shape_id}.npz", pos=pos, neg=neg)
         n = root / "NormalizationParameters" / "ShapeNetV2" / "02691156"
         n.mkdir(parents=True, exist_ok=True)
-        np.savez(n / f"{shape_id}.npz", offset=np.array([0.1, 0.2, 0.3], np.float32), scale=np.array([2.0], np.float32))
+        np.savez(
+            n / f"{shape_id}.npz",
+            offset=np.array([0.1, 0.2, 0.3], np.float32),
+            scale=np.array([2.0], np.float32),
+        )
         s = root / "SurfaceSamples" / "ShapeNetV2" / "02691156"
         s.mkdir(parents=True, exist_ok=True)
         trimesh.PointCloud(rng.uniform(-1, 1, (20, 3))).export(s / f"{shape_id}.ply")

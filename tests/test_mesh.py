@@ -1,4 +1,5 @@
 """Marching-cubes extraction: accuracy, world coordinates, coarse-to-fine == dense, empty cases."""
+
 import math
 import warnings
 
@@ -25,7 +26,9 @@ def test_sphere_accuracy_and_volume():
     dist = np.abs(np.linalg.norm(mesh.vertices - c, axis=1) - r)
     assert dist.max() < 1e-3
     assert mesh.is_watertight
-    assert mesh.volume == pytest.approx(4 / 3 * math.pi * r ** 3, rel=0.01)  # positive: outward winding
+    assert mesh.volume == pytest.approx(
+        4 / 3 * math.pi * r**3, rel=0.01
+    )  # positive: outward winding
     normals = mesh.vertex_normals
     radial = (mesh.vertices - c) / np.linalg.norm(mesh.vertices - c, axis=1, keepdims=True)
     assert np.mean(np.sum(normals * radial, axis=1)) > 0.99
@@ -49,7 +52,9 @@ def test_grid_convention():
     # a plane at x = 0.3 lands exactly there, including a far-corner-aligned grid
     mesh = extract_mesh(lambda p: (p[:, 0] - 0.3)[:, None], 11, (-1.0, 1.0))
     assert np.allclose(mesh.vertices[:, 0], 0.3, atol=1e-6)
-    assert mesh.vertices[:, 1:].min() == pytest.approx(-1.0) and mesh.vertices[:, 1:].max() == pytest.approx(1.0)
+    assert mesh.vertices[:, 1:].min() == pytest.approx(-1.0) and mesh.vertices[
+        :, 1:
+    ].max() == pytest.approx(1.0)
 
 
 def test_slice():
@@ -59,17 +64,25 @@ def test_slice():
     assert img[32, 16].item() == pytest.approx(math.sqrt(1 + 0.0625) - 0.5, abs=1e-6)
 
 
-@pytest.mark.parametrize("shape", [
-    S.Sphere((0.1, 0.0, -0.1), 0.55),
-    S.SmoothUnion(S.Box((0.5, 0.3, 0.2)) - S.Cylinder(0.15, 0.5), S.Torus(0.4, 0.1).translate((0, 0, 0.3)), k=0.1),
-], ids=["sphere", "csg"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        S.Sphere((0.1, 0.0, -0.1), 0.55),
+        S.SmoothUnion(
+            S.Box((0.5, 0.3, 0.2)) - S.Cylinder(0.15, 0.5),
+            S.Torus(0.4, 0.1).translate((0, 0, 0.3)),
+            k=0.1,
+        ),
+    ],
+    ids=["sphere", "csg"],
+)
 @pytest.mark.parametrize("resolution", [64, 97])
 def test_coarse_to_fine_equals_dense(shape, resolution):
     dense, sd = extract_mesh(shape, resolution, method="dense", return_stats=True)
     c2f, sc = extract_mesh(shape, resolution, method="coarse_to_fine", return_stats=True)
     assert len(dense.faces) > 0 and len(c2f.faces) == len(dense.faces)
     assert _same_vertices(dense, c2f)
-    assert sd["evaluations"] == resolution ** 3
+    assert sd["evaluations"] == resolution**3
     assert sc["evaluations"] < sd["evaluations"] / 4
     assert sc["seconds"] > 0
 
@@ -85,7 +98,7 @@ def test_coarse_to_fine_procedural_and_level():
 def test_coarse_to_fine_256_saves_eightfold():
     shape = S.Sphere(0.0, 0.5) | S.Box(0.3).translate((0.3, 0.3, 0.3))
     mesh, stats = extract_mesh(shape, 256, method="coarse_to_fine", return_stats=True)
-    assert stats["evaluations"] * 8 <= 256 ** 3
+    assert stats["evaluations"] * 8 <= 256**3
     assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.5).min() < 1e-3
 
 

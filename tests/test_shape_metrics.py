@@ -1,4 +1,5 @@
 """Chamfer distance, normal consistency and volumetric IoU against analytic values."""
+
 import math
 
 import numpy as np
@@ -7,7 +8,12 @@ import torch
 import trimesh
 
 from inr_gon import shapes as S
-from inr_gon.shape_metrics import chamfer_distance, normal_consistency, sample_surface, volumetric_iou
+from inr_gon.shape_metrics import (
+    chamfer_distance,
+    normal_consistency,
+    sample_surface,
+    volumetric_iou,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,7 @@ def test_chamfer_self_is_zero(sphere):
 def test_chamfer_concentric_spheres(sphere):
     inner = trimesh.creation.icosphere(subdivisions=4, radius=0.9)
     cd = chamfer_distance(sphere, inner)
-    assert cd == pytest.approx(2 * 0.1 ** 2, rel=0.05)
+    assert cd == pytest.approx(2 * 0.1**2, rel=0.05)
     assert chamfer_distance(sphere, inner) == cd  # seeded
 
 
@@ -47,7 +53,7 @@ def test_normal_consistency(sphere):
 
 def _lens_iou(r, d):
     lens = math.pi * (4 * r + d) * (2 * r - d) ** 2 / 12
-    ball = 4 / 3 * math.pi * r ** 3
+    ball = 4 / 3 * math.pi * r**3
     return lens / (2 * ball - lens)
 
 
@@ -57,7 +63,9 @@ def test_iou_sdf_vs_sdf():
     b = S.Sphere((0.3, 0.0, 0.0), 0.5)
     iou = volumetric_iou(a, b, bounds=(-1, 1), num_points=200_000)
     assert iou == pytest.approx(_lens_iou(0.5, 0.3), abs=0.01)
-    assert volumetric_iou(S.Sphere((5, 5, 5), 0.1), S.Sphere((-5, 5, 5), 0.1), bounds=(-1, 1)) == 1.0
+    assert (
+        volumetric_iou(S.Sphere((5, 5, 5), 0.1), S.Sphere((-5, 5, 5), 0.1), bounds=(-1, 1)) == 1.0
+    )
 
 
 def test_iou_mesh_vs_sdf_and_mesh(sphere):
@@ -66,13 +74,15 @@ def test_iou_mesh_vs_sdf_and_mesh(sphere):
     expected = _lens_iou(1.0, 0.6)
     assert volumetric_iou(sphere, shifted, num_points=20_000) == pytest.approx(expected, abs=0.02)
     box = ((-1.0, -1.0, -1.0), (1.6, 1.0, 1.0))
-    assert volumetric_iou(sphere, S.Sphere((0.6, 0, 0), 1.0), num_points=20_000, bounds=box) == pytest.approx(
-        expected, abs=0.02)
+    assert volumetric_iou(
+        sphere, S.Sphere((0.6, 0, 0), 1.0), num_points=20_000, bounds=box
+    ) == pytest.approx(expected, abs=0.02)
     assert volumetric_iou(sphere, sphere, num_points=5_000) == 1.0
 
 
 def test_mesh_contains_matches_trimesh(sphere):
     from inr_gon.shape_metrics import mesh_contains
+
     pts = np.random.default_rng(0).uniform(-1.2, 1.2, (300, 3))
     assert np.array_equal(mesh_contains(sphere, pts), sphere.contains(pts))
 

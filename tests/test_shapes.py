@@ -1,4 +1,5 @@
 """Analytic SDFs against closed forms, CSG semantics and the procedural shape family."""
+
 import math
 
 import numpy as np
@@ -24,11 +25,15 @@ def test_sphere_exact():
 
 def test_box_known_points():
     box = S.Box((0.5, 0.25, 1.0))
-    p = torch.tensor([[0.0, 0.0, 0.0],      # centre: -(smallest half extent)
-                      [1.5, 0.0, 0.0],      # face distance
-                      [1.5, 1.25, 0.0],     # edge: sqrt(1 + 1)
-                      [1.5, 1.25, 3.0],     # corner: sqrt(1 + 1 + 4)
-                      [0.4, 0.0, 0.0]])     # inside near the x face
+    p = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],  # centre: -(smallest half extent)
+            [1.5, 0.0, 0.0],  # face distance
+            [1.5, 1.25, 0.0],  # edge: sqrt(1 + 1)
+            [1.5, 1.25, 3.0],  # corner: sqrt(1 + 1 + 4)
+            [0.4, 0.0, 0.0],
+        ]
+    )  # inside near the x face
     torch.testing.assert_close(box(p), torch.tensor([-0.25, 1.0, math.sqrt(2), math.sqrt(6), -0.1]))
 
 
@@ -51,8 +56,10 @@ def test_torus_closed_form():
     d = S.Torus(R, r)(p)
     expected = torch.sqrt((p[:, :2].norm(dim=1) - R) ** 2 + p[:, 2] ** 2) - r
     torch.testing.assert_close(d, expected)
-    torch.testing.assert_close(S.Torus(R, r)(torch.tensor([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]])),
-                               torch.tensor([-0.2, math.sqrt(0.36) - 0.2]))
+    torch.testing.assert_close(
+        S.Torus(R, r)(torch.tensor([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]])),
+        torch.tensor([-0.2, math.sqrt(0.36) - 0.2]),
+    )
 
 
 def test_csg_semantics():
@@ -105,7 +112,9 @@ def test_procedural_shapes_lipschitz_and_bounded(seed):
     y = x + 0.05 * _points(300, seed + 1, 1.0)
     assert torch.all((shape(x) - shape(y)).abs() <= (x - y).norm(dim=1) + 1e-9)
     # negative somewhere, positive near the boundary of [-0.9, 0.9]^3
-    faces = torch.cat([_points(200, seed, 1.0)[:, :2], torch.full((200, 1), 0.9, dtype=torch.float64)], 1)
+    faces = torch.cat(
+        [_points(200, seed, 1.0)[:, :2], torch.full((200, 1), 0.9, dtype=torch.float64)], 1
+    )
     assert torch.all(shape(faces) > 0)
     assert torch.any(shape(_points(4000, seed, 0.9)) < 0)
 
