@@ -13,6 +13,9 @@ from .losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .gon import gon_latent, gon_loss
 from .render import render, render_points, encode, encode_render
 from .sampling import slerp, slerp_path, GaussianLatentSampler
+from . import shapes
+from .mesh import extract_mesh, sdf_grid, sdf_slice
+from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 
 __version__ = "0.1.0"
 
@@ -25,4 +28,6 @@ __all__ = [
     "gon_latent", "gon_loss",
     "render", "render_points", "encode", "encode_render",
     "slerp", "slerp_path", "GaussianLatentSampler",
+    "shapes", "extract_mesh", "sdf_grid", "sdf_slice",
+    "chamfer_distance", "normal_consistency", "volumetric_iou",
 ]

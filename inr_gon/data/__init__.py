@@ -7,6 +7,8 @@ Every loader returns an :class:`ImageDataset` whose images are float32 tensors o
 from .dataset import ImageDataset
 from .errors import DataError, DataFallbackWarning, DownloadError
 from .images import load_image_folder
+from .meshes import (DeepSDFRecord, SdfSamples, load_mesh, normalize_mesh, read_deepsdf, sample_sdf,
+                     sample_sdf_cached, signed_distance)
 from .mnist import (
     CANONICAL_MD5,
     download_mnist,
@@ -32,4 +34,12 @@ __all__ = [
     "load_mnist",
     "load_embedded_mnist",
     "load_image_folder",
+    "SdfSamples",
+    "DeepSDFRecord",
+    "load_mesh",
+    "normalize_mesh",
+    "signed_distance",
+    "sample_sdf",
+    "sample_sdf_cached",
+    "read_deepsdf",
 ]

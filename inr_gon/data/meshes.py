@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import trimesh
 
+from .errors import DataError
+
 __all__ = [
     "DataError",
     "SdfSamples",
@@ -35,10 +37,6 @@ __all__ = [
 ]
 
 _CACHE_VERSION = 1
-
-
-class DataError(ValueError):
-    """A data file is missing, unreadable or malformed (the message names the file)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -55,9 +53,7 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
         raise DataError(f"{path}: no such mesh file")
     try:
         mesh = trimesh.load(path, force="mesh")
-    except (
-        Exception
-    ) as err:  # noqa: BLE001 - trimesh's many parsers raise almost anything on bad input
+    except Exception as err:  # noqa: BLE001 - trimesh's many parsers raise almost anything on bad input
         detail = " ".join(str(err).split())[:200]
         raise DataError(f"{path}: not a readable mesh ({type(err).__name__}: {detail})") from err
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
