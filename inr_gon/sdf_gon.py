@@ -25,7 +25,9 @@ both).
 Inner scale. The latent is linear in ``w``. ``w = inner_weight / P`` makes ``z`` an estimate of
 ``-inner_weight ∇ mean_p ℓ``, independent of how many points encode a shape (training and
 encoding unseen shapes may use different ``P``). :data:`DEFAULT_INNER_WEIGHT` was measured on
-the procedural family (see ``benchmarks/sdf_step.py --scales``).
+the procedural family (``benchmarks/sdf_step.py --scales``; 150 steps, B=16, 512 inner points,
+SIREN 3x128, clamped L1: weight 0.03 -> train/unseen IoU 0.41/0.40, 0.1 -> 0.31/0.44, 0.3 -> 0.55/0.42, 1.0 -> the
+model collapsed to an empty shape, IoU 0/0).
 
 This module is part of the core: no file I/O.
 """
@@ -42,7 +44,7 @@ __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "
            "LatentSDF", "split_points", "DEFAULT_INNER_WEIGHT"]
 
 #: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (measured, see module doc).
-DEFAULT_INNER_WEIGHT = 1.0
+DEFAULT_INNER_WEIGHT = 0.3
 
 
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):

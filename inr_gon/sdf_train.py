@@ -67,13 +67,13 @@ class SdfTrainConfig:
 
     source: str = "procedural"
     data: str | None = None
-    num_shapes: int = 256
+    num_shapes: int = 128
     num_unseen: int | None = None
-    pool: int = 16384
-    steps: int = 900
+    pool: int = 8192
+    steps: int = 500
     seconds: float | None = None
     batch_size: int = 16
-    points: int = 2048
+    points: int = 1024
     lr: float = 2e-4
     hidden: int = 128
     layers: int = 3
