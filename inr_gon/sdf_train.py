@@ -37,6 +37,7 @@ from .siren import LatentSiren
 from .train import NonFiniteLossError, RunDirectoryError, select_device
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
+           "check_run_dir", "mesh_files", "build_sdf_model", "config_from_args",
            "write_sdf_outputs", "build_parser", "main", "SDF_CHECKPOINT_KIND", "MESH_SUFFIXES"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
@@ -268,6 +269,16 @@ def load_sdf_trained(path, *, device=None):
     return model.to(device or "cpu").eval(), state
 
 
+def check_run_dir(out, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` holds a run; :class:`~inr_gon.train.RunDirectoryError` if it does and
+    neither ``resume`` nor ``overwrite`` is set."""
+    out = Path(out)
+    existing = out.is_dir() and (any(out.glob("ckpt_step*.pt")) or (out / "config.json").exists())
+    if existing and not (resume or overwrite):
+        raise RunDirectoryError(f"{out} holds another run; pass --resume to continue it or --overwrite to replace it")
+    return existing
+
+
 class SdfGONTrainer:
     """Train an SDF GON (``LatentSiren(3, k, 1, ...)``) on a shape set.
 
@@ -423,10 +434,7 @@ class SdfGONTrainer:
         On resume, load the newest checkpoint there (if any)."""
         if self.out is None:
             return
-        existing = self.out.is_dir() and (any(self.out.glob("ckpt_step*.pt")) or (self.out / "config.json").exists())
-        if existing and not (resume or overwrite):
-            raise RunDirectoryError(f"{self.out} holds another run; pass --resume to continue it or "
-                                    f"--overwrite to replace it")
+        existing = check_run_dir(self.out, resume=resume, overwrite=overwrite)
         if existing and overwrite and not resume:
             for p in self.out.glob("ckpt_step*.pt"):
                 p.unlink()
@@ -623,7 +631,6 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
             titles.append(f"t={k / (path_z.shape[0] - 1):.2f}")
         paths["slerp_meshes"] = out / "slerp"
         paths["slerp"] = _slice_figure(panels, out / "slerp.png", ncols=len(panels), titles=titles)
-    drop = lambda m: None if m is None else {k: v for k, v in m.items()}
     metrics = {
         "train_chamfer": train_m["chamfer"], "train_iou": train_m["iou"],
         "train_normal_consistency": train_m["normal_consistency"],
@@ -637,7 +644,7 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
         "num_unseen": len(t.shapes.unseen_index), "inner": cfg.inner, "loss": cfg.loss,
         "mesh_resolution": cfg.resolution, "device": str(t.device),
         "checkpoint": str(t.last_checkpoint) if t.last_checkpoint else None,
-        "train": drop(train_m), "unseen": drop(unseen_m),
+        "train": train_m, "unseen": unseen_m,
         "notes": "chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, "
                  "units of the [-1,1]^3 box); iou: 50k uniform points in [-1,1]^3 (DeepSDF data: "
                  "sign agreement on the shape's samples)",
@@ -741,8 +748,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if cfg.pool < cfg.points:
-            raise ValueError(f"--pool ({cfg.pool}) must be >= --points ({cfg.points})")
+        check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)   # before loading data
         t0 = time.perf_counter()
         trainer = SdfGONTrainer(cfg, quiet=args.quiet)
         trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)

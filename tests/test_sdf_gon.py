@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.losses import ClampedL1
 from inr_gon.sdf_gon import (eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points)
 from inr_gon.sdf_train import SdfTrainConfig, SdfGONTrainer, load_sdf_trained, main, mesh_files
 
