@@ -17,5 +17,5 @@ import torch
 from inr_gon.sdf_train import main
 
 if __name__ == "__main__":
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(1)   # measured: 2 threads on 2 shared cores ran several times slower
     sys.exit(main())

@@ -68,9 +68,9 @@ class SdfTrainConfig:
 
     source: str = "procedural"
     data: str | None = None
-    num_shapes: int = 128
+    num_shapes: int = 64
     num_unseen: int | None = None
-    pool: int = 8192
+    pool: int = 4096
     steps: int = 500
     seconds: float | None = None
     batch_size: int = 16
