@@ -159,7 +159,7 @@ def test_clear_errors():
 # end to end
 # ------------------------------------------------------------------------------------------------
 TINY = ["--hidden", "16", "--layers", "2", "--latent", "4", "--points", "128", "--pool", "512",
-        "--batch-size", "2", "--resolution", "24", "--eval-shapes", "2", "--device", "cpu", "--quiet"]
+        "--batch-size", "2", "--resolution", "24", "--eval-shapes", "1", "--device", "cpu", "--quiet"]
 
 
 def test_example_end_to_end_procedural(tmp_path, capsys):
