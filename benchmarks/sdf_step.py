@@ -11,6 +11,11 @@ unseen encoded in one gradient step) and the ratios; ``--scales`` adds a sweep o
 weight (``latent = -w ∇ mean_p ℓ``).
 
     python benchmarks/sdf_step.py [--steps 150] [--repeats 10] [--scales 0.03 0.1 0.3 1]
+
+Measured (2 shared CPU cores, 1 thread, --steps 100 --repeats 5): per-sample 0.399 s/step,
+shared 0.175 s/step (2.29x faster); latents equal to 5e-7 (float32); after 100 steps per-sample
+reached unseen IoU 0.306 / Chamfer 0.046, shared 0.084 / 0.111 (uniform-only inner points see
+few near-surface points): the fast path is faster per step but worse per step and per second.
 """
 
 from __future__ import annotations
