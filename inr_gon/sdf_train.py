@@ -1,0 +1,773 @@
+"""Training SDF GONs on shape families: procedural (analytic) shapes, mesh folders, DeepSDF samples.
+
+Outer layer (file I/O): :class:`SdfTrainConfig` (plain data, stored in ``config.json`` and in
+checkpoints), :func:`load_shapes` (an :class:`SdfShapeSet` of per-shape point pools with signed
+distances and ground truth for the metrics), :class:`SdfGONTrainer` (exact second-order GON
+steps via :func:`inr_gon.sdf_gon.sdf_gon_loss`, tqdm bar, atomic checkpoints, resume) and
+:func:`write_sdf_outputs` (meshes, slices, slerp, ``metrics.json``). :func:`main` is the
+command line of ``examples/fit_sdf_shapes.py``.
+
+Some shapes are held out as *unseen* shapes: never trained on, encoded by the single gradient
+step at evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
+                         rotate_checkpoints, save_checkpoint)
+from .mesh import extract_mesh, sdf_slice
+from .sampling import slerp_path
+from .sdf_gon import DEFAULT_INNER_WEIGHT, latent_sdf, sdf_gon_latent, sdf_gon_loss
+from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
+from .shapes import ProceduralShapes
+from .siren import LatentSiren
+from .train import NonFiniteLossError, RunDirectoryError, select_device
+
+__all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
+           "check_run_dir", "mesh_files", "build_sdf_model", "config_from_args",
+           "write_sdf_outputs", "build_parser", "main", "SDF_CHECKPOINT_KIND", "MESH_SUFFIXES"]
+
+SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+
+
+@dataclass
+class SdfTrainConfig:
+    """Everything that defines an SDF-GON run.
+
+    Attributes:
+        source: ``"procedural"``, ``"meshes"`` or ``"deepsdf"``; ``data``: the folder for the
+            last two.
+        num_shapes: procedural: training shapes (plus ``num_unseen`` held out). Meshes/DeepSDF:
+            ignored (every shape found is used).
+        num_unseen: shapes held out (default: procedural 8, folders a quarter, at least one
+            when there are two or more shapes).
+        pool: points kept per shape (half uniform in ``[-1, 1]^3``, half near the surface).
+        points: points per shape per step (half inner, half outer, disjoint).
+        inner: ``"per_sample"`` (each shape its own pool points; the general path) or
+            ``"shared"`` (procedural only: one set of fresh uniform points per step for the
+            whole batch, SDFs evaluated analytically; the exact shared-origin fast path).
+        inner_weight: ``inner_scale = inner_weight / (points per shape in the inner sum)``.
+        eikonal: weight of the eikonal term on the outer points (0: off).
+        resolution: marching-cubes samples per axis of the written meshes.
+        eval_shapes: training shapes evaluated and written (unseen: up to this many too).
+    """
+
+    source: str = "procedural"
+    data: str | None = None
+    num_shapes: int = 64
+    num_unseen: int | None = None
+    pool: int = 4096
+    steps: int = 500
+    seconds: float | None = None
+    batch_size: int = 16
+    points: int = 1024
+    lr: float = 2e-4
+    hidden: int = 128
+    layers: int = 3
+    latent: int = 32
+    w0: float = 30.0
+    w0_first: float = 30.0
+    loss: str = "clamped_l1"
+    delta: float = 0.1
+    inner: str = "per_sample"
+    inner_weight: float = DEFAULT_INNER_WEIGHT
+    eikonal: float = 0.0
+    resolution: int = 64
+    eval_shapes: int = 6
+    slerp_frames: int = 6
+    checkpoint_every: int = 300
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    cache_dir: str | None = None
+
+    def validate(self) -> None:
+        """Raise a one-line ``ValueError`` for impossible options."""
+        checks = [
+            ("source", self.source in ("procedural", "meshes", "deepsdf"),
+             "must be 'procedural', 'meshes' or 'deepsdf'"),
+            ("data", self.source == "procedural" or self.data, "is required for meshes/deepsdf"),
+            ("num_shapes", self.num_shapes >= 1, "must be >= 1"),
+            ("num_unseen", self.num_unseen is None or self.num_unseen >= 0, "must be >= 0"),
+            ("steps", self.steps >= 0, "must be >= 0"),
+            ("seconds", self.seconds is None or self.seconds > 0, "must be > 0"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("points", self.points >= 2, "must be >= 2"),
+            ("pool", self.pool >= self.points, f"must be >= points ({self.points})"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "must be a positive number"),
+            ("hidden", self.hidden >= 1, "must be >= 1"),
+            ("layers", self.layers >= 1, "must be >= 1"),
+            ("latent", self.latent >= 1, "must be >= 1"),
+            ("loss", self.loss in ("clamped_l1", "l2", "mse", "l1"), "must be 'clamped_l1', 'l2' or 'l1'"),
+            ("delta", self.delta > 0, "must be > 0"),
+            ("inner", self.inner in ("per_sample", "shared"), "must be 'per_sample' or 'shared'"),
+            ("inner", self.inner == "per_sample" or self.source == "procedural",
+             "'shared' needs analytic shapes (source 'procedural')"),
+            ("inner_weight", self.inner_weight > 0 and math.isfinite(self.inner_weight), "must be > 0"),
+            ("eikonal", self.eikonal >= 0, "must be >= 0"),
+            ("resolution", self.resolution >= 8, "must be >= 8"),
+            ("eval_shapes", self.eval_shapes >= 1, "must be >= 1"),
+            ("slerp_frames", self.slerp_frames >= 2, "must be >= 2"),
+            ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} {why}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SdfTrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class SdfShapeSet:
+    """Shapes as point pools plus ground truth.
+
+    Attributes:
+        name, source: description.
+        names: ``S`` shape names; ``train_index`` / ``unseen_index``: which are which.
+        points: ``(S, N, 3)`` float32; ``sdf``: ``(S, N)`` float32 (CPU).
+        analytic: ``S`` SDF callables (procedural) or ``None``.
+        truth: ``S`` ground truths for the metrics: a ``trimesh.Trimesh`` (a mesh or, for
+            analytic shapes, built lazily), an ``(M, 3)`` surface point array (DeepSDF), or
+            ``None``.
+    """
+
+    name: str
+    source: str
+    names: list
+    points: torch.Tensor
+    sdf: torch.Tensor
+    train_index: list
+    unseen_index: list
+    analytic: list | None = None
+    truth: list | None = None
+
+
+def _analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
+    """``n`` points of an analytic shape: half uniform in ``[-1, 1]^3``, half with ``|sdf| < band``
+    (rejection sampling). Returns ``(points (n, 3), sdf (n,))``."""
+    n_uni = n // 2
+    pts = [torch.rand(n_uni, 3, generator=generator) * 2 - 1]
+    need, tries = n - n_uni, 0
+    while need > 0:
+        cand = torch.rand(max(8 * need, 4096), 3, generator=generator) * 2 - 1
+        with torch.no_grad():
+            near = cand[shape(cand).abs() < band][:need]
+        pts.append(near)
+        need -= near.shape[0]
+        tries += 1
+        if tries > 50:
+            raise RuntimeError("could not sample near-surface points of a procedural shape")
+    p = torch.cat(pts)
+    with torch.no_grad():
+        return p, shape(p).float()
+
+
+def _split(num: int, num_unseen: int | None) -> tuple[list, list]:
+    u = num_unseen if num_unseen is not None else (max(1, num // 4) if num >= 2 else 0)
+    if u >= num:
+        raise ValueError(f"num_unseen={u} leaves no training shapes out of {num}")
+    return list(range(num - u)), list(range(num - u, num))
+
+
+def mesh_files(folder) -> list[Path]:
+    """Mesh files (``MESH_SUFFIXES``) directly in ``folder``, sorted; a one-line ``ValueError``
+    when the folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: mesh folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no mesh files ({', '.join(MESH_SUFFIXES)}) found")
+    return files
+
+
+def load_shapes(cfg: SdfTrainConfig, *, quiet: bool = True) -> SdfShapeSet:
+    """The shape set named by ``cfg`` (pools of ``cfg.pool`` points per shape, CPU)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.source == "procedural":
+        u = 8 if cfg.num_unseen is None else cfg.num_unseen
+        fam = ProceduralShapes(cfg.num_shapes + u, seed=cfg.seed)
+        shapes = list(fam)
+        pools = [_analytic_pool(s, cfg.pool, g) for s in shapes]
+        return SdfShapeSet("procedural", repr(fam), [f"shape{i:04d}" for i in range(len(shapes))],
+                           torch.stack([p for p, _ in pools]), torch.stack([s for _, s in pools]),
+                           list(range(cfg.num_shapes)), list(range(cfg.num_shapes, cfg.num_shapes + u)),
+                           analytic=shapes, truth=[None] * len(shapes))
+    if cfg.source == "meshes":
+        from .data.meshes import load_mesh, normalize_mesh, sample_sdf_cached
+        files = mesh_files(cfg.data)
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out or "runs") / "cache"
+        pts, sdfs, truth = [], [], []
+        for f in tqdm(files, desc="sample meshes", disable=quiet):
+            s = sample_sdf_cached(f, cache, num_uniform=cfg.pool // 2, num_surface=cfg.pool - cfg.pool // 2,
+                                  sigmas=(0.05, 0.01, 0.002), seed=cfg.seed)
+            pts.append(s.points)
+            sdfs.append(s.sdf)
+            truth.append(normalize_mesh(load_mesh(f))[0])
+        tr, un = _split(len(files), cfg.num_unseen)
+        return SdfShapeSet("meshes", str(cfg.data), [f.stem for f in files], torch.stack(pts),
+                           torch.stack(sdfs), tr, un, truth=truth)
+    from .data.meshes import read_deepsdf
+    records = read_deepsdf(cfg.data)
+    pts, sdfs, truth = [], [], []
+    for r in records:
+        rows = torch.cat([r.pos, r.neg])
+        if rows.shape[0] < 1:
+            raise ValueError(f"{r.id}: no SDF samples")
+        idx = torch.randint(rows.shape[0], (cfg.pool,), generator=g) if rows.shape[0] < cfg.pool else \
+            torch.randperm(rows.shape[0], generator=g)[:cfg.pool]
+        pts.append(rows[idx, :3].contiguous())
+        sdfs.append(rows[idx, 3].contiguous())
+        truth.append(r.surface_points() if r.surface_path is not None else None)
+    tr, un = _split(len(records), cfg.num_unseen)
+    return SdfShapeSet("deepsdf", str(cfg.data), [r.id for r in records], torch.stack(pts),
+                       torch.stack(sdfs), tr, un, truth=truth)
+
+
+# ------------------------------------------------------------------------------------------------
+# trainer
+# ------------------------------------------------------------------------------------------------
+def build_sdf_model(cfg: SdfTrainConfig) -> LatentSiren:
+    return LatentSiren(3, cfg.latent, 1, cfg.hidden, cfg.layers, w0=cfg.w0, w0_first=cfg.w0_first)
+
+
+def load_sdf_trained(path, *, device=None):
+    """Rebuild ``(model, checkpoint dict)`` from an SDF-GON checkpoint (``weights_only`` loading);
+    :class:`~inr_gon.checkpoint.CheckpointError` (one line) for a bad file."""
+    state = load_checkpoint(path, kind=SDF_CHECKPOINT_KIND, map_location="cpu")
+    try:
+        model = LatentSiren(**state["model_config"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
+    return model.to(device or "cpu").eval(), state
+
+
+def check_run_dir(out, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` holds a run; :class:`~inr_gon.train.RunDirectoryError` if it does and
+    neither ``resume`` nor ``overwrite`` is set."""
+    out = Path(out)
+    existing = out.is_dir() and (any(out.glob("ckpt_step*.pt")) or (out / "config.json").exists())
+    if existing and not (resume or overwrite):
+        raise RunDirectoryError(f"{out} holds another run; pass --resume to continue it or --overwrite to replace it")
+    return existing
+
+
+class SdfGONTrainer:
+    """Train an SDF GON (``LatentSiren(3, k, 1, ...)``) on a shape set.
+
+    Args:
+        config: the run's :class:`SdfTrainConfig`.
+        shapes: an :class:`SdfShapeSet` (default: :func:`load_shapes` of the config).
+        quiet: no progress bar or messages.
+    """
+
+    def __init__(self, config: SdfTrainConfig, *, shapes: SdfShapeSet | None = None, quiet: bool = False):
+        config.validate()
+        self.cfg = config
+        self.quiet = quiet
+        self.device = select_device(config.device)
+        self.shapes = shapes if shapes is not None else load_shapes(config, quiet=quiet)
+        if not self.shapes.train_index:
+            raise ValueError("the training set is empty")
+        if self.cfg.inner == "shared" and self.shapes.analytic is None:
+            raise ValueError("inner='shared' needs analytic shapes (source 'procedural')")
+        if self.shapes.points.shape[1] < self.cfg.points:
+            raise ValueError(f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than points={self.cfg.points}")
+        self.points = self.shapes.points.to(self.device)
+        self.sdf = self.shapes.sdf.to(self.device)
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_sdf_model(self.cfg).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
+        self.mc_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
+        self.train_index = torch.tensor(self.shapes.train_index)
+        self.perm = self.train_index[torch.randperm(len(self.train_index), generator=self.data_gen)]
+        self.pos = 0
+        self.step = 0
+        self.elapsed = 0.0
+        self.history = {"step": [], "seconds": [], "loss": [], "eikonal": []}
+        self.out = Path(self.cfg.out) if self.cfg.out else None
+        self.last_checkpoint: Path | None = None
+
+    # -- data -------------------------------------------------------------------------------------
+    def next_batch(self) -> torch.Tensor:
+        """Indices ``(B,)`` of the next training shapes (a seeded permutation, epoch by epoch)."""
+        B, N = self.cfg.batch_size, self.perm.numel()
+        if self.pos + B > N:
+            self.perm = self.train_index[torch.randperm(N, generator=self.data_gen)]
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + min(B, N)]
+        self.pos += B
+        return idx
+
+    @property
+    def num_inner(self) -> int:
+        return self.cfg.points // 2
+
+    def loss_for(self, idx: torch.Tensor):
+        """``(loss, z, parts)`` of :func:`~inr_gon.sdf_gon.sdf_gon_loss` for shapes ``idx (B,)``."""
+        cfg = self.cfg
+        dev_idx = idx.to(self.device)
+        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]             # (B, N, 3), (B, N)
+        m_in, m_out = self.num_inner, cfg.points - self.num_inner
+        common = dict(loss=cfg.loss, delta=cfg.delta, inner_weight=cfg.inner_weight,
+                      eikonal_weight=cfg.eikonal, generator=self.mc_gen, check=False)
+        if cfg.inner == "shared":
+            ip = torch.rand(m_in, 3, generator=self.mc_gen, device=self.device) * 2 - 1   # (P, 3)
+            isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx]).float()  # (B, P)
+            return sdf_gon_loss(self.model, pts, sdf, inner_points=ip, inner_sdf=isdf,
+                                num_outer=m_out, **common)
+        return sdf_gon_loss(self.model, pts, sdf, num_inner=m_in, num_outer=m_out, **common)
+
+    def train_step(self, idx: torch.Tensor):
+        """One GON step (gradients in ``.grad``, not yet applied); returns detached ``(loss, parts)``."""
+        loss, _, parts = self.loss_for(idx)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach(), parts
+
+    # -- encoding / evaluation ------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, index, *, num_points: int = 8192) -> torch.Tensor:
+        """One-step latents ``(len(index), k)`` of shapes ``index`` (training or unseen).
+
+        Per-sample mode: ``num_points`` fixed points of each shape's pool (at most the pool);
+        shared mode: ``num_points`` fixed uniform points, SDFs evaluated analytically (the
+        distribution the model was trained with).
+        """
+        index = [int(i) for i in index]
+        if not index:
+            return torch.zeros(0, self.cfg.latent, device=self.device)
+        g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 12345)
+        common = dict(loss=self.cfg.loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
+        if self.cfg.inner == "shared":
+            ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
+            isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
+            return sdf_gon_latent(self.model, ip, isdf, **common)
+        n = min(num_points, self.points.shape[1])
+        zs = []
+        for i in index:
+            sel = torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n]
+            zs.append(sdf_gon_latent(self.model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
+        return torch.cat(zs)
+
+    def sdf_of(self, z: torch.Tensor):
+        """The ``(N, 3) -> (N,)`` SDF callable of one latent ``(k,)``."""
+        return latent_sdf(self.model, z)
+
+    def truth_mesh(self, i: int):
+        """Ground-truth mesh of shape ``i`` (analytic: extracted at 2× the output resolution), or
+        ``None`` when there is only a point cloud or nothing."""
+        if self.shapes.analytic is not None:
+            cache = getattr(self, "_truth_cache", {})
+            self._truth_cache = cache
+            if i not in cache:
+                res = min(2 * self.cfg.resolution, 192)
+                cache[i] = extract_mesh(self.shapes.analytic[i], res, method="coarse_to_fine", device="cpu")
+            return cache[i]
+        t = self.shapes.truth[i] if self.shapes.truth else None
+        return t if hasattr(t, "faces") else None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "kind": SDF_CHECKPOINT_KIND, "version": 1,
+            "model_config": self.model.config(), "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "data": {"perm": self.perm, "pos": self.pos, "generator": self.data_gen.get_state()},
+            "mc_generator": self.mc_gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "shapes": {"name": self.shapes.name, "source": self.shapes.source, "names": list(self.shapes.names),
+                       "train_index": list(self.shapes.train_index),
+                       "unseen_index": list(self.shapes.unseen_index)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.perm, self.pos = state["data"]["perm"], state["data"]["pos"]
+        self.data_gen.set_state(state["data"]["generator"])
+        self.mc_gen.set_state(state["mc_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = state["history"]
+
+    def save(self) -> Path | None:
+        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K."""
+        if self.out is None:
+            return None
+        path = save_checkpoint(self.out / f"ckpt_step{self.step:07d}.pt", self.state_dict())
+        rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
+        self.last_checkpoint = path
+        return path
+
+    def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
+        """Create the run folder; refuse one holding another run unless resuming/overwriting.
+        On resume, load the newest checkpoint there (if any)."""
+        if self.out is None:
+            return
+        existing = check_run_dir(self.out, resume=resume, overwrite=overwrite)
+        if existing and overwrite and not resume:
+            for p in self.out.glob("ckpt_step*.pt"):
+                p.unlink()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            ckpt = latest_checkpoint(self.out)
+            if ckpt is not None:
+                state = load_checkpoint(ckpt, kind=SDF_CHECKPOINT_KIND)
+                if state["model_config"] != self.model.config():
+                    raise CheckpointError(f"{ckpt}: its model {state['model_config']} does not match this "
+                                          f"run's {self.model.config()}")
+                self.load_state_dict(state)
+                self.last_checkpoint = ckpt
+                self.log(f"resumed from {ckpt} at step {self.step}")
+        atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            tqdm.write(msg)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until ``steps`` (total) or ``seconds``; returns ``{"steps", "train_seconds"}``."""
+        cfg = self.cfg
+        t0 = time.perf_counter() - self.elapsed
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
+                   dynamic_ncols=True)
+        self.model.train()
+        while self.step < cfg.steps:
+            if cfg.seconds is not None and time.perf_counter() - t0 >= cfg.seconds:
+                self.log(f"time budget of {cfg.seconds:g} s reached at step {self.step}")
+                break
+            loss, parts = self.train_step(self.next_batch())
+            if not bool(torch.isfinite(loss)):
+                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+                bar.close()
+                raise NonFiniteLossError(f"non-finite training loss at step {self.step + 1}{where}")
+            self.opt.step()
+            self.step += 1
+            self.elapsed = time.perf_counter() - t0
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                self.history["step"].append(self.step)
+                self.history["seconds"].append(self.elapsed)
+                self.history["loss"].append(float(parts["sdf"]))
+                self.history["eikonal"].append(float(parts["eikonal"]))
+                post = {"loss": f"{float(parts['sdf']):.4f}"}
+                if cfg.eikonal > 0:
+                    post["eik"] = f"{float(parts['eikonal']):.3f}"
+                bar.set_postfix(**post)
+            if self.step % cfg.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+        return {"steps": self.step, "train_seconds": round(self.elapsed, 2)}
+
+    def evaluate(self, index, *, write_dir=None, prefix: str = "shape", num_samples: int = 10_000) -> dict:
+        """Encode shapes ``index`` in one step, extract meshes and compare with the ground truth.
+
+        Returns per-shape lists and means of ``chamfer`` (DeepSDF's, squared units),
+        ``normal_consistency`` and ``iou`` (``None`` where the ground truth cannot give it), and
+        ``empty`` (shapes whose extracted mesh is empty). Writes ``<prefix>_<name>.ply`` (and the
+        ground-truth ``..._gt.ply`` for analytic shapes) into ``write_dir`` if given.
+        """
+        import warnings
+        was = self.model.training
+        self.model.eval()
+        index = [int(i) for i in index]
+        z = self.encode(index)
+        rows = {"names": [], "chamfer": [], "normal_consistency": [], "iou": []}
+        empty = 0
+        for j, i in enumerate(index):
+            f = self.sdf_of(z[j])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                mesh = extract_mesh(f, self.cfg.resolution, (-1.0, 1.0))
+            name = self.shapes.names[i]
+            rows["names"].append(name)
+            gt_mesh = self.truth_mesh(i)
+            gt = gt_mesh if gt_mesh is not None else (self.shapes.truth[i] if self.shapes.truth else None)
+            if write_dir is not None:
+                Path(write_dir).mkdir(parents=True, exist_ok=True)
+                if len(mesh.faces):
+                    mesh.export(Path(write_dir) / f"{prefix}_{name}.ply")
+                if self.shapes.analytic is not None and gt_mesh is not None and len(gt_mesh.faces):
+                    gt_mesh.export(Path(write_dir) / f"{prefix}_{name}_gt.ply")
+            if len(mesh.faces) == 0:
+                empty += 1
+            ch = nc = iou = None
+            if gt is not None and len(mesh.faces):
+                ch = chamfer_distance(mesh, gt, num_samples=num_samples)
+                if gt_mesh is not None:
+                    nc = normal_consistency(mesh, gt_mesh, num_samples=num_samples)
+            if self.shapes.analytic is not None:
+                iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
+            elif gt_mesh is not None:
+                iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
+            else:       # DeepSDF: agreement of inside/outside on the shape's own samples
+                s_pred = f(self.points[i]) < 0
+                s_true = self.sdf[i] < 0
+                union = int((s_pred | s_true).sum())
+                iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
+            rows["chamfer"].append(ch)
+            rows["normal_consistency"].append(nc)
+            rows["iou"].append(iou)
+        self.model.train(was)
+        mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
+                          else None)
+        return {"num": len(index), "empty_meshes": empty, "chamfer": mean(rows["chamfer"]),
+                "normal_consistency": mean(rows["normal_consistency"]), "iou": mean(rows["iou"]),
+                "per_shape": rows}
+
+
+# ------------------------------------------------------------------------------------------------
+# outputs
+# ------------------------------------------------------------------------------------------------
+def _slice_figure(panels, path, *, ncols: int, titles):
+    """PNG of SDF slices ``panels`` (list of ``(R, R)`` arrays) with the zero level set drawn."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, v, title in zip(axes.flat, panels, titles):
+        v = np.asarray(v).T                      # [x, y] -> image rows = y
+        lim = max(float(np.abs(v).max()), 1e-6)
+        ax.imshow(v, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu", vmin=-lim, vmax=lim)
+        if v.min() < 0 < v.max():
+            ax.contour(v, levels=[0.0], colors="k", linewidths=1.2, extent=(-1, 1, -1, 1))
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict, dict]:
+    """Meshes, slices, slerp and ``metrics.json`` of a trained run, written into ``out``.
+
+    * ``meshes/train_<name>.ply``, ``meshes/unseen_<name>.ply`` (unseen shapes encoded in one
+      step) and, for analytic shapes, the ``..._gt.ply`` ground truths;
+    * ``slerp/slerp_<t>.ply`` and ``slerp.png`` (z = 0 slices along a slerp between two shapes);
+    * ``slices_train.png``, ``slices_unseen.png`` (ground truth above the reconstruction, z = 0,
+      zero level set in black);
+    * ``metrics.json``: mean Chamfer, IoU, normal consistency (train and unseen), steps,
+      seconds, params.
+
+    Returns ``(paths, metrics)``.
+    """
+    t, cfg, out = trainer, trainer.cfg, Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    train_idx = t.shapes.train_index[:cfg.eval_shapes]
+    unseen_idx = t.shapes.unseen_index[:cfg.eval_shapes]
+    t0 = time.perf_counter()
+    train_m = t.evaluate(train_idx, write_dir=out / "meshes", prefix="train")
+    unseen_m = t.evaluate(unseen_idx, write_dir=out / "meshes", prefix="unseen") if unseen_idx else None
+    paths["meshes"] = out / "meshes"
+    # slices: truth (pool points can't give a slice for folders, so the truth row is analytic only)
+    res = 96
+    for split, idx in (("train", train_idx), ("unseen", unseen_idx)):
+        if not idx:
+            continue
+        z = t.encode(idx)
+        panels, titles = [], []
+        if t.shapes.analytic is not None:
+            for i in idx:
+                panels.append(sdf_slice(t.shapes.analytic[i], res, device="cpu").numpy())
+                titles.append(f"{t.shapes.names[i]} truth")
+        for j, i in enumerate(idx):
+            panels.append(sdf_slice(t.sdf_of(z[j]), res).cpu().numpy())
+            titles.append(f"{t.shapes.names[i]} GON")
+        paths[f"slices_{split}"] = _slice_figure(panels, out / f"slices_{split}.png", ncols=len(idx), titles=titles)
+    # slerp between two shapes (unseen if there are two, else training)
+    src = unseen_idx if len(unseen_idx) >= 2 else t.shapes.train_index
+    if len(src) >= 2:
+        za, zb = t.encode(src[:2])
+        path_z = slerp_path(za, zb, cfg.slerp_frames)
+        panels, titles = [], []
+        (out / "slerp").mkdir(parents=True, exist_ok=True)
+        import warnings
+        for k in range(path_z.shape[0]):
+            f = t.sdf_of(path_z[k])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                mesh = extract_mesh(f, cfg.resolution, (-1.0, 1.0))
+            if len(mesh.faces):
+                mesh.export(out / "slerp" / f"slerp_{k:02d}.ply")
+            panels.append(sdf_slice(f, res).cpu().numpy())
+            titles.append(f"t={k / (path_z.shape[0] - 1):.2f}")
+        paths["slerp_meshes"] = out / "slerp"
+        paths["slerp"] = _slice_figure(panels, out / "slerp.png", ncols=len(panels), titles=titles)
+    metrics = {
+        "train_chamfer": train_m["chamfer"], "train_iou": train_m["iou"],
+        "train_normal_consistency": train_m["normal_consistency"],
+        "unseen_chamfer": unseen_m["chamfer"] if unseen_m else None,
+        "unseen_iou": unseen_m["iou"] if unseen_m else None,
+        "unseen_normal_consistency": unseen_m["normal_consistency"] if unseen_m else None,
+        "steps": fit_info["steps"], "train_seconds": fit_info["train_seconds"],
+        "eval_seconds": round(time.perf_counter() - t0, 2),
+        "params": sum(p.numel() for p in t.model.parameters()),
+        "source": t.shapes.name, "data": t.shapes.source, "num_train": len(t.shapes.train_index),
+        "num_unseen": len(t.shapes.unseen_index), "inner": cfg.inner, "loss": cfg.loss,
+        "mesh_resolution": cfg.resolution, "device": str(t.device),
+        "checkpoint": str(t.last_checkpoint) if t.last_checkpoint else None,
+        "train": train_m, "unseen": unseen_m,
+        "notes": "chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, "
+                 "units of the [-1,1]^3 box); iou: 50k uniform points in [-1,1]^3 (DeepSDF data: "
+                 "sign agreement on the shape's samples)",
+    }
+    paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
+    return paths, metrics
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    v = float(s)
+    if not v >= 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {s}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``examples/fit_sdf_shapes.py``."""
+    d = SdfTrainConfig()
+    p = argparse.ArgumentParser(
+        prog="fit_sdf_shapes",
+        description="Train an implicit GON over signed distance fields (default: procedural shapes, offline).")
+    g = p.add_argument_group("data").add_mutually_exclusive_group()
+    g.add_argument("--meshes", metavar="DIR", help="a folder of mesh files (normalised, sampled, cached)")
+    g.add_argument("--deepsdf", metavar="DIR", help="a DeepSDF data folder (SdfSamples/...)")
+    p.add_argument("--num-shapes", type=_positive_int, default=d.num_shapes,
+                   help=f"procedural: training shapes (default: {d.num_shapes})")
+    p.add_argument("--num-unseen", type=int, help="shapes held out (default: procedural 8, folders 1/4)")
+    p.add_argument("--pool", type=_positive_int, default=d.pool, help=f"points kept per shape (default: {d.pool})")
+    p.add_argument("--cache-dir", help="mesh sample cache (default: <out>/cache)")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_positive_int, default=d.hidden, help=f"SIREN width (default: {d.hidden})")
+    g.add_argument("--layers", type=_positive_int, default=d.layers, help=f"sine layers (default: {d.layers})")
+    g.add_argument("--latent", type=_positive_int, default=d.latent, help=f"latent size (default: {d.latent})")
+    g.add_argument("--w0", type=_positive_float, default=d.w0, help=f"hidden SIREN frequency (default: {d.w0:g})")
+    g.add_argument("--w0-first", type=_positive_float, default=d.w0_first,
+                   help=f"first-layer SIREN frequency (default: {d.w0_first:g})")
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=d.steps, help=f"total steps (default: {d.steps})")
+    g.add_argument("--seconds", type=_positive_float, help="stop training after this many seconds")
+    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"shapes per step (default: {d.batch_size})")
+    g.add_argument("--lr", type=_positive_float, default=d.lr, help=f"Adam learning rate (default: {d.lr:g})")
+    g.add_argument("--points", type=_positive_int, default=d.points,
+                   help=f"points per shape per step, half inner, half outer (default: {d.points})")
+    g.add_argument("--loss", choices=("clamped_l1", "l2", "l1"), default=d.loss, help=f"default: {d.loss}")
+    g.add_argument("--delta", type=_positive_float, default=d.delta, help=f"clamp of clamped_l1 (default: {d.delta:g})")
+    g.add_argument("--inner", choices=("per_sample", "shared"), default=d.inner,
+                   help="inner points per shape from its pool, or shared uniform points (procedural; fast path)")
+    g.add_argument("--inner-weight", type=_positive_float, default=d.inner_weight,
+                   help=f"latent = -inner_weight * grad of the mean inner loss (default: {d.inner_weight:g})")
+    g.add_argument("--eikonal", type=_nonneg_float, default=d.eikonal, help="eikonal term weight (default: 0)")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=d.checkpoint_every)
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
+    g = p.add_argument_group("output")
+    g.add_argument("--resolution", type=_positive_int, default=d.resolution,
+                   help=f"marching-cubes samples per axis (default: {d.resolution})")
+    g.add_argument("--eval-shapes", type=_positive_int, default=d.eval_shapes,
+                   help=f"training/unseen shapes evaluated and written (default: {d.eval_shapes})")
+    g.add_argument("--out", help="run folder (default: runs/sdf_<source>)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args) -> SdfTrainConfig:
+    source = "meshes" if args.meshes else "deepsdf" if args.deepsdf else "procedural"
+    cfg = SdfTrainConfig(
+        source=source, data=args.meshes or args.deepsdf, num_shapes=args.num_shapes,
+        num_unseen=args.num_unseen, pool=args.pool, points=args.points, steps=args.steps, seconds=args.seconds,
+        batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, layers=args.layers,
+        latent=args.latent, w0=args.w0, w0_first=args.w0_first, loss=args.loss, delta=args.delta,
+        inner=args.inner, inner_weight=args.inner_weight, eikonal=args.eikonal,
+        resolution=args.resolution, eval_shapes=args.eval_shapes,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+        out=args.out or f"runs/sdf_{source}", cache_dir=args.cache_dir)
+    cfg.validate()
+    return cfg
+
+
+def main(argv=None) -> int:
+    """Train, evaluate and write every output; print where they went. Returns an exit code."""
+    from .data.errors import DataError
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)   # before loading data
+        t0 = time.perf_counter()
+        trainer = SdfGONTrainer(cfg, quiet=args.quiet)
+        trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
+        load_s = time.perf_counter() - t0
+        fit_info = trainer.fit()
+        paths, m = write_sdf_outputs(trainer, fit_info, trainer.out)
+    except (ValueError, TypeError, CheckpointError, DataError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    fmt = lambda v, f: "n/a" if v is None else format(v, f)
+    print(f"data: {trainer.shapes.name} ({len(trainer.shapes.train_index)} train, "
+          f"{len(trainer.shapes.unseen_index)} unseen shapes; prepared in {load_s:.1f} s)")
+    print(f"trained {m['steps']} steps in {m['train_seconds']:.1f} s ({m['params']:,} parameters, {m['device']})")
+    print(f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
+          f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}")
+    print(f"unseen shapes (one gradient step): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
+          f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}")
+    for name, path in paths.items():
+        print(f"  {name:16s} {path}")
+    print(f"  {'checkpoint':16s} {trainer.last_checkpoint}")
+    print(f"  {'config':16s} {trainer.out / 'config.json'}")
+    return 0
