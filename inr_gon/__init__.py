@@ -16,6 +16,7 @@ from .sampling import slerp, slerp_path, GaussianLatentSampler
 from . import shapes
 from .mesh import extract_mesh, sdf_grid, sdf_slice
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
+from .sdf_gon import sdf_gon_latent, sdf_gon_loss, latent_sdf, LatentSDF, eikonal_loss
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,5 @@ __all__ = [
     "slerp", "slerp_path", "GaussianLatentSampler",
     "shapes", "extract_mesh", "sdf_grid", "sdf_slice",
     "chamfer_distance", "normal_consistency", "volumetric_iou",
+    "sdf_gon_latent", "sdf_gon_loss", "latent_sdf", "LatentSDF", "eikonal_loss",
 ]
