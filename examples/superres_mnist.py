@@ -64,10 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        device = select_device(a.device)
-    except ValueError as e:
-        print(f"superres_mnist: error: {e}", file=sys.stderr)
+        return run(a)
+    except (ValueError, FloatingPointError) as e:     # bad options, data errors, a diverged run
+        print(f"superres_mnist: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+
+
+def run(a: argparse.Namespace) -> int:
+    """Train, evaluate on the test set and write the figure and metrics."""
+    device = select_device(a.device)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     inner_scale = a.inner_scale if a.inner_scale is not None else a.factor ** 2 / 64
