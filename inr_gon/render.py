@@ -67,17 +67,26 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
     P = 1
     for r in res:
         P *= r
-    out = None
-    # stream over rows of the first axis so the (P, n) coordinate tensor is never built in full
-    rows_per = max(1, max(1, chunk_size // max(B, 1)) // max(1, P // res[0]))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    per = max(1, chunk_size // max(B, 1))
+    z = z.to(device)
+    out, flat = None, None
+    # stream over flat C-order point indices: each chunk's coordinates are gathered from the
+    # per-axis coordinates, so no (P, n) grid, row or slab is ever built and the working memory
+    # is O(chunk_size × hidden) whatever the resolution and the number of axes
     with torch.no_grad():
-        for s in range(0, res[0], rows_per):
-            sub = [axes[0][s:s + rows_per]] + axes[1:]
-            c = torch.stack(torch.meshgrid(*sub, indexing="ij"), -1).reshape(-1, n)
-            y = render_points(model, c, z.to(device), chunk_size=chunk_size)
+        for s in range(0, P, per):
+            idx = torch.arange(s, min(s + per, P), device=device)
+            cols = []
+            for d in range(n - 1, -1, -1):
+                cols.append(axes[d][idx % res[d]])
+                idx = idx // res[d]
+            y = model(torch.stack(cols[::-1], -1), z)                   # (B, m, O)
             if out is None:
                 out = y.new_empty(B, y.shape[-1], *res)
-            out[:, :, s:s + rows_per] = y.transpose(1, 2).reshape(B, y.shape[-1], -1, *res[1:])
+                flat = out.view(B, y.shape[-1], P)
+            flat[:, :, s:s + y.shape[1]] = y.transpose(1, 2)
     return out
 
 

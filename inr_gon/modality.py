@@ -1,0 +1,183 @@
+"""Modality conversion with GONs: the latent comes from one signal, the loss from another.
+
+The gradient-origin latent is computed from a *source* signal (the inner integral) and the
+network is trained to reproduce a *target* signal from it (the outer integral)::
+
+    z_i   = -w Σ_{p ∈ source grid} ∇_{z0} ℓ(F(c_p ⊕ z0), s_ip)   at z0 = 0
+    loss  = mean_i Σ_{q ∈ target grid} ℓ(F(c_q ⊕ z_i), x_iq)
+
+With the source a downsampled copy of the target this is *learned super-resolution*: after
+training, one gradient step on a low-resolution image gives a latent whose render at the high
+resolution is the model's estimate of the original (the paper's generalisation to modality
+conversion). Grids use the cell-centred convention of :func:`inr_gon.coords.grid`, so a 14²
+grid's points are the centres of the 2×2 blocks of the 28² grid that area downsampling
+averages.
+
+The functions here are pure tensor code (no file I/O). Source and target images share the
+channel count (the model's ``out_dim``); their resolutions are arbitrary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .coords import grid, image_to_points, normalize_resolution
+from .gon import gon_latent, gon_loss
+from .integrators import GridIntegrator, MonteCarloIntegrator
+from .render import render
+
+__all__ = ["area_downsample", "upsample", "conversion_loss", "encode_source", "convert", "fit_conversion"]
+
+
+def area_downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average ``factor × factor`` blocks: ``(B, C, H, W)`` -> ``(B, C, H/factor, W/factor)``.
+
+    ``H`` and ``W`` must be multiples of ``factor`` (area resampling, exactly).
+    """
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ValueError(f"factor must be a positive int, got {factor!r}")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    H, W = images.shape[2:]
+    if H % factor or W % factor:
+        raise ValueError(f"image size {H}x{W} is not a multiple of factor {factor}")
+    return F.avg_pool2d(images, factor) if factor > 1 else images
+
+
+def upsample(images: torch.Tensor, size, *, mode: str = "bicubic") -> torch.Tensor:
+    """Classical upsampling baseline: ``(B, C, h, w)`` -> ``(B, C, *size)`` clamped to [0, 1].
+
+    ``mode``: ``"nearest"``, ``"bilinear"`` or ``"bicubic"`` (``align_corners=False``, the
+    cell-centred convention of the GON grids).
+    """
+    if mode not in ("nearest", "bilinear", "bicubic"):
+        raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    kw = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(images, size=size, mode=mode, **kw).clamp(0, 1)
+
+
+def _check_pair(source: torch.Tensor, target: torch.Tensor) -> None:
+    if source.dim() != 4 or target.dim() != 4:
+        raise ValueError(f"source and target must be (B, C, H, W) images, got {tuple(source.shape)} "
+                         f"and {tuple(target.shape)}")
+    if source.shape[:2] != target.shape[:2]:
+        raise ValueError(f"source {tuple(source.shape)} and target {tuple(target.shape)} differ in batch or channels")
+
+
+def conversion_loss(model, source: torch.Tensor, target: torch.Tensor, *, loss="mse", inner_scale: float = 1.0,
+                    outer_integrator=None, generator: torch.Generator | None = None, create_graph: bool = True,
+                    method: str = "auto", check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """GON loss with the inner integral on ``source`` and the outer integral on ``target``.
+
+    Args:
+        model: a latent-conditioned network over 2-D coordinates (e.g. ``LatentSiren(2, k, C, …)``).
+        source: ``(B, C, h, w)`` images that give the latents (e.g. 14² downsampled digits).
+        target: ``(B, C, H, W)`` images the latents must reproduce (e.g. the 28² originals).
+        loss: inner and outer loss (``"mse"``, ``"bce"`` on logits, ``"l1"``, …).
+        inner_scale: weight of each source pixel: ``z = -inner_scale · ∇ Σ_p ℓ``.
+        outer_integrator: points of the outer integral (default: every target pixel, weight 1);
+            e.g. ``MonteCarloIntegrator(fraction=0.25)``.
+        create_graph: ``True`` to train (the loss differentiates through ``z``).
+    Returns:
+        ``(loss, z)``: the batch mean of the outer per-image sums (scalar) and ``(B, k)`` latents.
+    """
+    _check_pair(source, target)
+    ic = grid(tuple(source.shape[2:]), device=source.device, dtype=source.dtype)
+    oc = grid(tuple(target.shape[2:]), device=target.device, dtype=target.dtype)
+    return gon_loss(model, oc, image_to_points(target), inner_coords=ic, inner_target=image_to_points(source),
+                    inner_loss=loss, inner_integrator=GridIntegrator(scale=inner_scale),
+                    outer_integrator=outer_integrator, create_graph=create_graph, generator=generator,
+                    method=method, check=check)
+
+
+@torch.no_grad()
+def encode_source(model, source: torch.Tensor, *, loss="mse", inner_scale: float = 1.0,
+                  batch_size: int = 1000) -> torch.Tensor:
+    """Latents ``(B, k)`` of source images ``(B, C, h, w)`` (one gradient step at the origin)."""
+    if source.dim() != 4:
+        raise ValueError(f"source must have shape (B, C, H, W), got {tuple(source.shape)}")
+    c = grid(tuple(source.shape[2:]), device=source.device, dtype=source.dtype)
+    integ = GridIntegrator(scale=inner_scale)
+    zs = [gon_latent(model, c, image_to_points(source[i:i + batch_size]), loss=loss, integrator=integ)
+          for i in range(0, source.shape[0], batch_size)]
+    return torch.cat(zs) if zs else source.new_zeros(0, model.latent_dim)
+
+
+@torch.no_grad()
+def convert(model, source: torch.Tensor, resolution, *, loss="mse", inner_scale: float = 1.0,
+            batch_size: int = 1000, chunk_size: int = 2 ** 16) -> torch.Tensor:
+    """Source images ``(B, C, h, w)`` -> latents -> renders ``(B, C, *resolution)`` in [0, 1]
+    for ``"mse"``/``"l1"`` models (a sigmoid is applied for ``"bce"``, which trains logits).
+
+    ``resolution`` is free: the training target size, or any other (the render is continuous).
+    """
+    outs = []
+    for i in range(0, source.shape[0], batch_size):
+        z = encode_source(model, source[i:i + batch_size], loss=loss, inner_scale=inner_scale)
+        y = render(model, z, resolution, chunk_size=chunk_size)
+        outs.append(torch.sigmoid(y) if loss == "bce" else y)
+    if not outs:
+        return source.new_zeros(0, model.out_dim, *normalize_resolution(resolution, model.coord_dim))
+    return torch.cat(outs)
+
+
+def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps: int, seconds: float | None = None,
+                   batch_size: int = 64, lr: float = 3e-4, loss="mse", inner_scale: float = 1.0,
+                   outer_fraction: float = 1.0, seed: int = 0, log_every: int = 50, callback=None) -> dict:
+    """Train ``model`` in place for source -> target conversion with Adam.
+
+    Args:
+        sources: ``(N, C, h, w)`` training inputs; targets: ``(N, C, H, W)`` matching outputs
+            (both on the model's device).
+        steps: maximum number of steps; seconds: optional wall-clock budget.
+        outer_fraction: fraction of target pixels in a Monte-Carlo outer integral (1: all).
+        callback: called as ``callback(step, per_pixel_loss)`` every ``log_every`` steps.
+    Returns:
+        ``{"steps", "seconds", "step": [...], "loss": [...]}`` with the logged per-pixel losses.
+
+    Raises:
+        ValueError: bad options; FloatingPointError: the loss became NaN/Inf (names the step).
+    """
+    _check_pair(sources, targets)
+    if steps < 0 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)) or not 0 < outer_fraction <= 1:
+        raise ValueError(f"need steps >= 0, batch_size >= 1, lr > 0 and outer_fraction in (0, 1]; got "
+                         f"steps={steps}, batch_size={batch_size}, lr={lr}, outer_fraction={outer_fraction}")
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    dev = sources.device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    outer = MonteCarloIntegrator(fraction=outer_fraction) if outer_fraction < 1 else GridIntegrator()
+    data_gen = torch.Generator().manual_seed(seed)
+    mc_gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    N = sources.shape[0]
+    perm, pos = torch.randperm(N, generator=data_gen), 0
+    hist = {"step": [], "loss": []}
+    per_pixel = targets.shape[1] * targets.shape[2] * targets.shape[3]
+    t0, step = time.perf_counter(), 0
+    model.train()
+    while step < steps and (seconds is None or time.perf_counter() - t0 < seconds):
+        if pos + batch_size > N:
+            perm, pos = torch.randperm(N, generator=data_gen), 0
+        idx = perm[pos:pos + min(batch_size, N)].to(dev)
+        pos += batch_size
+        value, _ = conversion_loss(model, sources[idx], targets[idx], loss=loss, inner_scale=inner_scale,
+                                   outer_integrator=outer, generator=mc_gen, check=False)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        if not bool(torch.isfinite(value)):
+            raise FloatingPointError(f"non-finite training loss at step {step + 1} (try a smaller lr)")
+        opt.step()
+        step += 1
+        if step % log_every == 0 or step == steps:
+            lv = float(value.detach()) / per_pixel
+            hist["step"].append(step)
+            hist["loss"].append(lv)
+            if callback is not None:
+                callback(step, lv)
+    model.eval()
+    return {"steps": step, "seconds": time.perf_counter() - t0, **hist}
