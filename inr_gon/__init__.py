@@ -13,7 +13,7 @@ from .losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .gon import gon_latent, gon_loss
 from .render import render, render_points, encode, encode_render
 from .sampling import slerp, slerp_path, GaussianLatentSampler
-from . import shapes
+from . import shapes, modality
 from .mesh import extract_mesh, sdf_grid, sdf_slice
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .sdf_gon import sdf_gon_latent, sdf_gon_loss, latent_sdf, LatentSDF, eikonal_loss
@@ -29,7 +29,7 @@ __all__ = [
     "gon_latent", "gon_loss",
     "render", "render_points", "encode", "encode_render",
     "slerp", "slerp_path", "GaussianLatentSampler",
-    "shapes", "extract_mesh", "sdf_grid", "sdf_slice",
+    "shapes", "modality", "extract_mesh", "sdf_grid", "sdf_slice",
     "chamfer_distance", "normal_consistency", "volumetric_iou",
     "sdf_gon_latent", "sdf_gon_loss", "latent_sdf", "LatentSDF", "eikonal_loss",
 ]
