@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
                          rotate_checkpoints, save_checkpoint)
 from .coords import grid, image_to_points, points_to_image
-from .distributed import DistContext, GONObjective, configure_tf32, init_distributed
-from .gon import gon_latent, gon_loss
+from .distributed import GONObjective, configure_tf32, init_distributed
+from .gon import gon_latent
 from .integrators import GridIntegrator, MonteCarloIntegrator
 from .metrics import psnr, ssim
 from .render import render
@@ -409,13 +409,13 @@ class ImageGONTrainer:
         was = self.model.training
         self.model.eval()
         part = images[self.dist.shard(images.shape[0])] if self.dist.enabled else images
-        recon = self.decode(self.encode(part))
-        self.model.train(was)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)   # psnr, ssim, count
-        if part.shape[0]:
+        if part.shape[0]:                 # a rank's shard may be empty (fewer images than ranks)
+            recon = self.decode(self.encode(part))
             sums[0] = psnr(recon, part).double().sum()
             if with_ssim:
                 sums[1] = ssim(recon, part).double().sum()
+        self.model.train(was)
         sums[2] = part.shape[0]
         sums = self.dist.all_reduce_sum(sums).tolist()
         n = max(sums[2], 1.0)
