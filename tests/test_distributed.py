@@ -272,3 +272,21 @@ def test_torchrun_runs_the_example_data_parallel(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["processes"] == 2 and m["steps"] == 4
     assert (out / "recon_test.png").is_file() and (out / "ckpt_step0000004.pt").is_file()
+
+
+def test_gpu_benchmark_runs_quick_on_cpu(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks/gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--device", "cpu", "--scale-limits", "0.2", "--json", str(tmp_path / "b.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert set(res) == {"info", "step", "large_batch", "time_to_psnr", "render_mesh"}
+    assert res["step"][0]["steps_per_s"] > 0 and res["step"][0]["points_per_s"] > 0
+    assert res["render_mesh"][0]["megapixels_per_s"] > 0 and res["render_mesh"][1]["faces"] > 0
+    assert len(res["time_to_psnr"][-1]["curve"]) >= 1
+    assert "time_to_psnr" in capsys.readouterr().out
