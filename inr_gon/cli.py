@@ -66,7 +66,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=_nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
     g.add_argument("--seconds", type=_positive_float, help="stop training after this many seconds")
-    g.add_argument("--batch-size", type=_positive_int, help=f"images per step ({d('batch_size')})")
+    g.add_argument("--batch-size", type=_positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
+                        f"processes) ({d('batch_size')})")
     g.add_argument("--lr", type=_positive_float, help=f"Adam learning rate ({d('lr')})")
     g.add_argument("--loss", choices=("mse", "bce", "l1"), default="mse", help="inner and outer loss (default: mse)")
     g.add_argument("--inner-scale", type=_positive_float, default=1 / 64,
