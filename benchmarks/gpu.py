@@ -21,6 +21,9 @@ and the next section runs):
 4. ``render_mesh``: megapixels/s of ``inr_gon.render`` (16 latents at 256²) and points/s of
    dense ``inr_gon.extract_mesh`` at 256³ on a network SDF (a sphere plus a random 3-D
    ``LatentSiren``), marching cubes included.
+
+``--compile`` adds a ``torch.compile`` row to the step section (its compile time is reported
+separately; on 2 CPU cores it took minutes).
 """
 
 from __future__ import annotations
@@ -90,12 +93,15 @@ def time_steps(step, device: torch.device, *, seconds: float, warmup: int = 3, m
     return n / (time.perf_counter() - t0), n
 
 
-def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, device: torch.device):
+def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, device: torch.device,
+                compile: bool = False):
     """A closure doing one full training step (forward, backward, Adam) on random targets."""
     c = ig.grid((res, res), device=device)
     x = torch.rand(batch, res * res, 1, device=device)
     outer = ig.MonteCarloIntegrator(fraction=fraction) if fraction < 1 else ig.GridIntegrator()
     obj = GONObjective(model, inner=ig.GridIntegrator(scale=1 / 64), outer=outer, amp=amp)
+    if compile:
+        obj = torch.compile(obj)
     opt = torch.optim.Adam(model.parameters(), lr=1e-6, fused=True if device.type == "cuda" else None)
     gen = torch.Generator(device=device).manual_seed(0)
 
@@ -108,20 +114,24 @@ def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, devic
     return step
 
 
-def row_step(name, *, hidden, layers, batch, res, fraction, amp, tf32, device, seconds):
+def row_step(name, *, hidden, layers, batch, res, fraction, amp, tf32, device, seconds, compile=False):
     configure_tf32(tf32)
     reset_peak(device)
     torch.manual_seed(0)
     model = ig.LatentSiren(2, 32, 1, hidden, layers).to(device)
+    t0 = time.perf_counter()
     try:
-        rate, n = time_steps(gon_step_fn(model, batch=batch, res=res, fraction=fraction, amp=amp, device=device),
-                             device, seconds=seconds)
+        step = gon_step_fn(model, batch=batch, res=res, fraction=fraction, amp=amp, device=device, compile=compile)
+        if compile:
+            step()                    # compilation, not timed as steps
+        warm_s = time.perf_counter() - t0
+        rate, n = time_steps(step, device, seconds=seconds)
     finally:
         configure_tf32(False)
     return {"name": name, "model": f"{layers}x{hidden}", "params": sum(p.numel() for p in model.parameters()),
             "batch": batch, "outer": "grid" if fraction == 1 else f"MC {fraction:g}", "amp": amp, "tf32": tf32,
             "steps_per_s": round(rate, 2), "points_per_s": round(rate * batch * res * res),
-            "timed_steps": n, "peak_gb": peak_gb(device)}
+            "timed_steps": n, "peak_gb": peak_gb(device), **({"compile_s": round(warm_s, 1)} if compile else {})}
 
 
 def section_step(args, device, limit):
@@ -132,6 +142,10 @@ def section_step(args, device, limit):
     if device.type == "cuda":
         variants += [("tf32", "off", True), ("bf16 outer", "bf16", False), ("bf16 outer + tf32", "bf16", True)]
     rows = []
+    if args.compile:
+        rows.append(guard(lambda: row_step("exact fp32 torch.compile", hidden=h, layers=L, batch=B, res=res,
+                                           fraction=1.0, amp="off", tf32=False, device=device,
+                                           seconds=min(per, max(sec.left(), 0.05)), compile=True)))
     for fraction in (1.0, 0.25):
         for label, amp, tf32 in variants:
             if sec.over:
@@ -279,6 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    ap.add_argument("--compile", action="store_true",
+                    help="step section: also time torch.compile of the GON step (compilation can take minutes)")
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 with --quick on CPU)")
     ap.add_argument("--scale-limits", type=float, default=1.0,
                     help="multiply every section's time limit (default 1: about 8 minutes in all)")
