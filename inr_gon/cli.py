@@ -66,7 +66,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=_nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
     g.add_argument("--seconds", type=_positive_float, help="stop training after this many seconds")
-    g.add_argument("--batch-size", type=_positive_int, help=f"images per step ({d('batch_size')})")
+    g.add_argument("--batch-size", type=_positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
+                        f"processes) ({d('batch_size')})")
     g.add_argument("--lr", type=_positive_float, help=f"Adam learning rate ({d('lr')})")
     g.add_argument("--loss", choices=("mse", "bce", "l1"), default="mse", help="inner and outer loss (default: mse)")
     g.add_argument("--inner-scale", type=_positive_float, default=1 / 64,
@@ -88,6 +89,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("speed (CUDA; under torchrun every process trains on its share of --batch-size)")
+    g.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                   help="autocast the outer pass to bf16/fp16 (the latent stays float32; default: off)")
+    g.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)")
+    g.add_argument("--nonfinite-check", choices=("immediate", "deferred"),
+                   help="check the loss every step (host sync; CPU default) or read a device-side flag every "
+                        "log interval, never applying a non-finite update (CUDA default)")
 
 
 def _config_from_args(args):
@@ -100,7 +108,8 @@ def _config_from_args(args):
         inner_scale=args.inner_scale, outer_fraction=args.outer_fraction, eval_every=args.eval_every,
         eval_images=args.eval_images, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, device=args.device,
-        out=args.out or str(Path("runs") / f"{name}_siren"), on_nonfinite=args.on_nonfinite)
+        out=args.out or str(Path("runs") / f"{name}_siren"), on_nonfinite=args.on_nonfinite,
+        amp=args.amp, tf32=args.tf32, nonfinite_check=args.nonfinite_check)
 
 
 def cmd_train(args) -> int:
@@ -108,16 +117,31 @@ def cmd_train(args) -> int:
     cfg = _config_from_args(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = ImageGONTrainer(cfg, quiet=args.quiet)
-    for w in caught:
+        t = ImageGONTrainer(cfg, quiet=args.quiet)
+    try:
+        return _train_and_write(t, args, caught, write_outputs)
+    finally:
+        t.dist.close()        # the process group, if torchrun started one
+
+
+def _train_and_write(t, args, caught, write_outputs) -> int:
+    """Train; rank 0 (the only process without torchrun) prints and writes the outputs."""
+    main = t.dist.is_main
+    for w in caught if main else ():
         print(f"note: {w.message}", file=sys.stderr)
-    t = trainer
-    print(f"data: {t.dataset.source} ({t.train_images.shape[0]} train / {t.test_images.shape[0]} test)")
-    print(f"model: LatentSiren {t.cfg.layers}x{t.cfg.hidden}, latent {t.cfg.latent}, "
-          f"{sum(p.numel() for p in t.model.parameters()):,} parameters on {t.device}; "
-          f"batch {t.cfg.batch_size}, lr {t.cfg.lr:g}, outer fraction {t.cfg.outer_fraction:g}, steps {t.cfg.steps}")
+    if main:
+        print(f"data: {t.dataset.source} ({t.train_images.shape[0]} train / {t.test_images.shape[0]} test)")
+        print(f"model: LatentSiren {t.cfg.layers}x{t.cfg.hidden}, latent {t.cfg.latent}, "
+              f"{sum(p.numel() for p in t.model.parameters()):,} parameters on {t.device}; "
+              f"batch {t.cfg.batch_size}, lr {t.cfg.lr:g}, outer fraction {t.cfg.outer_fraction:g}, "
+              f"steps {t.cfg.steps}")
+        if t.dist.enabled:
+            print(f"data parallel: {t.dist.world_size} processes, {t.cfg.batch_size // t.dist.world_size} "
+                  f"images each per step (global batch {t.cfg.batch_size})")
     t.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
     metrics = t.fit()
+    if not main:
+        return 0
     paths = write_outputs(t, metrics, t.out)
     print(f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
           f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)")

@@ -6,6 +6,11 @@ keeps the data on the device, samples batches from a seeded permutation, takes e
 (optionally with the outer integral on a Monte-Carlo subset), evaluates unseen test images
 (encoded by the single gradient step), writes checkpoints atomically and resumes them
 bit-identically on CPU.
+
+Launched by ``torchrun`` with several processes, the trainer runs data-parallel
+(:mod:`inr_gon.distributed`): ``batch_size`` is the *global* batch, split evenly over the
+ranks; gradients are averaged by ``DistributedDataParallel``; evaluation is sharded and
+reduced; only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from tqdm.auto import tqdm
 from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
                          rotate_checkpoints, save_checkpoint)
 from .coords import grid, image_to_points, points_to_image
-from .gon import gon_latent, gon_loss
+from .distributed import GONObjective, configure_tf32, init_distributed
+from .gon import gon_latent
 from .integrators import GridIntegrator, MonteCarloIntegrator
 from .metrics import psnr, ssim
 from .render import render
@@ -41,9 +47,9 @@ CHECKPOINT_KIND = "inr_gon.image_gon"
 # Defaults by device. CUDA: the paper's configuration (SIREN 4×256, latent 32, batch 64).
 # CPU: measured to finish in about 4 minutes on 2 cores (see README, "Main job").
 CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, outer_fraction=1.0, steps=20_000,
-                     eval_every=1000, checkpoint_every=1000)
+                     eval_every=1000, checkpoint_every=1000, nonfinite_check="deferred")
 CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=1e-4, outer_fraction=0.25, steps=1500,
-                    eval_every=250, checkpoint_every=250)
+                    eval_every=250, checkpoint_every=250, nonfinite_check="immediate")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,6 +75,17 @@ class TrainConfig:
             ``-inner_scale · ∇ Σ_p ℓ`` per sample (no batch factor). ``1/64`` equals cwkx/GON's
             latent at its batch size 64 and trains much faster than the raw sum (measured).
         outer_fraction: fraction of the 28² points in the outer (Monte-Carlo) integral.
+        batch_size: the global batch: with ``torchrun``, each of the ``W`` processes takes
+            ``batch_size / W`` images of every batch (it must divide evenly).
+        amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast of the outer pass (the latent stays
+            float32); ``"fp16"`` adds a gradient scaler.
+        tf32: allow TF32 matmuls on CUDA (faster, ~1e-3 relative matmul error).
+        nonfinite_check: ``"immediate"`` (CPU default): check the loss every step (a host sync)
+            and stop/skip at once. ``"deferred"`` (CUDA default): no host sync in the step;
+            the optimizer (fused Adam) skips any update whose loss is not finite on the device,
+            and the flag is read every ``log_every`` steps and before evaluations and
+            checkpoints, where "stop" raises naming the first bad step (no update was applied
+            from that step on).
     """
 
     dataset: str = "mnist"
@@ -96,6 +113,9 @@ class TrainConfig:
     device: str = "auto"
     out: str | None = None
     on_nonfinite: str = "stop"
+    amp: str = "off"
+    tf32: bool = False
+    nonfinite_check: str | None = None
 
     def resolved(self, device: torch.device) -> "TrainConfig":
         """A copy with ``None`` fields filled from :data:`CUDA_DEFAULTS` / :data:`CPU_DEFAULTS`."""
@@ -124,6 +144,10 @@ class TrainConfig:
             ("channels", self.channels in (1, 3), "must be 1 or 3"),
             ("on_nonfinite", self.on_nonfinite in ("stop", "skip"), "must be 'stop' or 'skip'"),
             ("loss", self.loss in ("mse", "bce", "l1"), "must be 'mse', 'bce' or 'l1'"),
+            ("amp", self.amp in ("off", "bf16", "fp16"), "must be 'off', 'bf16' or 'fp16'"),
+            ("nonfinite_check", self.nonfinite_check in (None, "immediate", "deferred"),
+             "must be 'immediate' or 'deferred'"),
+            ("log_every", self.log_every >= 1, "must be >= 1"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -208,19 +232,34 @@ class ImageGONTrainer:
         config: the run's :class:`TrainConfig`.
         dataset: an :class:`~inr_gon.data.ImageDataset` (default: loaded from the config).
         quiet: no progress bar or messages.
+        dist: a :class:`~inr_gon.distributed.DistContext`, or ``"auto"`` (default):
+            data-parallel when launched by ``torchrun`` with several processes.
     """
 
-    def __init__(self, config: TrainConfig, *, dataset=None, quiet: bool = False):
-        self.device = select_device(config.device)
+    def __init__(self, config: TrainConfig, *, dataset=None, quiet: bool = False, dist="auto"):
+        device = select_device(config.device)
+        self.dist = init_distributed(device=device) if dist == "auto" else dist
+        self.device = self.dist.device if self.dist.enabled else device
         self.cfg = config.resolved(self.device)
-        self.quiet = quiet
-        self.dataset = dataset if dataset is not None else load_dataset(self.cfg)
+        self.quiet = quiet or not self.dist.is_main
+        if self.cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size={self.cfg.batch_size} (the global batch) must be divisible by the "
+                             f"number of processes ({self.dist.world_size})")
+        if self.device.type == "cuda":
+            configure_tf32(self.cfg.tf32)
+        if dataset is None:
+            with self.dist.main_first():       # rank 0 downloads/unpacks first
+                dataset = load_dataset(self.cfg)
+        self.dataset = dataset
         for split in ("train", "test"):
             imgs = getattr(self.dataset, f"{split}_images")
             if not bool(torch.isfinite(imgs).all()):
                 raise ValueError(f"{split} images contain NaN or Inf values")
         if self.dataset.train_images.shape[0] < 1:
             raise ValueError("the training set is empty")
+        if self.dist.enabled and self.dataset.train_images.shape[0] < self.cfg.batch_size:
+            raise ValueError(f"batch_size={self.cfg.batch_size} exceeds the {self.dataset.train_images.shape[0]} "
+                             f"training images (required with several processes)")
         # data on the device (MNIST is 188 MB as float32; fits any GPU)
         self.train_images = self.dataset.train_images.to(self.device)
         self.test_images = self.dataset.test_images.to(self.device)
@@ -229,10 +268,25 @@ class ImageGONTrainer:
         self.coords = grid((H, W), device=self.device)
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(self.cfg, C).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.deferred = self.cfg.nonfinite_check == "deferred"
+        # fused Adam skips an update on the device when told to (found_inf): no host sync
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=True if self.deferred else None)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.cfg.amp == "fp16" else None
         self.inner = GridIntegrator(scale=self.cfg.inner_scale)
         self.outer = (MonteCarloIntegrator(fraction=self.cfg.outer_fraction)
                       if self.cfg.outer_fraction < 1 else GridIntegrator())
+        # the whole GON step is one module's forward, so DDP sees every use of every parameter
+        self.objective = GONObjective(self.model, loss=self.cfg.loss, inner=self.inner, outer=self.outer,
+                                      amp=self.cfg.amp)
+        self.step_module = self.objective
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.step_module = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # deferred non-finite check: device-side flags, read at log/eval/checkpoint steps
+        self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._skipped_dev = torch.zeros((), dtype=torch.long, device=self.device)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.mc_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
         self.perm = torch.randperm(self.train_images.shape[0], generator=self.data_gen)
@@ -247,24 +301,96 @@ class ImageGONTrainer:
 
     # -- data ------------------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
-        """The next ``(B, C, H, W)`` training images (a seeded permutation, epoch by epoch)."""
+        """This process's ``(B / W, C, H, W)`` part of the next global batch of ``B`` training
+        images (a seeded permutation, epoch by epoch, identical on every rank; rank ``r`` takes
+        the ``r``-th contiguous slice: ``DistributedSampler`` for on-device data)."""
         B, N = self.cfg.batch_size, self.perm.numel()
         if self.pos + B > N:
             self.perm = torch.randperm(N, generator=self.data_gen)
             self.pos = 0
         idx = self.perm[self.pos:self.pos + min(B, N)]
         self.pos += B
+        if self.dist.enabled:
+            b = B // self.dist.world_size
+            idx = idx[self.dist.rank * b:(self.dist.rank + 1) * b]
         return self.train_images[idx.to(self.device)]
 
     # -- one step ----------------------------------------------------------------------------------
     def train_step(self, images: torch.Tensor) -> torch.Tensor:
-        """One GON step on ``images (B, C, H, W)``; returns the (detached) per-pixel loss."""
+        """Loss and gradients of one GON step on ``images (b, C, H, W)`` (this rank's shard);
+        returns the (detached) per-pixel loss, averaged over all ranks (no host sync)."""
         x = image_to_points(images)
-        loss, _ = gon_loss(self.model, self.coords, x, inner_loss=self.cfg.loss, inner_integrator=self.inner,
-                           outer_integrator=self.outer, generator=self.mc_gen, check=False)
+        loss, _ = self.step_module(self.coords, x, generator=self.mc_gen)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss.detach() / (x.shape[1] * x.shape[2])
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        out = loss.detach() / (x.shape[1] * x.shape[2])
+        if self.dist.enabled:
+            out = self.dist.all_reduce_sum(out.clone()) / self.dist.world_size
+        return out
+
+    def _apply_update(self, loss: torch.Tensor) -> bool:
+        """Apply the optimizer step for a step with detached loss ``loss``.
+
+        Immediate mode: reads the loss (host sync); returns ``False`` (and applies nothing)
+        for a non-finite loss with ``on_nonfinite="skip"``, raises for ``"stop"``.
+        Deferred mode: no host sync; a non-finite loss (and, with ``"stop"``, every later
+        step) is skipped on the device and reported by :meth:`check_nonfinite`.
+        """
+        if not self.deferred:
+            if not bool(torch.isfinite(loss)):
+                if self.cfg.on_nonfinite == "skip":
+                    self.opt.zero_grad(set_to_none=True)
+                    self.skipped += 1
+                    return False
+                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+                raise NonFiniteLossError(f"non-finite training loss at step {self.step + 1}{where}")
+            if self.scaler is not None:
+                self.scaler.step(self.opt)
+                self.scaler.update()
+            else:
+                self.opt.step()
+            return True
+        bad = ~torch.isfinite(loss)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self.step + 1, self._first_bad)
+        self._skipped_dev += bad
+        skip = bad | self._bad if self.cfg.on_nonfinite == "stop" else bad
+        if self.cfg.on_nonfinite == "stop":
+            self._bad = skip
+        if self.scaler is not None:      # the scaler skips steps with non-finite gradients: make them so
+            p = next(self.model.parameters())
+            p.grad.add_(torch.where(skip, float("nan"), 0.0).to(p.grad.dtype))
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.found_inf = skip.float()
+            try:
+                self.opt.step()
+            finally:
+                self.opt.found_inf = None
+        return True
+
+    def check_nonfinite(self) -> None:
+        """Deferred mode: read the device flags (one host sync). Updates :attr:`skipped`; with
+        ``on_nonfinite="stop"`` raises :class:`NonFiniteLossError` naming the first bad step."""
+        if not self.deferred:
+            return
+        first, n = int(self._first_bad), int(self._skipped_dev)
+        if first < 0:
+            return
+        if self.cfg.on_nonfinite == "skip":
+            self.skipped += n
+            self._skipped_dev.zero_()
+            return
+        where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+        raise NonFiniteLossError(f"non-finite training loss at step {first} (no update applied from it on){where}")
+
+    def advance(self) -> torch.Tensor | None:
+        """One optimisation step on the next batch; returns the detached per-pixel loss
+        (averaged over the ranks), or ``None`` for a step skipped in immediate mode."""
+        loss = self.train_step(self.next_batch())
+        applied = self._apply_update(loss)
+        self.step += 1
+        return loss if applied else None
 
     # -- evaluation -----------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -276,14 +402,26 @@ class ImageGONTrainer:
         return decode_latents(self.model, z, resolution or self.resolution, loss=self.cfg.loss)
 
     def evaluate(self, images: torch.Tensor, *, with_ssim: bool = False) -> dict:
-        """Encode unseen images in one step, decode, and return mean PSNR (and SSIM)."""
+        """Encode unseen images in one step, decode, and return mean PSNR (and SSIM).
+
+        With several processes, each rank evaluates its shard of ``images`` (the same on every
+        rank) and the sums and counts are all-reduced: every rank returns the global means."""
         was = self.model.training
         self.model.eval()
-        recon = self.decode(self.encode(images))
+        part = images[self.dist.shard(images.shape[0])] if self.dist.enabled else images
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)   # psnr, ssim, count
+        if part.shape[0]:                 # a rank's shard may be empty (fewer images than ranks)
+            recon = self.decode(self.encode(part))
+            sums[0] = psnr(recon, part).double().sum()
+            if with_ssim:
+                sums[1] = ssim(recon, part).double().sum()
         self.model.train(was)
-        out = {"psnr": float(psnr(recon, images).mean())}
+        sums[2] = part.shape[0]
+        sums = self.dist.all_reduce_sum(sums).tolist()
+        n = max(sums[2], 1.0)
+        out = {"psnr": sums[0] / n}
         if with_ssim:
-            out["ssim"] = float(ssim(recon, images).mean())
+            out["ssim"] = sums[1] / n
         return out
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -296,6 +434,7 @@ class ImageGONTrainer:
             "data": {"perm": self.perm, "pos": self.pos, "generator": self.data_gen.get_state()},
             "mc_generator": self.mc_gen.get_state(), "torch_rng": torch.get_rng_state(),
             "history": self.history, "latent_stats": self.latent_stats,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "dataset": {"name": self.dataset.name, "source": self.dataset.source,
                         "image_shape": list(self.train_images.shape[1:])},
         }
@@ -303,6 +442,7 @@ class ImageGONTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        _retarget_adam(self.opt, fused=self.deferred)      # e.g. a CPU checkpoint resumed on CUDA
         self.step, self.elapsed, self.skipped = state["step"], state["elapsed"], state.get("skipped", 0)
         self.perm, self.pos = state["data"]["perm"], state["data"]["pos"]
         self.data_gen.set_state(state["data"]["generator"])
@@ -310,21 +450,44 @@ class ImageGONTrainer:
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
         self.latent_stats = state.get("latent_stats")
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def save(self) -> Path | None:
-        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K."""
+        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K
+        (rank 0 writes; every rank waits for it)."""
         if self.out is None:
             return None
-        path = save_checkpoint(self.out / f"ckpt_step{self.step:07d}.pt", self.state_dict())
-        rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
+        self.check_nonfinite()            # never checkpoint past a non-finite step
+        path = self.out / f"ckpt_step{self.step:07d}.pt"
+
+        def write():
+            save_checkpoint(path, self.state_dict())
+            rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
+
+        self.dist.run_on_main(write)      # raises on every rank if rank 0 failed
         self.last_checkpoint = path
         return path
 
     def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
         """Create the run folder; refuse one that holds another run unless resuming/overwriting.
-        On resume, load the newest checkpoint there (if any)."""
+        On resume, load the newest checkpoint there (if any). With several processes rank 0
+        does the file work and sends the checkpoint to every rank."""
         if self.out is None:
             return
+        if self.dist.enabled:
+            state, ckpt = self.dist.run_on_main(self._prepare_files, resume=resume, overwrite=overwrite)
+            if state is not None:
+                self.load_state_dict(state)
+                self.last_checkpoint = ckpt
+                self.log(f"resumed from {ckpt} at step {self.step}")
+            return
+        self._prepare_files(resume=resume, overwrite=overwrite, load=True)
+
+    def _prepare_files(self, *, resume: bool, overwrite: bool, load: bool = False):
+        """File work of :meth:`prepare_run_dir`; returns ``(state, path)`` of the checkpoint to
+        resume (``(None, None)`` if none) and, with ``load``, loads it here."""
+        state_out = (None, None)
         existing = self.out.is_dir() and (any(self.out.glob("ckpt_step*.pt")) or (self.out / "config.json").exists())
         if existing and not (resume or overwrite):
             raise RunDirectoryError(f"{self.out} holds another run; pass --resume to continue it or "
@@ -340,10 +503,13 @@ class ImageGONTrainer:
                 if state["model_config"] != self.model.config():
                     raise CheckpointError(f"{ckpt}: its model {state['model_config']} does not match this "
                                           f"run's {self.model.config()}")
-                self.load_state_dict(state)
-                self.last_checkpoint = ckpt
-                self.log(f"resumed from {ckpt} at step {self.step}")
+                state_out = (state, ckpt)
+                if load:
+                    self.load_state_dict(state)
+                    self.last_checkpoint = ckpt
+                    self.log(f"resumed from {ckpt} at step {self.step}")
         atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
+        return state_out
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -353,32 +519,49 @@ class ImageGONTrainer:
     def fit(self) -> dict:
         """Train until ``steps`` (total) or ``seconds``; returns the final metrics dict."""
         cfg = self.cfg
-        start_step, t0 = self.step, time.perf_counter() - self.elapsed
+        t0 = time.perf_counter() - self.elapsed
         bar = tqdm(total=cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
                    dynamic_ncols=True)
         eval_set = self.test_images[:cfg.eval_images]
-        last_log_t, last_log_step = time.perf_counter(), self.step
         self.model.train()
+        try:
+            self._loop(bar, t0, eval_set)
+        finally:
+            bar.close()
+        self.check_nonfinite()
+        sampler = GaussianLatentSampler(self.encode(self.train_images[:5000]))
+        self.latent_stats = {"mean": sampler.mean, "cov": sampler.cov}
+        self.save()
+        return self.final_metrics()
+
+    def _out_of_time(self, t0: float) -> bool:
+        """The ``seconds`` budget is spent. With several processes the ranks decide together,
+        every ``log_every`` steps (so that all stop at the same step)."""
+        cfg = self.cfg
+        if cfg.seconds is None:
+            return False
+        over = time.perf_counter() - t0 >= cfg.seconds
+        if not self.dist.enabled:
+            return over
+        if self.step % cfg.log_every:
+            return False
+        flag = torch.tensor(float(over), device=self.device)
+        return bool(self.dist.all_reduce_sum(flag) > 0)
+
+    def _loop(self, bar, t0: float, eval_set: torch.Tensor) -> None:
+        cfg = self.cfg
+        last_log_t, last_log_step = time.perf_counter(), self.step
         while self.step < cfg.steps:
-            if cfg.seconds is not None and time.perf_counter() - t0 >= cfg.seconds:
+            if self._out_of_time(t0):
                 self.log(f"time budget of {cfg.seconds:g} s reached at step {self.step}")
                 break
-            loss = self.train_step(self.next_batch())
-            if not bool(torch.isfinite(loss)):
-                if cfg.on_nonfinite == "skip":
-                    self.opt.zero_grad(set_to_none=True)
-                    self.skipped += 1
-                    self.step += 1
-                    bar.update(1)
-                    continue
-                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-                bar.close()
-                raise NonFiniteLossError(f"non-finite training loss at step {self.step + 1}{where}")
-            self.opt.step()
-            self.step += 1
-            self.elapsed = time.perf_counter() - t0
+            loss = self.advance()
             bar.update(1)
+            if loss is None:            # skipped (immediate mode)
+                continue
+            self.elapsed = time.perf_counter() - t0
             if self.step % cfg.log_every == 0:
+                self.check_nonfinite()
                 lv = float(loss)
                 now = time.perf_counter()
                 rate = (self.step - last_log_step) / max(now - last_log_t, 1e-9)
@@ -389,6 +572,7 @@ class ImageGONTrainer:
                 bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{-10 * math.log10(max(lv, 1e-10)):.1f}dB",
                                 steps_s=f"{rate:.1f}")
             if self.step % cfg.eval_every == 0 and eval_set.shape[0]:
+                self.check_nonfinite()
                 m = self.evaluate(eval_set)
                 self.history["eval_step"].append(self.step)
                 self.history["eval_seconds"].append(self.elapsed)
@@ -396,11 +580,6 @@ class ImageGONTrainer:
                 self.log(f"step {self.step}: test PSNR {m['psnr']:.2f} dB on {eval_set.shape[0]} unseen images")
             if self.step % cfg.checkpoint_every == 0:
                 self.save()
-        bar.close()
-        sampler = GaussianLatentSampler(self.encode(self.train_images[:5000]))
-        self.latent_stats = {"mean": sampler.mean, "cov": sampler.cov}
-        self.save()
-        return self.final_metrics()
 
     def final_metrics(self) -> dict:
         test = self.test_images
@@ -410,8 +589,22 @@ class ImageGONTrainer:
             "train_seconds": round(self.elapsed, 2), "params": sum(p.numel() for p in self.model.parameters()),
             "dataset": self.dataset.name, "data_source": self.dataset.source, "num_test": int(test.shape[0]),
             "num_train": int(self.train_images.shape[0]), "skipped_steps": self.skipped,
-            "device": str(self.device), "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            "device": str(self.device), "processes": self.dist.world_size, "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
         }
+
+
+def _retarget_adam(opt: torch.optim.Adam, *, fused: bool) -> None:
+    """After ``load_state_dict`` (which restores the saved ``fused`` flag and ``step`` tensors),
+    set this run's implementation and put each ``step`` where it expects it (fused: float32
+    on the parameter's device; otherwise a CPU float32 scalar)."""
+    for group in opt.param_groups:
+        group["fused"] = True if fused else None
+        if fused:
+            group["foreach"] = None
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st and "step" in st:
+                st["step"] = st["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)
 
 
 def write_outputs(trainer: ImageGONTrainer, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> dict:

@@ -1,0 +1,292 @@
+"""Data-parallel training (torch.distributed, gloo on CPU), the GON objective module, mixed
+precision and the deferred (sync-free) non-finite check. CUDA-only checks skip without a GPU."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from inr_gon.coords import grid, image_to_points
+from inr_gon.data import ImageDataset
+from inr_gon.distributed import DistContext, GONObjective
+from inr_gon.gon import gon_latent, gon_loss
+from inr_gon.integrators import GridIntegrator, MonteCarloIntegrator
+from inr_gon.siren import LatentSiren
+from inr_gon.train import ImageGONTrainer, NonFiniteLossError, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+SINGLE = DistContext()          # force one process even if the environment names a torchrun job
+
+
+def blobs_dataset(n_train=24, n_test=10, size=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+
+    def blobs(n):
+        c = torch.rand(n, 2, generator=g) - 0.5
+        r = 0.2 + 0.3 * torch.rand(n, 1, 1, generator=g)
+        d = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2).sqrt()
+        return torch.sigmoid((r - d) * 20)[:, None]
+
+    return ImageDataset("blobs", blobs(n_train), torch.zeros(n_train, dtype=torch.long), blobs(n_test),
+                        torch.zeros(n_test, dtype=torch.long), "synthetic blobs")
+
+
+def config(out=None, **kw):
+    base = dict(steps=4, batch_size=8, hidden=16, layers=2, latent=4, eval_every=2, checkpoint_every=2,
+                eval_images=10, out=str(out) if out else None, device="cpu", lr=1e-3, outer_fraction=0.5,
+                log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, tmp):
+    """One rank of a 2-process gloo job, launched as torchrun would (environment variables)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    tmp = Path(tmp)
+    t = ImageGONTrainer(config(tmp / "run"), dataset=blobs_dataset(), quiet=True)
+    try:
+        assert t.dist.enabled and t.dist.world_size == world
+        # latents of this rank's shard of a fixed global batch, through the DDP forward
+        b = 8 // world
+        x = image_to_points(t.train_images[rank * b:(rank + 1) * b])
+        loss, z = t.step_module(t.coords, x, generator=torch.Generator().manual_seed(5))
+        loss.backward()
+        t.opt.zero_grad(set_to_none=True)
+        t.prepare_run_dir(resume=False, overwrite=False)
+        metrics = t.fit()
+        torch.save({"z": z.detach(), "params": [p.detach() for p in t.model.parameters()], "metrics": metrics,
+                    "batch": t.next_batch()}, tmp / f"rank{rank}.pt")
+    finally:
+        t.dist.close()
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    # fork: the children skip re-importing torch (seconds on a loaded machine)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp)), nprocs=2, join=True, start_method=method)
+    return tmp, [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_two_processes_equal_one_process_with_the_global_batch(two_process_run, tmp_path):
+    tmp, ranks = two_process_run
+    single = ImageGONTrainer(config(tmp_path / "single"), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    single.prepare_run_dir(resume=False, overwrite=False)
+    metrics = single.fit()
+    for r in ranks:                   # identical on both ranks and equal to one process
+        for a, b in zip(r["params"], single.model.parameters()):
+            torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
+        assert r["metrics"]["steps"] == 4 and r["metrics"]["processes"] == 2
+        # evaluation: shards of the test set reduced over the ranks = the whole set in one process
+        assert abs(r["metrics"]["test_psnr"] - metrics["test_psnr"]) < 1e-4
+        assert abs(r["metrics"]["test_ssim"] - metrics["test_ssim"]) < 1e-5
+    for a, b in zip(ranks[0]["params"], ranks[1]["params"]):
+        assert torch.equal(a, b)
+    # each rank saw a distinct half of the same global batch
+    assert not torch.equal(ranks[0]["batch"], ranks[1]["batch"])
+    # only rank 0 wrote, and the rotation kept the newest checkpoints of the shared folder
+    names = sorted(p.name for p in (tmp / "run").iterdir())
+    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json"]
+
+
+def test_sharding_does_not_change_any_latent(two_process_run):
+    _, ranks = two_process_run
+    torch.manual_seed(0)
+    model = LatentSiren(2, 4, 1, 16, 2)             # the trainers' initial model (seed 0)
+    x = image_to_points(blobs_dataset().train_images[:8])
+    z_full = gon_latent(model, grid((10, 10)), x, integrator=GridIntegrator(scale=1 / 64))
+    torch.testing.assert_close(torch.cat([r["z"] for r in ranks]), z_full, atol=1e-6, rtol=1e-5)
+
+
+def test_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_path):
+    tmp, _ = two_process_run
+    run = tmp_path / "run"
+    run.mkdir()
+    for p in (tmp / "run").iterdir():
+        (run / p.name).write_bytes(p.read_bytes())
+    resumed = ImageGONTrainer(config(run, steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    resumed.prepare_run_dir(resume=True, overwrite=False)
+    assert resumed.step == 4
+    resumed.fit()
+    ref = ImageGONTrainer(config(tmp_path / "ref", steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    ref.prepare_run_dir(resume=False, overwrite=False)
+    ref.fit()
+    for a, b in zip(resumed.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_global_batch_must_divide_evenly(tmp_path):
+    with pytest.raises(ValueError, match="divisible by the number of processes"):
+        ImageGONTrainer(config(batch_size=7), dataset=blobs_dataset(), quiet=True,
+                        dist=DistContext(rank=0, world_size=2))
+
+
+def test_objective_module_equals_gon_loss():
+    torch.manual_seed(1)
+    model = LatentSiren(2, 4, 1, 16, 2)
+    c, x = grid((8, 8)), torch.rand(5, 64, 1)
+    inner, outer = GridIntegrator(scale=1 / 64), MonteCarloIntegrator(fraction=0.5)
+    ref, z_ref = gon_loss(model, c, x, inner_integrator=inner, outer_integrator=outer,
+                          generator=torch.Generator().manual_seed(3))
+    g_ref = torch.autograd.grad(ref, list(model.parameters()))
+    loss, z = GONObjective(model, inner=inner, outer=outer)(c, x, generator=torch.Generator().manual_seed(3))
+    g = torch.autograd.grad(loss, list(model.parameters()))
+    assert torch.equal(loss, ref) and torch.equal(z, z_ref)
+    for a, b in zip(g, g_ref):
+        assert torch.equal(a, b)
+
+
+def _amp_check(device, amp, loss_rtol):
+    torch.manual_seed(0)
+    model = LatentSiren(2, 32, 1, 64, 3).to(device)
+    c, x = grid((28, 28), device=device), torch.rand(16, 784, 1, device=device)
+    inner = GridIntegrator(scale=1 / 64)
+    l32, z32 = GONObjective(model, inner=inner)(c, x)
+    lam, zam = GONObjective(model, inner=inner, amp=amp)(c, x)
+    assert zam.dtype == torch.float32 and lam.dtype == torch.float32
+    torch.testing.assert_close(zam, z32, atol=0, rtol=0)        # the latent is computed in float32
+    assert abs(lam.item() - l32.item()) <= loss_rtol * abs(l32.item())
+    g32 = torch.autograd.grad(l32, list(model.parameters()))
+    gam = torch.autograd.grad(lam, list(model.parameters()))
+    for a, b in zip(gam, g32):
+        assert torch.isfinite(a).all()
+        assert float((a - b).norm()) <= 0.1 * float(b.norm()) + 1e-6
+
+
+def test_bf16_outer_pass_keeps_the_float32_latent_on_cpu():
+    _amp_check(torch.device("cpu"), "bf16", 0.05)
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp,rtol", [("bf16", 0.02), ("fp16", 0.005)])
+def test_amp_outer_pass_on_cuda(amp, rtol):
+    _amp_check(torch.device("cuda"), amp, rtol)
+
+
+@cuda
+@pytest.mark.cuda
+def test_cuda_trainer_amp_deferred_and_resume_on_cpu(tmp_path):
+    t = ImageGONTrainer(config(tmp_path / "run", device="cuda", amp="bf16"), dataset=blobs_dataset(), quiet=True,
+                        dist=SINGLE)
+    assert t.deferred
+    t.prepare_run_dir(resume=False, overwrite=False)
+    m = t.fit()
+    assert m["steps"] == 4 and m["skipped_steps"] == 0
+    r = ImageGONTrainer(config(tmp_path / "run", steps=6, amp="bf16"), dataset=blobs_dataset(), quiet=True,
+                        dist=SINGLE)
+    r.prepare_run_dir(resume=True, overwrite=False)
+    assert r.step == 4
+    r.fit()
+    assert all(torch.isfinite(p).all() for p in r.model.parameters())
+
+
+def _poison_step(t, bad_step):
+    """Make the loss reported for step ``bad_step`` NaN (its gradients stay finite: only the
+    non-finite check can keep the update out)."""
+    orig = t.train_step
+
+    def train_step(images):
+        loss = orig(images)
+        return loss * float("nan") if t.step + 1 == bad_step else loss
+
+    t.train_step = train_step
+
+
+def test_deferred_check_stops_without_applying_the_bad_update(tmp_path):
+    ref = ImageGONTrainer(config(steps=2, nonfinite_check="deferred", eval_every=100, log_every=100),
+                          dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    ref.fit()
+    t = ImageGONTrainer(config(steps=6, nonfinite_check="deferred", eval_every=100, log_every=100),
+                        dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    _poison_step(t, 3)
+    with pytest.raises(NonFiniteLossError, match="at step 3 "):
+        t.fit()
+    assert t.step == 6               # it noticed later (no host sync per step) ...
+    for a, b in zip(t.model.parameters(), ref.model.parameters()):
+        assert torch.equal(a, b)     # ... but applied nothing from step 3 on
+
+
+def test_deferred_check_skips_and_counts(tmp_path):
+    t = ImageGONTrainer(config(steps=5, nonfinite_check="deferred", on_nonfinite="skip"),
+                        dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    _poison_step(t, 2)
+    m = t.fit()
+    assert m["skipped_steps"] == 1 and m["steps"] == 5
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_immediate_check_still_names_the_step():
+    t = ImageGONTrainer(config(steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    assert not t.deferred            # the CPU default
+    _poison_step(t, 3)
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        t.fit()
+    assert t.step == 2
+
+
+def test_deferred_and_immediate_train_alike():
+    a = ImageGONTrainer(config(steps=4), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    b = ImageGONTrainer(config(steps=4, nonfinite_check="deferred"), dataset=blobs_dataset(), quiet=True,
+                        dist=SINGLE)
+    a.fit()
+    b.fit()
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_example_data_parallel(tmp_path):
+    import numpy as np
+    import imageio.v3 as iio
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs_dataset(n_train=8, n_test=0).train_images):
+        iio.imwrite(folder / f"img{i}.png", (img[0].numpy() * 255).astype(np.uint8))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "examples/fit_mnist_siren.py"),
+           "--dataset", str(folder), "--steps", "4", "--batch-size", "4", "--hidden", "16", "--layers", "2",
+           "--latent", "4", "--eval-every", "2", "--device", "cpu", "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("data parallel: 2 processes, 2 images each per step") == 1     # rank 0 only
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["processes"] == 2 and m["steps"] == 4
+    assert (out / "recon_test.png").is_file() and (out / "ckpt_step0000004.pt").is_file()
+
+
+def test_gpu_benchmark_runs_quick_on_cpu(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks/gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--device", "cpu", "--scale-limits", "0.2", "--json", str(tmp_path / "b.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert set(res) == {"info", "step", "large_batch", "time_to_psnr", "render_mesh"}
+    assert res["step"][0]["steps_per_s"] > 0 and res["step"][0]["points_per_s"] > 0
+    assert res["render_mesh"][0]["megapixels_per_s"] > 0 and res["render_mesh"][1]["faces"] > 0
+    assert len(res["time_to_psnr"][-1]["curve"]) >= 1
+    assert "time_to_psnr" in capsys.readouterr().out
