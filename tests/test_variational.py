@@ -175,3 +175,16 @@ def test_bad_input_errors():
         v.loss(torch.rand(2, 1, 32, 32))
     with pytest.raises(ValueError, match="positive int"):
         v.sample(0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_loss_and_sampling():
+    v = VariationalGON(ConvDecoder(8, image_size=32, base_channels=4), device="cuda")
+    x = torch.rand(4, 1, 32, 32, device="cuda")
+    loss, z, _ = v.loss(x, generator=torch.Generator(device="cuda").manual_seed(0))
+    loss.backward()
+    assert z.device.type == "cuda"
+    assert v.sample(3, generator=torch.Generator().manual_seed(0)).device.type == "cuda"
+    vi = VariationalGON(ig.LatentSiren(2, 4, 1, 16, 2), image_shape=(1, 8, 8), device="cuda")
+    assert vi.sample(2).shape == (2, 1, 8, 8)
