@@ -49,7 +49,7 @@ def _positive_float(s: str) -> float:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The training options (shared by ``inr-gon train`` and the examples)."""
     from .train import CPU_DEFAULTS, CUDA_DEFAULTS
-    d = lambda k: f"default: {CPU_DEFAULTS[k]} on CPU, {CUDA_DEFAULTS[k]} on CUDA"
+    d = lambda k: f"default: {CPU_DEFAULTS.get(k)} on CPU, {CUDA_DEFAULTS.get(k)} on CUDA"
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="mnist",
                    help="'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become labels)")
@@ -65,10 +65,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--w0-first", type=_positive_float, default=30.0, help="SIREN frequency of the first layer (default: 30)")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=_nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
-    g.add_argument("--seconds", type=_positive_float, help="stop training after this many seconds")
+    g.add_argument("--seconds", type=float, help=f"stop training after this many seconds, 0: no limit ({d('seconds')})")
     g.add_argument("--batch-size", type=_positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
                         f"processes) ({d('batch_size')})")
     g.add_argument("--lr", type=_positive_float, help=f"Adam learning rate ({d('lr')})")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help=f"constant, or cosine decay to lr/20 at --steps ({d('lr_schedule')})")
     g.add_argument("--loss", choices=("mse", "bce", "l1"), default="mse", help="inner and outer loss (default: mse)")
     g.add_argument("--inner-scale", type=_positive_float, default=1 / 64,
                    help="weight of each pixel in the inner integral: z = -scale * grad of the per-image sum "
@@ -103,7 +105,8 @@ def _config_from_args(args):
     name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, channels=args.channels,
-        steps=args.steps, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr, hidden=args.hidden,
+        steps=args.steps, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule, hidden=args.hidden,
         layers=args.layers, latent=args.latent, w0=args.w0, w0_first=args.w0_first, loss=args.loss,
         inner_scale=args.inner_scale, outer_fraction=args.outer_fraction, eval_every=args.eval_every,
         eval_images=args.eval_images, checkpoint_every=args.checkpoint_every,

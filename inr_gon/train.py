@@ -46,10 +46,10 @@ CHECKPOINT_KIND = "inr_gon.image_gon"
 
 # Defaults by device. CUDA: the paper's configuration (SIREN 4×256, latent 32, batch 64).
 # CPU: measured to finish in about 4 minutes on 2 cores (see README, "Main job").
-CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, outer_fraction=1.0, steps=20_000,
-                     eval_every=1000, checkpoint_every=1000, nonfinite_check="deferred")
-CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=1e-4, outer_fraction=0.25, steps=1500,
-                    eval_every=250, checkpoint_every=250, nonfinite_check="immediate")
+CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
+                     steps=20_000, eval_every=1000, checkpoint_every=1000, nonfinite_check="deferred")
+CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
+                    steps=4000, seconds=250.0, eval_every=500, checkpoint_every=500, nonfinite_check="immediate")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,7 +70,10 @@ class TrainConfig:
         resolution, channels: image-folder images are resized to this and converted to
             grayscale (1) or RGB (3).
         steps: total number of steps (``--resume --steps N`` continues to step N).
-        seconds: optional wall-clock budget for the training loop.
+        seconds: wall-clock budget for the training loop (0: none; on CPU the default caps a
+            run at 250 s so that the default job finishes in about 5 minutes).
+        lr_schedule: ``"constant"`` or ``"cosine"`` (decay to lr/20 at ``steps``; the schedule
+            follows ``steps``, so extending a run with ``--resume --steps N`` stretches it).
         inner_scale: weight of each point in the inner integral. The latent is
             ``-inner_scale · ∇ Σ_p ℓ`` per sample (no batch factor). ``1/64`` equals cwkx/GON's
             latent at its batch size 64 and trains much faster than the raw sum (measured).
@@ -96,6 +99,7 @@ class TrainConfig:
     seconds: float | None = None
     batch_size: int | None = None
     lr: float | None = None
+    lr_schedule: str | None = None
     hidden: int | None = None
     layers: int | None = None
     latent: int = 32
@@ -128,7 +132,7 @@ class TrainConfig:
         """Raise a one-line ``ValueError`` for impossible options."""
         checks = [
             ("steps", self.steps is None or self.steps >= 0, "must be >= 0"),
-            ("seconds", self.seconds is None or self.seconds > 0, "must be > 0"),
+            ("seconds", self.seconds is None or self.seconds >= 0, "must be >= 0 (0: no limit)"),
             ("batch_size", self.batch_size is None or self.batch_size >= 1, "must be >= 1"),
             ("lr", self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), "must be a positive number"),
             ("hidden", self.hidden is None or self.hidden >= 1, "must be >= 1"),
@@ -143,6 +147,7 @@ class TrainConfig:
             ("resolution", self.resolution is None or self.resolution >= 1, "must be >= 1"),
             ("channels", self.channels in (1, 3), "must be 1 or 3"),
             ("on_nonfinite", self.on_nonfinite in ("stop", "skip"), "must be 'stop' or 'skip'"),
+            ("lr_schedule", self.lr_schedule in (None, "constant", "cosine"), "must be 'constant' or 'cosine'"),
             ("loss", self.loss in ("mse", "bce", "l1"), "must be 'mse', 'bce' or 'l1'"),
             ("amp", self.amp in ("off", "bf16", "fp16"), "must be 'off', 'bf16' or 'fp16'"),
             ("nonfinite_check", self.nonfinite_check in (None, "immediate", "deferred"),
@@ -384,9 +389,20 @@ class ImageGONTrainer:
         where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
         raise NonFiniteLossError(f"non-finite training loss at step {first} (no update applied from it on){where}")
 
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based): constant, or a cosine decay from ``lr`` to
+        ``lr / 20`` over ``steps`` (a function of the step alone, so resuming needs no state)."""
+        lr = self.cfg.lr
+        if self.cfg.lr_schedule != "cosine" or not self.cfg.steps:
+            return lr
+        t = min(step / self.cfg.steps, 1.0)
+        return lr / 20 + (lr - lr / 20) * 0.5 * (1 + math.cos(math.pi * t))
+
     def advance(self) -> torch.Tensor | None:
         """One optimisation step on the next batch; returns the detached per-pixel loss
         (averaged over the ranks), or ``None`` for a step skipped in immediate mode."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
         loss = self.train_step(self.next_batch())
         applied = self._apply_update(loss)
         self.step += 1
@@ -538,7 +554,7 @@ class ImageGONTrainer:
         """The ``seconds`` budget is spent. With several processes the ranks decide together,
         every ``log_every`` steps (so that all stop at the same step)."""
         cfg = self.cfg
-        if cfg.seconds is None:
+        if not cfg.seconds:
             return False
         over = time.perf_counter() - t0 >= cfg.seconds
         if not self.dist.enabled:

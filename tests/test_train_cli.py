@@ -32,7 +32,7 @@ def tiny_dataset(n_train=40, n_test=12, size=12, seed=0):
 
 def tiny_config(out, **kw):
     base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
-                eval_images=12, out=str(out), device="cpu", lr=1e-3)
+                eval_images=12, out=str(out), device="cpu", lr=1e-3, lr_schedule="constant")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -79,6 +79,16 @@ def test_resume_continues_bit_identically(tmp_path):
     assert resumed.step == 8
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_cosine_schedule_and_cpu_defaults(tmp_path):
+    t = ImageGONTrainer(tiny_config(tmp_path, steps=100, lr=1e-3, lr_schedule="cosine"), dataset=tiny_dataset(), quiet=True)
+    lrs = [t.lr_at(s) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[100] == pytest.approx(5e-5) and lrs[50] == pytest.approx(5.25e-4)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    cfg = TrainConfig(device="cpu").resolved(torch.device("cpu"))
+    assert cfg.lr_schedule == "cosine" and cfg.seconds == 250.0 and cfg.outer_fraction == 0.25
+    assert TrainConfig(seconds=0).resolved(torch.device("cpu")).seconds == 0      # 0: no limit
 
 
 def test_occupied_run_dir_is_refused(tmp_path):
