@@ -315,6 +315,10 @@ class ImageGONTrainer:
         """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K."""
         if self.out is None:
             return None
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            # never replace or rotate away a good checkpoint with a NaN/Inf model
+            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise NonFiniteLossError(f"non-finite model parameters at step {self.step}; not saved{where}")
         path = save_checkpoint(self.out / f"ckpt_step{self.step:07d}.pt", self.state_dict())
         rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
         self.last_checkpoint = path
