@@ -597,6 +597,15 @@ def test_nonfinite_model_is_never_saved(tmp_path):
     assert {p.name: sha(p) for p in tmp_path.glob("ckpt_step*.pt")} == good
 
 
+@pytest.mark.parametrize("split,value", [("train", float("nan")), ("test", float("inf")), ("train", -float("inf"))])
+def test_nonfinite_data_is_refused_before_anything_is_written(tmp_path, split, value):
+    ds = tiny_dataset()
+    getattr(ds, f"{split}_images")[3, 0, 5, 5] = value
+    with pytest.raises(ValueError, match=f"{split} images contain NaN or Inf"):
+        ImageGONTrainer(tiny_config(tmp_path / "run"), dataset=ds, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 # -- 6. wrong shapes, dtypes and values through the public API -----------------------------------
 def _api_cases():
     from inr_gon import LatentSiren, extract_mesh, gon_latent, gon_loss, render
