@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 import warnings
 
-import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inr_gon import (ContinuousIntegrator, GridIntegrator, LatentSiren, MonteCarloIntegrator, extract_mesh,
