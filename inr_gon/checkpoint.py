@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -81,11 +82,14 @@ def load_checkpoint(path, *, map_location="cpu", kind: str | None = None) -> dic
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():   # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
-            raise CheckpointError(f"{path}: refused to load unsafe content (it would run code: "
-                                  f"{_unsafe_reason(str(e))})") from None
+            raise CheckpointError(f"{path}: refused to load unsafe content "
+                                  f"({_unsafe_reason(str(e))}); only weights-only checkpoints "
+                                  f"are loaded") from None
         raise CheckpointError(f"{path}: corrupt checkpoint ({_first_sentence(e)})") from None
     except Exception as e:  # torch raises RuntimeError, KeyError, EOFError, ... on damaged files
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
@@ -104,19 +108,30 @@ def _first_sentence(e: BaseException) -> str:
 
 def _unsafe_reason(message: str) -> str:
     m = re.search(r"(GLOBAL [^\s]+|Unsupported global: [^\s]+|global [^\s]+)", message)
-    return m.group(1) if m else "not allowed by weights_only"
+    if m:
+        return f"it would import or call {m.group(1)}"
+    m = re.search(r"Unsupported operand (\d+)", message)
+    if m:
+        return f"a pickle opcode ({m.group(1)}) that torch's weights-only loader does not accept"
+    return "content not allowed by torch's weights-only loader"
 
 
 _STEP_RE = re.compile(r"step(\d+)\.pt$")
 
 
 def rotate_checkpoints(folder, *, keep: int, pattern: str = "ckpt_step*.pt") -> list[Path]:
-    """Delete all but the ``keep`` newest ``ckpt_step<N>.pt`` files in ``folder`` (by step).
-    Returns the deleted paths."""
+    """Delete all but the ``keep`` newest ``ckpt_step<N>.pt`` files in ``folder`` (by step), and
+    temporary files left by interrupted saves. Returns the deleted checkpoint paths.
+
+    Call it only from the process that writes the checkpoints (after its save): a temporary file
+    of another process's save in progress would be removed too."""
     files = sorted(Path(folder).glob(pattern), key=lambda p: int(_STEP_RE.search(p.name).group(1))
                    if _STEP_RE.search(p.name) else -1)
     old = files[:-keep] if keep > 0 else files
     for p in old:
+        p.unlink(missing_ok=True)
+    # temporary files of saves interrupted by a crash (kill -9, power loss) of an earlier process
+    for p in Path(folder).glob(f".{pattern}.*.tmp"):
         p.unlink(missing_ok=True)
     return old
 

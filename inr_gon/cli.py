@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, CheckpointError, NonFiniteLossError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, CheckpointError, NonFiniteLossError, OSError) as e:   # OSError: files, disk
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"inr-gon: error: {msg}", file=sys.stderr)
         return 2

@@ -305,10 +305,14 @@ def _coarse_to_fine_volume(
         # cells containing a point (cell index floor(i / s), clamped to the last cell) at most one
         # level has an unrefined active cell, so the level fills are first pushed down onto the
         # finest fill grid (cheap: coarse grids), then upsampled once, slab by slab.
-        out = torch.empty((resolution,) * 3, dtype=torch.float32, device=device)
+        # The result is written into the front of the padded volume's own storage, slab by slab
+        # in increasing x (a slab's destination ends before the next slab's source starts, and
+        # each slab is read before it is written), so no second resolution^3 volume is allocated:
+        # peak memory is the padded volume, the 1/8-resolution fill grids and one slab.
         padded = volume.reshape(size, size, size)
+        merged, cell = None, None
         if fills:
-            finest, merged = fills[-1][0], None
+            finest = fills[-1][0]
             for s, fill in fills:
                 count = (size - 1) // s
                 grid = fill.reshape(count, count, count)
@@ -321,23 +325,27 @@ def _coarse_to_fine_volume(
                         .repeat_interleave(2, 2)
                     )
                     merged = torch.where(torch.isnan(merged), grid, merged)
+            del fills, fill, grid
             count = (size - 1) // finest
             cell = torch.clamp(
                 torch.div(torch.arange(resolution, device=device), finest, rounding_mode="floor"),
                 max=count - 1,
             )
-            slab = max(1, chunk_size // (resolution * resolution))
-            for x0 in range(0, resolution, slab):
-                x1 = min(x0 + slab, resolution)
-                values = padded[x0:x1, :resolution, :resolution]
+        plane = resolution * resolution
+        slab = max(1, chunk_size // plane)
+        for x0 in range(0, resolution, slab):
+            x1 = min(x0 + slab, resolution)
+            values = padded[x0:x1, :resolution, :resolution]
+            if merged is not None:
                 up = merged[cell[x0:x1, None, None], cell[None, :, None], cell[None, None, :]]
-                out[x0:x1] = torch.where(torch.isnan(values), up, values)
-        else:
-            out.copy_(padded[:resolution, :resolution, :resolution])
-        del padded, volume
-        volume = out
-    if torch.isnan(volume).any():  # pragma: no cover - would be a bug in the refinement
-        raise RuntimeError("coarse-to-fine extraction left unfilled grid points")
+                values = torch.where(torch.isnan(values), up, values)
+            else:
+                values = values.clone()
+            if torch.isnan(values).any():  # pragma: no cover - would be a bug in the refinement
+                raise RuntimeError("coarse-to-fine extraction left unfilled grid points")
+            volume[x0 * plane : x1 * plane] = values.reshape(-1)
+        del padded, merged
+        volume = volume[: resolution**3].view(resolution, resolution, resolution)
     return volume, evaluations, levels
 
 

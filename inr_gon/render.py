@@ -17,6 +17,16 @@ from .gon import gon_latent
 __all__ = ["render", "render_points", "encode", "encode_render"]
 
 
+def _check_latents(z) -> None:
+    """One-line ``TypeError``/``ValueError`` unless ``z`` is a floating-point ``(B, k)`` tensor."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor of shape (B, k), got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"z must be a floating-point tensor, got dtype {z.dtype}")
+    if z.dim() != 2:
+        raise ValueError(f"z must have shape (B, k), got {tuple(z.shape)}")
+
+
 def render_points(model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: int = 2 ** 16,
                   out: torch.Tensor | None = None) -> torch.Tensor:
     """Evaluate ``model(coords, z)`` in chunks of ``chunk_size`` points × the batch.
@@ -29,6 +39,7 @@ def render_points(model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: i
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_latents(z)
     B, P = z.shape[0], coords.shape[0]
     per = max(1, chunk_size // max(B, 1))
     with torch.no_grad():
@@ -57,6 +68,9 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
     Returns:
         ``(B, O, *resolution)`` images (on the model's device).
     """
+    _check_latents(z)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n = model.coord_dim
     res = normalize_resolution(resolution, n)
     pairs = normalize_bounds(window if window is not None else bounds, n)

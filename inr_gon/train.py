@@ -475,6 +475,10 @@ class ImageGONTrainer:
         if self.out is None:
             return None
         self.check_nonfinite()            # never checkpoint past a non-finite step
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
+            # never replace or rotate away a good checkpoint with a NaN/Inf model
+            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise NonFiniteLossError(f"non-finite model parameters at step {self.step}; not saved{where}")
         path = self.out / f"ckpt_step{self.step:07d}.pt"
 
         def write():

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 _CACHE_VERSION = 1
+# what np.load(..., allow_pickle=False) of a damaged, foreign or pickled .npz raises
+_NPZ_ERRORS = (
+    OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,7 +303,7 @@ def sample_sdf_cached(
     entry = cache_dir / f"{path.stem}-{key}.npz"
     if entry.is_file():
         try:
-            with np.load(entry) as data:
+            with np.load(entry, allow_pickle=False) as data:
                 return SdfSamples(
                     points=torch.from_numpy(data["points"]),
                     sdf=torch.from_numpy(data["sdf"]),
@@ -306,7 +311,7 @@ def sample_sdf_cached(
                     scale=float(data["scale"]),
                     num_uniform=int(data["num_uniform"]),
                 )
-        except (OSError, ValueError, KeyError, EOFError) as err:
+        except _NPZ_ERRORS as err:
             warnings.warn(
                 f"{entry}: unreadable cache entry ({err}); recomputing", UserWarning, stacklevel=2
             )
@@ -384,10 +389,10 @@ class DeepSDFRecord:
 
 def _read_samples(path: Path, key: str, drop_nans: bool) -> tuple[torch.Tensor, int]:
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             files = list(data.files)
             arr = np.asarray(data[key]) if key in files else None
-    except (OSError, ValueError, EOFError) as err:
+    except _NPZ_ERRORS as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from err
     if arr is None:
         raise DataError(f"{path}: missing array {key!r} (has {sorted(files)})")
@@ -407,10 +412,10 @@ def _read_samples(path: Path, key: str, drop_nans: bool) -> tuple[torch.Tensor, 
 
 def _read_normalization(path: Path) -> tuple[np.ndarray, float]:
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             offset = np.asarray(data["offset"], dtype=np.float64).reshape(-1)
             scale = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
-    except (OSError, ValueError, KeyError, EOFError) as err:
+    except _NPZ_ERRORS as err:
         raise DataError(
             f"{path}: bad normalisation file, needs 'offset' (3,) and 'scale' ({err})"
         ) from err
