@@ -49,7 +49,7 @@ CHECKPOINT_KIND = "inr_gon.image_gon"
 CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
                      steps=20_000, eval_every=1000, checkpoint_every=1000, nonfinite_check="deferred")
 CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
-                    steps=4000, seconds=250.0, eval_every=500, checkpoint_every=500, nonfinite_check="immediate")
+                    steps=5000, seconds=250.0, eval_every=500, checkpoint_every=500, nonfinite_check="immediate")
 
 
 class NonFiniteLossError(RuntimeError):
