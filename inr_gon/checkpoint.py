@@ -16,7 +16,6 @@ import pickle
 import re
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch

@@ -17,7 +17,6 @@ Each shape also has ``aabb()`` returning a conservative axis-aligned bounding bo
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

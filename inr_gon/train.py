@@ -18,10 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
                          rotate_checkpoints, save_checkpoint)
-from .coords import grid, image_to_points, points_to_image
+from .coords import grid, image_to_points
 from .distributed import GONObjective, configure_tf32, init_distributed
 from .gon import gon_latent
 from .integrators import GridIntegrator, MonteCarloIntegrator

@@ -97,7 +97,6 @@ def test_default_latent_is_official_per_sample_sum():
     """z_i = -∇ Σ_p (F - x_ip)^2 without the 1/B factor of Implicit-GON.py."""
     m, c, x = make(2, 1, torch.float64, True, B=4)
     z0 = torch.zeros(4, 1, m.latent_dim, dtype=torch.float64, requires_grad=True)
-    P = c.shape[0]
     g = m.forward_concat(c, z0[:, 0])   # same values as the official repeat+cat model
     official = ((g - x) ** 2).sum(1).mean()          # the official inner loss (mean over B)
     z_official = -torch.autograd.grad(official, z0)[0][:, 0]

@@ -1,7 +1,6 @@
 """Marching-cubes extraction: accuracy, world coordinates, coarse-to-fine == dense, empty cases."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest

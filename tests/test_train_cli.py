@@ -11,7 +11,7 @@ import torch
 
 from inr_gon.cli import main
 from inr_gon.data import ImageDataset
-from inr_gon.train import ImageGONTrainer, TrainConfig, load_trained
+from inr_gon.train import ImageGONTrainer, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["recon_train.png", "recon_test.png", "samples.png", "slerp.png", "slerp.gif", "superres.png",
