@@ -76,13 +76,13 @@ def train(name: str, step_fn, params, *, steps: int, lr: float, data, batch: int
 
 
 @torch.no_grad()
-def gon_reconstruct(model, images, *, device, batch_size=500):
+def gon_reconstruct(model, images, *, device, inner_scale, batch_size=500):
     """One-step GON reconstructions ``(N, C, H, W)`` (CPU) and latents ``(N, k)``."""
     recs, zs = [], []
     c = ig.grid(tuple(images.shape[2:]), device=device)
     for s in range(0, images.shape[0], batch_size):
         x = images[s:s + batch_size].to(device)
-        z = ig.gon_latent(model, c, ig.image_to_points(x))
+        z = ig.gon_latent(model, c, ig.image_to_points(x), integrator=ig.GridIntegrator(scale=inner_scale))
         recs.append(ig.points_to_image(model(c, z), images.shape[2:]).cpu())
         zs.append(z.cpu())
     return torch.cat(recs), torch.cat(zs)
@@ -97,14 +97,15 @@ def mse_psnr(rec, images):
 
 # -- claims ----------------------------------------------------------------------------------
 def claim_a(ds, a, gen, device):
+    inner = ig.GridIntegrator(scale=a.inner_scale)
     m = ig.LatentSiren(2, 32, 1, 32, 3).to(device)
     c = ig.grid((28, 28), device=device)
-    train("(a) tiny GON", lambda x, y: ig.gon_loss(m, c, ig.image_to_points(x))[0], m.parameters(),
+    train("(a) tiny GON", lambda x, y: ig.gon_loss(m, c, ig.image_to_points(x), inner_integrator=inner)[0], m.parameters(),
           steps=a.steps_tiny, lr=a.lr, data=(ds.train_images, ds.train_labels), batch=a.batch,
           gen=gen, device=device)
     ntr = min(ds.train_images.shape[0], a.eval_train)
-    rec_tr, _ = gon_reconstruct(m, ds.train_images[:ntr], device=device)
-    rec_te, _ = gon_reconstruct(m, ds.test_images, device=device)
+    rec_tr, _ = gon_reconstruct(m, ds.train_images[:ntr], device=device, inner_scale=a.inner_scale)
+    rec_te, _ = gon_reconstruct(m, ds.test_images, device=device, inner_scale=a.inner_scale)
     _, psnr_tr = mse_psnr(rec_tr, ds.train_images[:ntr])
     mse_te, psnr_te = mse_psnr(rec_te, ds.test_images)
     return {"tiny_siren_params": count_parameters(m), "tiny_siren_paper_params": PAPER_TINY_PARAMS,
@@ -113,17 +114,18 @@ def claim_a(ds, a, gen, device):
 
 
 def claim_b_c(ds, a, gen, device):
+    inner = ig.GridIntegrator(scale=a.inner_scale)
     c = ig.grid((28, 28), device=device)
     data = (ds.train_images, ds.train_labels)
     torch.manual_seed(a.seed)
     gon = ig.LatentSiren(2, 32, 1, a.hidden, 3).to(device)
-    train("(b) GON", lambda x, y: ig.gon_loss(gon, c, ig.image_to_points(x))[0], gon.parameters(),
+    train("(b) GON", lambda x, y: ig.gon_loss(gon, c, ig.image_to_points(x), inner_integrator=inner)[0], gon.parameters(),
           steps=a.steps_ae, lr=a.lr, data=data, batch=a.batch, gen=gen, device=device)
     torch.manual_seed(a.seed)
     ae = Autoencoder(ig.LatentSiren(2, 32, 1, a.hidden, 3), (1, 28, 28), device=device)
     train("(b) AE", lambda x, y: ae.loss(x)[0], ae.parameters(),
           steps=a.steps_ae, lr=a.lr, data=data, batch=a.batch, gen=gen, device=device)
-    rec_g, z_gon = gon_reconstruct(gon, ds.test_images, device=device)
+    rec_g, z_gon = gon_reconstruct(gon, ds.test_images, device=device, inner_scale=a.inner_scale)
     with torch.no_grad():
         rec_a = torch.cat([ig.points_to_image(ae.decoder(c, ae.encode(ds.test_images[s:s + 500].to(device))),
                                               (28, 28)).cpu() for s in range(0, ds.test_images.shape[0], 500)])
@@ -151,12 +153,13 @@ def claim_d(ds, a, gen, device):
     res = {}
     for mode, steps in (("classifier", a.steps_cls), ("joint", a.steps_joint)):
         torch.manual_seed(a.seed)
-        m = ClassifierGON(ig.LatentSiren(2, 32, 1, a.hidden, 3), 10, mode=mode, device=device)
+        m = ClassifierGON(ig.LatentSiren(2, 32, 1, a.hidden, 3), 10, mode=mode, inner_scale=a.inner_scale,
+                          device=device)
         train(f"(d) {mode}", lambda x, y: m.loss(x, y)[0], m.parameters(), steps=steps, lr=a.lr,
               data=data, batch=a.batch, gen=gen, device=device)
         res[mode] = m.accuracy(ds.test_images, ds.test_labels, device=device)
     torch.manual_seed(a.seed)
-    m2 = ClassifierGON(ig.LatentSiren(2, 2, 1, a.hidden, 3), 10, device=device)
+    m2 = ClassifierGON(ig.LatentSiren(2, 2, 1, a.hidden, 3), 10, inner_scale=a.inner_scale, device=device)
     train("(d) 2-D latent", lambda x, y: m2.loss(x, y)[0], m2.parameters(), steps=a.steps_cls, lr=a.lr,
           data=data, batch=a.batch, gen=gen, device=device)
     n = min(5000, ds.test_images.shape[0])
@@ -228,7 +231,9 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: search)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam lr of the SIREN models")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam lr of the SIREN models")
+    p.add_argument("--inner-scale", type=float, default=1 / 64,
+                   help="GON latent = -scale * grad of the per-image sum (default 1/64, as the trainer)")
     p.add_argument("--lr-vgon", type=float, default=1e-3, help="Adam lr of the variational GON")
     p.add_argument("--hidden", type=int, default=64, help="SIREN width for claims (b)-(d)")
     p.add_argument("--vgon-latent", type=int, default=48)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .coords import grid, image_to_points
 from .gon import gon_latent, gon_loss
+from .integrators import GridIntegrator
 from .losses import get_loss
 
 __all__ = ["ClassifierGON"]
@@ -51,8 +52,8 @@ class ClassifierGON(nn.Module):
     MODES = ("classifier", "joint")
 
     def __init__(self, decoder: nn.Module, num_classes: int, *, inner_loss="mse",
-                 mode: str = "classifier", ce_weight: float = 1.0, bounds=(-1.0, 1.0),
-                 device=None, dtype=None):
+                 inner_scale: float = 1.0 / 64, mode: str = "classifier", ce_weight: float = 1.0,
+                 bounds=(-1.0, 1.0), device=None, dtype=None):
         super().__init__()
         k = getattr(decoder, "latent_dim", None)
         if not isinstance(k, int) or k < 1:
@@ -66,6 +67,7 @@ class ClassifierGON(nn.Module):
         self.classifier = nn.Linear(k, num_classes, device=device, dtype=dtype)
         self.latent_dim, self.num_classes = k, num_classes
         self.inner_loss, self.mode, self.ce_weight, self.bounds = inner_loss, mode, float(ce_weight), bounds
+        self.inner = GridIntegrator(scale=inner_scale)    # the latent: -inner_scale · ∇ Σ_p ℓ
 
     def _check_mode(self, mode):
         if mode not in self.MODES:
@@ -83,7 +85,8 @@ class ClassifierGON(nn.Module):
     def latent(self, images: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
         """Gradient-origin latents of ``images (B, C, H, W)``: ``(B, k)``."""
         c, t = self._points(images)
-        return gon_latent(self.decoder, c, t, loss=self.inner_loss, create_graph=create_graph)
+        return gon_latent(self.decoder, c, t, loss=self.inner_loss, integrator=self.inner,
+                          create_graph=create_graph)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of ``images (B, C, H, W)`` (no training graph)."""
@@ -114,7 +117,7 @@ class ClassifierGON(nn.Module):
         Args:
             images: ``(B, C, H, W)``; labels: ``(B,)`` int64 in ``[0, K)``.
             mode: ``"classifier"`` (cross-entropy only, through ``z`` into ``F``) or ``"joint"``
-                (reconstruction + ``ce_weight`` · cross-entropy); default ``self.mode``.
+                (per-point reconstruction + ``ce_weight`` · cross-entropy); default ``self.mode``.
         Returns:
             ``(loss, z, parts)``: scalar loss, ``(B, k)`` latents, and ``parts`` with scalar
             ``"ce"``, ``"recon"`` (the GON outer loss, batch mean of per-sample sums; computed
@@ -129,13 +132,15 @@ class ClassifierGON(nn.Module):
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         c, t = self._points(images)
         if mode == "joint":
-            recon, z = gon_loss(self.decoder, c, t, inner_loss=self.inner_loss)
+            recon, z = gon_loss(self.decoder, c, t, inner_loss=self.inner_loss, inner_integrator=self.inner)
         else:
-            z = gon_latent(self.decoder, c, t, loss=self.inner_loss, create_graph=True)
+            z = gon_latent(self.decoder, c, t, loss=self.inner_loss, integrator=self.inner, create_graph=True)
         logits = self.classifier(z)
         ce = F.cross_entropy(logits, labels)
         if mode == "joint":
-            loss = recon + self.ce_weight * ce
+            # the reconstruction per point (not the per-image sum over P points), so that the
+            # cross-entropy is not swamped by a P-times larger term
+            loss = recon / t.shape[1] + self.ce_weight * ce
         else:
             loss = ce
             with torch.no_grad():
