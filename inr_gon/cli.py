@@ -15,35 +15,9 @@ from pathlib import Path
 
 import torch
 
+from .config import fraction, nonneg_int, positive_float, positive_int
+
 __all__ = ["main", "build_parser", "train_main"]
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _fraction(s: str) -> float:
-    v = float(s)
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    v = float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,33 +29,33 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become labels)")
     g.add_argument("--data-dir", help="folder holding the four IDX files of the data set (else $INR_GON_DATA/<name>, "
                                       "then datasets/, then download, then the embedded MNIST subset)")
-    g.add_argument("--resolution", type=_positive_int, help="image folders: resize images to this size")
+    g.add_argument("--resolution", type=positive_int, help="image folders: resize images to this size")
     g.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image folders: 1 (gray) or 3 (RGB)")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_positive_int, help=f"SIREN width ({d('hidden')})")
-    g.add_argument("--layers", type=_positive_int, help=f"number of sine layers ({d('layers')})")
-    g.add_argument("--latent", type=_positive_int, default=32, help="latent size (default: 32)")
-    g.add_argument("--w0", type=_positive_float, default=30.0, help="SIREN frequency of the hidden layers (default: 30)")
-    g.add_argument("--w0-first", type=_positive_float, default=30.0, help="SIREN frequency of the first layer (default: 30)")
+    g.add_argument("--hidden", type=positive_int, help=f"SIREN width ({d('hidden')})")
+    g.add_argument("--layers", type=positive_int, help=f"number of sine layers ({d('layers')})")
+    g.add_argument("--latent", type=positive_int, default=32, help="latent size (default: 32)")
+    g.add_argument("--w0", type=positive_float, default=30.0, help="SIREN frequency of the hidden layers (default: 30)")
+    g.add_argument("--w0-first", type=positive_float, default=30.0, help="SIREN frequency of the first layer (default: 30)")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=_nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
+    g.add_argument("--steps", type=nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
     g.add_argument("--seconds", type=float, help=f"stop training after this many seconds, 0: no limit ({d('seconds')})")
-    g.add_argument("--batch-size", type=_positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
+    g.add_argument("--batch-size", type=positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
                         f"processes) ({d('batch_size')})")
-    g.add_argument("--lr", type=_positive_float, help=f"Adam learning rate ({d('lr')})")
+    g.add_argument("--lr", type=positive_float, help=f"Adam learning rate ({d('lr')})")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help=f"constant, or cosine decay to lr/20 at --steps ({d('lr_schedule')})")
     g.add_argument("--loss", choices=("mse", "bce", "l1"), default="mse", help="inner and outer loss (default: mse)")
-    g.add_argument("--inner-scale", type=_positive_float, default=1 / 64,
+    g.add_argument("--inner-scale", type=positive_float, default=1 / 64,
                    help="weight of each pixel in the inner integral: z = -scale * grad of the per-image sum "
                         "(default: 1/64, cwkx/GON's latent at batch 64; independent of the batch)")
-    g.add_argument("--outer-fraction", type=_fraction,
+    g.add_argument("--outer-fraction", type=fraction,
                    help=f"fraction of pixels in the Monte-Carlo outer integral ({d('outer_fraction')})")
-    g.add_argument("--eval-every", type=_positive_int, help=f"steps between test evaluations ({d('eval_every')})")
-    g.add_argument("--eval-images", type=_positive_int, default=1000,
+    g.add_argument("--eval-every", type=positive_int, help=f"steps between test evaluations ({d('eval_every')})")
+    g.add_argument("--eval-images", type=positive_int, default=1000,
                    help="test images in periodic evaluations (the final one uses the whole test set; default: 1000)")
-    g.add_argument("--checkpoint-every", type=_positive_int, help=f"steps between checkpoints ({d('checkpoint_every')})")
-    g.add_argument("--keep-checkpoints", type=_positive_int, default=3, help="checkpoints kept (default: 3)")
+    g.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints ({d('checkpoint_every')})")
+    g.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
     g.add_argument("--on-nonfinite", choices=("stop", "skip"), default="stop",
                    help="on a NaN/Inf loss: stop (default; the last good checkpoint stays) or skip the batch")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -253,23 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train'")
     common.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
-    common.add_argument("--chunk-size", type=_positive_int, default=2 ** 16,
+    common.add_argument("--chunk-size", type=positive_int, default=2 ** 16,
                         help="points evaluated at once (bounds memory; default: 65536)")
     r = sub.add_parser("render", parents=[common], help="render latents at any resolution to PNG/GIF",
                        description="Render encoded, sampled or interpolated latents at any resolution.")
-    r.add_argument("--resolution", type=_positive_int, default=256, help="output size in pixels (default: 256)")
+    r.add_argument("--resolution", type=positive_int, default=256, help="output size in pixels (default: 256)")
     r.add_argument("--images", nargs="+", metavar="FILE", help="encode these image files and render them")
-    r.add_argument("--sample", type=_positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian")
+    r.add_argument("--sample", type=positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian")
     r.add_argument("--slerp", nargs=2, metavar=("A", "B"),
                    help="interpolate between two image files, or two test-set indices")
-    r.add_argument("--frames", type=_positive_int, default=16, help="frames of --slerp (default: 16)")
-    r.add_argument("--nrow", type=_positive_int, default=8, help="images per row of a PNG grid (default: 8)")
+    r.add_argument("--frames", type=positive_int, default=16, help="frames of --slerp (default: 16)")
+    r.add_argument("--nrow", type=positive_int, default=8, help="images per row of a PNG grid (default: 8)")
     r.add_argument("--seed", type=int, default=0, help="seed for --sample (default: 0)")
     r.add_argument("--out", required=True, help="output .png (grid) or .gif (one frame per image)")
     r.set_defaults(func=cmd_render)
     e = sub.add_parser("eval", parents=[common], help="print test metrics of a checkpoint",
                        description="Encode the test set in one gradient step each and print PSNR/SSIM.")
-    e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
+    e.add_argument("--num", type=positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
     e.set_defaults(func=cmd_eval)
     return p
 

@@ -14,7 +14,6 @@ step at evaluation.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import RunConfig, nonneg_float, positive_float, positive_int
 from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
                          rotate_checkpoints, save_checkpoint)
 from .mesh import extract_mesh, sdf_slice
@@ -45,7 +45,7 @@ MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
 
 @dataclass
-class SdfTrainConfig:
+class SdfTrainConfig(RunConfig):
     """Everything that defines an SDF-GON run.
 
     Attributes:
@@ -127,17 +127,7 @@ class SdfTrainConfig:
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} {why}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SdfTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        self._check(checks)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -656,27 +646,6 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
 # ------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {s}")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    v = float(s)
-    if not v >= 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {s}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    v = float(s)
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``examples/fit_sdf_shapes.py``."""
     d = SdfTrainConfig()
@@ -686,39 +655,39 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data").add_mutually_exclusive_group()
     g.add_argument("--meshes", metavar="DIR", help="a folder of mesh files (normalised, sampled, cached)")
     g.add_argument("--deepsdf", metavar="DIR", help="a DeepSDF data folder (SdfSamples/...)")
-    p.add_argument("--num-shapes", type=_positive_int, default=d.num_shapes,
+    p.add_argument("--num-shapes", type=positive_int, default=d.num_shapes,
                    help=f"procedural: training shapes (default: {d.num_shapes})")
     p.add_argument("--num-unseen", type=int, help="shapes held out (default: procedural 8, folders 1/4)")
-    p.add_argument("--pool", type=_positive_int, default=d.pool, help=f"points kept per shape (default: {d.pool})")
+    p.add_argument("--pool", type=positive_int, default=d.pool, help=f"points kept per shape (default: {d.pool})")
     p.add_argument("--cache-dir", help="mesh sample cache (default: <out>/cache)")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_positive_int, default=d.hidden, help=f"SIREN width (default: {d.hidden})")
-    g.add_argument("--layers", type=_positive_int, default=d.layers, help=f"sine layers (default: {d.layers})")
-    g.add_argument("--latent", type=_positive_int, default=d.latent, help=f"latent size (default: {d.latent})")
-    g.add_argument("--w0", type=_positive_float, default=d.w0, help=f"hidden SIREN frequency (default: {d.w0:g})")
-    g.add_argument("--w0-first", type=_positive_float, default=d.w0_first,
+    g.add_argument("--hidden", type=positive_int, default=d.hidden, help=f"SIREN width (default: {d.hidden})")
+    g.add_argument("--layers", type=positive_int, default=d.layers, help=f"sine layers (default: {d.layers})")
+    g.add_argument("--latent", type=positive_int, default=d.latent, help=f"latent size (default: {d.latent})")
+    g.add_argument("--w0", type=positive_float, default=d.w0, help=f"hidden SIREN frequency (default: {d.w0:g})")
+    g.add_argument("--w0-first", type=positive_float, default=d.w0_first,
                    help=f"first-layer SIREN frequency (default: {d.w0_first:g})")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, default=d.steps, help=f"total steps (default: {d.steps})")
-    g.add_argument("--seconds", type=_positive_float, help="stop training after this many seconds")
-    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"shapes per step (default: {d.batch_size})")
-    g.add_argument("--lr", type=_positive_float, default=d.lr, help=f"Adam learning rate (default: {d.lr:g})")
-    g.add_argument("--points", type=_positive_int, default=d.points,
+    g.add_argument("--seconds", type=positive_float, help="stop training after this many seconds")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"shapes per step (default: {d.batch_size})")
+    g.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam learning rate (default: {d.lr:g})")
+    g.add_argument("--points", type=positive_int, default=d.points,
                    help=f"points per shape per step, half inner, half outer (default: {d.points})")
     g.add_argument("--loss", choices=("clamped_l1", "l2", "l1"), default=d.loss, help=f"default: {d.loss}")
-    g.add_argument("--delta", type=_positive_float, default=d.delta, help=f"clamp of clamped_l1 (default: {d.delta:g})")
+    g.add_argument("--delta", type=positive_float, default=d.delta, help=f"clamp of clamped_l1 (default: {d.delta:g})")
     g.add_argument("--inner", choices=("per_sample", "shared"), default=d.inner,
                    help="inner points per shape from its pool, or shared uniform points (procedural; fast path)")
-    g.add_argument("--inner-weight", type=_positive_float, default=d.inner_weight,
+    g.add_argument("--inner-weight", type=positive_float, default=d.inner_weight,
                    help=f"latent = -inner_weight * grad of the mean inner loss (default: {d.inner_weight:g})")
-    g.add_argument("--eikonal", type=_nonneg_float, default=d.eikonal, help="eikonal term weight (default: 0)")
-    g.add_argument("--checkpoint-every", type=_positive_int, default=d.checkpoint_every)
+    g.add_argument("--eikonal", type=nonneg_float, default=d.eikonal, help="eikonal term weight (default: 0)")
+    g.add_argument("--checkpoint-every", type=positive_int, default=d.checkpoint_every)
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     g = p.add_argument_group("output")
-    g.add_argument("--resolution", type=_positive_int, default=d.resolution,
+    g.add_argument("--resolution", type=positive_int, default=d.resolution,
                    help=f"marching-cubes samples per axis (default: {d.resolution})")
-    g.add_argument("--eval-shapes", type=_positive_int, default=d.eval_shapes,
+    g.add_argument("--eval-shapes", type=positive_int, default=d.eval_shapes,
                    help=f"training/unseen shapes evaluated and written (default: {d.eval_shapes})")
     g.add_argument("--out", help="run folder (default: runs/sdf_<source>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")

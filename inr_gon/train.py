@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .config import RunConfig
 from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
                          rotate_checkpoints, save_checkpoint)
 from .coords import grid, image_to_points
@@ -47,7 +48,7 @@ CHECKPOINT_KIND = "inr_gon.image_gon"
 CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
                      steps=20_000, eval_every=1000, checkpoint_every=1000, nonfinite_check="deferred")
 CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
-                    steps=5000, seconds=250.0, eval_every=500, checkpoint_every=500, nonfinite_check="immediate")
+                    steps=8000, seconds=250.0, eval_every=1000, checkpoint_every=500, nonfinite_check="immediate")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,7 +60,7 @@ class RunDirectoryError(ValueError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything that defines a training run (``None`` fields take the device's defaults).
 
     Attributes:
@@ -152,17 +153,7 @@ class TrainConfig:
              "must be 'immediate' or 'deferred'"),
             ("log_every", self.log_every >= 1, "must be >= 1"),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} {why}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        self._check(checks)
 
 
 def select_device(name: str = "auto") -> torch.device:
