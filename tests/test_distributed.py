@@ -41,8 +41,8 @@ def blobs_dataset(n_train=24, n_test=10, size=10, seed=0):
 
 def config(out=None, **kw):
     base = dict(steps=4, batch_size=8, hidden=16, layers=2, latent=4, eval_every=2, checkpoint_every=2,
-                eval_images=10, out=str(out) if out else None, device="cpu", lr=1e-3, outer_fraction=0.5,
-                log_every=2)
+                eval_images=10, out=str(out) if out else None, device="cpu", lr=1e-3, lr_schedule="constant",
+                outer_fraction=0.5, log_every=2)
     base.update(kw)
     return TrainConfig(**base)
 

@@ -80,7 +80,7 @@ def tiny_dataset(n_train=40, n_test=12, size=12, seed=0):
 
 def tiny_config(out, **kw):
     base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
-                eval_images=12, out=str(out), device="cpu", lr=1e-3)
+                eval_images=12, out=str(out), device="cpu", lr=1e-3, lr_schedule="constant")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -427,10 +427,10 @@ def cli_cases(e) -> dict[str, tuple[list, bool, str]]:
         "mc_fraction_0": (_train(e, "--outer-fraction", 0), True, r"\(0, 1\]"),
         "mc_fraction_1.5": (_train(e, "--outer-fraction", 1.5), True, r"\(0, 1\]"),
         "lr_nan": (_train(e, "--lr", "nan"), True, "must be > 0"),
+        "lr_inf": (_train(e, "--lr", "inf"), True, "must be > 0"),
         "render_resolution_0": (CLI + ["render", "--checkpoint", e["ckpt"], "--resolution", 0, "--sample", 1,
                                        "--out", png], True, "must be >= 1"),
         # impossible options found after parsing
-        "lr_inf": (_train(e, "--lr", "inf"), False, "lr=inf"),
         "out_under_a_file": (_train(e, out=e["d"] / "a_file" / "run"), False, "a_file"),
         "no_render_mode": (CLI + ["render", "--checkpoint", e["ckpt"], "--out", png], False, "exactly one"),
         "no_such_device": (_train(e, "--device", "tpu9"), False, "device"),
