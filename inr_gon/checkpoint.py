@@ -20,12 +20,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
+__all__ = ["CheckpointError", "RunDirectoryError", "check_run_dir", "open_run_dir", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
            "latest_checkpoint", "atomic_write_bytes"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, unsafe or of the wrong kind (one-line message)."""
+
+
+class RunDirectoryError(ValueError):
+    """The output directory holds another run (and neither resume nor overwrite was asked)."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -139,3 +143,37 @@ def latest_checkpoint(folder, *, pattern: str = "ckpt_step*.pt") -> Path | None:
     """The ``ckpt_step<N>.pt`` in ``folder`` with the largest step, or ``None``."""
     files = [p for p in Path(folder).glob(pattern) if _STEP_RE.search(p.name)]
     return max(files, key=lambda p: int(_STEP_RE.search(p.name).group(1))) if files else None
+
+
+def check_run_dir(out, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` holds a run (checkpoints or ``config.json``); :class:`RunDirectoryError`
+    if it does and neither ``resume`` nor ``overwrite`` is set. Touches nothing."""
+    out = Path(out)
+    existing = out.is_dir() and (any(out.glob("ckpt_step*.pt")) or (out / "config.json").exists())
+    if existing and not (resume or overwrite):
+        raise RunDirectoryError(f"{out} holds another run; pass --resume to continue it or --overwrite to replace it")
+    return existing
+
+
+def open_run_dir(out, *, resume: bool, overwrite: bool, kind: str, model_config: dict):
+    """Prepare a run folder and return ``(state, path)`` of the checkpoint to resume from.
+
+    Refuses a folder holding another run unless ``resume``/``overwrite``; ``overwrite`` (without
+    ``resume``) deletes the old checkpoints; ``resume`` loads the newest ``ckpt_step*.pt``
+    safely and checks its ``kind`` and model configuration. Returns ``(None, None)`` when there
+    is nothing to resume.
+    """
+    out = Path(out)
+    existing = check_run_dir(out, resume=resume, overwrite=overwrite)
+    if existing and overwrite and not resume:
+        for p in out.glob("ckpt_step*.pt"):
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is None:
+        return None, None
+    state = load_checkpoint(ckpt, kind=kind)
+    if state.get("model_config") != model_config:
+        raise CheckpointError(f"{ckpt}: its model {state.get('model_config')} does not match this "
+                              f"run's {model_config}")
+    return state, ckpt

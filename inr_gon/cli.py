@@ -107,7 +107,7 @@ def _train_and_write(t, args, caught, write_outputs) -> int:
     for w in caught if main else ():
         print(f"note: {w.message}", file=sys.stderr)
     if main:
-        print(f"data: {t.dataset.source} ({t.train_images.shape[0]} train / {t.test_images.shape[0]} test)")
+        print(f"data: {t.train_images.shape[0]} train / {t.test_images.shape[0]} test images from {t.dataset.source}")
         print(f"model: LatentSiren {t.cfg.layers}x{t.cfg.hidden}, latent {t.cfg.latent}, "
               f"{sum(p.numel() for p in t.model.parameters()):,} parameters on {t.device}; "
               f"batch {t.cfg.batch_size}, lr {t.cfg.lr:g}, outer fraction {t.cfg.outer_fraction:g}, "

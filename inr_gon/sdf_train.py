@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import RunConfig, nonneg_float, positive_float, positive_int
-from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
+from .checkpoint import (CheckpointError, atomic_write_bytes, check_run_dir, load_checkpoint, open_run_dir,
                          rotate_checkpoints, save_checkpoint)
+from .config import RunConfig, nonneg_float, positive_float, positive_int
 from .mesh import extract_mesh, sdf_slice
 from .sampling import slerp_path
 from .sdf_gon import DEFAULT_INNER_WEIGHT, latent_sdf, sdf_gon_latent, sdf_gon_loss
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
-from .train import NonFiniteLossError, RunDirectoryError, select_device
+from .train import NonFiniteLossError, select_device
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
            "check_run_dir", "mesh_files", "build_sdf_model", "config_from_args",
@@ -259,16 +259,6 @@ def load_sdf_trained(path, *, device=None):
     return model.to(device or "cpu").eval(), state
 
 
-def check_run_dir(out, *, resume: bool, overwrite: bool) -> bool:
-    """Whether ``out`` holds a run; :class:`~inr_gon.train.RunDirectoryError` if it does and
-    neither ``resume`` nor ``overwrite`` is set."""
-    out = Path(out)
-    existing = out.is_dir() and (any(out.glob("ckpt_step*.pt")) or (out / "config.json").exists())
-    if existing and not (resume or overwrite):
-        raise RunDirectoryError(f"{out} holds another run; pass --resume to continue it or --overwrite to replace it")
-    return existing
-
-
 class SdfGONTrainer:
     """Train an SDF GON (``LatentSiren(3, k, 1, ...)``) on a shape set.
 
@@ -424,21 +414,12 @@ class SdfGONTrainer:
         On resume, load the newest checkpoint there (if any)."""
         if self.out is None:
             return
-        existing = check_run_dir(self.out, resume=resume, overwrite=overwrite)
-        if existing and overwrite and not resume:
-            for p in self.out.glob("ckpt_step*.pt"):
-                p.unlink()
-        self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            ckpt = latest_checkpoint(self.out)
-            if ckpt is not None:
-                state = load_checkpoint(ckpt, kind=SDF_CHECKPOINT_KIND)
-                if state["model_config"] != self.model.config():
-                    raise CheckpointError(f"{ckpt}: its model {state['model_config']} does not match this "
-                                          f"run's {self.model.config()}")
-                self.load_state_dict(state)
-                self.last_checkpoint = ckpt
-                self.log(f"resumed from {ckpt} at step {self.step}")
+        state, ckpt = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=SDF_CHECKPOINT_KIND,
+                                   model_config=self.model.config())
+        if state is not None:
+            self.load_state_dict(state)
+            self.last_checkpoint = ckpt
+            self.log(f"resumed from {ckpt} at step {self.step}")
         atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
 
     def log(self, msg: str) -> None:

@@ -26,8 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .checkpoint import (CheckpointError, atomic_write_bytes, latest_checkpoint, load_checkpoint,
-                         rotate_checkpoints, save_checkpoint)
+from .checkpoint import (CheckpointError, RunDirectoryError, atomic_write_bytes, load_checkpoint,
+                         open_run_dir, rotate_checkpoints, save_checkpoint)
 from .coords import grid, image_to_points
 from .distributed import GONObjective, configure_tf32, init_distributed
 from .gon import gon_latent
@@ -53,10 +53,6 @@ CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="c
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/Inf (the message names the step and the last good checkpoint)."""
-
-
-class RunDirectoryError(ValueError):
-    """The output directory holds another run (and neither resume nor overwrite was asked)."""
 
 
 @dataclass
@@ -496,29 +492,14 @@ class ImageGONTrainer:
     def _prepare_files(self, *, resume: bool, overwrite: bool, load: bool = False):
         """File work of :meth:`prepare_run_dir`; returns ``(state, path)`` of the checkpoint to
         resume (``(None, None)`` if none) and, with ``load``, loads it here."""
-        state_out = (None, None)
-        existing = self.out.is_dir() and (any(self.out.glob("ckpt_step*.pt")) or (self.out / "config.json").exists())
-        if existing and not (resume or overwrite):
-            raise RunDirectoryError(f"{self.out} holds another run; pass --resume to continue it or "
-                                    f"--overwrite to replace it")
-        if existing and overwrite and not resume:
-            for p in self.out.glob("ckpt_step*.pt"):
-                p.unlink()
-        self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            ckpt = latest_checkpoint(self.out)
-            if ckpt is not None:
-                state = load_checkpoint(ckpt, kind=CHECKPOINT_KIND)
-                if state["model_config"] != self.model.config():
-                    raise CheckpointError(f"{ckpt}: its model {state['model_config']} does not match this "
-                                          f"run's {self.model.config()}")
-                state_out = (state, ckpt)
-                if load:
-                    self.load_state_dict(state)
-                    self.last_checkpoint = ckpt
-                    self.log(f"resumed from {ckpt} at step {self.step}")
+        state, ckpt = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=CHECKPOINT_KIND,
+                                   model_config=self.model.config())
+        if state is not None and load:
+            self.load_state_dict(state)
+            self.last_checkpoint = ckpt
+            self.log(f"resumed from {ckpt} at step {self.step}")
         atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
-        return state_out
+        return state, ckpt
 
     def log(self, msg: str) -> None:
         if not self.quiet:

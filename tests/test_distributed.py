@@ -13,12 +13,13 @@ import torch
 import torch.multiprocessing as mp
 
 from inr_gon.coords import grid, image_to_points
-from inr_gon.data import ImageDataset
 from inr_gon.distributed import DistContext, GONObjective
 from inr_gon.gon import gon_latent, gon_loss
 from inr_gon.integrators import GridIntegrator, MonteCarloIntegrator
 from inr_gon.siren import LatentSiren
 from inr_gon.train import ImageGONTrainer, NonFiniteLossError, TrainConfig
+
+from helpers import tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -26,17 +27,7 @@ SINGLE = DistContext()          # force one process even if the environment name
 
 
 def blobs_dataset(n_train=24, n_test=10, size=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-
-    def blobs(n):
-        c = torch.rand(n, 2, generator=g) - 0.5
-        r = 0.2 + 0.3 * torch.rand(n, 1, 1, generator=g)
-        d = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2).sqrt()
-        return torch.sigmoid((r - d) * 20)[:, None]
-
-    return ImageDataset("blobs", blobs(n_train), torch.zeros(n_train, dtype=torch.long), blobs(n_test),
-                        torch.zeros(n_test, dtype=torch.long), "synthetic blobs")
+    return tiny_dataset(n_train, n_test, size, seed)
 
 
 def config(out=None, **kw):

@@ -30,8 +30,9 @@ import torch
 from inr_gon.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint,
                                 rotate_checkpoints, save_checkpoint)
 from inr_gon.cli import main
-from inr_gon.data import ImageDataset
 from inr_gon.train import ImageGONTrainer, NonFiniteLossError, TrainConfig
+
+from helpers import tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -63,19 +64,6 @@ def write_evil(folder: Path, marker: Path) -> dict[str, Path]:
     files["raw_pickle"].write_bytes(pickle.dumps({"kind": "inr_gon.image_gon", "x": Evil(marker)}))
     files["pickle_p0"].write_bytes(pickle.dumps(Evil(marker), protocol=0))
     return files
-
-
-def tiny_dataset(n_train=40, n_test=12, size=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-
-    def blobs(n):
-        c = torch.rand(n, 2, generator=g) - 0.5
-        r = 0.2 + 0.3 * torch.rand(n, 1, 1, generator=g)
-        d = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2).sqrt()
-        return torch.sigmoid((r - d) * 20)[:, None]
-    return ImageDataset("blobs", blobs(n_train), torch.zeros(n_train, dtype=torch.long), blobs(n_test),
-                        torch.zeros(n_test, dtype=torch.long), "synthetic blobs")
 
 
 def tiny_config(out, **kw):
