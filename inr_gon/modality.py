@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from .coords import grid, image_to_points, normalize_resolution
-from .gon import gon_latent, gon_loss
+from .gon import gon_loss
 from .integrators import GridIntegrator, MonteCarloIntegrator
-from .render import render
+from .render import decode, encode
 
 __all__ = ["area_downsample", "upsample", "conversion_loss", "encode_source", "convert", "fit_conversion"]
 
@@ -101,11 +101,7 @@ def encode_source(model, source: torch.Tensor, *, loss="mse", inner_scale: float
     """Latents ``(B, k)`` of source images ``(B, C, h, w)`` (one gradient step at the origin)."""
     if source.dim() != 4:
         raise ValueError(f"source must have shape (B, C, H, W), got {tuple(source.shape)}")
-    c = grid(tuple(source.shape[2:]), device=source.device, dtype=source.dtype)
-    integ = GridIntegrator(scale=inner_scale)
-    zs = [gon_latent(model, c, image_to_points(source[i:i + batch_size]), loss=loss, integrator=integ)
-          for i in range(0, source.shape[0], batch_size)]
-    return torch.cat(zs) if zs else source.new_zeros(0, model.latent_dim)
+    return encode(model, source, loss=loss, integrator=GridIntegrator(scale=inner_scale), batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -119,8 +115,7 @@ def convert(model, source: torch.Tensor, resolution, *, loss="mse", inner_scale:
     outs = []
     for i in range(0, source.shape[0], batch_size):
         z = encode_source(model, source[i:i + batch_size], loss=loss, inner_scale=inner_scale)
-        y = render(model, z, resolution, chunk_size=chunk_size)
-        outs.append(torch.sigmoid(y) if loss == "bce" else y)
+        outs.append(decode(model, z, resolution, loss=loss, chunk_size=chunk_size))
     if not outs:
         return source.new_zeros(0, model.out_dim, *normalize_resolution(resolution, model.coord_dim))
     return torch.cat(outs)

@@ -14,7 +14,7 @@ import torch
 from .coords import axis_coordinates, grid, image_to_points, normalize_bounds, normalize_resolution
 from .gon import gon_latent
 
-__all__ = ["render", "render_points", "encode", "encode_render"]
+__all__ = ["render", "render_points", "encode", "decode", "encode_render"]
 
 
 def _check_latents(z) -> None:
@@ -104,17 +104,27 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
     return out
 
 
+def decode(model, z: torch.Tensor, resolution, *, loss="mse", chunk_size: int = 2 ** 16) -> torch.Tensor:
+    """:func:`render` mapped to the targets' range: a sigmoid for models trained with the
+    BCE-on-logits loss (``loss="bce"``), the raw output otherwise. ``(B, O, *resolution)``."""
+    y = render(model, z, resolution, chunk_size=chunk_size)
+    return torch.sigmoid(y) if loss == "bce" else y
+
+
 def encode(model, images: torch.Tensor, *, bounds=(-1.0, 1.0), loss="mse", integrator=None,
-           batch_size: int = 256) -> torch.Tensor:
+           batch_size: int = 256, check: bool = True) -> torch.Tensor:
     """Encode images ``(B, C, *spatial)`` into gradient-origin latents ``(B, k)`` (one gradient
-    step, no training graph), in batches of ``batch_size``."""
+    step, no training graph), in batches of ``batch_size``. ``integrator`` fixes the inner
+    integral (e.g. ``GridIntegrator(scale=...)`` as a model was trained with); ``check=False``
+    skips the per-batch input validation (one host sync each on CUDA)."""
     if images.dim() != model.coord_dim + 2:
         raise ValueError(f"images must have shape (B, C, {', '.join(['size'] * model.coord_dim)}), "
                          f"got {tuple(images.shape)}")
     c = grid(tuple(images.shape[2:]), bounds=bounds, device=images.device, dtype=images.dtype)
-    zs = [gon_latent(model, c, image_to_points(images[i:i + batch_size]), loss=loss, integrator=integrator)
+    zs = [gon_latent(model, c, image_to_points(images[i:i + batch_size]), loss=loss, integrator=integrator,
+                     check=check)
           for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(zs)
+    return torch.cat(zs) if zs else images.new_zeros(0, model.latent_dim)
 
 
 def encode_render(model, images: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None,

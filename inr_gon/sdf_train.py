@@ -35,6 +35,7 @@ from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
 from .train import NonFiniteLossError, select_device
+from .viz import pyplot, save_figure
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
            "check_run_dir", "mesh_files", "build_sdf_model", "config_from_args",
@@ -524,11 +525,8 @@ class SdfGONTrainer:
 # ------------------------------------------------------------------------------------------------
 def _slice_figure(panels, path, *, ncols: int, titles):
     """PNG of SDF slices ``panels`` (list of ``(R, R)`` arrays) with the zero level set drawn."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows), squeeze=False)
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, v, title in zip(axes.flat, panels, titles):
@@ -538,12 +536,7 @@ def _slice_figure(panels, path, *, ncols: int, titles):
         if v.min() < 0 < v.max():
             ax.contour(v, levels=[0.0], colors="k", linewidths=1.2, extent=(-1, 1, -1, 1))
         ax.set_title(title, fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict, dict]:

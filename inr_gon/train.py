@@ -30,10 +30,9 @@ from .checkpoint import (CheckpointError, RunDirectoryError, atomic_write_bytes,
                          open_run_dir, rotate_checkpoints, save_checkpoint)
 from .coords import grid, image_to_points
 from .distributed import GONObjective, configure_tf32, init_distributed
-from .gon import gon_latent
 from .integrators import GridIntegrator, MonteCarloIntegrator
 from .metrics import psnr, ssim
-from .render import render
+from .render import decode, encode
 from .sampling import GaussianLatentSampler
 from .siren import LatentSiren
 
@@ -195,24 +194,16 @@ def load_trained(path, *, device=None):
     return model.to(device or "cpu").eval(), state
 
 
-@torch.no_grad()
 def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_scale: float = 1 / 64,
                   batch_size: int = 500) -> torch.Tensor:
     """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
     with the inner integral a trained model was trained with."""
-    c = grid(tuple(images.shape[2:]), device=images.device, dtype=images.dtype)
-    integ = GridIntegrator(scale=inner_scale)
-    zs = [gon_latent(model, c, image_to_points(images[i:i + batch_size]), loss=loss, integrator=integ, check=False)
-          for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(zs) if zs else images.new_zeros(0, model.latent_dim)
+    return encode(model, images, loss=loss, integrator=GridIntegrator(scale=inner_scale), batch_size=batch_size,
+                  check=False)
 
 
-@torch.no_grad()
-def decode_latents(model, z: torch.Tensor, resolution, *, loss: str = "mse", chunk_size: int = 2 ** 16) -> torch.Tensor:
-    """Images ``(N, C, *resolution)`` for latents ``(N, k)``, mapped to [0, 1] like the training
-    targets (a sigmoid for models trained with the BCE-on-logits loss)."""
-    y = render(model, z, resolution, chunk_size=chunk_size)
-    return torch.sigmoid(y) if loss == "bce" else y
+# latents -> images in [0, 1] (sigmoid for BCE-trained models); the name the CLI and trainer use
+decode_latents = decode
 
 
 class ImageGONTrainer:

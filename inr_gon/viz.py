@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "save_grid", "save_gif", "plot_curves", "to_uint8"]
+__all__ = ["image_grid", "save_grid", "save_gif", "plot_curves", "to_uint8", "pyplot", "save_figure"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -55,16 +55,31 @@ def save_gif(frames: list[np.ndarray] | torch.Tensor, path, *, duration: float =
     return path
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path, *, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot_curves(history: dict, path) -> Path:
     """Loss and test PSNR against steps and seconds, as one 2×2 PNG.
 
     ``history`` holds lists: ``step``, ``seconds``, ``loss`` (training, per log point) and
     ``eval_step``, ``eval_seconds``, ``test_psnr``.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(2, 2, figsize=(10, 7))
+    fig, ax = pyplot().subplots(2, 2, figsize=(10, 7))
     for col, key in ((0, "step"), (1, "seconds")):
         ax[0, col].plot(history.get(key, []), history.get("loss", []), lw=1)
         ax[0, col].set_yscale("log")
@@ -74,9 +89,4 @@ def plot_curves(history: dict, path) -> Path:
         for r in (0, 1):
             ax[r, col].set_xlabel("step" if key == "step" else "seconds")
             ax[r, col].grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
