@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CheckpointError", "RunDirectoryError", "check_run_dir", "open_run_dir", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
+__all__ = ["CheckpointError", "RunDirectoryError", "check_run_dir", "open_run_dir", "save_step_checkpoint", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
            "latest_checkpoint", "atomic_write_bytes"]
 
 
@@ -177,3 +177,10 @@ def open_run_dir(out, *, resume: bool, overwrite: bool, kind: str, model_config:
         raise CheckpointError(f"{ckpt}: its model {state.get('model_config')} does not match this "
                               f"run's {model_config}")
     return state, ckpt
+
+
+def save_step_checkpoint(folder, step: int, state: dict, *, keep: int) -> Path:
+    """Atomically write ``folder/ckpt_step<step>.pt`` and keep only the newest ``keep``."""
+    path = save_checkpoint(Path(folder) / f"ckpt_step{step:07d}.pt", state)
+    rotate_checkpoints(folder, keep=keep)
+    return path

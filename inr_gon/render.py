@@ -9,6 +9,8 @@ Points are evaluated in chunks under ``torch.no_grad()``: peak memory is bounded
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .coords import axis_coordinates, grid, image_to_points, normalize_bounds, normalize_resolution
@@ -78,11 +80,7 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
     B = z.shape[0]
     axes = [axis_coordinates(r, lo, hi, align_corners=align_corners, device=device, dtype=z.dtype)
             for r, (lo, hi) in zip(res, pairs)]
-    P = 1
-    for r in res:
-        P *= r
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    P = math.prod(res)
     per = max(1, chunk_size // max(B, 1))
     z = z.to(device)
     out, flat = None, None

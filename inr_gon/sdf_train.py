@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, atomic_write_bytes, check_run_dir, load_checkpoint, open_run_dir,
-                         rotate_checkpoints, save_checkpoint)
+from .checkpoint import (CheckpointError, atomic_write_bytes, check_run_dir, open_run_dir,
+                         save_step_checkpoint)
 from .config import RunConfig, nonneg_float, positive_float, positive_int
 from .mesh import extract_mesh, sdf_slice
 from .sampling import slerp_path
@@ -34,7 +34,7 @@ from .sdf_gon import DEFAULT_INNER_WEIGHT, latent_sdf, sdf_gon_latent, sdf_gon_l
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
-from .train import NonFiniteLossError, select_device
+from .train import NonFiniteLossError, load_trained, require_finite_parameters, select_device
 from .viz import pyplot, save_figure
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
@@ -251,13 +251,7 @@ def build_sdf_model(cfg: SdfTrainConfig) -> LatentSiren:
 def load_sdf_trained(path, *, device=None):
     """Rebuild ``(model, checkpoint dict)`` from an SDF-GON checkpoint (``weights_only`` loading);
     :class:`~inr_gon.checkpoint.CheckpointError` (one line) for a bad file."""
-    state = load_checkpoint(path, kind=SDF_CHECKPOINT_KIND, map_location="cpu")
-    try:
-        model = LatentSiren(**state["model_config"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval(), state
+    return load_trained(path, device=device, kind=SDF_CHECKPOINT_KIND)
 
 
 class SdfGONTrainer:
@@ -405,10 +399,10 @@ class SdfGONTrainer:
         """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K."""
         if self.out is None:
             return None
-        path = save_checkpoint(self.out / f"ckpt_step{self.step:07d}.pt", self.state_dict())
-        rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
-        self.last_checkpoint = path
-        return path
+        require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
+        self.last_checkpoint = save_step_checkpoint(self.out, self.step, self.state_dict(),
+                                                    keep=self.cfg.keep_checkpoints)
+        return self.last_checkpoint
 
     def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
         """Create the run folder; refuse one holding another run unless resuming/overwriting.

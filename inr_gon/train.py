@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .checkpoint import (CheckpointError, RunDirectoryError, atomic_write_bytes, load_checkpoint,
-                         open_run_dir, rotate_checkpoints, save_checkpoint)
+                         open_run_dir, save_step_checkpoint)
 from .coords import grid, image_to_points
 from .distributed import GONObjective, configure_tf32, init_distributed
 from .integrators import GridIntegrator, MonteCarloIntegrator
@@ -179,13 +179,13 @@ def build_model(cfg: TrainConfig, channels: int) -> LatentSiren:
     return LatentSiren(2, cfg.latent, channels, cfg.hidden, cfg.layers, w0=cfg.w0, w0_first=cfg.w0_first)
 
 
-def load_trained(path, *, device=None):
-    """Rebuild ``(model, checkpoint dict)`` from a trainer checkpoint (safe loading).
+def load_trained(path, *, device=None, kind: str = CHECKPOINT_KIND):
+    """Rebuild ``(LatentSiren, checkpoint dict)`` from a trainer checkpoint of ``kind`` (safe loading).
 
     Raises :class:`~inr_gon.checkpoint.CheckpointError` (one line) for a missing, corrupt,
     unsafe or foreign file.
     """
-    state = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location="cpu")
+    state = load_checkpoint(path, kind=kind, map_location="cpu")
     try:
         model = LatentSiren(**state["model_config"])
         model.load_state_dict(state["model"])
@@ -204,6 +204,14 @@ def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_scale
 
 # latents -> images in [0, 1] (sigmoid for BCE-trained models); the name the CLI and trainer use
 decode_latents = decode
+
+
+def require_finite_parameters(model, *, step: int, last_checkpoint=None) -> None:
+    """:class:`NonFiniteLossError` if any parameter is NaN/Inf — called before every save, so a
+    NaN/Inf model never replaces or rotates away a good checkpoint."""
+    if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
+        where = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+        raise NonFiniteLossError(f"non-finite model parameters at step {step}; not saved{where}")
 
 
 class ImageGONTrainer:
@@ -451,19 +459,11 @@ class ImageGONTrainer:
         if self.out is None:
             return None
         self.check_nonfinite()            # never checkpoint past a non-finite step
-        if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):
-            # never replace or rotate away a good checkpoint with a NaN/Inf model
-            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-            raise NonFiniteLossError(f"non-finite model parameters at step {self.step}; not saved{where}")
-        path = self.out / f"ckpt_step{self.step:07d}.pt"
-
-        def write():
-            save_checkpoint(path, self.state_dict())
-            rotate_checkpoints(self.out, keep=self.cfg.keep_checkpoints)
-
-        self.dist.run_on_main(write)      # raises on every rank if rank 0 failed
-        self.last_checkpoint = path
-        return path
+        require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
+        # rank 0 builds and writes the state; raises on every rank if it failed
+        self.last_checkpoint = self.dist.run_on_main(
+            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
+        return self.last_checkpoint
 
     def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
         """Create the run folder; refuse one that holds another run unless resuming/overwriting.
