@@ -166,7 +166,7 @@ def _read_images(files, state, device):
 
 def cmd_render(args) -> int:
     from .sampling import GaussianLatentSampler, slerp_path
-    from .viz import image_grid, save_gif, save_grid
+    from .viz import save_gif, save_grid
     model, state, device = _load(args)
     res = args.resolution
     out = Path(args.out)
@@ -194,7 +194,7 @@ def cmd_render(args) -> int:
         z = slerp_path(za, zb, args.frames)
     imgs = _decode(model, state, z, res, args.chunk_size)
     if out.suffix.lower() == ".gif":
-        save_gif([image_grid(f[None], nrow=1, pad=0) for f in imgs], out)
+        save_gif(imgs, out)                 # one frame per image
     else:
         save_grid(imgs, out, nrow=args.nrow)
     print(f"wrote {imgs.shape[0]} image(s) at {res}x{res} to {out}")
