@@ -82,3 +82,81 @@ def test_bad_constructor_arguments():
         ig.LatentSiren(2, 4, 1, 8, 0)
     with pytest.raises(ValueError, match="out_activation"):
         ig.LatentSiren(2, 4, 1, 8, 1, out_activation="softplusss")
+
+
+# -- the fused (buffer-reusing) backward of the sine stack -------------------------------------
+from inr_gon.siren import _FusedSineTrunk, _sine_trunk  # noqa: E402
+
+
+def _trunk_inputs(L, O, N=13, H=7, seed=0):
+    """Random ``u1 (N, H)`` and ``[W_2, b_2, ..., W_out, b_out]`` in float64, all requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    u1 = torch.randn(N, H, generator=g, dtype=torch.float64)
+    params = []
+    for _ in range(L - 1):
+        params += [torch.randn(H, H, generator=g, dtype=torch.float64), torch.randn(H, generator=g, dtype=torch.float64)]
+    params += [torch.randn(O, H, generator=g, dtype=torch.float64), torch.randn(O, generator=g, dtype=torch.float64)]
+    return [t.requires_grad_() for t in [u1, *params]]
+
+
+@pytest.mark.parametrize("L,O", [(1, 1), (1, 3), (2, 1), (4, 1), (3, 3)])
+def test_fused_trunk_gradients_equal_plain_autograd(L, O):
+    inputs = _trunk_inputs(L, O)
+    u1_before = inputs[0].detach().clone()
+    g = torch.randn(13, O, dtype=torch.float64)
+    out = _FusedSineTrunk.apply(*inputs)
+    ref, _ = _sine_trunk(inputs[0], inputs[1:])
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
+    got = torch.autograd.grad(out, inputs, g)                       # the in-place fast path
+    want = torch.autograd.grad(ref, inputs, g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inputs[0].detach(), u1_before, rtol=0, atol=0)   # input untouched
+
+
+def test_fused_trunk_second_and_double_backward_recompute():
+    inputs = _trunk_inputs(3, 2)
+    g = torch.randn(13, 2, dtype=torch.float64)
+    out = _FusedSineTrunk.apply(*inputs)
+    ref, _ = _sine_trunk(inputs[0], inputs[1:])
+    first = torch.autograd.grad(out, inputs, g, retain_graph=True)
+    second = torch.autograd.grad(out, inputs, g)                    # buffers consumed: recompute
+    want = torch.autograd.grad(ref, inputs, g, retain_graph=True)
+    for a, b, c in zip(first, second, want):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12)
+    # create_graph: a gradient penalty differentiated again
+    out = _FusedSineTrunk.apply(*inputs)
+    (gu,) = torch.autograd.grad(out, inputs[0], g, create_graph=True)
+    (gu_ref,) = torch.autograd.grad(ref, inputs[0], g, create_graph=True)
+    opts = dict(allow_unused=True, materialize_grads=True)      # b_out does not enter ∂F/∂u1
+    hess = torch.autograd.grad(gu.square().sum(), inputs, **opts)
+    hess_ref = torch.autograd.grad(gu_ref.square().sum(), inputs, **opts)
+    for a, b in zip(hess, hess_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_trunk_gradcheck_and_gradgradcheck():
+    inputs = _trunk_inputs(2, 2, N=5, H=4, seed=3)
+    assert torch.autograd.gradcheck(_FusedSineTrunk.apply, inputs)
+    assert torch.autograd.gradgradcheck(_FusedSineTrunk.apply, inputs)
+
+
+@pytest.mark.parametrize("coords_grad", [False, True])
+def test_fused_model_equals_unfused_model(coords_grad):
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 6, 1, 16, 3).double()
+    plain = ig.LatentSiren(2, 6, 1, 16, 3, fused=False).double()
+    plain.load_state_dict(m.state_dict())
+    c = torch.rand(3, 11, 2, dtype=torch.float64, requires_grad=coords_grad)
+    x = torch.rand(3, 11, 1, dtype=torch.float64)
+    grads = []
+    for model in (m, plain):
+        loss, _ = ig.gon_loss(model, c, x)
+        if coords_grad:     # an eikonal-style term: ∇_c F differentiated again
+            (gc,) = torch.autograd.grad(model(c, torch.zeros(3, 6, dtype=torch.float64)).sum(), c,
+                                        create_graph=True)
+            loss = loss + gc.norm(dim=-1).sub(1).square().mean()
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
