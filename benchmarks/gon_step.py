@@ -3,9 +3,14 @@
 Both run in this process on the same weights and data; the table prints seconds per step and
 the speed-up (official / inr_gon). The official step builds ``c ⊕ z`` with ``repeat`` + ``cat``,
 takes the latent with a batched ``autograd.grad(create_graph=True)`` and back-propagates the
-outer loss through that double backward. inr_gon's step uses the exact shared-origin fast path.
+outer loss through that double backward. inr_gon's step uses the exact shared-origin fast path
+and the fused (buffer-reusing) backward of the sine stack.
 
-    python benchmarks/gon_step.py [--repeats 5] [--device cpu]
+``--keep-freed-memory`` applies :func:`inr_gon.runtime.keep_freed_memory` to the whole process
+(both formulations): glibc then stops returning large freed blocks to the OS, which speeds up
+both steps on a CPU; the trainer does this by default.
+
+    python benchmarks/gon_step.py [--repeats 5] [--device cpu] [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from torch import nn
 
 import inr_gon as ig
+from inr_gon.runtime import keep_freed_memory
 
 
 class OfficialSirenLayer(nn.Module):
@@ -114,9 +120,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="let glibc keep freed memory for reuse (process-wide: both formulations)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    print(f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  B={args.batch}  28x28")
+    kept = keep_freed_memory() if args.keep_freed_memory else False
+    print(f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  B={args.batch}  28x28  "
+          f"allocator={'glibc, freed memory kept' if kept else 'default'}")
     print(f"{'model':>14} {'outer':>8} {'params':>8} {'official s/step':>16} {'inr_gon s/step':>15} {'speed-up':>9}")
     for hidden, layers in ((256, 4), (32, 3)):
         for fraction in (1.0, 0.25):

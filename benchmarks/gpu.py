@@ -40,7 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import inr_gon as ig  # noqa: E402
-from inr_gon.distributed import GONObjective, configure_tf32  # noqa: E402
+from inr_gon.distributed import GONObjective  # noqa: E402
+from inr_gon.runtime import configure_tf32  # noqa: E402
 
 GB = 2 ** 30
 

@@ -65,10 +65,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("speed (CUDA; under torchrun every process trains on its share of --batch-size)")
+    g = p.add_argument_group("speed (under torchrun every process trains on its share of --batch-size)")
     g.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                    help="autocast the outer pass to bf16/fp16 (the latent stays float32; default: off)")
     g.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)")
+    g.add_argument("--release-memory", action="store_true",
+                   help="CPU: keep glibc's default of returning large freed blocks to the OS (slower steps; "
+                        "by default freed memory is kept for reuse)")
     g.add_argument("--nonfinite-check", choices=("immediate", "deferred"),
                    help="check the loss every step (host sync; CPU default) or read a device-side flag every "
                         "log interval, never applying a non-finite update (CUDA default)")
@@ -86,7 +89,8 @@ def _config_from_args(args):
         eval_images=args.eval_images, checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed, device=args.device,
         out=args.out or str(Path("runs") / f"{name}_siren"), on_nonfinite=args.on_nonfinite,
-        amp=args.amp, tf32=args.tf32, nonfinite_check=args.nonfinite_check)
+        amp=args.amp, tf32=args.tf32, keep_freed_memory=not args.release_memory,
+        nonfinite_check=args.nonfinite_check)
 
 
 def cmd_train(args) -> int:

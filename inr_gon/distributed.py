@@ -33,6 +33,7 @@ import torch.distributed as dist
 from .gon import gon_latent
 from .integrators import GridIntegrator, Integrator, integrate
 from .losses import get_loss
+from .runtime import configure_tf32  # noqa: F401  (re-exported: it used to live here)
 
 __all__ = ["DistContext", "init_distributed", "torchrun_env", "GONObjective", "AMP_DTYPES",
            "configure_tf32"]
@@ -178,14 +179,6 @@ def init_distributed(*, device: torch.device, timeout_s: float = 1800.0) -> Dist
         raise ValueError("the initialised process group does not match RANK/WORLD_SIZE")
     return DistContext(rank=env["rank"], world_size=env["world_size"], local_rank=env["local_rank"],
                        device=device, owns_group=owns)
-
-
-def configure_tf32(enabled: bool) -> None:
-    """Allow (or forbid) TF32 tensor-core matmuls and convolutions on CUDA (process-wide; no
-    effect on CPU). TF32 keeps float32 range with a 10-bit mantissa (~1e-3 relative error
-    per product), about 2-8x faster float32 matmuls on Ampere and later GPUs."""
-    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
-    torch.backends.cudnn.allow_tf32 = bool(enabled)
 
 
 class GONObjective(nn.Module):

@@ -29,10 +29,11 @@ from .config import RunConfig
 from .checkpoint import (CheckpointError, RunDirectoryError, atomic_write_bytes, load_checkpoint,
                          open_run_dir, save_step_checkpoint)
 from .coords import grid, image_to_points
-from .distributed import GONObjective, configure_tf32, init_distributed
+from .distributed import GONObjective, init_distributed
 from .integrators import GridIntegrator, MonteCarloIntegrator
 from .metrics import psnr, ssim
 from .render import decode, encode
+from .runtime import configure_tf32, keep_freed_memory
 from .sampling import GaussianLatentSampler
 from .siren import LatentSiren
 
@@ -77,6 +78,9 @@ class TrainConfig(RunConfig):
         amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast of the outer pass (the latent stays
             float32); ``"fp16"`` adds a gradient scaler.
         tf32: allow TF32 matmuls on CUDA (faster, ~1e-3 relative matmul error).
+        keep_freed_memory: on CPU, let glibc keep freed memory for reuse
+            (:func:`inr_gon.runtime.keep_freed_memory`; about 1.3x faster steps at the
+            paper's size). Process-wide; ``False`` keeps glibc's default.
         nonfinite_check: ``"immediate"`` (CPU default): check the loss every step (a host sync)
             and stop/skip at once. ``"deferred"`` (CUDA default): no host sync in the step;
             the optimizer (fused Adam) skips any update whose loss is not finite on the device,
@@ -113,6 +117,7 @@ class TrainConfig(RunConfig):
     on_nonfinite: str = "stop"
     amp: str = "off"
     tf32: bool = False
+    keep_freed_memory: bool = True
     nonfinite_check: str | None = None
 
     def resolved(self, device: torch.device) -> "TrainConfig":
@@ -236,6 +241,8 @@ class ImageGONTrainer:
                              f"number of processes ({self.dist.world_size})")
         if self.device.type == "cuda":
             configure_tf32(self.cfg.tf32)
+        elif self.cfg.keep_freed_memory:
+            keep_freed_memory()
         if dataset is None:
             with self.dist.main_first():       # rank 0 downloads/unpacks first
                 dataset = load_dataset(self.cfg)
