@@ -31,12 +31,13 @@ from torch import nn
 import torch.distributed as dist
 
 from .gon import gon_latent
+from .sdf_gon import sdf_gon_loss
 from .integrators import GridIntegrator, Integrator, integrate
 from .losses import get_loss
 from .runtime import configure_tf32  # noqa: F401  (re-exported: it used to live here)
 
-__all__ = ["DistContext", "init_distributed", "torchrun_env", "GONObjective", "AMP_DTYPES",
-           "configure_tf32"]
+__all__ = ["DistContext", "init_distributed", "torchrun_env", "GONObjective", "SdfGONObjective",
+           "AMP_DTYPES", "configure_tf32"]
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -93,6 +94,24 @@ class DistContext:
         if self.enabled:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
+
+    def any(self, flag: bool) -> bool:
+        """``True`` on every rank if ``flag`` is true on any rank (a collective: all must call)."""
+        if not self.enabled:
+            return bool(flag)
+        return bool(self.all_reduce_sum(torch.tensor(float(flag), device=self.device)) > 0)
+
+    def average(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean of ``t`` over the ranks (a new tensor; ``t`` itself when single-process)."""
+        return self.all_reduce_sum(t.clone()) / self.world_size if self.enabled else t
+
+    def gather_list(self, items: list) -> list:
+        """The concatenation, in rank order, of every rank's ``items`` (pickled; this job only)."""
+        if not self.enabled:
+            return list(items)
+        parts = [None] * self.world_size
+        dist.all_gather_object(parts, list(items))
+        return [x for part in parts for x in part]
 
     def broadcast_object(self, obj=None):
         """Rank 0's ``obj`` on every rank (pickled; only between this job's own processes)."""
@@ -229,3 +248,22 @@ class GONObjective(nn.Module):
             y = y.float()
         loss = integrate(get_loss(self.loss)(y, t), w).mean()
         return loss, z
+
+
+class SdfGONObjective(nn.Module):
+    """The SDF-GON objective as one module, to wrap in ``DistributedDataParallel``.
+
+    ``forward(inner_points, inner_sdf, points, sdf)`` is
+    :func:`inr_gon.sdf_gon.sdf_gon_loss` ``(model, points, sdf, inner_points=..., inner_sdf=...,
+    **options)`` and returns its ``(loss, z, parts)``: inner points ``(B, P, 3)`` or ``(P, 3)``
+    with ``inner_sdf (B, P)``, outer points ``(B, M, 3)`` with ``sdf (B, M)``.
+    """
+
+    def __init__(self, model: nn.Module, **options):
+        super().__init__()
+        self.model = model
+        self.options = options
+
+    def forward(self, inner_points, inner_sdf, points, sdf):
+        return sdf_gon_loss(self.model, points, sdf, inner_points=inner_points, inner_sdf=inner_sdf,
+                            **self.options)

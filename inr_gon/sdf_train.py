@@ -9,6 +9,12 @@ command line of ``examples/fit_sdf_shapes.py``.
 
 Some shapes are held out as *unseen* shapes: never trained on, encoded by the single gradient
 step at evaluation.
+
+Data-parallel: launched by ``torchrun`` with several processes, the trainer wraps the objective
+in ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA). ``batch_size`` is the global batch;
+every rank draws the same random point subsets for the whole batch and keeps its own contiguous
+slice of the shapes, so N processes take the steps one process would (tested to 1e-5); rank 0
+alone prints and writes; evaluation is split over the ranks and gathered.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from .checkpoint import (CheckpointError, atomic_write_bytes, check_run_dir, ope
 from .config import RunConfig, nonneg_float, positive_float, positive_int
 from .mesh import extract_mesh, sdf_slice
 from .sampling import slerp_path
-from .sdf_gon import DEFAULT_INNER_WEIGHT, latent_sdf, sdf_gon_latent, sdf_gon_loss
+from .distributed import DistContext, SdfGONObjective, init_distributed
+from .sdf_gon import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_latent, split_points
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
@@ -261,16 +268,34 @@ class SdfGONTrainer:
         config: the run's :class:`SdfTrainConfig`.
         shapes: an :class:`SdfShapeSet` (default: :func:`load_shapes` of the config).
         quiet: no progress bar or messages.
+        dist: ``"auto"`` (data-parallel when launched by ``torchrun`` with several processes) or
+            a :class:`~inr_gon.distributed.DistContext`.
     """
 
-    def __init__(self, config: SdfTrainConfig, *, shapes: SdfShapeSet | None = None, quiet: bool = False):
+    def __init__(self, config: SdfTrainConfig, *, shapes: SdfShapeSet | None = None, quiet: bool = False,
+                 dist="auto"):
         config.validate()
         self.cfg = config
-        self.quiet = quiet
-        self.device = select_device(config.device)
-        self.shapes = shapes if shapes is not None else load_shapes(config, quiet=quiet)
+        device = select_device(config.device)
+        self.dist: DistContext = init_distributed(device=device) if dist == "auto" else dist
+        self.device = self.dist.device if self.dist.enabled else device
+        self.quiet = quiet or not self.dist.is_main
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size={config.batch_size} (the global batch) must be divisible by the "
+                             f"number of processes ({self.dist.world_size})")
+        if shapes is None:
+            with self.dist.main_first():        # rank 0 samples and caches mesh folders first
+                shapes = load_shapes(config, quiet=self.quiet)
+        self.shapes = shapes
         if not self.shapes.train_index:
             raise ValueError("the training set is empty")
+        if self.dist.enabled:
+            if len(self.shapes.train_index) < config.batch_size:
+                raise ValueError(f"{len(self.shapes.train_index)} training shapes are fewer than the global "
+                                 f"batch_size={config.batch_size}")
+            total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
+            if self.dist.broadcast_object(total) != total:
+                raise ValueError("the ranks loaded different shape pools (the same --seed and data are needed)")
         if self.cfg.inner == "shared" and self.shapes.analytic is None:
             raise ValueError("inner='shared' needs analytic shapes (source 'procedural')")
         if self.shapes.points.shape[1] < self.cfg.points:
@@ -280,6 +305,15 @@ class SdfGONTrainer:
         torch.manual_seed(self.cfg.seed)
         self.model = build_sdf_model(self.cfg).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        # the whole step is one module's forward, so DDP sees every use of every parameter
+        self.objective = SdfGONObjective(self.model, loss=config.loss, delta=config.delta,
+                                         inner_weight=config.inner_weight, eikonal_weight=config.eikonal,
+                                         check=False)
+        self.step_module = self.objective
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.step_module = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.mc_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
         self.train_index = torch.tensor(self.shapes.train_index)
@@ -293,7 +327,8 @@ class SdfGONTrainer:
 
     # -- data -------------------------------------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
-        """Indices ``(B,)`` of the next training shapes (a seeded permutation, epoch by epoch)."""
+        """Indices ``(B,)`` of the next global batch of training shapes (a seeded permutation,
+        epoch by epoch, identical on every rank)."""
         B, N = self.cfg.batch_size, self.perm.numel()
         if self.pos + B > N:
             self.perm = self.train_index[torch.randperm(N, generator=self.data_gen)]
@@ -306,27 +341,42 @@ class SdfGONTrainer:
     def num_inner(self) -> int:
         return self.cfg.points // 2
 
-    def loss_for(self, idx: torch.Tensor):
-        """``(loss, z, parts)`` of :func:`~inr_gon.sdf_gon.sdf_gon_loss` for shapes ``idx (B,)``."""
+    def batch_points(self, idx: torch.Tensor):
+        """This rank's inner and outer points for the global batch of shapes ``idx (B,)``.
+
+        The random subsets are drawn for the whole batch on every rank (the same generator
+        state), then each rank keeps its contiguous slice of the shapes.
+        Returns ``(inner_points (b, P, 3) or shared (P, 3), inner_sdf (b, P), outer_points
+        (b, M, 3), outer_sdf (b, M))`` with ``b = B / world_size``.
+        """
         cfg = self.cfg
-        dev_idx = idx.to(self.device)
-        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]             # (B, N, 3), (B, N)
+        pts, sdf = self.points[idx.to(self.device)], self.sdf[idx.to(self.device)]   # (B, N, 3), (B, N)
         m_in, m_out = self.num_inner, cfg.points - self.num_inner
-        common = dict(loss=cfg.loss, delta=cfg.delta, inner_weight=cfg.inner_weight,
-                      eikonal_weight=cfg.eikonal, generator=self.mc_gen, check=False)
+        b = idx.numel() // self.dist.world_size
+        mine = slice(self.dist.rank * b, (self.dist.rank + 1) * b)
         if cfg.inner == "shared":
             ip = torch.rand(m_in, 3, generator=self.mc_gen, device=self.device) * 2 - 1   # (P, 3)
-            isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx]).float()  # (B, P)
-            return sdf_gon_loss(self.model, pts, sdf, inner_points=ip, inner_sdf=isdf,
-                                num_outer=m_out, **common)
-        return sdf_gon_loss(self.model, pts, sdf, num_inner=m_in, num_outer=m_out, **common)
+            op, osdf = _random_subset(pts, sdf, m_out, self.mc_gen)
+            isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx[mine]]).float()
+            return ip, isdf, op[mine], osdf[mine]
+        ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=self.mc_gen)
+        return ip[mine], isdf[mine], op[mine], osdf[mine]
+
+    def loss_for(self, idx: torch.Tensor):
+        """``(loss, z, parts)`` of :func:`~inr_gon.sdf_gon.sdf_gon_loss` on this rank's part of
+        the global batch ``idx (B,)``."""
+        return self.step_module(*self.batch_points(idx))
 
     def train_step(self, idx: torch.Tensor):
-        """One GON step (gradients in ``.grad``, not yet applied); returns detached ``(loss, parts)``."""
+        """One GON step (gradients in ``.grad``, averaged over the ranks, not yet applied);
+        returns detached ``(loss, parts)``, averaged over the ranks."""
         loss, _, parts = self.loss_for(idx)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        return loss.detach(), parts
+        if not self.dist.enabled:
+            return loss.detach(), parts
+        avg = self.dist.average(torch.stack([loss.detach(), parts["sdf"], parts["eikonal"]]))
+        return avg[0], {"sdf": avg[1], "eikonal": avg[2]}
 
     # -- encoding / evaluation ------------------------------------------------------------------
     @torch.no_grad()
@@ -348,7 +398,8 @@ class SdfGONTrainer:
             return sdf_gon_latent(self.model, ip, isdf, **common)
         n = min(num_points, self.points.shape[1])
         zs = []
-        for i in index:
+        for i in index:       # each shape its own seeded subset: the same in any batch or shard
+            g.manual_seed(self.cfg.seed + 12345 + i)
             sel = torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n]
             zs.append(sdf_gon_latent(self.model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
         return torch.cat(zs)
@@ -396,26 +447,32 @@ class SdfGONTrainer:
         self.history = state["history"]
 
     def save(self) -> Path | None:
-        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K."""
+        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K
+        (rank 0 writes; every rank waits for it and gets its path)."""
         if self.out is None:
             return None
         require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
-        self.last_checkpoint = save_step_checkpoint(self.out, self.step, self.state_dict(),
-                                                    keep=self.cfg.keep_checkpoints)
+        self.last_checkpoint = self.dist.run_on_main(
+            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
         return self.last_checkpoint
 
     def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
         """Create the run folder; refuse one holding another run unless resuming/overwriting.
-        On resume, load the newest checkpoint there (if any)."""
+        On resume, load the newest checkpoint there (if any). With several processes rank 0
+        does the file work and sends the checkpoint to every rank."""
         if self.out is None:
             return
-        state, ckpt = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=SDF_CHECKPOINT_KIND,
-                                   model_config=self.model.config())
+
+        def files():
+            found = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=SDF_CHECKPOINT_KIND,
+                                 model_config=self.model.config())
+            atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
+            return found
+        state, ckpt = self.dist.run_on_main(files)
         if state is not None:
             self.load_state_dict(state)
             self.last_checkpoint = ckpt
             self.log(f"resumed from {ckpt} at step {self.step}")
-        atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -430,7 +487,7 @@ class SdfGONTrainer:
                    dynamic_ncols=True)
         self.model.train()
         while self.step < cfg.steps:
-            if cfg.seconds is not None and time.perf_counter() - t0 >= cfg.seconds:
+            if self._out_of_time(t0):
                 self.log(f"time budget of {cfg.seconds:g} s reached at step {self.step}")
                 break
             loss, parts = self.train_step(self.next_batch())
@@ -457,6 +514,15 @@ class SdfGONTrainer:
         self.save()
         return {"steps": self.step, "train_seconds": round(self.elapsed, 2)}
 
+    def _out_of_time(self, t0: float) -> bool:
+        """The ``seconds`` budget is spent. With several processes the ranks decide together,
+        every ``log_every`` steps (so that all stop at the same step)."""
+        if self.cfg.seconds is None:
+            return False
+        if self.dist.enabled and self.step % self.cfg.log_every:
+            return False
+        return self.dist.any(time.perf_counter() - t0 >= self.cfg.seconds)
+
     def evaluate(self, index, *, write_dir=None, prefix: str = "shape", num_samples: int = 10_000) -> dict:
         """Encode shapes ``index`` in one step, extract meshes and compare with the ground truth.
 
@@ -464,54 +530,58 @@ class SdfGONTrainer:
         ``normal_consistency`` and ``iou`` (``None`` where the ground truth cannot give it), and
         ``empty`` (shapes whose extracted mesh is empty). Writes ``<prefix>_<name>.ply`` (and the
         ground-truth ``..._gt.ply`` for analytic shapes) into ``write_dir`` if given.
+        With several processes (a collective: every rank calls it) each rank evaluates its
+        share of the shapes; every rank returns the whole result and rank 0 writes the meshes.
         """
-        import warnings
         was = self.model.training
         self.model.eval()
         index = [int(i) for i in index]
-        z = self.encode(index)
-        rows = {"names": [], "chamfer": [], "normal_consistency": [], "iou": []}
-        empty = 0
-        for j, i in enumerate(index):
-            f = self.sdf_of(z[j])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                mesh = extract_mesh(f, self.cfg.resolution, (-1.0, 1.0))
-            name = self.shapes.names[i]
-            rows["names"].append(name)
-            gt_mesh = self.truth_mesh(i)
-            gt = gt_mesh if gt_mesh is not None else (self.shapes.truth[i] if self.shapes.truth else None)
-            if write_dir is not None:
-                Path(write_dir).mkdir(parents=True, exist_ok=True)
-                if len(mesh.faces):
-                    mesh.export(Path(write_dir) / f"{prefix}_{name}.ply")
-                if self.shapes.analytic is not None and gt_mesh is not None and len(gt_mesh.faces):
-                    gt_mesh.export(Path(write_dir) / f"{prefix}_{name}_gt.ply")
-            if len(mesh.faces) == 0:
-                empty += 1
-            ch = nc = iou = None
-            if gt is not None and len(mesh.faces):
-                ch = chamfer_distance(mesh, gt, num_samples=num_samples)
-                if gt_mesh is not None:
-                    nc = normal_consistency(mesh, gt_mesh, num_samples=num_samples)
-            if self.shapes.analytic is not None:
-                iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
-            elif gt_mesh is not None:
-                iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
-            else:       # DeepSDF: agreement of inside/outside on the shape's own samples
-                s_pred = f(self.points[i]) < 0
-                s_true = self.sdf[i] < 0
-                union = int((s_pred | s_true).sum())
-                iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
-            rows["chamfer"].append(ch)
-            rows["normal_consistency"].append(nc)
-            rows["iou"].append(iou)
+        mine = index[self.dist.shard(len(index))]
+        z = self.encode(mine)
+        results = self.dist.gather_list([self._evaluate_one(i, z[j], num_samples) for j, i in enumerate(mine)])
         self.model.train(was)
+        if write_dir is not None and self.dist.is_main:
+            Path(write_dir).mkdir(parents=True, exist_ok=True)
+            for r in results:
+                for suffix, mesh in (("", r["mesh"]), ("_gt", r["gt_mesh"])):
+                    if mesh is not None and len(mesh.faces):
+                        mesh.export(Path(write_dir) / f"{prefix}_{r['name']}{suffix}.ply")
+        rows = {"names": [r["name"] for r in results]}
+        for k in ("chamfer", "normal_consistency", "iou"):
+            rows[k] = [r[k] for r in results]
         mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
                           else None)
-        return {"num": len(index), "empty_meshes": empty, "chamfer": mean(rows["chamfer"]),
-                "normal_consistency": mean(rows["normal_consistency"]), "iou": mean(rows["iou"]),
-                "per_shape": rows}
+        return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
+                "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
+                "iou": mean(rows["iou"]), "per_shape": rows}
+
+    def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
+        """Mesh and metrics of shape ``i`` encoded as ``z (k,)``; ``gt_mesh``: the analytic
+        ground-truth mesh to write (``None`` for data shapes)."""
+        import warnings
+        f = self.sdf_of(z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mesh = extract_mesh(f, self.cfg.resolution, (-1.0, 1.0))
+        gt_mesh = self.truth_mesh(i)
+        gt = gt_mesh if gt_mesh is not None else (self.shapes.truth[i] if self.shapes.truth else None)
+        ch = nc = None
+        if gt is not None and len(mesh.faces):
+            ch = chamfer_distance(mesh, gt, num_samples=num_samples)
+            if gt_mesh is not None:
+                nc = normal_consistency(mesh, gt_mesh, num_samples=num_samples)
+        if self.shapes.analytic is not None:
+            iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
+        elif gt_mesh is not None:
+            iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
+        else:       # DeepSDF: agreement of inside/outside on the shape's own samples
+            s_pred = f(self.points[i]) < 0
+            s_true = self.sdf[i] < 0
+            union = int((s_pred | s_true).sum())
+            iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
+        return {"name": self.shapes.names[i], "mesh": mesh,
+                "gt_mesh": gt_mesh if self.shapes.analytic is not None else None,
+                "chamfer": ch, "normal_consistency": nc, "iou": iou}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -544,16 +614,21 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
     * ``metrics.json``: mean Chamfer, IoU, normal consistency (train and unseen), steps,
       seconds, params.
 
+    With several processes every rank must call it (the evaluation is split over the ranks);
+    rank 0 writes everything and the other ranks return ``({}, {})``.
+
     Returns ``(paths, metrics)``.
     """
     t, cfg, out = trainer, trainer.cfg, Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {}
     train_idx = t.shapes.train_index[:cfg.eval_shapes]
     unseen_idx = t.shapes.unseen_index[:cfg.eval_shapes]
     t0 = time.perf_counter()
     train_m = t.evaluate(train_idx, write_dir=out / "meshes", prefix="train")
     unseen_m = t.evaluate(unseen_idx, write_dir=out / "meshes", prefix="unseen") if unseen_idx else None
+    if not t.dist.is_main:
+        return {}, {}
+    out.mkdir(parents=True, exist_ok=True)
     paths["meshes"] = out / "meshes"
     # slices: truth (pool points can't give a slice for folders, so the truth row is analytic only)
     res = 96
@@ -600,7 +675,7 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
         "params": sum(p.numel() for p in t.model.parameters()),
         "source": t.shapes.name, "data": t.shapes.source, "num_train": len(t.shapes.train_index),
         "num_unseen": len(t.shapes.unseen_index), "inner": cfg.inner, "loss": cfg.loss,
-        "mesh_resolution": cfg.resolution, "device": str(t.device),
+        "mesh_resolution": cfg.resolution, "device": str(t.device), "processes": t.dist.world_size,
         "checkpoint": str(t.last_checkpoint) if t.last_checkpoint else None,
         "train": train_m, "unseen": unseen_m,
         "notes": "chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, "
@@ -688,13 +763,21 @@ def main(argv=None) -> int:
         check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)   # before loading data
         t0 = time.perf_counter()
         trainer = SdfGONTrainer(cfg, quiet=args.quiet)
-        trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
-        load_s = time.perf_counter() - t0
-        fit_info = trainer.fit()
-        paths, m = write_sdf_outputs(trainer, fit_info, trainer.out)
+        try:
+            if trainer.dist.enabled and trainer.dist.is_main:
+                print(f"data parallel: {trainer.dist.world_size} processes, "
+                      f"{cfg.batch_size // trainer.dist.world_size} shapes each per step (global batch {cfg.batch_size})")
+            trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
+            load_s = time.perf_counter() - t0
+            fit_info = trainer.fit()
+            paths, m = write_sdf_outputs(trainer, fit_info, trainer.out)
+        finally:
+            trainer.dist.close()        # the process group, if torchrun started one
     except (ValueError, TypeError, CheckpointError, DataError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not trainer.dist.is_main:
+        return 0
     fmt = lambda v, f: "n/a" if v is None else format(v, f)
     print(f"data: {trainer.shapes.name} ({len(trainer.shapes.train_index)} train, "
           f"{len(trainer.shapes.unseen_index)} unseen shapes; prepared in {load_s:.1f} s)")

@@ -319,10 +319,7 @@ class ImageGONTrainer:
         loss, _ = self.step_module(self.coords, x, generator=self.mc_gen)
         self.opt.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        out = loss.detach() / (x.shape[1] * x.shape[2])
-        if self.dist.enabled:
-            out = self.dist.all_reduce_sum(out.clone()) / self.dist.world_size
-        return out
+        return self.dist.average(loss.detach() / (x.shape[1] * x.shape[2]))
 
     def _apply_update(self, loss: torch.Tensor) -> bool:
         """Apply the optimizer step for a step with detached loss ``loss``.
@@ -529,12 +526,9 @@ class ImageGONTrainer:
         if not cfg.seconds:
             return False
         over = time.perf_counter() - t0 >= cfg.seconds
-        if not self.dist.enabled:
-            return over
-        if self.step % cfg.log_every:
+        if self.dist.enabled and self.step % cfg.log_every:
             return False
-        flag = torch.tensor(float(over), device=self.device)
-        return bool(self.dist.all_reduce_sum(flag) > 0)
+        return self.dist.any(over)
 
     def _loop(self, bar, t0: float, eval_set: torch.Tensor) -> None:
         cfg = self.cfg

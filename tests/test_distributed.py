@@ -17,6 +17,7 @@ from inr_gon.distributed import DistContext, GONObjective
 from inr_gon.gon import gon_latent, gon_loss
 from inr_gon.integrators import GridIntegrator, MonteCarloIntegrator
 from inr_gon.siren import LatentSiren
+from inr_gon.sdf_train import SdfGONTrainer, SdfTrainConfig
 from inr_gon.train import ImageGONTrainer, NonFiniteLossError, TrainConfig
 
 from helpers import tiny_dataset
@@ -241,6 +242,108 @@ def test_deferred_and_immediate_train_alike():
     b.fit()
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+# -- SDF GONs data-parallel ------------------------------------------------------------------------
+SDF_MODES = {"per_sample_eikonal": dict(inner="per_sample", eikonal=0.1), "shared": dict(inner="shared")}
+
+
+def sdf_config(out=None, **kw):
+    base = dict(num_shapes=8, num_unseen=3, pool=256, points=64, steps=4, batch_size=4, hidden=16, layers=2,
+                latent=4, resolution=16, eval_shapes=3, slerp_frames=2, checkpoint_every=2, log_every=2,
+                lr=1e-3, device="cpu", out=str(out) if out else None)
+    base.update(kw)
+    return SdfTrainConfig(**base)
+
+
+def _sdf_worker(rank, world, port, tmp, mode):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    tmp = Path(tmp)
+    t = SdfGONTrainer(sdf_config(tmp / "run", **SDF_MODES[mode]), quiet=True)
+    try:
+        assert t.dist.enabled and t.dist.world_size == world
+        t.prepare_run_dir(resume=False, overwrite=False)
+        info = t.fit()
+        ev = t.evaluate(t.shapes.unseen_index, num_samples=2000)          # split over the ranks
+        _, _, op, _ = t.batch_points(t.next_batch())
+        torch.save({"params": [p.detach() for p in t.model.parameters()], "info": info, "eval": ev,
+                    "outer_points": op, "checkpoint": str(t.last_checkpoint)}, tmp / f"rank{rank}.pt")
+    finally:
+        t.dist.close()
+
+
+@pytest.fixture(scope="module", params=sorted(SDF_MODES))
+def two_process_sdf_run(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sdf_ddp")
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_sdf_worker, args=(2, free_port(), str(tmp), request.param), nprocs=2, join=True,
+                       start_method=method)
+    return request.param, tmp, [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_sdf_two_processes_equal_one_process_with_the_global_batch(two_process_sdf_run, tmp_path):
+    mode, tmp, ranks = two_process_sdf_run
+    single = SdfGONTrainer(sdf_config(tmp_path / "single", **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    single.prepare_run_dir(resume=False, overwrite=False)
+    single.fit()
+    ev = single.evaluate(single.shapes.unseen_index, num_samples=2000)
+    _, _, op, _ = single.batch_points(single.next_batch())
+    for r in ranks:                   # identical on both ranks and equal to one process
+        for a, b in zip(r["params"], single.model.parameters()):
+            torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
+        assert r["info"]["steps"] == 4
+        # the split evaluation, gathered, is the whole evaluation of one process
+        assert r["eval"]["per_shape"]["names"] == ev["per_shape"]["names"]
+        for k in ("chamfer", "iou", "normal_consistency"):
+            assert r["eval"][k] == pytest.approx(ev[k], rel=1e-3, abs=1e-6)
+    for a, b in zip(ranks[0]["params"], ranks[1]["params"]):
+        assert torch.equal(a, b)
+    # each rank took its own half of the same global batch, with the points one process draws
+    torch.testing.assert_close(torch.cat([r["outer_points"] for r in ranks]), op, rtol=0, atol=0)
+    names = sorted(p.name for p in (tmp / "run").iterdir())
+    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json"]
+
+
+def test_sdf_two_process_checkpoint_resumes_in_one_process(two_process_sdf_run, tmp_path):
+    mode, tmp, _ = two_process_sdf_run
+    run = tmp_path / "run"
+    run.mkdir()
+    for p in (tmp / "run").iterdir():
+        (run / p.name).write_bytes(p.read_bytes())
+    resumed = SdfGONTrainer(sdf_config(run, steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    resumed.prepare_run_dir(resume=True, overwrite=False)
+    assert resumed.step == 4
+    resumed.fit()
+    ref = SdfGONTrainer(sdf_config(tmp_path / "ref", steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    ref.prepare_run_dir(resume=False, overwrite=False)
+    ref.fit()
+    for a, b in zip(resumed.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_sdf_global_batch_must_divide_evenly():
+    with pytest.raises(ValueError, match="divisible"):
+        SdfGONTrainer(sdf_config(batch_size=3), quiet=True, dist=DistContext(rank=0, world_size=2))
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_sdf_example_data_parallel(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "examples/fit_sdf_shapes.py"),
+           "--num-shapes", "6", "--num-unseen", "2", "--pool", "256", "--points", "64", "--steps", "4",
+           "--batch-size", "4", "--hidden", "16", "--layers", "2", "--latent", "4", "--resolution", "16",
+           "--eval-shapes", "2", "--device", "cpu", "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("data parallel: 2 processes, 2 shapes each per step") == 1     # rank 0 only
+    assert r.stdout.count("unseen shapes (one gradient step)") == 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["processes"] == 2 and m["steps"] == 4
+    assert len(list((out / "meshes").glob("unseen_*.ply"))) >= 1 and (out / "ckpt_step0000004.pt").is_file()
 
 
 @pytest.mark.slow
