@@ -41,7 +41,8 @@ from .sdf_gon import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_l
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
-from .train import NonFiniteLossError, load_trained, require_finite_parameters, select_device
+from .train import (NonFiniteLossError, load_trained, require_finite_parameters, restore_generator,
+                    select_device)
 from .viz import pyplot, save_figure
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
@@ -442,7 +443,8 @@ class SdfGONTrainer:
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.perm, self.pos = state["data"]["perm"], state["data"]["pos"]
         self.data_gen.set_state(state["data"]["generator"])
-        self.mc_gen.set_state(state["mc_generator"])
+        if not restore_generator(self.mc_gen, state["mc_generator"]):
+            self.log("note: checkpoint from another device type: point subsets continue from a new stream")
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
 

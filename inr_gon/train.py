@@ -16,6 +16,7 @@ reduced; only rank 0 writes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -38,7 +39,7 @@ from .sampling import GaussianLatentSampler
 from .siren import LatentSiren
 
 __all__ = ["TrainConfig", "ImageGONTrainer", "NonFiniteLossError", "RunDirectoryError",
-           "select_device", "CPU_DEFAULTS", "CUDA_DEFAULTS", "load_trained", "CHECKPOINT_KIND",
+           "select_device", "restore_generator", "CPU_DEFAULTS", "CUDA_DEFAULTS", "load_trained", "CHECKPOINT_KIND",
            "encode_images", "decode_latents", "write_outputs"]
 
 CHECKPOINT_KIND = "inr_gon.image_gon"
@@ -217,6 +218,22 @@ def require_finite_parameters(model, *, step: int, last_checkpoint=None) -> None
     if not bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()):
         where = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
         raise NonFiniteLossError(f"non-finite model parameters at step {step}; not saved{where}")
+
+
+def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
+    """Restore ``gen`` from a saved ``get_state()``; returns ``True`` if restored exactly.
+
+    A checkpoint resumed on another kind of device (CUDA's Philox state is 16 bytes, the
+    CPU's Mersenne twister 5,056) cannot continue the same random stream; ``gen`` is then
+    seeded from a hash of the saved state instead (deterministic, and ``False`` is returned).
+    """
+    try:
+        gen.set_state(state)
+        return True
+    except RuntimeError:
+        digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+        gen.manual_seed(int.from_bytes(digest[:8], "little") & (2 ** 63 - 1))
+        return False
 
 
 class ImageGONTrainer:
@@ -450,7 +467,8 @@ class ImageGONTrainer:
         self.step, self.elapsed, self.skipped = state["step"], state["elapsed"], state.get("skipped", 0)
         self.perm, self.pos = state["data"]["perm"], state["data"]["pos"]
         self.data_gen.set_state(state["data"]["generator"])
-        self.mc_gen.set_state(state["mc_generator"])
+        if not restore_generator(self.mc_gen, state["mc_generator"]):
+            self.log("note: checkpoint from another device type: Monte-Carlo points continue from a new stream")
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
         self.latent_stats = state.get("latent_stats")

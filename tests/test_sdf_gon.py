@@ -195,6 +195,22 @@ def test_shared_inner_trains(tmp_path):
     assert t.encode([4]).shape == (1, 4)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("inner,eikonal", [("per_sample", 0.1), ("shared", 0.0)])
+def test_sdf_trainer_on_cuda_and_resume_on_cpu(tmp_path, inner, eikonal):
+    kw = dict(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2, latent=4,
+              inner=inner, eikonal=eikonal, checkpoint_every=2, out=str(tmp_path / "run"))
+    t = SdfGONTrainer(SdfTrainConfig(steps=4, device="cuda", **kw), quiet=True)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    assert t.fit()["steps"] == 4 and t.model.coord_weight.device.type == "cuda"
+    assert t.evaluate([4], num_samples=1000)["num"] == 1
+    r = SdfGONTrainer(SdfTrainConfig(steps=6, device="cpu", **kw), quiet=True)
+    r.prepare_run_dir(resume=True, overwrite=False)
+    assert r.step == 4 and r.fit()["steps"] == 6
+    assert all(bool(torch.isfinite(p).all()) for p in r.model.parameters())
+
+
 def test_meshes_folder_end_to_end(tmp_path):
     import trimesh
     folder = tmp_path / "meshes"

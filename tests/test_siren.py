@@ -160,3 +160,21 @@ def test_fused_model_equals_unfused_model(coords_grad):
         grads.append(torch.autograd.grad(loss, list(model.parameters())))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_fused_backward_on_cuda_equals_plain_autograd(dtype, tol):
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 8, 3, 64, 4).to("cuda", dtype)
+    plain = ig.LatentSiren(2, 8, 3, 64, 4, fused=False).to("cuda", dtype)
+    plain.load_state_dict(m.state_dict())
+    c = ig.grid(12, dim=2, device="cuda", dtype=dtype)
+    x = torch.rand(5, 144, 3, device="cuda", dtype=dtype)
+    grads = []
+    for model in (m, plain):
+        loss, _ = ig.gon_loss(model, c, x)
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item())

@@ -162,3 +162,18 @@ def test_main_example_runs_as_a_script(tmp_path):
                          "--steps", "2", "--out", str(out), "--device", "cpu", "--quiet"],
                         capture_output=True, text=True, timeout=300)
     assert r2.returncode == 2 and "holds another run" in r2.stderr and r2.stderr.count("\n") == 1
+
+
+def test_restore_generator_exact_and_across_device_types():
+    from inr_gon.train import restore_generator
+    g = torch.Generator().manual_seed(3)
+    torch.rand(5, generator=g)
+    state, want = g.get_state(), torch.rand(4, generator=g)
+    h = torch.Generator()
+    assert restore_generator(h, state) and torch.equal(torch.rand(4, generator=h), want)
+    # a CUDA generator's state (Philox seed and offset, 16 bytes) cannot continue on the CPU:
+    # both resumes draw the same new stream instead of failing
+    philox = torch.tensor([7, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0], dtype=torch.uint8)
+    a, b = torch.Generator(), torch.Generator()
+    assert not restore_generator(a, philox) and not restore_generator(b, philox)
+    torch.testing.assert_close(torch.rand(4, generator=a), torch.rand(4, generator=b), rtol=0, atol=0)
