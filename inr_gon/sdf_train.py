@@ -351,7 +351,8 @@ class SdfGONTrainer:
         (b, M, 3), outer_sdf (b, M))`` with ``b = B / world_size``.
         """
         cfg = self.cfg
-        pts, sdf = self.points[idx.to(self.device)], self.sdf[idx.to(self.device)]   # (B, N, 3), (B, N)
+        dev_idx = idx.to(self.device)
+        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
         m_in, m_out = self.num_inner, cfg.points - self.num_inner
         b = idx.numel() // self.dist.world_size
         mine = slice(self.dist.rank * b, (self.dist.rank + 1) * b)

@@ -54,7 +54,9 @@ class _FusedSineTrunk(torch.autograd.Function):
     mmap threshold costs a page fault per 4 KiB when first written. This backward computes
     ``cos u`` in place in the saved pre-activation, multiplies the incoming gradient into it
     and writes the next gradient into a no-longer-needed saved activation, so the backward
-    allocates one ``(N, H)`` tensor in all. The arithmetic is the same as autograd's.
+    allocates at most one ``(N, H)`` tensor in all. The arithmetic is the same as autograd's.
+    The activations are kept on the node itself, so saved-tensor hooks (CPU offloading,
+    ``torch.utils.checkpoint``) do not see them: use ``LatentSiren(..., fused=False)`` there.
 
     The in-place backward runs once. A second backward (``retain_graph=True``) or a
     differentiable one (``create_graph=True``, e.g. a gradient penalty) recomputes the stack

@@ -227,13 +227,12 @@ def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
     CPU's Mersenne twister 5,056) cannot continue the same random stream; ``gen`` is then
     seeded from a hash of the saved state instead (deterministic, and ``False`` is returned).
     """
-    try:
+    if state.numel() == gen.get_state().numel():
         gen.set_state(state)
         return True
-    except RuntimeError:
-        digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
-        gen.manual_seed(int.from_bytes(digest[:8], "little") & (2 ** 63 - 1))
-        return False
+    digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+    gen.manual_seed(int.from_bytes(digest[:8], "little") & (2 ** 63 - 1))
+    return False
 
 
 class ImageGONTrainer:
