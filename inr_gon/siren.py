@@ -209,8 +209,8 @@ class LatentSiren(nn.Module):
             ``None``.
         fused: train with the buffer-reusing backward of the sine stack (same values and
             gradients, fewer large allocations: a 4×256 step at B=64, 28² took 0.43 instead of
-            0.55 s on 2 CPU cores). Turn it off to apply ``torch.func`` transforms, which do
-            not support that custom backward.
+            0.55 s on 2 CPU cores). Turn it off to apply ``torch.func`` transforms or saved-tensor
+            hooks (offloading, checkpointing), which do not see that custom backward.
     """
 
     def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
