@@ -41,8 +41,8 @@ from .sdf_gon import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_l
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
-from .train import (NonFiniteLossError, load_trained, require_finite_parameters, restore_generator,
-                    select_device)
+from .train import (NonFiniteGuard, NonFiniteLossError, _retarget_adam, load_trained,
+                    require_finite_parameters, restore_generator, select_device)
 from .viz import pyplot, save_figure
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
@@ -72,6 +72,12 @@ class SdfTrainConfig(RunConfig):
         inner_weight: ``inner_scale = inner_weight / (points per shape in the inner sum)``.
         eikonal: weight of the eikonal term on the outer points (0: off).
         resolution: marching-cubes samples per axis of the written meshes.
+        on_nonfinite: ``"stop"`` (raise naming the step; the last good checkpoint stays) or
+            ``"skip"`` (skip and count the batch) on a NaN/Inf loss.
+        nonfinite_check: ``"immediate"`` (checks every step: a host sync) or ``"deferred"``
+            (no host sync in the step; read every ``log_every`` steps and before checkpoints,
+            never applying a bad update); default: deferred on CUDA, immediate on CPU
+            (:class:`~inr_gon.train.NonFiniteGuard`).
         eval_shapes: training shapes evaluated and written (unseen: up to this many too).
     """
 
@@ -105,6 +111,8 @@ class SdfTrainConfig(RunConfig):
     device: str = "auto"
     out: str | None = None
     cache_dir: str | None = None
+    on_nonfinite: str = "stop"
+    nonfinite_check: str | None = None
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` for impossible options."""
@@ -135,6 +143,9 @@ class SdfTrainConfig(RunConfig):
             ("slerp_frames", self.slerp_frames >= 2, "must be >= 2"),
             ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+            ("on_nonfinite", self.on_nonfinite in ("stop", "skip"), "must be 'stop' or 'skip'"),
+            ("nonfinite_check", self.nonfinite_check in (None, "immediate", "deferred"),
+             "must be 'immediate' or 'deferred'"),
         ]
         self._check(checks)
 
@@ -305,7 +316,12 @@ class SdfGONTrainer:
         self.sdf = self.shapes.sdf.to(self.device)
         torch.manual_seed(self.cfg.seed)
         self.model = build_sdf_model(self.cfg).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        mode = config.nonfinite_check or ("deferred" if self.device.type == "cuda" else "immediate")
+        self.deferred = mode == "deferred"
+        # fused Adam skips an update on the device when told to (found_inf): no host sync
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=True if self.deferred else None)
+        self.guard = NonFiniteGuard(self.opt, deferred=self.deferred, on_nonfinite=config.on_nonfinite,
+                                    device=self.device)
         # the whole step is one module's forward, so DDP sees every use of every parameter
         self.objective = SdfGONObjective(self.model, loss=config.loss, delta=config.delta,
                                          inner_weight=config.inner_weight, eikonal_weight=config.eikonal,
@@ -429,7 +445,7 @@ class SdfGONTrainer:
             "kind": SDF_CHECKPOINT_KIND, "version": 1,
             "model_config": self.model.config(), "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
-            "config": self.cfg.to_dict(),
+            "skipped": self.guard.skipped, "config": self.cfg.to_dict(),
             "data": {"perm": self.perm, "pos": self.pos, "generator": self.data_gen.get_state()},
             "mc_generator": self.mc_gen.get_state(), "torch_rng": torch.get_rng_state(),
             "history": self.history,
@@ -441,7 +457,9 @@ class SdfGONTrainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        _retarget_adam(self.opt, fused=self.deferred)      # e.g. a CUDA checkpoint resumed on CPU
         self.step, self.elapsed = state["step"], state["elapsed"]
+        self.guard.skipped = state.get("skipped", 0)
         self.perm, self.pos = state["data"]["perm"], state["data"]["pos"]
         self.data_gen.set_state(state["data"]["generator"])
         if not restore_generator(self.mc_gen, state["mc_generator"]):
@@ -454,6 +472,7 @@ class SdfGONTrainer:
         (rank 0 writes; every rank waits for it and gets its path)."""
         if self.out is None:
             return None
+        self.guard.check(last_checkpoint=self.last_checkpoint)     # never checkpoint past a bad step
         require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
         self.last_checkpoint = self.dist.run_on_main(
             lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
@@ -483,26 +502,35 @@ class SdfGONTrainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train until ``steps`` (total) or ``seconds``; returns ``{"steps", "train_seconds"}``."""
-        cfg = self.cfg
+        """Train until ``steps`` (total) or ``seconds``; returns ``{"steps", "train_seconds",
+        "skipped_steps"}``."""
         t0 = time.perf_counter() - self.elapsed
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
                    dynamic_ncols=True)
         self.model.train()
+        try:
+            self._loop(bar, t0)
+        finally:
+            bar.close()
+        self.save()
+        self.guard.check(last_checkpoint=self.last_checkpoint)
+        return {"steps": self.step, "train_seconds": round(self.elapsed, 2), "skipped_steps": self.guard.skipped}
+
+    def _loop(self, bar, t0: float) -> None:
+        cfg = self.cfg
         while self.step < cfg.steps:
             if self._out_of_time(t0):
                 self.log(f"time budget of {cfg.seconds:g} s reached at step {self.step}")
                 break
             loss, parts = self.train_step(self.next_batch())
-            if not bool(torch.isfinite(loss)):
-                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-                bar.close()
-                raise NonFiniteLossError(f"non-finite training loss at step {self.step + 1}{where}")
-            self.opt.step()
+            applied = self.guard.step(loss, step=self.step, last_checkpoint=self.last_checkpoint)
             self.step += 1
-            self.elapsed = time.perf_counter() - t0
             bar.update(1)
+            if not applied:             # skipped (immediate mode)
+                continue
+            self.elapsed = time.perf_counter() - t0
             if self.step % cfg.log_every == 0:
+                self.guard.check(last_checkpoint=self.last_checkpoint)
                 self.history["step"].append(self.step)
                 self.history["seconds"].append(self.elapsed)
                 self.history["loss"].append(float(parts["sdf"]))
@@ -513,9 +541,6 @@ class SdfGONTrainer:
                 bar.set_postfix(**post)
             if self.step % cfg.checkpoint_every == 0:
                 self.save()
-        bar.close()
-        self.save()
-        return {"steps": self.step, "train_seconds": round(self.elapsed, 2)}
 
     def _out_of_time(self, t0: float) -> bool:
         """The ``seconds`` budget is spent. With several processes the ranks decide together,
@@ -674,6 +699,7 @@ def write_sdf_outputs(trainer: SdfGONTrainer, fit_info: dict, out) -> tuple[dict
         "unseen_iou": unseen_m["iou"] if unseen_m else None,
         "unseen_normal_consistency": unseen_m["normal_consistency"] if unseen_m else None,
         "steps": fit_info["steps"], "train_seconds": fit_info["train_seconds"],
+        "skipped_steps": fit_info.get("skipped_steps", 0),
         "eval_seconds": round(time.perf_counter() - t0, 2),
         "params": sum(p.numel() for p in t.model.parameters()),
         "source": t.shapes.name, "data": t.shapes.source, "num_train": len(t.shapes.train_index),
@@ -728,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"latent = -inner_weight * grad of the mean inner loss (default: {d.inner_weight:g})")
     g.add_argument("--eikonal", type=nonneg_float, default=d.eikonal, help="eikonal term weight (default: 0)")
     g.add_argument("--checkpoint-every", type=positive_int, default=d.checkpoint_every)
+    g.add_argument("--on-nonfinite", choices=("stop", "skip"), default=d.on_nonfinite,
+                   help="on a NaN/Inf loss: stop (default; the last good checkpoint stays) or skip the batch")
+    g.add_argument("--nonfinite-check", choices=("immediate", "deferred"),
+                   help="check the loss every step (host sync; CPU default) or read a device-side flag every "
+                        "log interval, never applying a non-finite update (CUDA default)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     g = p.add_argument_group("output")
@@ -752,6 +783,7 @@ def config_from_args(args) -> SdfTrainConfig:
         inner=args.inner, inner_weight=args.inner_weight, eikonal=args.eikonal,
         resolution=args.resolution, eval_shapes=args.eval_shapes,
         checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+        on_nonfinite=args.on_nonfinite, nonfinite_check=args.nonfinite_check,
         out=args.out or f"runs/sdf_{source}", cache_dir=args.cache_dir)
     cfg.validate()
     return cfg

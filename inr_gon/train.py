@@ -38,7 +38,7 @@ from .runtime import configure_tf32, keep_freed_memory
 from .sampling import GaussianLatentSampler
 from .siren import LatentSiren
 
-__all__ = ["TrainConfig", "ImageGONTrainer", "NonFiniteLossError", "RunDirectoryError",
+__all__ = ["TrainConfig", "ImageGONTrainer", "NonFiniteLossError", "NonFiniteGuard", "RunDirectoryError",
            "select_device", "restore_generator", "CPU_DEFAULTS", "CUDA_DEFAULTS", "load_trained", "CHECKPOINT_KIND",
            "encode_images", "decode_latents", "write_outputs"]
 
@@ -235,6 +235,87 @@ def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
     return False
 
 
+class NonFiniteGuard:
+    """Applies an optimizer step only when the step's loss is finite.
+
+    * ``deferred=False`` (immediate): reads the loss every step (one host sync); a non-finite
+      loss raises :class:`NonFiniteLossError` naming the step (``on_nonfinite="stop"``) or the
+      step is skipped and counted (``"skip"``).
+    * ``deferred=True``: no host sync in the step. Fused Adam skips the update on the device
+      (``found_inf``); with ``"stop"`` every later step is skipped too. The device-side flags
+      are read by :meth:`check` (call it at log, evaluation and checkpoint steps), which raises
+      naming the first bad step or adds the skipped steps to :attr:`skipped`.
+
+    Args:
+        opt: the optimizer (``torch.optim.Adam(..., fused=True)`` when deferred).
+        scaler: a ``GradScaler`` (fp16) or ``None``.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, *, deferred: bool, on_nonfinite: str,
+                 device: torch.device, scaler=None):
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.opt, self.deferred, self.on_nonfinite, self.scaler = opt, deferred, on_nonfinite, scaler
+        self.skipped = 0
+        self._bad = torch.zeros((), dtype=torch.bool, device=device)
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self._skipped_dev = torch.zeros((), dtype=torch.long, device=device)
+
+    def step(self, loss: torch.Tensor, *, step: int, last_checkpoint=None) -> bool:
+        """Apply the optimizer step for (0-based) step ``step`` with detached loss ``loss``.
+        Returns ``False`` for a step skipped in immediate mode (the gradients are cleared)."""
+        if not self.deferred:
+            if not bool(torch.isfinite(loss)):
+                if self.on_nonfinite == "skip":
+                    self.opt.zero_grad(set_to_none=True)
+                    self.skipped += 1
+                    return False
+                raise NonFiniteLossError(f"non-finite training loss at step {step + 1}{_where(last_checkpoint)}")
+            if self.scaler is not None:
+                self.scaler.step(self.opt)
+                self.scaler.update()
+            else:
+                self.opt.step()
+            return True
+        bad = ~torch.isfinite(loss)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), step + 1, self._first_bad)
+        self._skipped_dev += bad
+        skip = bad | self._bad if self.on_nonfinite == "stop" else bad
+        if self.on_nonfinite == "stop":
+            self._bad = skip
+        if self.scaler is not None:      # the scaler skips steps with non-finite gradients: make them so
+            p = next(p for g in self.opt.param_groups for p in g["params"] if p.grad is not None)
+            p.grad.add_(torch.where(skip, float("nan"), 0.0).to(p.grad.dtype))
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.found_inf = skip.float()
+            try:
+                self.opt.step()
+            finally:
+                self.opt.found_inf = None
+        return True
+
+    def check(self, *, last_checkpoint=None) -> None:
+        """Deferred mode: read the device flags (one host sync); see the class description."""
+        if not self.deferred:
+            return
+        first, n = int(self._first_bad), int(self._skipped_dev)
+        if first < 0:
+            return
+        if self.on_nonfinite == "skip":
+            self.skipped += n
+            self._skipped_dev.zero_()
+            self._first_bad.fill_(-1)
+            return
+        raise NonFiniteLossError(f"non-finite training loss at step {first} (no update applied from it on)"
+                                 f"{_where(last_checkpoint)}")
+
+
+def _where(last_checkpoint) -> str:
+    return f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+
+
 class ImageGONTrainer:
     """Train an implicit GON (``LatentSiren`` over 2-D pixel coordinates) on an image data set.
 
@@ -295,17 +376,14 @@ class ImageGONTrainer:
             from torch.nn.parallel import DistributedDataParallel
             self.step_module = DistributedDataParallel(
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        # deferred non-finite check: device-side flags, read at log/eval/checkpoint steps
-        self._bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._skipped_dev = torch.zeros((), dtype=torch.long, device=self.device)
+        self.guard = NonFiniteGuard(self.opt, deferred=self.deferred, on_nonfinite=self.cfg.on_nonfinite,
+                                    device=self.device, scaler=self.scaler)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.mc_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
         self.perm = torch.randperm(self.train_images.shape[0], generator=self.data_gen)
         self.pos = 0
         self.step = 0
         self.elapsed = 0.0
-        self.skipped = 0
         self.history = {k: [] for k in ("step", "seconds", "loss", "eval_step", "eval_seconds", "test_psnr")}
         self.out = Path(self.cfg.out) if self.cfg.out else None
         self.last_checkpoint: Path | None = None
@@ -337,61 +415,22 @@ class ImageGONTrainer:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return self.dist.average(loss.detach() / (x.shape[1] * x.shape[2]))
 
-    def _apply_update(self, loss: torch.Tensor) -> bool:
-        """Apply the optimizer step for a step with detached loss ``loss``.
+    @property
+    def skipped(self) -> int:
+        """Steps skipped for a non-finite loss (``on_nonfinite="skip"``)."""
+        return self.guard.skipped
 
-        Immediate mode: reads the loss (host sync); returns ``False`` (and applies nothing)
-        for a non-finite loss with ``on_nonfinite="skip"``, raises for ``"stop"``.
-        Deferred mode: no host sync; a non-finite loss (and, with ``"stop"``, every later
-        step) is skipped on the device and reported by :meth:`check_nonfinite`.
-        """
-        if not self.deferred:
-            if not bool(torch.isfinite(loss)):
-                if self.cfg.on_nonfinite == "skip":
-                    self.opt.zero_grad(set_to_none=True)
-                    self.skipped += 1
-                    return False
-                where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-                raise NonFiniteLossError(f"non-finite training loss at step {self.step + 1}{where}")
-            if self.scaler is not None:
-                self.scaler.step(self.opt)
-                self.scaler.update()
-            else:
-                self.opt.step()
-            return True
-        bad = ~torch.isfinite(loss)
-        self._first_bad = torch.where(bad & (self._first_bad < 0), self.step + 1, self._first_bad)
-        self._skipped_dev += bad
-        skip = bad | self._bad if self.cfg.on_nonfinite == "stop" else bad
-        if self.cfg.on_nonfinite == "stop":
-            self._bad = skip
-        if self.scaler is not None:      # the scaler skips steps with non-finite gradients: make them so
-            p = next(self.model.parameters())
-            p.grad.add_(torch.where(skip, float("nan"), 0.0).to(p.grad.dtype))
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            self.opt.found_inf = skip.float()
-            try:
-                self.opt.step()
-            finally:
-                self.opt.found_inf = None
-        return True
+    @skipped.setter
+    def skipped(self, n: int) -> None:
+        self.guard.skipped = n
+
+    def _apply_update(self, loss: torch.Tensor) -> bool:
+        """Apply the optimizer step for this step's detached loss (see :class:`NonFiniteGuard`)."""
+        return self.guard.step(loss, step=self.step, last_checkpoint=self.last_checkpoint)
 
     def check_nonfinite(self) -> None:
-        """Deferred mode: read the device flags (one host sync). Updates :attr:`skipped`; with
-        ``on_nonfinite="stop"`` raises :class:`NonFiniteLossError` naming the first bad step."""
-        if not self.deferred:
-            return
-        first, n = int(self._first_bad), int(self._skipped_dev)
-        if first < 0:
-            return
-        if self.cfg.on_nonfinite == "skip":
-            self.skipped += n
-            self._skipped_dev.zero_()
-            return
-        where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-        raise NonFiniteLossError(f"non-finite training loss at step {first} (no update applied from it on){where}")
+        """Deferred mode: read the device flags (one host sync); see :meth:`NonFiniteGuard.check`."""
+        self.guard.check(last_checkpoint=self.last_checkpoint)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): constant, or a cosine decay from ``lr`` to

@@ -45,6 +45,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_two_ranks(worker, *args):
+    """Run ``worker(rank, 2, port, *args)`` in two fresh processes. Spawned, not forked: a child
+    forked from a process whose OpenMP thread pool has run can deadlock in its first parallel
+    region (seen once in the full suite: one rank hung, the other waited in a collective)."""
+    mp.start_processes(worker, args=(2, free_port(), *args), nprocs=2, join=True, start_method="spawn")
+
+
 def _worker(rank, world, port, tmp):
     """One rank of a 2-process gloo job, launched as torchrun would (environment variables)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -71,9 +78,7 @@ def _worker(rank, world, port, tmp):
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    # fork: the children skip re-importing torch (seconds on a loaded machine)
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(2, free_port(), str(tmp)), nprocs=2, join=True, start_method=method)
+    run_two_ranks(_worker, str(tmp))
     return tmp, [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
@@ -277,9 +282,7 @@ def _sdf_worker(rank, world, port, tmp, mode):
 @pytest.fixture(scope="module", params=sorted(SDF_MODES))
 def two_process_sdf_run(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sdf_ddp")
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_sdf_worker, args=(2, free_port(), str(tmp), request.param), nprocs=2, join=True,
-                       start_method=method)
+    run_two_ranks(_sdf_worker, str(tmp), request.param)
     return request.param, tmp, [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
