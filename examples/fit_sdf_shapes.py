@@ -1,6 +1,6 @@
 """Fit an implicit GON over signed distance fields (SDF shapes), end to end.
 
-    python examples/fit_sdf_shapes.py                     # procedural shapes, offline, ~5 min on 2 CPU cores
+    python examples/fit_sdf_shapes.py                     # procedural shapes, offline, under a minute on 2 CPU cores
     python examples/fit_sdf_shapes.py --meshes DIR        # a folder of meshes (normalised, sampled, cached)
     python examples/fit_sdf_shapes.py --deepsdf DIR       # DeepSDF SdfSamples
     python examples/fit_sdf_shapes.py --help              # every option
@@ -12,10 +12,7 @@ config.json and a checkpoint into --out (default runs/sdf_<source>).
 
 import sys
 
-import torch
-
 from inr_gon.sdf_train import main
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)   # measured: 2 threads on 2 shared cores ran several times slower
     sys.exit(main())

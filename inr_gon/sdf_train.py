@@ -761,6 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "log interval, never applying a non-finite update (CUDA default)")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
+    g.add_argument("--threads", type=positive_int,
+                   help="CPU threads (default: PyTorch's, one per core; lower it when sharing the machine)")
     g = p.add_argument_group("output")
     g.add_argument("--resolution", type=positive_int, default=d.resolution,
                    help=f"marching-cubes samples per axis (default: {d.resolution})")
@@ -793,6 +795,8 @@ def main(argv=None) -> int:
     """Train, evaluate and write every output; print where they went. Returns an exit code."""
     from .data.errors import DataError
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         cfg = config_from_args(args)
         check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)   # before loading data
