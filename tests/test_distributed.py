@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from inr_gon.coords import grid, image_to_points
-from inr_gon.distributed import DistContext, GONObjective
+from inr_gon.distributed import DistContext, GONObjective, init_distributed
 from inr_gon.gon import gon_latent, gon_loss
 from inr_gon.integrators import GridIntegrator, MonteCarloIntegrator
 from inr_gon.siren import LatentSiren
@@ -52,13 +52,19 @@ def run_two_ranks(worker, *args):
     mp.start_processes(worker, args=(2, free_port(), *args), nprocs=2, join=True, start_method="spawn")
 
 
+def _test_group() -> DistContext:
+    """The rank's process group (from the environment, as under torchrun), with a short
+    collective timeout so that a rank waiting for a lost peer fails the test instead of hanging."""
+    return init_distributed(device=torch.device("cpu"), timeout_s=120)
+
+
 def _worker(rank, world, port, tmp):
     """One rank of a 2-process gloo job, launched as torchrun would (environment variables)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     tmp = Path(tmp)
-    t = ImageGONTrainer(config(tmp / "run"), dataset=blobs_dataset(), quiet=True)
+    t = ImageGONTrainer(config(tmp / "run"), dataset=blobs_dataset(), quiet=True, dist=_test_group())
     try:
         assert t.dist.enabled and t.dist.world_size == world
         # latents of this rank's shard of a fixed global batch, through the DDP forward
@@ -266,7 +272,7 @@ def _sdf_worker(rank, world, port, tmp, mode):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     tmp = Path(tmp)
-    t = SdfGONTrainer(sdf_config(tmp / "run", **SDF_MODES[mode]), quiet=True)
+    t = SdfGONTrainer(sdf_config(tmp / "run", **SDF_MODES[mode]), quiet=True, dist=_test_group())
     try:
         assert t.dist.enabled and t.dist.world_size == world
         t.prepare_run_dir(resume=False, overwrite=False)
