@@ -267,11 +267,13 @@ class LatentSiren(nn.Module):
         -> raw output ``(..., O)`` (before ``out_activation``).
 
         ``fused`` (default: ``self.fused``) uses the buffer-reusing backward of
-        ``_FusedSineTrunk`` when gradients are recorded and autocast is off; results and
-        gradients are those of the plain stack.
+        ``_FusedSineTrunk`` when gradients are recorded, autocast is off and ``torch.compile``
+        is not tracing; results and gradients are those of the plain stack.
         """
         fused = self.fused if fused is None else fused
-        if fused and torch.is_grad_enabled() and not torch.is_autocast_enabled(u1.device.type):
+        # under torch.compile the plain ops are traced (and fused by the compiler) instead
+        if (fused and torch.is_grad_enabled() and not torch.is_autocast_enabled(u1.device.type)
+                and not torch.compiler.is_compiling()):
             out = _FusedSineTrunk.apply(u1.reshape(-1, u1.shape[-1]), *self.trunk_params())
             return out.reshape(*u1.shape[:-1], out.shape[-1])
         return _sine_trunk(u1, self.trunk_params())[0]

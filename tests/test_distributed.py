@@ -156,6 +156,21 @@ def test_objective_module_equals_gon_loss():
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
+def test_torch_compile_of_the_gon_step_matches_eager():
+    torch.manual_seed(0)
+    m = LatentSiren(2, 8, 1, 32, 3)
+    obj = GONObjective(m)
+    c, x = grid((8, 8)), torch.rand(4, 64, 1)
+    loss, _ = obj(c, x)
+    want = torch.autograd.grad(loss, list(m.parameters()))
+    loss_c, _ = torch.compile(obj)(c, x)                      # the fused trunk steps aside here
+    got = torch.autograd.grad(loss_c, list(m.parameters()))
+    torch.testing.assert_close(loss_c, loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
 def _amp_check(device, amp, loss_rtol):
     torch.manual_seed(0)
     model = LatentSiren(2, 32, 1, 64, 3).to(device)
