@@ -4,7 +4,8 @@ Both run in this process on the same weights and data; the table prints seconds 
 the speed-up (official / inr_gon). The official step builds ``c ⊕ z`` with ``repeat`` + ``cat``,
 takes the latent with a batched ``autograd.grad(create_graph=True)`` and back-propagates the
 outer loss through that double backward. inr_gon's step uses the exact shared-origin fast path
-and the fused (buffer-reusing) backward of the sine stack.
+and the fused (buffer-reusing) backward of the sine stack; the last columns time inr_gon's step
+with ``LatentSiren(..., fused=False)`` (plain autograd through the sine stack) for comparison.
 
 ``--keep-freed-memory`` applies :func:`inr_gon.runtime.keep_freed_memory` to the whole process
 (both formulations): glibc then stops returning large freed blocks to the OS, which speeds up
@@ -109,10 +110,14 @@ def run(hidden, layers, batch, res, fraction, repeats, device):
     m = max(1, round(fraction * res * res))
     idx = torch.randperm(res * res, generator=gen)[:m].to(device) if fraction < 1 else None
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    plain = ig.LatentSiren(2, 32, 1, hidden, layers, fused=False).to(device)
+    plain.load_state_dict(model.state_dict())
+    opt_p = torch.optim.Adam(plain.parameters(), lr=0.0)
     t_off = timeit(lambda: official_step(F, opt_o, c_rep, x, 32, idx), repeats, sync)
     t_ours = timeit(lambda: ours_step(model, opt_n, c, x, outer), repeats, sync)
+    t_plain = timeit(lambda: ours_step(plain, opt_p, c, x, outer), repeats, sync)
     params = sum(p.numel() for p in model.parameters())
-    return params, t_off, t_ours
+    return params, t_off, t_ours, t_plain
 
 
 def main(argv=None):
@@ -127,12 +132,14 @@ def main(argv=None):
     kept = keep_freed_memory() if args.keep_freed_memory else False
     print(f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  B={args.batch}  28x28  "
           f"allocator={'glibc, freed memory kept' if kept else 'default'}")
-    print(f"{'model':>14} {'outer':>8} {'params':>8} {'official s/step':>16} {'inr_gon s/step':>15} {'speed-up':>9}")
+    print(f"{'model':>14} {'outer':>8} {'params':>8} {'official s/step':>16} {'inr_gon s/step':>15} "
+          f"{'speed-up':>9} {'fused=False s/step':>19} {'fused gain':>11}")
     for hidden, layers in ((256, 4), (32, 3)):
         for fraction in (1.0, 0.25):
-            params, t_off, t_ours = run(hidden, layers, args.batch, 28, fraction, args.repeats, device)
+            params, t_off, t_ours, t_plain = run(hidden, layers, args.batch, 28, fraction, args.repeats, device)
             print(f"{f'{layers}x{hidden} SIREN':>14} {('grid' if fraction == 1 else f'MC {fraction:.0%}'):>8} "
-                  f"{params:>8,} {t_off:>16.4f} {t_ours:>15.4f} {t_off / t_ours:>8.1f}x")
+                  f"{params:>8,} {t_off:>16.4f} {t_ours:>15.4f} {t_off / t_ours:>8.1f}x "
+                  f"{t_plain:>19.4f} {t_plain / t_ours:>10.2f}x")
 
 
 if __name__ == "__main__":
