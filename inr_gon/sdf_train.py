@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, atomic_write_bytes, check_run_dir, open_run_dir,
-                         save_step_checkpoint)
+from .checkpoint import CheckpointError, atomic_write_bytes, check_run_dir
 from .config import RunConfig, nonneg_float, positive_float, positive_int
 from .mesh import extract_mesh, sdf_slice
 from .sampling import slerp_path
@@ -41,8 +40,8 @@ from .sdf_gon import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_l
 from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
 from .shapes import ProceduralShapes
 from .siren import LatentSiren
-from .train import (NonFiniteGuard, NonFiniteLossError, _retarget_adam, load_trained,
-                    require_finite_parameters, restore_generator, select_device)
+from .train import (NonFiniteGuard, NonFiniteLossError, RunFiles, _retarget_adam, load_trained,
+                    restore_generator, select_device)
 from .viz import pyplot, save_figure
 
 __all__ = ["SdfTrainConfig", "SdfShapeSet", "SdfGONTrainer", "load_shapes", "load_sdf_trained",
@@ -273,7 +272,7 @@ def load_sdf_trained(path, *, device=None):
     return load_trained(path, device=device, kind=SDF_CHECKPOINT_KIND)
 
 
-class SdfGONTrainer:
+class SdfGONTrainer(RunFiles):
     """Train an SDF GON (``LatentSiren(3, k, 1, ...)``) on a shape set.
 
     Args:
@@ -283,6 +282,8 @@ class SdfGONTrainer:
         dist: ``"auto"`` (data-parallel when launched by ``torchrun`` with several processes) or
             a :class:`~inr_gon.distributed.DistContext`.
     """
+
+    checkpoint_kind = SDF_CHECKPOINT_KIND
 
     def __init__(self, config: SdfTrainConfig, *, shapes: SdfShapeSet | None = None, quiet: bool = False,
                  dist="auto"):
@@ -466,39 +467,6 @@ class SdfGONTrainer:
             self.log("note: checkpoint from another device type: point subsets continue from a new stream")
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
-
-    def save(self) -> Path | None:
-        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K
-        (rank 0 writes; every rank waits for it and gets its path)."""
-        if self.out is None:
-            return None
-        self.guard.check(last_checkpoint=self.last_checkpoint)     # never checkpoint past a bad step
-        require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
-        self.last_checkpoint = self.dist.run_on_main(
-            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
-        return self.last_checkpoint
-
-    def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
-        """Create the run folder; refuse one holding another run unless resuming/overwriting.
-        On resume, load the newest checkpoint there (if any). With several processes rank 0
-        does the file work and sends the checkpoint to every rank."""
-        if self.out is None:
-            return
-
-        def files():
-            found = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=SDF_CHECKPOINT_KIND,
-                                 model_config=self.model.config())
-            atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
-            return found
-        state, ckpt = self.dist.run_on_main(files)
-        if state is not None:
-            self.load_state_dict(state)
-            self.last_checkpoint = ckpt
-            self.log(f"resumed from {ckpt} at step {self.step}")
-
-    def log(self, msg: str) -> None:
-        if not self.quiet:
-            tqdm.write(msg)
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -38,7 +38,7 @@ from .runtime import configure_tf32, keep_freed_memory
 from .sampling import GaussianLatentSampler
 from .siren import LatentSiren
 
-__all__ = ["TrainConfig", "ImageGONTrainer", "NonFiniteLossError", "NonFiniteGuard", "RunDirectoryError",
+__all__ = ["TrainConfig", "ImageGONTrainer", "RunFiles", "NonFiniteLossError", "NonFiniteGuard", "RunDirectoryError",
            "select_device", "restore_generator", "CPU_DEFAULTS", "CUDA_DEFAULTS", "load_trained", "CHECKPOINT_KIND",
            "encode_images", "decode_latents", "write_outputs"]
 
@@ -316,7 +316,53 @@ def _where(last_checkpoint) -> str:
     return f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
 
 
-class ImageGONTrainer:
+class RunFiles:
+    """Run-folder plumbing shared by the trainers: checkpoints, resume, messages.
+
+    The trainer provides ``out`` (run folder or ``None``), ``dist``, ``guard``
+    (:class:`NonFiniteGuard`), ``model``, ``step``, ``cfg`` (``keep_checkpoints``, ``to_dict``),
+    ``quiet``, ``last_checkpoint``, ``state_dict()``/``load_state_dict()`` and the class
+    attribute ``checkpoint_kind``.
+    """
+
+    checkpoint_kind: str
+
+    def save(self) -> Path | None:
+        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K
+        (rank 0 writes; every rank waits for it and gets its path)."""
+        if self.out is None:
+            return None
+        self.guard.check(last_checkpoint=self.last_checkpoint)     # never checkpoint past a bad step
+        require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
+        # rank 0 builds and writes the state; raises on every rank if it failed
+        self.last_checkpoint = self.dist.run_on_main(
+            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
+        return self.last_checkpoint
+
+    def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
+        """Create the run folder; refuse one holding another run unless resuming/overwriting.
+        On resume, load the newest checkpoint there (if any). With several processes rank 0
+        does the file work and sends the checkpoint to every rank."""
+        if self.out is None:
+            return
+
+        def files():
+            found = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=self.checkpoint_kind,
+                                 model_config=self.model.config())
+            atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
+            return found
+        state, ckpt = self.dist.run_on_main(files)
+        if state is not None:
+            self.load_state_dict(state)
+            self.last_checkpoint = ckpt
+            self.log(f"resumed from {ckpt} at step {self.step}")
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            tqdm.write(msg)
+
+
+class ImageGONTrainer(RunFiles):
     """Train an implicit GON (``LatentSiren`` over 2-D pixel coordinates) on an image data set.
 
     Args:
@@ -326,6 +372,8 @@ class ImageGONTrainer:
         dist: a :class:`~inr_gon.distributed.DistContext`, or ``"auto"`` (default):
             data-parallel when launched by ``torchrun`` with several processes.
     """
+
+    checkpoint_kind = CHECKPOINT_KIND
 
     def __init__(self, config: TrainConfig, *, dataset=None, quiet: bool = False, dist="auto"):
         device = select_device(config.device)
@@ -512,49 +560,6 @@ class ImageGONTrainer:
         self.latent_stats = state.get("latent_stats")
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-
-    def save(self) -> Path | None:
-        """Atomically write ``ckpt_step<N>.pt`` into the run folder, keeping the newest K
-        (rank 0 writes; every rank waits for it)."""
-        if self.out is None:
-            return None
-        self.check_nonfinite()            # never checkpoint past a non-finite step
-        require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
-        # rank 0 builds and writes the state; raises on every rank if it failed
-        self.last_checkpoint = self.dist.run_on_main(
-            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
-        return self.last_checkpoint
-
-    def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
-        """Create the run folder; refuse one that holds another run unless resuming/overwriting.
-        On resume, load the newest checkpoint there (if any). With several processes rank 0
-        does the file work and sends the checkpoint to every rank."""
-        if self.out is None:
-            return
-        if self.dist.enabled:
-            state, ckpt = self.dist.run_on_main(self._prepare_files, resume=resume, overwrite=overwrite)
-            if state is not None:
-                self.load_state_dict(state)
-                self.last_checkpoint = ckpt
-                self.log(f"resumed from {ckpt} at step {self.step}")
-            return
-        self._prepare_files(resume=resume, overwrite=overwrite, load=True)
-
-    def _prepare_files(self, *, resume: bool, overwrite: bool, load: bool = False):
-        """File work of :meth:`prepare_run_dir`; returns ``(state, path)`` of the checkpoint to
-        resume (``(None, None)`` if none) and, with ``load``, loads it here."""
-        state, ckpt = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=CHECKPOINT_KIND,
-                                   model_config=self.model.config())
-        if state is not None and load:
-            self.load_state_dict(state)
-            self.last_checkpoint = ckpt
-            self.log(f"resumed from {ckpt} at step {self.step}")
-        atomic_write_bytes(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2).encode())
-        return state, ckpt
-
-    def log(self, msg: str) -> None:
-        if not self.quiet:
-            tqdm.write(msg)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> dict:
