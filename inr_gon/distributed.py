@@ -95,6 +95,14 @@ class DistContext:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in ``DistributedDataParallel`` with several processes (one device per
+        process), else ``module`` itself."""
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def any(self, flag: bool) -> bool:
         """``True`` on every rank if ``flag`` is true on any rank (a collective: all must call)."""
         if not self.enabled:

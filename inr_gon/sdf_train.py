@@ -327,11 +327,7 @@ class SdfGONTrainer(RunFiles):
         self.objective = SdfGONObjective(self.model, loss=config.loss, delta=config.delta,
                                          inner_weight=config.inner_weight, eikonal_weight=config.eikonal,
                                          check=False)
-        self.step_module = self.objective
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            self.step_module = DistributedDataParallel(
-                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step_module = self.dist.wrap(self.objective)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.mc_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
         self.train_index = torch.tensor(self.shapes.train_index)
@@ -509,15 +505,6 @@ class SdfGONTrainer(RunFiles):
                 bar.set_postfix(**post)
             if self.step % cfg.checkpoint_every == 0:
                 self.save()
-
-    def _out_of_time(self, t0: float) -> bool:
-        """The ``seconds`` budget is spent. With several processes the ranks decide together,
-        every ``log_every`` steps (so that all stop at the same step)."""
-        if self.cfg.seconds is None:
-            return False
-        if self.dist.enabled and self.step % self.cfg.log_every:
-            return False
-        return self.dist.any(time.perf_counter() - t0 >= self.cfg.seconds)
 
     def evaluate(self, index, *, write_dir=None, prefix: str = "shape", num_samples: int = 10_000) -> dict:
         """Encode shapes ``index`` in one step, extract meshes and compare with the ground truth.

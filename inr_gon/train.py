@@ -317,10 +317,11 @@ def _where(last_checkpoint) -> str:
 
 
 class RunFiles:
-    """Run-folder plumbing shared by the trainers: checkpoints, resume, messages.
+    """Plumbing shared by the trainers: checkpoints, resume, messages, the time budget.
 
     The trainer provides ``out`` (run folder or ``None``), ``dist``, ``guard``
-    (:class:`NonFiniteGuard`), ``model``, ``step``, ``cfg`` (``keep_checkpoints``, ``to_dict``),
+    (:class:`NonFiniteGuard`), ``model``, ``step``, ``cfg`` (``keep_checkpoints``, ``seconds``,
+    ``log_every``, ``to_dict``),
     ``quiet``, ``last_checkpoint``, ``state_dict()``/``load_state_dict()`` and the class
     attribute ``checkpoint_kind``.
     """
@@ -360,6 +361,16 @@ class RunFiles:
     def log(self, msg: str) -> None:
         if not self.quiet:
             tqdm.write(msg)
+
+    def _out_of_time(self, t0: float) -> bool:
+        """The ``cfg.seconds`` budget (``None``/0: none) since ``t0`` is spent. With several
+        processes the ranks decide together, every ``log_every`` steps (so that all stop at the
+        same step)."""
+        if not self.cfg.seconds:
+            return False
+        if self.dist.enabled and self.step % self.cfg.log_every:
+            return False
+        return self.dist.any(time.perf_counter() - t0 >= self.cfg.seconds)
 
 
 class ImageGONTrainer(RunFiles):
@@ -419,11 +430,7 @@ class ImageGONTrainer(RunFiles):
         # the whole GON step is one module's forward, so DDP sees every use of every parameter
         self.objective = GONObjective(self.model, loss=self.cfg.loss, inner=self.inner, outer=self.outer,
                                       amp=self.cfg.amp)
-        self.step_module = self.objective
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-            self.step_module = DistributedDataParallel(
-                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step_module = self.dist.wrap(self.objective)
         self.guard = NonFiniteGuard(self.opt, deferred=self.deferred, on_nonfinite=self.cfg.on_nonfinite,
                                     device=self.device, scaler=self.scaler)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed)
@@ -579,17 +586,6 @@ class ImageGONTrainer(RunFiles):
         self.latent_stats = {"mean": sampler.mean, "cov": sampler.cov}
         self.save()
         return self.final_metrics()
-
-    def _out_of_time(self, t0: float) -> bool:
-        """The ``seconds`` budget is spent. With several processes the ranks decide together,
-        every ``log_every`` steps (so that all stop at the same step)."""
-        cfg = self.cfg
-        if not cfg.seconds:
-            return False
-        over = time.perf_counter() - t0 >= cfg.seconds
-        if self.dist.enabled and self.step % cfg.log_every:
-            return False
-        return self.dist.any(over)
 
     def _loop(self, bar, t0: float, eval_set: torch.Tensor) -> None:
         cfg = self.cfg
