@@ -7,7 +7,7 @@ outer loss through that double backward. inr_gon's step uses the exact shared-or
 and the fused (buffer-reusing) backward of the sine stack; the last columns time inr_gon's step
 with ``LatentSiren(..., fused=False)`` (plain autograd through the sine stack) for comparison.
 
-``--keep-freed-memory`` applies :func:`inr_gon.runtime.keep_freed_memory` to the whole process
+``--keep-freed-memory`` applies :func:`inr_gon.training.runtime.keep_freed_memory` to the whole process
 (both formulations): glibc then stops returning large freed blocks to the OS, which speeds up
 both steps on a CPU; the trainer does this by default.
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import inr_gon as ig
-from inr_gon.runtime import keep_freed_memory
+from inr_gon.training.runtime import keep_freed_memory
 
 
 class OfficialSirenLayer(nn.Module):

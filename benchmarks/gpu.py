@@ -40,8 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import inr_gon as ig  # noqa: E402
-from inr_gon.distributed import GONObjective  # noqa: E402
-from inr_gon.runtime import configure_tf32  # noqa: E402
+from inr_gon.training.objectives import GONObjective  # noqa: E402
+from inr_gon.training.runtime import configure_tf32  # noqa: E402
 
 GB = 2 ** 30
 
@@ -106,7 +106,7 @@ def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, devic
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
-        loss, _ = obj(c, x, generator=gen)
+        loss, _, _ = obj(c, x, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -177,21 +177,21 @@ def section_large_batch(args, device, limit):
 
 def section_time_to_psnr(args, device, limit):
     from inr_gon.data import load_mnist
-    from inr_gon.train import ImageGONTrainer, TrainConfig
+    from inr_gon.training import ImageConfig, Trainer
     t_setup = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = load_mnist("mnist", download=False)
     targets = (18.0, 24.0)
     if args.quick:
-        cfg = TrainConfig(device=str(device), hidden=32, layers=2, batch_size=16, steps=10 ** 9, lr=1e-3)
+        cfg = ImageConfig(device=str(device), hidden=32, layers=2, batch_size=16, steps=10 ** 9, lr=1e-3)
         every, n_eval = 10, 100
     else:       # the main job's defaults on this device (CUDA_DEFAULTS on a GPU)
-        cfg = TrainConfig(device=str(device), steps=10 ** 9)
+        cfg = ImageConfig(device=str(device), steps=10 ** 9)
         every, n_eval = 100, 1000
-    t = ImageGONTrainer(cfg, dataset=ds, quiet=True)
+    t = Trainer(cfg, dataset=ds, quiet=True)
     t.model.train()
-    eval_set = t.test_images[:n_eval]
+    eval_set = t.task.test_images[:n_eval]
     setup_s = time.perf_counter() - t_setup
     sec = Section(max(limit - setup_s, 0.0))   # at least one chunk runs even past the limit
     reached, train_s, curve = {}, 0.0, []
@@ -202,7 +202,9 @@ def section_time_to_psnr(args, device, limit):
         sync(device)
         train_s += time.perf_counter() - t0
         t.check_nonfinite()
-        p = t.evaluate(eval_set)["psnr"]
+        t.model.eval()
+        p = t.task.reconstruction_metrics(eval_set)["psnr"]
+        t.model.train()
         curve.append((t.step, round(train_s, 2), round(p, 2)))
         for thr in targets:
             if thr not in reached and p >= thr:
@@ -211,7 +213,7 @@ def section_time_to_psnr(args, device, limit):
     for thr in targets:
         r = {"name": f"time to {thr:g} dB", "config": f"{t.cfg.layers}x{t.cfg.hidden} B={t.cfg.batch_size} "
                                                       f"lr={t.cfg.lr:g} outer={t.cfg.outer_fraction:g}",
-             "data": t.dataset.source, "eval_images": int(eval_set.shape[0]), "setup_s": round(setup_s, 1)}
+             "data": t.task.dataset.source, "eval_images": int(eval_set.shape[0]), "setup_s": round(setup_s, 1)}
         if thr in reached:
             r.update(reached[thr])
         else:

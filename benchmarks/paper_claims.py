@@ -27,6 +27,9 @@ below the paper's (which trains for many epochs), so the figures show the trends
 paper's final numbers. Without ``--quick`` every step count is multiplied by ``--scale``
 (default 20) — use a GPU; ``--scale 0.05`` makes a seconds-long smoke run.
 
+Every model trains through :class:`inr_gon.training.Trainer` (the ``image``, ``autoencoder``,
+``classifier`` and ``variational`` tasks), with batches from its seeded permutation.
+
 Data: ``inr_gon.data.load_mnist`` (``INR_GON_DATA`` points at the IDX files; otherwise the
 embedded 5,000-image subset).
 """
@@ -34,6 +37,7 @@ embedded 5,000-image subset).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -41,49 +45,36 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import inr_gon as ig
-from inr_gon.analysis import histogram, latent_normality
-from inr_gon.autoencoder import VAE, Autoencoder, count_parameters
-from inr_gon.classifier import ClassifierGON
-from inr_gon.variational import ConvDecoder, VariationalGON
+from inr_gon.eval.latent import histogram, latent_normality
+from inr_gon.training import (AutoencoderConfig, ClassifierConfig, ImageConfig, Trainer, VariationalConfig)
+from inr_gon.variants.autoencoder import count_parameters
 
 PAPER_TINY_PARAMS = 4385
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def batches(n_train: int, steps: int, batch: int, gen: torch.Generator):
-    for _ in range(steps):
-        yield torch.randint(0, n_train, (batch,), generator=gen)
+def fit(name: str, cfg, ds, a):
+    """Train ``cfg``'s task on ``ds`` through the one trainer (no run folder); returns the trainer."""
+    cfg = dataclasses.replace(cfg, batch_size=a.batch, device=a.device, seed=a.seed, seconds=0.0,
+                              lr_schedule="constant", eval_every=10 ** 9, checkpoint_every=10 ** 9, out=None)
+    t = Trainer(cfg, dataset=ds, quiet=True)
+    t0 = time.perf_counter()
+    t.fit()
+    print(f"    {name}: {t.step} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    return t
 
 
-def train(name: str, step_fn, params, *, steps: int, lr: float, data, batch: int, gen, device):
-    """Adam on ``step_fn(x, y) -> loss`` over random batches; returns the last loss."""
-    opt = torch.optim.Adam(params, lr=lr)
-    x_all, y_all = data
-    bar = tqdm(batches(x_all.shape[0], steps, batch, gen), total=steps, desc=name, leave=False,
-               mininterval=2.0)
-    loss = None
-    for idx in bar:
-        x, y = x_all[idx].to(device), y_all[idx].to(device)
-        loss = step_fn(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
-    return float(loss.item()) if loss is not None else float("nan")
-
-
-@torch.no_grad()
-def gon_reconstruct(model, images, *, device, inner_scale, batch_size=500):
-    """One-step GON reconstructions ``(N, C, H, W)`` (CPU) and latents ``(N, k)``."""
+def gon_reconstruct(t, images):
+    """One-step GON reconstructions ``(N, C, H, W)`` (raw outputs, CPU) and latents ``(N, k)`` of a
+    trained image task."""
+    t.model.eval()
     recs, zs = [], []
-    c = ig.grid(tuple(images.shape[2:]), device=device)
-    for s in range(0, images.shape[0], batch_size):
-        x = images[s:s + batch_size].to(device)
-        z = ig.gon_latent(model, c, ig.image_to_points(x), integrator=ig.GridIntegrator(scale=inner_scale))
-        recs.append(ig.points_to_image(model(c, z), images.shape[2:]).cpu())
+    for s in range(0, images.shape[0], 500):
+        x = images[s:s + 500].to(t.device)
+        z = t.task.encode(x)
+        recs.append(ig.render(t.model, z, tuple(images.shape[2:])).cpu())
         zs.append(z.cpu())
     return torch.cat(recs), torch.cat(zs)
 
@@ -95,91 +86,72 @@ def mse_psnr(rec, images):
     return mse, float((10 * torch.log10(1.0 / per)).mean())
 
 
+def siren(a, hidden, layers=3, latent=32):
+    return dict(hidden=hidden, layers=layers, latent=latent, lr=a.lr)
+
+
 # -- claims ----------------------------------------------------------------------------------
-def claim_a(ds, a, gen, device):
-    inner = ig.GridIntegrator(scale=a.inner_scale)
-    m = ig.LatentSiren(2, 32, 1, 32, 3).to(device)
-    c = ig.grid((28, 28), device=device)
-    train("(a) tiny GON", lambda x, y: ig.gon_loss(m, c, ig.image_to_points(x), inner_integrator=inner)[0], m.parameters(),
-          steps=a.steps_tiny, lr=a.lr, data=(ds.train_images, ds.train_labels), batch=a.batch,
-          gen=gen, device=device)
+def claim_a(ds, a):
+    t = fit("(a) tiny GON", ImageConfig(**siren(a, 32), steps=a.steps_tiny, outer_fraction=1.0,
+                                        inner_scale=a.inner_scale), ds, a)
     ntr = min(ds.train_images.shape[0], a.eval_train)
-    rec_tr, _ = gon_reconstruct(m, ds.train_images[:ntr], device=device, inner_scale=a.inner_scale)
-    rec_te, _ = gon_reconstruct(m, ds.test_images, device=device, inner_scale=a.inner_scale)
+    rec_tr, _ = gon_reconstruct(t, ds.train_images[:ntr])
+    rec_te, _ = gon_reconstruct(t, ds.test_images)
     _, psnr_tr = mse_psnr(rec_tr, ds.train_images[:ntr])
     mse_te, psnr_te = mse_psnr(rec_te, ds.test_images)
-    return {"tiny_siren_params": count_parameters(m), "tiny_siren_paper_params": PAPER_TINY_PARAMS,
+    return {"tiny_siren_params": count_parameters(t.model), "tiny_siren_paper_params": PAPER_TINY_PARAMS,
             "tiny_siren_train_psnr": psnr_tr, "tiny_siren_test_psnr": psnr_te, "tiny_siren_test_mse": mse_te,
             "tiny_siren_steps": a.steps_tiny}, rec_te[:16]
 
 
-def claim_b_c(ds, a, gen, device):
-    inner = ig.GridIntegrator(scale=a.inner_scale)
-    c = ig.grid((28, 28), device=device)
-    data = (ds.train_images, ds.train_labels)
-    torch.manual_seed(a.seed)
-    gon = ig.LatentSiren(2, 32, 1, a.hidden, 3).to(device)
-    train("(b) GON", lambda x, y: ig.gon_loss(gon, c, ig.image_to_points(x), inner_integrator=inner)[0], gon.parameters(),
-          steps=a.steps_ae, lr=a.lr, data=data, batch=a.batch, gen=gen, device=device)
-    torch.manual_seed(a.seed)
-    ae = Autoencoder(ig.LatentSiren(2, 32, 1, a.hidden, 3), (1, 28, 28), device=device)
-    train("(b) AE", lambda x, y: ae.loss(x)[0], ae.parameters(),
-          steps=a.steps_ae, lr=a.lr, data=data, batch=a.batch, gen=gen, device=device)
-    rec_g, z_gon = gon_reconstruct(gon, ds.test_images, device=device, inner_scale=a.inner_scale)
-    with torch.no_grad():
-        rec_a = torch.cat([ig.points_to_image(ae.decoder(c, ae.encode(ds.test_images[s:s + 500].to(device))),
-                                              (28, 28)).cpu() for s in range(0, ds.test_images.shape[0], 500)])
+def claim_b_c(ds, a):
+    gon = fit("(b) GON", ImageConfig(**siren(a, a.hidden), steps=a.steps_ae, outer_fraction=1.0,
+                                     inner_scale=a.inner_scale), ds, a)
+    ae = fit("(b) AE", AutoencoderConfig(**siren(a, a.hidden), kind="ae", steps=a.steps_ae), ds, a)
+    rec_g, z_gon = gon_reconstruct(gon, ds.test_images)
+    ae.model.eval()
+    rec_a = ae.task.reconstruct(ds.test_images.to(ae.device)).cpu()
     gon_mse, _ = mse_psnr(rec_g, ds.test_images)
     ae_mse, _ = mse_psnr(rec_a, ds.test_images)
     # (c) a comparable VAE: same encoder size (2k outputs) and decoder
-    torch.manual_seed(a.seed)
-    vae = VAE(ig.LatentSiren(2, 32, 1, a.hidden, 3), (1, 28, 28), device=device)
-    train("(c) VAE", lambda x, y: vae.loss(x)[0], vae.parameters(),
-          steps=a.steps_ae, lr=a.lr, data=data, batch=a.batch, gen=gen, device=device)
+    vae = fit("(c) VAE", AutoencoderConfig(**siren(a, a.hidden), kind="vae", steps=a.steps_ae), ds, a)
+    vae.model.eval()
     with torch.no_grad():
-        mu = torch.cat([vae.encode(ds.test_images[s:s + 500].to(device))[0].cpu()
+        mu = torch.cat([vae.model.encode(ds.test_images[s:s + 500].to(vae.device))[0].cpu()
                         for s in range(0, ds.test_images.shape[0], 500)])
     ng, nv = latent_normality(z_gon), latent_normality(mu)
-    out = {"gon_test_mse": gon_mse, "ae_test_mse": ae_mse, "gon_params": count_parameters(gon),
-           "ae_params": count_parameters(ae), "ae_encoder_hidden": ae.encoder.hidden_dim,
+    out = {"gon_test_mse": gon_mse, "ae_test_mse": ae_mse, "gon_params": count_parameters(gon.model),
+           "ae_params": count_parameters(ae.model), "ae_encoder_hidden": ae.model.encoder.hidden_dim,
            "ae_gon_steps": a.steps_ae,
            "latent_skew": ng["skew"], "latent_excess_kurtosis": ng["excess_kurtosis"],
            "vae_latent_skew": nv["skew"], "vae_latent_excess_kurtosis": nv["excess_kurtosis"]}
     return out, ng["values"], nv["values"]
 
 
-def claim_d(ds, a, gen, device):
-    data = (ds.train_images, ds.train_labels)
+def claim_d(ds, a):
     res = {}
     for mode, steps in (("classifier", a.steps_cls), ("joint", a.steps_joint)):
-        torch.manual_seed(a.seed)
-        m = ClassifierGON(ig.LatentSiren(2, 32, 1, a.hidden, 3), 10, mode=mode, inner_scale=a.inner_scale,
-                          device=device)
-        train(f"(d) {mode}", lambda x, y: m.loss(x, y)[0], m.parameters(), steps=steps, lr=a.lr,
-              data=data, batch=a.batch, gen=gen, device=device)
-        res[mode] = m.accuracy(ds.test_images, ds.test_labels, device=device)
-    torch.manual_seed(a.seed)
-    m2 = ClassifierGON(ig.LatentSiren(2, 2, 1, a.hidden, 3), 10, inner_scale=a.inner_scale, device=device)
-    train("(d) 2-D latent", lambda x, y: m2.loss(x, y)[0], m2.parameters(), steps=a.steps_cls, lr=a.lr,
-          data=data, batch=a.batch, gen=gen, device=device)
+        t = fit(f"(d) {mode}", ClassifierConfig(**siren(a, a.hidden), mode=mode, steps=steps,
+                                                inner_scale=a.inner_scale), ds, a)
+        t.model.eval()
+        res[mode] = t.model.accuracy(ds.test_images, ds.test_labels, device=t.device)
+    t2 = fit("(d) 2-D latent", ClassifierConfig(**siren(a, a.hidden, latent=2), steps=a.steps_cls,
+                                                 inner_scale=a.inner_scale), ds, a)
+    m2 = t2.model.eval()
     n = min(5000, ds.test_images.shape[0])
     with torch.no_grad():
-        z2 = torch.cat([m2.latent(ds.test_images[s:s + 500].to(device)).cpu() for s in range(0, n, 500)])
-    acc2 = m2.accuracy(ds.test_images, ds.test_labels, device=device)
+        z2 = torch.cat([m2.latent(ds.test_images[s:s + 500].to(t2.device)).cpu() for s in range(0, n, 500)])
+    acc2 = m2.accuracy(ds.test_images, ds.test_labels, device=t2.device)
     return ({"classifier_accuracy": res["classifier"], "joint_classifier_accuracy": res["joint"],
              "classifier_2d_accuracy": acc2, "classifier_steps": a.steps_cls, "joint_steps": a.steps_joint},
             z2.numpy(), ds.test_labels[:n].numpy())
 
 
-def claim_e(ds, a, gen, device):
-    torch.manual_seed(a.seed)
-    v = VariationalGON(ConvDecoder(a.vgon_latent, image_size=28), device=device)
-    v.train()
-    train("(e) VGON", lambda x, y: v.loss(x)[0], v.parameters(), steps=a.steps_vgon, lr=a.lr_vgon,
-          data=(ds.train_images, ds.train_labels), batch=a.batch, gen=gen, device=device)
-    v.eval()
-    r = v.evaluate(ds.test_images, generator=torch.Generator(device=device).manual_seed(a.seed), device=device)
-    samples = v.sample(64, generator=torch.Generator(device=device).manual_seed(a.seed)).cpu()
+def claim_e(ds, a):
+    t = fit("(e) VGON", VariationalConfig(latent=a.vgon_latent, lr=a.lr_vgon, steps=a.steps_vgon), ds, a)
+    v = t.model.eval()
+    r = v.evaluate(ds.test_images, generator=torch.Generator(device=t.device).manual_seed(a.seed), device=t.device)
+    samples = v.sample(64, generator=torch.Generator(device=t.device).manual_seed(a.seed)).cpu()
     return {"vgon_test_nelbo_nats": r["nelbo_nats"], "vgon_test_bce_nats": r["bce_nats"],
             "vgon_test_kl_nats": r["kl_nats"], "vgon_bits_per_dim": r["bits_per_dim"],
             "vgon_params": count_parameters(v), "vgon_steps": a.steps_vgon}, samples
@@ -255,11 +227,10 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     from inr_gon.data import load_mnist
     device = torch.device(a.device)
+    a.device = str(device)
     t0 = time.time()
     ds = load_mnist("mnist", data_dir=a.data_dir)
     print(f"data: {ds.source} (train {ds.train_images.shape[0]}, test {ds.test_images.shape[0]}); device {device}")
-    gen = torch.Generator().manual_seed(a.seed)
-    torch.manual_seed(a.seed)
     figs = {"quick": a.quick, "device": str(device), "data_source": ds.source,
             "n_train": int(ds.train_images.shape[0]), "n_test": int(ds.test_images.shape[0]),
             "batch": a.batch, "lr": a.lr, "hidden": a.hidden}
@@ -272,13 +243,13 @@ def main(argv=None):
         print(f"  {name} done in {timings[name]:.0f} s", flush=True)
         return r
 
-    fa, recon = run("a", lambda: claim_a(ds, a, gen, device))
+    fa, recon = run("a", lambda: claim_a(ds, a))
     figs.update(fa)
-    fb, gon_vals, vae_vals = run("b_c", lambda: claim_b_c(ds, a, gen, device))
+    fb, gon_vals, vae_vals = run("b_c", lambda: claim_b_c(ds, a))
     figs.update(fb)
-    fd, z2, l2 = run("d", lambda: claim_d(ds, a, gen, device))
+    fd, z2, l2 = run("d", lambda: claim_d(ds, a))
     figs.update(fd)
-    fe, samples = run("e", lambda: claim_e(ds, a, gen, device))
+    fe, samples = run("e", lambda: claim_e(ds, a))
     figs.update(fe)
     figs["seconds"] = timings
     figs["total_seconds"] = round(time.time() - t0, 1)

@@ -12,10 +12,7 @@ weight (``latent = -w ∇ mean_p ℓ``).
 
     python benchmarks/sdf_step.py [--steps 150] [--repeats 10] [--scales 0.03 0.1 0.3 1]
 
-Measured (2 shared CPU cores, 1 thread, --steps 100 --repeats 5): per-sample 0.399 s/step,
-shared 0.175 s/step (2.29x faster); latents equal to 5e-7 (float32); after 100 steps per-sample
-reached unseen IoU 0.306 / Chamfer 0.046, shared 0.084 / 0.111 (uniform-only inner points see
-few near-surface points): the fast path is faster per step but worse per step and per second.
+Figures: README, "SDF shapes".
 """
 
 from __future__ import annotations
@@ -25,17 +22,18 @@ import time
 
 import torch
 
-from inr_gon.sdf_gon import sdf_gon_latent
-from inr_gon.sdf_train import SdfGONTrainer, SdfTrainConfig, load_shapes
+from inr_gon.core.sdf import sdf_gon_latent
+from inr_gon.training import SdfConfig, Trainer
+from inr_gon.training.tasks.sdf_data import load_shapes
 
 
-def time_steps(trainer: SdfGONTrainer, repeats: int) -> float:
+def time_steps(trainer: Trainer, repeats: int) -> float:
     """Median seconds of one full step (loss, backward, Adam) over ``repeats`` (after 2 warm-ups)."""
     times = []
     for r in range(repeats + 2):
-        idx = trainer.next_batch()
+        batch = trainer.next_batch()
         t0 = time.perf_counter()
-        trainer.train_step(idx)
+        trainer.train_step(batch)
         trainer.opt.step()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
@@ -44,13 +42,14 @@ def time_steps(trainer: SdfGONTrainer, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def quality(trainer: SdfGONTrainer, steps: int, eval_shapes: int) -> dict:
+def quality(trainer: Trainer, steps: int, eval_shapes: int) -> dict:
     trainer.cfg.steps = steps
     t0 = time.perf_counter()
     trainer.fit()
     secs = time.perf_counter() - t0
-    tr = trainer.evaluate(trainer.shapes.train_index[:eval_shapes], num_samples=5000)
-    un = trainer.evaluate(trainer.shapes.unseen_index[:eval_shapes], num_samples=5000)
+    task = trainer.task
+    tr = task.evaluate_shapes(task.shapes.train_index[:eval_shapes], num_samples=5000)
+    un = task.evaluate_shapes(task.shapes.unseen_index[:eval_shapes], num_samples=5000)
     return {"seconds": secs, "train_iou": tr["iou"], "train_cd": tr["chamfer"], "unseen_iou": un["iou"],
             "unseen_cd": un["chamfer"], "empty": tr["empty_meshes"] + un["empty_meshes"]}
 
@@ -75,9 +74,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = dict(num_shapes=args.num_shapes, pool=4096, points=args.points, batch_size=args.batch_size,
-                hidden=args.hidden, layers=args.layers, device=args.device, resolution=32)
-    shapes = load_shapes(SdfTrainConfig(**base))
-    make = lambda **kw: SdfGONTrainer(SdfTrainConfig(**{**base, **kw}), shapes=shapes, quiet=True)
+                hidden=args.hidden, layers=args.layers, device=args.device, mesh_resolution=32, eval_every=10 ** 9)
+    shapes = load_shapes(SdfConfig(**base))
+    make = lambda **kw: Trainer(SdfConfig(**{**base, **kw}), shapes=shapes, quiet=True)
 
     print(f"B={args.batch_size} shapes x {args.points} points/step (inner {args.points // 2}), "
           f"SIREN {args.layers}x{args.hidden}, device {args.device}, {args.threads} thread(s)")

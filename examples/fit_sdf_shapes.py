@@ -7,12 +7,13 @@
 
 Writes meshes (PLY) of training shapes and of unseen shapes encoded in one gradient step, a
 slerp between two shapes (PLY + slice strip), SDF slices with the zero level set, metrics.json,
-config.json and a checkpoint into --out (default runs/sdf_<source>).
+metrics.jsonl, config.json and a checkpoint into --out (default runs/sdf_<source>). Same as
+``inr-gon train sdf``.
 """
 
 import sys
 
-from inr_gon.sdf_train import main
+from inr_gon.cli import train_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(train_main(task="sdf"))

@@ -1,24 +1,43 @@
 """inr_gon: Gradient Origin Networks for implicit neural representations.
 
-Data flow: data -> coordinates -> integrator -> gradient-origin latent -> decoder
-(image / render / SDF -> mesh) -> outputs. The mathematical core (this package's top-level
-modules) does no file I/O; readers, the trainer and the CLI build on it.
+Data flow, and the direction of every import (a layer imports only the layers before it)::
+
+    core  ->  nn  ->  geometry, eval  ->  variants  ->  data  ->  training  ->  viz, cli
+    coordinates, integrators,   SIREN,   render, mesh,    variational,   readers   Trainer,   pictures,
+    losses, latents, SDF latents fused   shapes; image/   classifier,              tasks,     the command
+    (pure tensors, no I/O)      kernel,  shape/latent     modality,                configs,   line
+                                conv     metrics          baselines                checkpoints
+
+``core``, ``nn``, ``geometry``, ``eval`` and ``variants`` do no file I/O; ``data`` reads data
+sets, ``training`` writes runs, ``viz`` writes pictures.
+
+Shape notation, used in every docstring:
+
+* ``B`` batch (samples), ``P`` points per sample, ``n`` coordinate dimension, ``k`` latent
+  dimension, ``H`` hidden width, ``O`` output channels (``C, H, W`` for images).
+
+The names below are the public API (``import inr_gon as ig``; ``ig.LatentSiren``,
+``ig.gon_loss``, ``ig.render``, ``ig.extract_mesh``, ``ig.shapes``, ...). Training is in
+:mod:`inr_gon.training` (``from inr_gon.training import Trainer, ImageConfig``).
 """
 
-from .siren import LatentSiren, Siren, SineLayer
-from .coords import (grid, image_to_points, points_to_image, random_subset, jittered_grid,
-                     uniform_points, interpolate)
-from .integrators import GridIntegrator, MonteCarloIntegrator, ContinuousIntegrator, integrate
-from .losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
-from .gon import gon_latent, gon_loss
-from .render import render, render_points, encode, encode_render
-from .sampling import slerp, slerp_path, GaussianLatentSampler
-from . import shapes, modality
-from .mesh import extract_mesh, sdf_grid, sdf_slice
-from .shape_metrics import chamfer_distance, normal_consistency, volumetric_iou
-from .sdf_gon import sdf_gon_latent, sdf_gon_loss, latent_sdf, LatentSDF, eikonal_loss
+from .core.coords import (grid, image_to_points, points_to_image, random_subset, jittered_grid, uniform_points,
+                          interpolate)
+from .core.integrators import GridIntegrator, MonteCarloIntegrator, ContinuousIntegrator, integrate
+from .core.losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
+from .core.gon import gon_latent, gon_loss
+from .core.protocols import ExplicitLatentModel, LatentModel, ObjectiveResult
+from .core.sampling import slerp, slerp_path, GaussianLatentSampler
+from .core.sdf import sdf_gon_latent, sdf_gon_loss, latent_sdf, LatentSDF, eikonal_loss
+from .nn.siren import LatentSiren, Siren, SineLayer
+from .geometry.render import render, render_points, encode, encode_render
+from .geometry import shapes
+from .geometry.mesh import extract_mesh, sdf_grid, sdf_slice
+from .eval.shape import chamfer_distance, normal_consistency, volumetric_iou
+from .variants import modality
+from . import _compat
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "LatentSiren", "Siren", "SineLayer",
@@ -26,10 +45,12 @@ __all__ = [
     "uniform_points", "interpolate",
     "GridIntegrator", "MonteCarloIntegrator", "ContinuousIntegrator", "integrate",
     "MSE", "BCE", "L1", "ClampedL1", "PointLoss", "get_loss",
-    "gon_latent", "gon_loss",
+    "gon_latent", "gon_loss", "ExplicitLatentModel", "LatentModel", "ObjectiveResult",
     "render", "render_points", "encode", "encode_render",
     "slerp", "slerp_path", "GaussianLatentSampler",
     "shapes", "modality", "extract_mesh", "sdf_grid", "sdf_slice",
     "chamfer_distance", "normal_consistency", "volumetric_iou",
     "sdf_gon_latent", "sdf_gon_loss", "latent_sdf", "LatentSDF", "eikonal_loss",
 ]
+
+_compat.install()

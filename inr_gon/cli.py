@@ -1,8 +1,12 @@
-"""The ``inr-gon`` command line: ``train``, ``render`` and ``eval``.
+"""The ``inr-gon`` command line: ``train TASK``, ``render``, ``eval``.
 
-``examples/fit_mnist_siren.py`` is ``inr-gon train``; every option is documented by ``--help``.
-Documented failures (bad options, missing/corrupt data or checkpoints, an occupied output
-folder, a non-finite loss) print one line ``inr-gon: error: …`` and exit with status 2.
+``inr-gon train image|sdf|superres|classifier|variational|autoencoder [options]`` trains any
+task through the one :class:`~inr_gon.training.Trainer`; its options are generated from the
+task's config dataclass (``--help`` lists them with their defaults), and ``--config
+runs/x/config.json`` re-runs a saved run (options given beside it win). ``inr-gon train`` with
+no task name trains images. The examples are these commands. Documented failures (bad options,
+missing/corrupt data or checkpoints, an occupied output folder, a non-finite loss) print one line
+``inr-gon: error: …`` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -15,144 +19,89 @@ from pathlib import Path
 
 import torch
 
-from .config import fraction, nonneg_int, positive_float, positive_int
+from .training.config import at_least, load_config_file
 
-__all__ = ["main", "build_parser", "train_main"]
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options (shared by ``inr-gon train`` and the examples)."""
-    from .train import CPU_DEFAULTS, CUDA_DEFAULTS
-    d = lambda k: f"default: {CPU_DEFAULTS.get(k)} on CPU, {CUDA_DEFAULTS.get(k)} on CUDA"
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist",
-                   help="'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become labels)")
-    g.add_argument("--data-dir", help="folder holding the four IDX files of the data set (else $INR_GON_DATA/<name>, "
-                                      "then datasets/, then download, then the embedded MNIST subset)")
-    g.add_argument("--resolution", type=positive_int, help="image folders: resize images to this size")
-    g.add_argument("--channels", type=int, choices=(1, 3), default=1, help="image folders: 1 (gray) or 3 (RGB)")
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=positive_int, help=f"SIREN width ({d('hidden')})")
-    g.add_argument("--layers", type=positive_int, help=f"number of sine layers ({d('layers')})")
-    g.add_argument("--latent", type=positive_int, default=32, help="latent size (default: 32)")
-    g.add_argument("--w0", type=positive_float, default=30.0, help="SIREN frequency of the hidden layers (default: 30)")
-    g.add_argument("--w0-first", type=positive_float, default=30.0, help="SIREN frequency of the first layer (default: 30)")
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=nonneg_int, help=f"total steps; with --resume, continue up to this step ({d('steps')})")
-    g.add_argument("--seconds", type=float, help=f"stop training after this many seconds, 0: no limit ({d('seconds')})")
-    g.add_argument("--batch-size", type=positive_int, help=f"images per step, in all (under torchrun: the global batch, split evenly over the "
-                        f"processes) ({d('batch_size')})")
-    g.add_argument("--lr", type=positive_float, help=f"Adam learning rate ({d('lr')})")
-    g.add_argument("--lr-schedule", choices=("constant", "cosine"),
-                   help=f"constant, or cosine decay to lr/20 at --steps ({d('lr_schedule')})")
-    g.add_argument("--loss", choices=("mse", "bce", "l1"), default="mse", help="inner and outer loss (default: mse)")
-    g.add_argument("--inner-scale", type=positive_float, default=1 / 64,
-                   help="weight of each pixel in the inner integral: z = -scale * grad of the per-image sum "
-                        "(default: 1/64, cwkx/GON's latent at batch 64; independent of the batch)")
-    g.add_argument("--outer-fraction", type=fraction,
-                   help=f"fraction of pixels in the Monte-Carlo outer integral ({d('outer_fraction')})")
-    g.add_argument("--eval-every", type=positive_int, help=f"steps between test evaluations ({d('eval_every')})")
-    g.add_argument("--eval-images", type=positive_int, default=1000,
-                   help="test images in periodic evaluations (the final one uses the whole test set; default: 1000)")
-    g.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints ({d('checkpoint_every')})")
-    g.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
-    g.add_argument("--on-nonfinite", choices=("stop", "skip"), default="stop",
-                   help="on a NaN/Inf loss: stop (default; the last good checkpoint stays) or skip the batch")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", help="run folder (default: runs/<dataset>_siren)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = p.add_argument_group("speed (under torchrun every process trains on its share of --batch-size)")
-    g.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
-                   help="autocast the outer pass to bf16/fp16 (the latent stays float32; default: off)")
-    g.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)")
-    g.add_argument("--release-memory", action="store_true",
-                   help="CPU: keep glibc's default of returning large freed blocks to the OS (slower steps; "
-                        "by default freed memory is kept for reuse)")
-    g.add_argument("--nonfinite-check", choices=("immediate", "deferred"),
-                   help="check the loss every step (host sync; CPU default) or read a device-side flag every "
-                        "log interval, never applying a non-finite update (CUDA default)")
+__all__ = ["main", "build_parser", "train_main", "sdf_main"]
 
 
-def _config_from_args(args):
-    from .train import TrainConfig
-    name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
-    return TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, channels=args.channels,
-        steps=args.steps, seconds=args.seconds, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, hidden=args.hidden,
-        layers=args.layers, latent=args.latent, w0=args.w0, w0_first=args.w0_first, loss=args.loss,
-        inner_scale=args.inner_scale, outer_fraction=args.outer_fraction, eval_every=args.eval_every,
-        eval_images=args.eval_images, checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints, seed=args.seed, device=args.device,
-        out=args.out or str(Path("runs") / f"{name}_siren"), on_nonfinite=args.on_nonfinite,
-        amp=args.amp, tf32=args.tf32, keep_freed_memory=not args.release_memory,
-        nonfinite_check=args.nonfinite_check)
+def add_train_parsers(sub) -> None:
+    """``train <task>`` sub-commands, one per task, with options from its config class."""
+    from .training.tasks import TASKS
+    t = sub.add_parser("train", help="train a GON (tasks: " + ", ".join(TASKS) + ")",
+                       description="Train a GON; writes pictures, metrics and checkpoints into --out.")
+    tasks = t.add_subparsers(dest="task", required=True, metavar="TASK")
+    for name, task in TASKS.items():
+        cfg = task.config_class
+        doc = " ".join((task.__doc__ or cfg.__doc__ or "").strip().split("\n\n")[0].replace("``", "").split())
+        p = tasks.add_parser(name, help=task.about, description=doc or task.about)
+        cfg.add_arguments(p)
+        g = p.add_argument_group("run")
+        g.add_argument("--config", metavar="JSON", help="start from a saved config.json (options given here win)")
+        g.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+        g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+        g.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
-    from .train import ImageGONTrainer, write_outputs
-    cfg = _config_from_args(args)
+    from .training.checkpoint import check_run_dir
+    from .training.tasks import TASKS
+    from .training.trainer import Trainer
+    task_cls = TASKS[args.task]
+    base = {}
+    if args.config:
+        base = load_config_file(args.config)
+        if base.get("task", args.task) != args.task:
+            raise ValueError(f"{args.config} is a {base['task']!r} config, not {args.task!r}")
+    cfg = task_cls.config_class.from_args(args, base=base)
+    if cfg.out is None:
+        cfg.out = task_cls.default_out(cfg)
+    cfg.validate()
+    check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)     # before loading any data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t = ImageGONTrainer(cfg, quiet=args.quiet)
+        trainer = Trainer(cfg, quiet=args.quiet)
     try:
-        return _train_and_write(t, args, caught, write_outputs)
+        main_rank = trainer.dist.is_main
+        if main_rank:
+            for w in caught:
+                print(f"note: {w.message}", file=sys.stderr)
+            for line in trainer.task.describe(trainer):
+                print(line)
+        trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
+        metrics = trainer.fit()
+        paths, metrics = trainer.write_outputs(metrics)
+        if main_rank:
+            for line in trainer.task.summary(trainer, metrics, paths):
+                print(line)
     finally:
-        t.dist.close()        # the process group, if torchrun started one
-
-
-def _train_and_write(t, args, caught, write_outputs) -> int:
-    """Train; rank 0 (the only process without torchrun) prints and writes the outputs."""
-    main = t.dist.is_main
-    for w in caught if main else ():
-        print(f"note: {w.message}", file=sys.stderr)
-    if main:
-        print(f"data: {t.train_images.shape[0]} train / {t.test_images.shape[0]} test images from {t.dataset.source}")
-        print(f"model: LatentSiren {t.cfg.layers}x{t.cfg.hidden}, latent {t.cfg.latent}, "
-              f"{sum(p.numel() for p in t.model.parameters()):,} parameters on {t.device}; "
-              f"batch {t.cfg.batch_size}, lr {t.cfg.lr:g}, outer fraction {t.cfg.outer_fraction:g}, "
-              f"steps {t.cfg.steps}")
-        if t.dist.enabled:
-            print(f"data parallel: {t.dist.world_size} processes, {t.cfg.batch_size // t.dist.world_size} "
-                  f"images each per step (global batch {t.cfg.batch_size})")
-    t.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
-    metrics = t.fit()
-    if not main:
-        return 0
-    paths = write_outputs(t, metrics, t.out)
-    print(f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
-          f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)")
-    print(f"wrote to {t.out}/: " + ", ".join(sorted(p.name for p in paths.values()) + ["config.json",
-                                                                                       Path(metrics['checkpoint']).name]))
+        trainer.dist.close()        # the process group, if torchrun started one
     return 0
 
 
 def _load(args):
-    from .train import load_trained, select_device
+    from .training.tasks.image import load_trained
+    from .training.trainer import select_device
     device = select_device(args.device)
     model, state = load_trained(args.checkpoint, device=device)
     return model, state, device
 
 
 def _dataset_for(state, args):
-    from .train import TrainConfig, load_dataset
-    cfg = TrainConfig.from_dict(state["config"])
+    from .training.tasks.image import ImageConfig, load_dataset
+    cfg = ImageConfig.from_dict(state["config"])
     if getattr(args, "data_dir", None):
         cfg.data_dir = args.data_dir
     return load_dataset(cfg)
 
 
 def _encode(model, state, images):
-    from .train import encode_images
+    from .training.tasks.image import encode_images
     return encode_images(model, images, loss=state["config"]["loss"], inner_scale=state["config"]["inner_scale"])
 
 
 def _decode(model, state, z, resolution, chunk):
-    from .train import decode_latents
+    from .training.tasks.image import decode_latents
     return decode_latents(model, z, resolution, loss=state["config"]["loss"], chunk_size=chunk)
 
 
@@ -169,7 +118,7 @@ def _read_images(files, state, device):
 
 
 def cmd_render(args) -> int:
-    from .sampling import GaussianLatentSampler, slerp_path
+    from .core.sampling import GaussianLatentSampler, slerp_path
     from .viz import save_gif, save_grid
     model, state, device = _load(args)
     res = args.resolution
@@ -206,7 +155,10 @@ def cmd_render(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .metrics import psnr, ssim
+    from .eval.image import psnr, ssim
+    from .training.checkpoint import load_checkpoint
+    if load_checkpoint(args.checkpoint).get("kind") == "inr_gon.sdf_gon":
+        return _eval_sdf(args)
     model, state, device = _load(args)
     ds = _dataset_for(state, args)
     x = ds.test_images[:args.num].to(device)
@@ -219,43 +171,74 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_sdf(args) -> int:
+    """Field and mesh metrics of an SDF checkpoint on its training and unseen shapes."""
+    from .training.tasks.sdf import SdfConfig, load_sdf_trained
+    from .training.trainer import Trainer
+    model, state = load_sdf_trained(args.checkpoint)
+    cfg = SdfConfig.from_dict(state["config"])
+    cfg.out, cfg.device, cfg.threads = None, args.device, None
+    t = Trainer(cfg, quiet=True)
+    t.model.load_state_dict(state["model"])
+    t.model.eval()
+    task = t.task
+    res = {"step": state["step"], **task.evaluate(t)}
+    for split, idx in (("train", task.shapes.train_index), ("unseen", task.shapes.unseen_index)):
+        if idx:
+            m = task.evaluate_shapes(idx[:cfg.eval_shapes])
+            res.update({f"{split}_{k}": m[k] for k in ("chamfer", "iou", "normal_consistency", "empty_meshes")})
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inr-gon", description="Gradient Origin Networks: train, render, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an implicit GON on MNIST, Fashion-MNIST or an image folder",
-                       description="Train an implicit GON (SIREN over pixel coordinates); writes pictures, "
-                                   "metrics and checkpoints into --out.")
-    add_train_arguments(t)
-    t.set_defaults(func=cmd_train)
+    add_train_parsers(sub)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train'")
     common.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
-    common.add_argument("--chunk-size", type=positive_int, default=2 ** 16,
+    common.add_argument("--chunk-size", type=_positive_int, default=2 ** 16,
                         help="points evaluated at once (bounds memory; default: 65536)")
     r = sub.add_parser("render", parents=[common], help="render latents at any resolution to PNG/GIF",
                        description="Render encoded, sampled or interpolated latents at any resolution.")
-    r.add_argument("--resolution", type=positive_int, default=256, help="output size in pixels (default: 256)")
+    r.add_argument("--resolution", type=_positive_int, default=256, help="output size in pixels (default: 256)")
     r.add_argument("--images", nargs="+", metavar="FILE", help="encode these image files and render them")
-    r.add_argument("--sample", type=positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian")
+    r.add_argument("--sample", type=_positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian")
     r.add_argument("--slerp", nargs=2, metavar=("A", "B"),
                    help="interpolate between two image files, or two test-set indices")
-    r.add_argument("--frames", type=positive_int, default=16, help="frames of --slerp (default: 16)")
-    r.add_argument("--nrow", type=positive_int, default=8, help="images per row of a PNG grid (default: 8)")
+    r.add_argument("--frames", type=_positive_int, default=16, help="frames of --slerp (default: 16)")
+    r.add_argument("--nrow", type=_positive_int, default=8, help="images per row of a PNG grid (default: 8)")
     r.add_argument("--seed", type=int, default=0, help="seed for --sample (default: 0)")
     r.add_argument("--out", required=True, help="output .png (grid) or .gif (one frame per image)")
     r.set_defaults(func=cmd_render)
     e = sub.add_parser("eval", parents=[common], help="print test metrics of a checkpoint",
-                       description="Encode the test set in one gradient step each and print PSNR/SSIM.")
-    e.add_argument("--num", type=positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
+                       description="Image checkpoints: encode the test set in one gradient step each and print "
+                                   "PSNR/SSIM. SDF checkpoints: field and mesh metrics of training and unseen shapes.")
+    e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
     e.set_defaults(func=cmd_eval)
     return p
 
 
+def _positive_int(s: str) -> int:
+    from .training.config import _parser
+    return _parser(int, at_least(1), False)(s)
+
+
+def _with_task(argv: list) -> list:
+    """``train --dataset x`` (no task name) is ``train image --dataset x``."""
+    from .training.tasks import TASKS
+    if argv and argv[0] == "train" and (len(argv) == 1 or argv[1] not in (*TASKS, "-h", "--help")):
+        return ["train", "image", *argv[1:]]
+    return argv
+
+
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-    from .train import NonFiniteLossError
-    args = build_parser().parse_args(argv)
+    from .training.checkpoint import CheckpointError
+    from .training.guard import NonFiniteLossError
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_with_task(argv))
     try:
         return args.func(args)
     except (ValueError, CheckpointError, NonFiniteLossError, OSError) as e:   # OSError: files, disk
@@ -267,9 +250,14 @@ def main(argv=None) -> int:
         return 130
 
 
-def train_main(argv=None) -> int:
-    """``inr-gon train`` with ``argv`` (the examples' entry point)."""
-    return main(["train", *(sys.argv[1:] if argv is None else argv)])
+def train_main(argv=None, *, task: str = "image") -> int:
+    """``inr-gon train TASK`` with ``argv`` (the examples' entry point)."""
+    return main(["train", task, *(sys.argv[1:] if argv is None else argv)])
+
+
+def sdf_main(argv=None) -> int:
+    """``inr-gon-sdf``: ``inr-gon train sdf``."""
+    return train_main(argv, task="sdf")
 
 
 if __name__ == "__main__":

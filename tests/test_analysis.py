@@ -6,8 +6,8 @@ import scipy.stats
 import torch
 
 import inr_gon as ig
-from inr_gon.analysis import excess_kurtosis, histogram, latent_normality, skewness
-from inr_gon.autoencoder import VAE, Autoencoder, MLPEncoder, count_parameters, encoder_width_for
+from inr_gon.eval.latent import excess_kurtosis, histogram, latent_normality, skewness
+from inr_gon.variants.autoencoder import VAE, Autoencoder, MLPEncoder, count_parameters, encoder_width_for
 
 
 def test_normal_samples_have_zero_skew_and_excess_kurtosis():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.classifier import ClassifierGON
+from inr_gon.variants.classifier import ClassifierGON
 
 
 def synthetic(n, g, size=12):

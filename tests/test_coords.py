@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.coords import normalize_bounds
+from inr_gon.core.coords import normalize_bounds
 
 
 def test_grid_shape_order_and_bounds():

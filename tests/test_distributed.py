@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from inr_gon.coords import grid, image_to_points
-from inr_gon.distributed import DistContext, GONObjective, init_distributed
-from inr_gon.gon import gon_latent, gon_loss
-from inr_gon.integrators import GridIntegrator, MonteCarloIntegrator
-from inr_gon.siren import LatentSiren
-from inr_gon.sdf_train import SdfGONTrainer, SdfTrainConfig
-from inr_gon.train import ImageGONTrainer, NonFiniteLossError, TrainConfig
+from inr_gon.core.coords import grid, image_to_points
+from inr_gon.training.distributed import DistContext, init_distributed
+from inr_gon.training.objectives import GONObjective
+from inr_gon.core.gon import gon_latent, gon_loss
+from inr_gon.core.integrators import GridIntegrator, MonteCarloIntegrator
+from inr_gon.nn.siren import LatentSiren
+from inr_gon.training import ImageConfig, NonFiniteLossError, SdfConfig, Trainer
 
-from helpers import tiny_dataset
+from conftest import tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -36,7 +36,7 @@ def config(out=None, **kw):
                 eval_images=10, out=str(out) if out else None, device="cpu", lr=1e-3, lr_schedule="constant",
                 outer_fraction=0.5, log_every=2)
     base.update(kw)
-    return TrainConfig(**base)
+    return ImageConfig(**base)
 
 
 def free_port() -> int:
@@ -64,19 +64,19 @@ def _worker(rank, world, port, tmp):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     tmp = Path(tmp)
-    t = ImageGONTrainer(config(tmp / "run"), dataset=blobs_dataset(), quiet=True, dist=_test_group())
+    t = Trainer(config(tmp / "run"), dataset=blobs_dataset(), quiet=True, dist=_test_group())
     try:
         assert t.dist.enabled and t.dist.world_size == world
         # latents of this rank's shard of a fixed global batch, through the DDP forward
         b = 8 // world
-        x = image_to_points(t.train_images[rank * b:(rank + 1) * b])
-        loss, z = t.step_module(t.coords, x, generator=torch.Generator().manual_seed(5))
+        x = image_to_points(t.task.train_images[rank * b:(rank + 1) * b])
+        loss, z, _ = t.step_module(t.task.coords, x, generator=torch.Generator().manual_seed(5))
         loss.backward()
         t.opt.zero_grad(set_to_none=True)
         t.prepare_run_dir(resume=False, overwrite=False)
         metrics = t.fit()
         torch.save({"z": z.detach(), "params": [p.detach() for p in t.model.parameters()], "metrics": metrics,
-                    "batch": t.next_batch()}, tmp / f"rank{rank}.pt")
+                    "batch": t.next_batch()[1]}, tmp / f"rank{rank}.pt")
     finally:
         t.dist.close()
 
@@ -90,7 +90,7 @@ def two_process_run(tmp_path_factory):
 
 def test_two_processes_equal_one_process_with_the_global_batch(two_process_run, tmp_path):
     tmp, ranks = two_process_run
-    single = ImageGONTrainer(config(tmp_path / "single"), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    single = Trainer(config(tmp_path / "single"), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     single.prepare_run_dir(resume=False, overwrite=False)
     metrics = single.fit()
     for r in ranks:                   # identical on both ranks and equal to one process
@@ -106,7 +106,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(two_process_run, 
     assert not torch.equal(ranks[0]["batch"], ranks[1]["batch"])
     # only rank 0 wrote, and the rotation kept the newest checkpoints of the shared folder
     names = sorted(p.name for p in (tmp / "run").iterdir())
-    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json"]
+    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json", "metrics.jsonl"]
 
 
 def test_sharding_does_not_change_any_latent(two_process_run):
@@ -124,11 +124,11 @@ def test_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_path
     run.mkdir()
     for p in (tmp / "run").iterdir():
         (run / p.name).write_bytes(p.read_bytes())
-    resumed = ImageGONTrainer(config(run, steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    resumed = Trainer(config(run, steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     resumed.prepare_run_dir(resume=True, overwrite=False)
     assert resumed.step == 4
     resumed.fit()
-    ref = ImageGONTrainer(config(tmp_path / "ref", steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    ref = Trainer(config(tmp_path / "ref", steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     ref.prepare_run_dir(resume=False, overwrite=False)
     ref.fit()
     for a, b in zip(resumed.model.parameters(), ref.model.parameters()):
@@ -137,7 +137,7 @@ def test_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_path
 
 def test_global_batch_must_divide_evenly(tmp_path):
     with pytest.raises(ValueError, match="divisible by the number of processes"):
-        ImageGONTrainer(config(batch_size=7), dataset=blobs_dataset(), quiet=True,
+        Trainer(config(batch_size=7), dataset=blobs_dataset(), quiet=True,
                         dist=DistContext(rank=0, world_size=2))
 
 
@@ -149,7 +149,7 @@ def test_objective_module_equals_gon_loss():
     ref, z_ref = gon_loss(model, c, x, inner_integrator=inner, outer_integrator=outer,
                           generator=torch.Generator().manual_seed(3))
     g_ref = torch.autograd.grad(ref, list(model.parameters()))
-    loss, z = GONObjective(model, inner=inner, outer=outer)(c, x, generator=torch.Generator().manual_seed(3))
+    loss, z, _ = GONObjective(model, inner=inner, outer=outer)(c, x, generator=torch.Generator().manual_seed(3))
     g = torch.autograd.grad(loss, list(model.parameters()))
     assert torch.equal(loss, ref) and torch.equal(z, z_ref)
     for a, b in zip(g, g_ref):
@@ -162,9 +162,9 @@ def test_torch_compile_of_the_gon_step_matches_eager():
     m = LatentSiren(2, 8, 1, 32, 3)
     obj = GONObjective(m)
     c, x = grid((8, 8)), torch.rand(4, 64, 1)
-    loss, _ = obj(c, x)
+    loss, _, _ = obj(c, x)
     want = torch.autograd.grad(loss, list(m.parameters()))
-    loss_c, _ = torch.compile(obj)(c, x)                      # the fused trunk steps aside here
+    loss_c, _, _ = torch.compile(obj)(c, x)                      # the fused trunk steps aside here
     got = torch.autograd.grad(loss_c, list(m.parameters()))
     torch.testing.assert_close(loss_c, loss, rtol=1e-5, atol=1e-6)
     for a, b in zip(got, want):
@@ -176,8 +176,8 @@ def _amp_check(device, amp, loss_rtol):
     model = LatentSiren(2, 32, 1, 64, 3).to(device)
     c, x = grid((28, 28), device=device), torch.rand(16, 784, 1, device=device)
     inner = GridIntegrator(scale=1 / 64)
-    l32, z32 = GONObjective(model, inner=inner)(c, x)
-    lam, zam = GONObjective(model, inner=inner, amp=amp)(c, x)
+    l32, z32, _ = GONObjective(model, inner=inner)(c, x)
+    lam, zam, _ = GONObjective(model, inner=inner, amp=amp)(c, x)
     assert zam.dtype == torch.float32 and lam.dtype == torch.float32
     torch.testing.assert_close(zam, z32, atol=0, rtol=0)        # the latent is computed in float32
     assert abs(lam.item() - l32.item()) <= loss_rtol * abs(l32.item())
@@ -202,13 +202,13 @@ def test_amp_outer_pass_on_cuda(amp, rtol):
 @cuda
 @pytest.mark.cuda
 def test_cuda_trainer_amp_deferred_and_resume_on_cpu(tmp_path):
-    t = ImageGONTrainer(config(tmp_path / "run", device="cuda", amp="bf16"), dataset=blobs_dataset(), quiet=True,
+    t = Trainer(config(tmp_path / "run", device="cuda", amp="bf16"), dataset=blobs_dataset(), quiet=True,
                         dist=SINGLE)
     assert t.deferred
     t.prepare_run_dir(resume=False, overwrite=False)
     m = t.fit()
     assert m["steps"] == 4 and m["skipped_steps"] == 0
-    r = ImageGONTrainer(config(tmp_path / "run", steps=6, amp="bf16"), dataset=blobs_dataset(), quiet=True,
+    r = Trainer(config(tmp_path / "run", steps=6, amp="bf16"), dataset=blobs_dataset(), quiet=True,
                         dist=SINGLE)
     r.prepare_run_dir(resume=True, overwrite=False)
     assert r.step == 4
@@ -221,18 +221,18 @@ def _poison_step(t, bad_step):
     non-finite check can keep the update out)."""
     orig = t.train_step
 
-    def train_step(images):
-        loss = orig(images)
-        return loss * float("nan") if t.step + 1 == bad_step else loss
+    def train_step(batch):
+        loss, parts = orig(batch)
+        return (loss * float("nan"), parts) if t.step + 1 == bad_step else (loss, parts)
 
     t.train_step = train_step
 
 
 def test_deferred_check_stops_without_applying_the_bad_update(tmp_path):
-    ref = ImageGONTrainer(config(steps=2, nonfinite_check="deferred", eval_every=100, log_every=100),
+    ref = Trainer(config(steps=2, nonfinite_check="deferred", eval_every=100, log_every=100),
                           dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     ref.fit()
-    t = ImageGONTrainer(config(steps=6, nonfinite_check="deferred", eval_every=100, log_every=100),
+    t = Trainer(config(steps=6, nonfinite_check="deferred", eval_every=100, log_every=100),
                         dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     _poison_step(t, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3 "):
@@ -243,7 +243,7 @@ def test_deferred_check_stops_without_applying_the_bad_update(tmp_path):
 
 
 def test_deferred_check_skips_and_counts(tmp_path):
-    t = ImageGONTrainer(config(steps=5, nonfinite_check="deferred", on_nonfinite="skip"),
+    t = Trainer(config(steps=5, nonfinite_check="deferred", on_nonfinite="skip"),
                         dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     _poison_step(t, 2)
     m = t.fit()
@@ -252,7 +252,7 @@ def test_deferred_check_skips_and_counts(tmp_path):
 
 
 def test_immediate_check_still_names_the_step():
-    t = ImageGONTrainer(config(steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    t = Trainer(config(steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     assert not t.deferred            # the CPU default
     _poison_step(t, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3"):
@@ -261,8 +261,8 @@ def test_immediate_check_still_names_the_step():
 
 
 def test_deferred_and_immediate_train_alike():
-    a = ImageGONTrainer(config(steps=4), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
-    b = ImageGONTrainer(config(steps=4, nonfinite_check="deferred"), dataset=blobs_dataset(), quiet=True,
+    a = Trainer(config(steps=4), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
+    b = Trainer(config(steps=4, nonfinite_check="deferred"), dataset=blobs_dataset(), quiet=True,
                         dist=SINGLE)
     a.fit()
     b.fit()
@@ -276,10 +276,10 @@ SDF_MODES = {"per_sample_eikonal": dict(inner="per_sample", eikonal=0.1), "share
 
 def sdf_config(out=None, **kw):
     base = dict(num_shapes=8, num_unseen=3, pool=256, points=64, steps=4, batch_size=4, hidden=16, layers=2,
-                latent=4, resolution=16, eval_shapes=3, slerp_frames=2, checkpoint_every=2, log_every=2,
+                latent=4, mesh_resolution=16, eval_shapes=3, slerp_frames=2, checkpoint_every=2, log_every=2,
                 lr=1e-3, device="cpu", out=str(out) if out else None)
     base.update(kw)
-    return SdfTrainConfig(**base)
+    return SdfConfig(**base)
 
 
 def _sdf_worker(rank, world, port, tmp, mode):
@@ -287,13 +287,13 @@ def _sdf_worker(rank, world, port, tmp, mode):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     tmp = Path(tmp)
-    t = SdfGONTrainer(sdf_config(tmp / "run", **SDF_MODES[mode]), quiet=True, dist=_test_group())
+    t = Trainer(sdf_config(tmp / "run", **SDF_MODES[mode]), quiet=True, dist=_test_group())
     try:
         assert t.dist.enabled and t.dist.world_size == world
         t.prepare_run_dir(resume=False, overwrite=False)
         info = t.fit()
-        ev = t.evaluate(t.shapes.unseen_index, num_samples=2000)          # split over the ranks
-        _, _, op, _ = t.batch_points(t.next_batch())
+        ev = t.task.evaluate_shapes(t.task.shapes.unseen_index, num_samples=2000)     # split over the ranks
+        _, _, op, _ = t.next_batch()
         torch.save({"params": [p.detach() for p in t.model.parameters()], "info": info, "eval": ev,
                     "outer_points": op, "checkpoint": str(t.last_checkpoint)}, tmp / f"rank{rank}.pt")
     finally:
@@ -309,11 +309,11 @@ def two_process_sdf_run(request, tmp_path_factory):
 
 def test_sdf_two_processes_equal_one_process_with_the_global_batch(two_process_sdf_run, tmp_path):
     mode, tmp, ranks = two_process_sdf_run
-    single = SdfGONTrainer(sdf_config(tmp_path / "single", **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    single = Trainer(sdf_config(tmp_path / "single", **SDF_MODES[mode]), quiet=True, dist=SINGLE)
     single.prepare_run_dir(resume=False, overwrite=False)
     single.fit()
-    ev = single.evaluate(single.shapes.unseen_index, num_samples=2000)
-    _, _, op, _ = single.batch_points(single.next_batch())
+    ev = single.task.evaluate_shapes(single.task.shapes.unseen_index, num_samples=2000)
+    _, _, op, _ = single.next_batch()
     for r in ranks:                   # identical on both ranks and equal to one process
         for a, b in zip(r["params"], single.model.parameters()):
             torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
@@ -327,7 +327,7 @@ def test_sdf_two_processes_equal_one_process_with_the_global_batch(two_process_s
     # each rank took its own half of the same global batch, with the points one process draws
     torch.testing.assert_close(torch.cat([r["outer_points"] for r in ranks]), op, rtol=0, atol=0)
     names = sorted(p.name for p in (tmp / "run").iterdir())
-    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json"]
+    assert names == ["ckpt_step0000002.pt", "ckpt_step0000004.pt", "config.json", "metrics.jsonl"]
 
 
 def test_sdf_two_process_checkpoint_resumes_in_one_process(two_process_sdf_run, tmp_path):
@@ -336,11 +336,11 @@ def test_sdf_two_process_checkpoint_resumes_in_one_process(two_process_sdf_run, 
     run.mkdir()
     for p in (tmp / "run").iterdir():
         (run / p.name).write_bytes(p.read_bytes())
-    resumed = SdfGONTrainer(sdf_config(run, steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    resumed = Trainer(sdf_config(run, steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
     resumed.prepare_run_dir(resume=True, overwrite=False)
     assert resumed.step == 4
     resumed.fit()
-    ref = SdfGONTrainer(sdf_config(tmp_path / "ref", steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
+    ref = Trainer(sdf_config(tmp_path / "ref", steps=6, **SDF_MODES[mode]), quiet=True, dist=SINGLE)
     ref.prepare_run_dir(resume=False, overwrite=False)
     ref.fit()
     for a, b in zip(resumed.model.parameters(), ref.model.parameters()):
@@ -349,7 +349,7 @@ def test_sdf_two_process_checkpoint_resumes_in_one_process(two_process_sdf_run, 
 
 def test_sdf_global_batch_must_divide_evenly():
     with pytest.raises(ValueError, match="divisible"):
-        SdfGONTrainer(sdf_config(batch_size=3), quiet=True, dist=DistContext(rank=0, world_size=2))
+        Trainer(sdf_config(batch_size=3), quiet=True, dist=DistContext(rank=0, world_size=2))
 
 
 @pytest.mark.slow

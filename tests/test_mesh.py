@@ -9,7 +9,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from inr_gon import shapes as S
-from inr_gon.mesh import extract_mesh, grid_axes, sdf_grid, sdf_slice
+from inr_gon.geometry.mesh import extract_mesh, grid_axes, sdf_grid, sdf_slice
 
 
 def _same_vertices(a: trimesh.Trimesh, b: trimesh.Trimesh, tol: float = 1e-6) -> bool:

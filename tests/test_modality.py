@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.modality import area_downsample, conversion_loss, convert, encode_source, fit_conversion, upsample
+from inr_gon.training import fit_conversion
+from inr_gon.variants.modality import area_downsample, conversion_loss, convert, encode_source, upsample
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from inr_gon import (ContinuousIntegrator, GridIntegrator, LatentSiren, MonteCarloIntegrator, extract_mesh,
                      gon_latent, gon_loss, grid, image_to_points, points_to_image, render)
-from inr_gon.coords import axis_coordinates, normalize_resolution
+from inr_gon.core.coords import axis_coordinates, normalize_resolution
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -45,3 +45,30 @@ def test_render_3d_and_encode_render(model):
 def test_render_bad_resolution(model):
     with pytest.raises(ValueError, match="resolution"):
         ig.render(model, torch.randn(1, 8, dtype=torch.float64), 0)
+
+
+def test_3d_render_equals_direct_output_for_any_chunk():
+    torch.manual_seed(0)
+    m3 = ig.LatentSiren(3, 4, 2, 16, 2).double()
+    z = torch.randn(3, 4, dtype=torch.float64)
+    res = (5, 7, 6)
+    direct = ig.points_to_image(m3(ig.grid(res, dtype=torch.float64), z), res).detach()
+    for chunk in (1, 10, 3 * 31, 10 ** 6):
+        torch.testing.assert_close(ig.render(m3, z, res, chunk_size=chunk), direct, rtol=0, atol=1e-12)
+
+
+def test_render_window_and_align_corners_with_small_chunks():
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 4, 1, 16, 2).double()
+    z = torch.randn(2, 4, dtype=torch.float64)
+    win = [(-0.5, 0.25), (0.0, 1.5)]
+    c = ig.grid((9, 4), bounds=win, align_corners=True, dtype=torch.float64)
+    direct = ig.points_to_image(m(c, z), (9, 4)).detach()
+    got = ig.render(m, z, (9, 4), window=win, align_corners=True, chunk_size=7)
+    torch.testing.assert_close(got, direct, rtol=0, atol=1e-12)
+
+
+def test_render_bad_chunk_size():
+    m = ig.LatentSiren(2, 4, 1, 8, 1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ig.render(m, torch.randn(1, 4), 4, chunk_size=0)

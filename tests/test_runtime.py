@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from inr_gon.runtime import configure_tf32, keep_freed_memory
+from inr_gon.training.runtime import configure_tf32, keep_freed_memory
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -15,7 +15,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # (the first few may land at new heap addresses while glibc's heap settles)
 _PROBE = """
 import resource, sys, torch
-from inr_gon.runtime import keep_freed_memory
+from inr_gon.training.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 def touch():
     x = torch.empty(16_000_000)

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.sdf_gon import (eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points)
-from inr_gon.sdf_train import SdfTrainConfig, SdfGONTrainer, load_sdf_trained, main, mesh_files
-from inr_gon.train import NonFiniteLossError
+from inr_gon.core.sdf import (eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points)
+from inr_gon.cli import sdf_main as main
+from inr_gon.training import SdfConfig, Trainer
+from inr_gon.training.tasks.sdf import load_sdf_trained
+from inr_gon.training.tasks.sdf_data import mesh_files
 
 LOSSES = {"clamped_l1": lambda p, s: (p.clamp(-0.1, 0.1) - s.clamp(-0.1, 0.1)).abs(),
           "l2": lambda p, s: (p - s) ** 2}
@@ -153,7 +155,7 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="for occupancies"):
         sdf_gon_latent(m, pts, sdf, loss="bce")
     with pytest.raises(ValueError, match="inner"):
-        SdfTrainConfig(source="meshes", data="x", inner="shared").validate()
+        SdfConfig(meshes="x", inner="shared").validate()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,11 +191,11 @@ def test_example_end_to_end_procedural(tmp_path, capsys):
 
 
 def test_shared_inner_trains(tmp_path):
-    cfg = SdfTrainConfig(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2,
+    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2,
                          latent=4, steps=3, inner="shared", device="cpu")
-    t = SdfGONTrainer(cfg, quiet=True)
+    t = Trainer(cfg, quiet=True)
     assert t.fit()["steps"] == 3
-    assert t.encode([4]).shape == (1, 4)
+    assert t.task.encode([4]).shape == (1, 4)
 
 
 @pytest.mark.cuda
@@ -202,11 +204,11 @@ def test_shared_inner_trains(tmp_path):
 def test_sdf_trainer_on_cuda_and_resume_on_cpu(tmp_path, inner, eikonal):
     kw = dict(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2, latent=4,
               inner=inner, eikonal=eikonal, checkpoint_every=2, out=str(tmp_path / "run"))
-    t = SdfGONTrainer(SdfTrainConfig(steps=4, device="cuda", **kw), quiet=True)
+    t = Trainer(SdfConfig(steps=4, device="cuda", **kw), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     assert t.fit()["steps"] == 4 and t.model.coord_weight.device.type == "cuda"
-    assert t.evaluate([4], num_samples=1000)["num"] == 1
-    r = SdfGONTrainer(SdfTrainConfig(steps=6, device="cpu", **kw), quiet=True)
+    assert t.task.evaluate_shapes([4], num_samples=1000)["num"] == 1
+    r = Trainer(SdfConfig(steps=6, device="cpu", **kw), quiet=True)
     r.prepare_run_dir(resume=True, overwrite=False)
     assert r.step == 4 and r.fit()["steps"] == 6
     assert all(bool(torch.isfinite(p).all()) for p in r.model.parameters())
@@ -247,56 +249,3 @@ def test_deepsdf_folder_end_to_end(tmp_path):
     assert main(TINY + ["--deepsdf", str(Path(DATA) / "deepsdf-samples"), "--steps", "2", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["source"] == "deepsdf" and m["num_unseen"] >= 1 and m["unseen_iou"] is not None
-
-
-# -- non-finite losses in SDF training (shared with the image trainer: train.NonFiniteGuard) ------
-def _sdf_trainer(tmp_path=None, **kw):
-    base = dict(num_shapes=6, num_unseen=1, pool=256, points=64, batch_size=2, hidden=16, layers=2, latent=4,
-                steps=6, checkpoint_every=2, log_every=100, device="cpu", out=str(tmp_path) if tmp_path else None)
-    base.update(kw)
-    t = SdfGONTrainer(SdfTrainConfig(**base), quiet=True)
-    t.prepare_run_dir(resume=False, overwrite=False)
-    return t
-
-
-def _poison(t, bad_step):
-    """The loss reported for (1-based) step ``bad_step`` is NaN; its gradients stay finite, so
-    only the check can keep the update out."""
-    real = t.train_step
-
-    def step(idx):
-        loss, parts = real(idx)
-        return (loss * float("nan"), parts) if t.step + 1 == bad_step else (loss, parts)
-    t.train_step = step
-
-
-def test_sdf_nonfinite_loss_stops_at_once_and_keeps_last_good_checkpoint(tmp_path):
-    t = _sdf_trainer(tmp_path)
-    assert not t.deferred                    # the CPU default
-    _poison(t, 3)
-    with pytest.raises(NonFiniteLossError, match=r"at step 3; the last good checkpoint is .*ckpt_step0000002\.pt"):
-        t.fit()
-    assert t.step == 2 and sorted(p.name for p in tmp_path.glob("ckpt_step*.pt")) == ["ckpt_step0000002.pt"]
-
-
-def test_sdf_deferred_check_applies_no_update_from_the_bad_step():
-    ref = _sdf_trainer(steps=2, nonfinite_check="deferred")     # the same (fused) Adam as the run below
-    ref.fit()
-    t = _sdf_trainer(nonfinite_check="deferred", checkpoint_every=100)
-    assert t.deferred
-    _poison(t, 3)
-    with pytest.raises(NonFiniteLossError, match="at step 3 "):
-        t.fit()
-    assert t.step == 6                       # noticed at the end (no host sync per step) ...
-    for a, b in zip(t.model.parameters(), ref.model.parameters()):
-        assert torch.equal(a, b)             # ... but nothing was applied from step 3 on
-
-
-@pytest.mark.parametrize("check", ["immediate", "deferred"])
-def test_sdf_nonfinite_skip_mode_counts(tmp_path, check):
-    t = _sdf_trainer(tmp_path, on_nonfinite="skip", nonfinite_check=check)
-    _poison(t, 2)
-    info = t.fit()
-    assert info["steps"] == 6 and info["skipped_steps"] == 1
-    assert all(bool(torch.isfinite(p).all()) for p in t.model.parameters())
-    assert torch.load(tmp_path / "ckpt_step0000006.pt", weights_only=True)["skipped"] == 1

@@ -8,7 +8,7 @@ import torch
 import trimesh
 
 from inr_gon import shapes as S
-from inr_gon.shape_metrics import (
+from inr_gon.eval.shape import (
     chamfer_distance,
     normal_consistency,
     sample_surface,
@@ -81,7 +81,7 @@ def test_iou_mesh_vs_sdf_and_mesh(sphere):
 
 
 def test_mesh_contains_matches_trimesh(sphere):
-    from inr_gon.shape_metrics import mesh_contains
+    from inr_gon.eval.shape import mesh_contains
 
     pts = np.random.default_rng(0).uniform(-1.2, 1.2, (300, 3))
     assert np.array_equal(mesh_contains(sphere, pts), sphere.contains(pts))

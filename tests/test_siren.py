@@ -85,7 +85,7 @@ def test_bad_constructor_arguments():
 
 
 # -- the fused (buffer-reusing) backward of the sine stack -------------------------------------
-from inr_gon.siren import _FusedSineTrunk, _sine_trunk  # noqa: E402
+from inr_gon.nn.fused import _FusedSineTrunk, _sine_trunk  # noqa: E402
 
 
 def _trunk_inputs(L, O, N=13, H=7, seed=0):

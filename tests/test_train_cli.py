@@ -10,38 +10,21 @@ import pytest
 import torch
 
 from inr_gon.cli import main
-from inr_gon.train import ImageGONTrainer, TrainConfig
+from inr_gon.training import ImageConfig, Trainer
 
-from helpers import tiny_dataset
+from conftest import tiny_config, tiny_dataset, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ["recon_train.png", "recon_test.png", "samples.png", "slerp.png", "slerp.gif", "superres.png",
            "curves.png", "metrics.json", "config.json"]
 
 
-def tiny_config(out, **kw):
-    base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
-                eval_images=12, out=str(out), device="cpu", lr=1e-3, lr_schedule="constant")
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def write_image_folder(folder, n=10, size=12):
-    import imageio.v3 as iio
-    ds = tiny_dataset(n, 0, size)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        iio.imwrite(folder / f"img{i:02d}.png", (ds.train_images[i, 0].numpy() * 255).astype(np.uint8))
-    return folder
-
-
 def test_trainer_learns_and_writes_every_output(tmp_path):
-    from inr_gon.train import write_outputs
-    t = ImageGONTrainer(tiny_config(tmp_path / "run", steps=60, eval_every=30), dataset=tiny_dataset(), quiet=True)
+    t = Trainer(tiny_config(tmp_path / "run", steps=60, eval_every=30), dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
-    before = t.evaluate(t.test_images)["psnr"]
+    before = t.task.reconstruction_metrics(t.task.test_images)["psnr"]
     metrics = t.fit()
-    paths = write_outputs(t, metrics, t.out)
+    paths, _ = t.write_outputs(metrics)
     assert metrics["test_psnr"] > before + 1.0           # it learned something on unseen images
     for name in OUTPUTS:
         assert (t.out / name).is_file(), name
@@ -53,40 +36,23 @@ def test_trainer_learns_and_writes_every_output(tmp_path):
     assert {p.name for p in paths.values()} >= set(OUTPUTS) - {"config.json"}
 
 
-def test_resume_continues_bit_identically(tmp_path):
-    ds = tiny_dataset()
-    full = ImageGONTrainer(tiny_config(tmp_path / "a", steps=8), dataset=ds, quiet=True)
-    full.prepare_run_dir(resume=False, overwrite=False)
-    full.fit()
-    half = ImageGONTrainer(tiny_config(tmp_path / "b", steps=4), dataset=ds, quiet=True)
-    half.prepare_run_dir(resume=False, overwrite=False)
-    half.fit()
-    resumed = ImageGONTrainer(tiny_config(tmp_path / "b", steps=8), dataset=ds, quiet=True)
-    resumed.prepare_run_dir(resume=True, overwrite=False)
-    assert resumed.step == 4
-    resumed.fit()
-    assert resumed.step == 8
-    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
-        assert torch.equal(a, b)
-
-
 def test_cosine_schedule_and_cpu_defaults(tmp_path):
-    t = ImageGONTrainer(tiny_config(tmp_path, steps=100, lr=1e-3, lr_schedule="cosine"), dataset=tiny_dataset(), quiet=True)
+    t = Trainer(tiny_config(tmp_path, steps=100, lr=1e-3, lr_schedule="cosine"), dataset=tiny_dataset(), quiet=True)
     lrs = [t.lr_at(s) for s in range(101)]
     assert lrs[0] == pytest.approx(1e-3) and lrs[100] == pytest.approx(5e-5) and lrs[50] == pytest.approx(5.25e-4)
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
-    cfg = TrainConfig(device="cpu").resolved(torch.device("cpu"))
+    cfg = ImageConfig(device="cpu").resolved(torch.device("cpu"))
     assert cfg.lr_schedule == "cosine" and cfg.seconds == 250.0 and cfg.outer_fraction == 0.25
-    assert TrainConfig(seconds=0).resolved(torch.device("cpu")).seconds == 0      # 0: no limit
+    assert ImageConfig(seconds=0).resolved(torch.device("cpu")).seconds == 0      # 0: no limit
 
 
 def test_occupied_run_dir_is_refused(tmp_path):
-    from inr_gon.train import RunDirectoryError
+    from inr_gon.training.checkpoint import RunDirectoryError
     ds = tiny_dataset()
-    t = ImageGONTrainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
+    t = Trainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     t.fit()
-    t2 = ImageGONTrainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
+    t2 = Trainer(tiny_config(tmp_path, steps=2), dataset=ds, quiet=True)
     with pytest.raises(RunDirectoryError, match="--resume"):
         t2.prepare_run_dir(resume=False, overwrite=False)
     t2.prepare_run_dir(resume=False, overwrite=True)
@@ -97,18 +63,18 @@ def test_occupied_run_dir_is_refused(tmp_path):
                                       (dict(outer_fraction=1.5), "outer_fraction"), (dict(lr=-1.0), "lr")])
 def test_impossible_options(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
-        ImageGONTrainer(tiny_config(tmp_path, **kw), dataset=tiny_dataset(), quiet=True)
+        Trainer(tiny_config(tmp_path, **kw), dataset=tiny_dataset(), quiet=True)
 
 
 def test_nan_data_is_refused(tmp_path):
     ds = tiny_dataset()
     ds.train_images[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        ImageGONTrainer(tiny_config(tmp_path), dataset=ds, quiet=True)
+        Trainer(tiny_config(tmp_path), dataset=ds, quiet=True)
 
 
 def test_cli_train_render_eval_round_trip(tmp_path, capsys):
-    folder = write_image_folder(tmp_path / "imgs")
+    folder = write_image_folder(tmp_path / "imgs", n=10, seed=0)
     out = tmp_path / "run"
     rc = main(["train", "--dataset", str(folder), "--steps", "4", "--batch-size", "4", "--hidden", "16",
                "--layers", "2", "--latent", "4", "--eval-every", "2", "--out", str(out), "--device", "cpu", "--quiet"])
@@ -151,7 +117,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_main_example_runs_as_a_script(tmp_path):
     """The README's main command, shortened: a fresh process, real data loading, all outputs."""
-    folder = write_image_folder(tmp_path / "imgs", n=6)
+    folder = write_image_folder(tmp_path / "imgs", n=6, seed=0)
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_mnist_siren.py"), "--dataset", str(folder),
                         "--steps", "2", "--batch-size", "2", "--hidden", "8", "--layers", "1", "--latent", "2",
@@ -162,18 +128,3 @@ def test_main_example_runs_as_a_script(tmp_path):
                          "--steps", "2", "--out", str(out), "--device", "cpu", "--quiet"],
                         capture_output=True, text=True, timeout=300)
     assert r2.returncode == 2 and "holds another run" in r2.stderr and r2.stderr.count("\n") == 1
-
-
-def test_restore_generator_exact_and_across_device_types():
-    from inr_gon.train import restore_generator
-    g = torch.Generator().manual_seed(3)
-    torch.rand(5, generator=g)
-    state, want = g.get_state(), torch.rand(4, generator=g)
-    h = torch.Generator()
-    assert restore_generator(h, state) and torch.equal(torch.rand(4, generator=h), want)
-    # a CUDA generator's state (Philox seed and offset, 16 bytes) cannot continue on the CPU:
-    # both resumes draw the same new stream instead of failing
-    philox = torch.tensor([7, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0], dtype=torch.uint8)
-    a, b = torch.Generator(), torch.Generator()
-    assert not restore_generator(a, philox) and not restore_generator(b, philox)
-    torch.testing.assert_close(torch.rand(4, generator=a), torch.rand(4, generator=b), rtol=0, atol=0)

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import inr_gon as ig
-from inr_gon.variational import (ConvDecoder, VariationalGON, bits_per_dim, kl_diag_gaussians,
+from inr_gon.variants.variational import (ConvDecoder, VariationalGON, bits_per_dim, kl_diag_gaussians,
                                  kl_standard_normal, reparameterize)
 
 

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .coords import grid, image_to_points
-from .gon import gon_latent, gon_loss
-from .integrators import GridIntegrator
-from .losses import get_loss
+from ..core.coords import grid, image_to_points
+from ..core.gon import gon_latent, gon_loss
+from ..core.integrators import GridIntegrator
+from ..core.losses import get_loss
 
 __all__ = ["ClassifierGON"]
 

@@ -13,24 +13,22 @@ conversion). Grids use the cell-centred convention of :func:`inr_gon.coords.grid
 grid's points are the centres of the 2×2 blocks of the 28² grid that area downsampling
 averages.
 
-The functions here are pure tensor code (no file I/O). Source and target images share the
+The functions here are pure tensor code (no file I/O); training is the ``superres`` task of
+:mod:`inr_gon.training` (:func:`inr_gon.training.fit_conversion` for given pairs). Source and target images share the
 channel count (the model's ``out_dim``); their resolutions are arbitrary.
 """
 
 from __future__ import annotations
 
-import math
-import time
-
 import torch
 import torch.nn.functional as F
 
-from .coords import grid, image_to_points, normalize_resolution
-from .gon import gon_loss
-from .integrators import GridIntegrator, MonteCarloIntegrator
-from .render import decode, encode
+from ..core.coords import grid, image_to_points, normalize_resolution
+from ..core.gon import gon_loss
+from ..core.integrators import GridIntegrator
+from ..geometry.render import decode, encode
 
-__all__ = ["area_downsample", "upsample", "conversion_loss", "encode_source", "convert", "fit_conversion"]
+__all__ = ["area_downsample", "upsample", "check_pair", "conversion_loss", "encode_source", "convert"]
 
 
 def area_downsample(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -61,7 +59,9 @@ def upsample(images: torch.Tensor, size, *, mode: str = "bicubic") -> torch.Tens
     return F.interpolate(images, size=size, mode=mode, **kw).clamp(0, 1)
 
 
-def _check_pair(source: torch.Tensor, target: torch.Tensor) -> None:
+def check_pair(source: torch.Tensor, target: torch.Tensor) -> None:
+    """A one-line ``ValueError`` unless ``source`` and ``target`` are ``(B, C, ·, ·)`` images with the
+    same batch and channels."""
     if source.dim() != 4 or target.dim() != 4:
         raise ValueError(f"source and target must be (B, C, H, W) images, got {tuple(source.shape)} "
                          f"and {tuple(target.shape)}")
@@ -86,7 +86,7 @@ def conversion_loss(model, source: torch.Tensor, target: torch.Tensor, *, loss="
     Returns:
         ``(loss, z)``: the batch mean of the outer per-image sums (scalar) and ``(B, k)`` latents.
     """
-    _check_pair(source, target)
+    check_pair(source, target)
     ic = grid(tuple(source.shape[2:]), device=source.device, dtype=source.dtype)
     oc = grid(tuple(target.shape[2:]), device=target.device, dtype=target.dtype)
     return gon_loss(model, oc, image_to_points(target), inner_coords=ic, inner_target=image_to_points(source),
@@ -119,60 +119,3 @@ def convert(model, source: torch.Tensor, resolution, *, loss="mse", inner_scale:
     if not outs:
         return source.new_zeros(0, model.out_dim, *normalize_resolution(resolution, model.coord_dim))
     return torch.cat(outs)
-
-
-def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps: int, seconds: float | None = None,
-                   batch_size: int = 64, lr: float = 3e-4, loss="mse", inner_scale: float = 1.0,
-                   outer_fraction: float = 1.0, seed: int = 0, log_every: int = 50, callback=None) -> dict:
-    """Train ``model`` in place for source -> target conversion with Adam.
-
-    Args:
-        sources: ``(N, C, h, w)`` training inputs; targets: ``(N, C, H, W)`` matching outputs
-            (both on the model's device).
-        steps: maximum number of steps; seconds: optional wall-clock budget.
-        outer_fraction: fraction of target pixels in a Monte-Carlo outer integral (1: all).
-        callback: called as ``callback(step, per_pixel_loss)`` every ``log_every`` steps.
-    Returns:
-        ``{"steps", "seconds", "step": [...], "loss": [...]}`` with the logged per-pixel losses.
-
-    Raises:
-        ValueError: bad options; FloatingPointError: the loss became NaN/Inf (names the step).
-    """
-    _check_pair(sources, targets)
-    if steps < 0 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)) or not 0 < outer_fraction <= 1:
-        raise ValueError(f"need steps >= 0, batch_size >= 1, lr > 0 and outer_fraction in (0, 1]; got "
-                         f"steps={steps}, batch_size={batch_size}, lr={lr}, outer_fraction={outer_fraction}")
-    if seconds is not None and not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
-    dev = sources.device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    outer = MonteCarloIntegrator(fraction=outer_fraction) if outer_fraction < 1 else GridIntegrator()
-    data_gen = torch.Generator().manual_seed(seed)
-    mc_gen = torch.Generator(device=dev).manual_seed(seed + 1)
-    N = sources.shape[0]
-    perm, pos = torch.randperm(N, generator=data_gen), 0
-    hist = {"step": [], "loss": []}
-    per_pixel = targets.shape[1] * targets.shape[2] * targets.shape[3]
-    t0, step = time.perf_counter(), 0
-    model.train()
-    while step < steps and (seconds is None or time.perf_counter() - t0 < seconds):
-        if pos + batch_size > N:
-            perm, pos = torch.randperm(N, generator=data_gen), 0
-        idx = perm[pos:pos + min(batch_size, N)].to(dev)
-        pos += batch_size
-        value, _ = conversion_loss(model, sources[idx], targets[idx], loss=loss, inner_scale=inner_scale,
-                                   outer_integrator=outer, generator=mc_gen, check=False)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        if not bool(torch.isfinite(value)):
-            raise FloatingPointError(f"non-finite training loss at step {step + 1} (try a smaller lr)")
-        opt.step()
-        step += 1
-        if step % log_every == 0 or step == steps:
-            lv = float(value.detach()) / per_pixel
-            hist["step"].append(step)
-            hist["loss"].append(lv)
-            if callback is not None:
-                callback(step, lv)
-    model.eval()
-    return {"steps": step, "seconds": time.perf_counter() - t0, **hist}

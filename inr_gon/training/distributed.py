@@ -1,22 +1,15 @@
-"""Data-parallel GON training on ``torch.distributed`` (``torchrun``), and the fast-CUDA options.
+"""Data-parallel training on ``torch.distributed`` (``torchrun``).
 
 * :func:`init_distributed` detects a ``torchrun`` launch (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
   in the environment), initialises the default process group (``nccl`` on CUDA, ``gloo`` on
   CPU) and returns a :class:`DistContext` (rank, world size, device ``cuda:LOCAL_RANK`` on CUDA)
   with the few collectives the trainer needs. Without ``torchrun`` (or with one process) it
   returns a single-process context whose collectives are no-ops.
-* :class:`GONObjective` is the whole GON step as one ``nn.Module``:
-  ``forward(coords, target) -> (loss, z)``. ``gon_loss`` calls the model's
-  ``coord_preactivation``/``origin_forward``/``backward_from``/``latent_weight`` as well as its
-  ``forward``; ``DistributedDataParallel`` only sees what happens inside the forward of the
-  module it wraps, so the trainer wraps *this* module and every use of every parameter (inner
-  latent and outer loss) is inside one DDP forward. The inner gradient is explicit (no double
-  backward), so DDP's reducer sees one ordinary backward pass and averages every parameter's
-  gradient over the ranks. Latents are per sample, so sharding a batch does not change any
-  sample's latent.
-* Mixed precision: ``amp="bf16"``/``"fp16"`` autocasts the *outer* pass only. The latent
-  ``z`` (and its graph, the second-order part of the step) is computed in float32 outside
-  autocast, and the outer loss is reduced in float32.
+* The trainer wraps the task's *objective* module (not the bare model) in
+  ``DistributedDataParallel`` (:meth:`DistContext.wrap`): every use of every parameter (inner
+  latent and outer loss) is inside that one forward, and the explicit inner gradient makes the
+  step one ordinary backward pass, so DDP's reducer averages every parameter's gradient.
+  Latents are per sample, so sharding a batch changes no sample's latent.
 """
 
 from __future__ import annotations
@@ -30,16 +23,8 @@ import torch
 from torch import nn
 import torch.distributed as dist
 
-from .gon import gon_latent
-from .sdf_gon import sdf_gon_loss
-from .integrators import GridIntegrator, Integrator, integrate
-from .losses import get_loss
-from .runtime import configure_tf32  # noqa: F401  (re-exported: it used to live here)
 
-__all__ = ["DistContext", "init_distributed", "torchrun_env", "GONObjective", "SdfGONObjective",
-           "AMP_DTYPES", "configure_tf32"]
-
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["DistContext", "init_distributed", "torchrun_env"]
 
 
 def torchrun_env() -> dict | None:
@@ -206,72 +191,3 @@ def init_distributed(*, device: torch.device, timeout_s: float = 1800.0) -> Dist
         raise ValueError("the initialised process group does not match RANK/WORLD_SIZE")
     return DistContext(rank=env["rank"], world_size=env["world_size"], local_rank=env["local_rank"],
                        device=device, owns_group=owns)
-
-
-class GONObjective(nn.Module):
-    """The GON training objective as one module: ``forward(coords, target) -> (loss, z)``.
-
-    Same value as :func:`inr_gon.gon.gon_loss` with ``create_graph=True`` (bit-identical with
-    ``amp="off"``): the latent ``z = -∇_{z0} inner`` in float32, then the outer integral
-    through ``z``, averaged over the batch. Wrap this module (not the bare model) in
-    ``DistributedDataParallel``.
-
-    Args:
-        model: a :class:`~inr_gon.siren.LatentSiren` (or any model ``gon_latent`` accepts).
-        loss: inner and outer point loss (``"mse"``, ``"bce"``, ``"l1"``, ...).
-        inner, outer: integrators (default: the full grid, weight 1).
-        amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast dtype of the outer pass.
-    """
-
-    def __init__(self, model: nn.Module, *, loss="mse", inner: Integrator | None = None,
-                 outer: Integrator | None = None, amp: str = "off"):
-        super().__init__()
-        if amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
-        self.model = model
-        self.loss = loss
-        self.inner = inner or GridIntegrator()
-        self.outer = outer or GridIntegrator()
-        self.amp = amp
-
-    def forward(self, coords: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None):
-        """Args:
-            coords: ``(P, n)`` shared or ``(B, P, n)`` per-sample points.
-            target: ``(B, P, O)`` values.
-            generator: for Monte-Carlo integrators (identical on every rank, so the ranks draw
-                the same point subset, as one process with the whole batch would).
-        Returns:
-            ``(loss, z)``: scalar batch mean of the outer integral (float32) and ``(B, k)``
-            latents (float32, in the graph).
-        """
-        z = gon_latent(self.model, coords, target, loss=self.loss, integrator=self.inner,
-                       create_graph=True, generator=generator, check=False)
-        c, t, w = self.outer.select(coords, target, generator=generator)
-        dtype = AMP_DTYPES[self.amp]
-        if dtype is None:
-            y = self.model(c, z)
-        else:
-            with torch.autocast(device_type=target.device.type, dtype=dtype):
-                y = self.model(c, z)
-            y = y.float()
-        loss = integrate(get_loss(self.loss)(y, t), w).mean()
-        return loss, z
-
-
-class SdfGONObjective(nn.Module):
-    """The SDF-GON objective as one module, to wrap in ``DistributedDataParallel``.
-
-    ``forward(inner_points, inner_sdf, points, sdf)`` is
-    :func:`inr_gon.sdf_gon.sdf_gon_loss` ``(model, points, sdf, inner_points=..., inner_sdf=...,
-    **options)`` and returns its ``(loss, z, parts)``: inner points ``(B, P, 3)`` or ``(P, 3)``
-    with ``inner_sdf (B, P)``, outer points ``(B, M, 3)`` with ``sdf (B, M)``.
-    """
-
-    def __init__(self, model: nn.Module, **options):
-        super().__init__()
-        self.model = model
-        self.options = options
-
-    def forward(self, inner_points, inner_sdf, points, sdf):
-        return sdf_gon_loss(self.model, points, sdf, inner_points=inner_points, inner_sdf=inner_sdf,
-                            **self.options)

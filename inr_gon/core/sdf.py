@@ -34,6 +34,8 @@ This module is part of the core: no file I/O.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .gon import gon_latent
@@ -45,6 +47,10 @@ __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "
 
 #: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (measured, see module doc).
 DEFAULT_INNER_WEIGHT = 0.3
+
+
+def _autocast(device_type: str, dtype):
+    return torch.autocast(device_type=device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
@@ -167,7 +173,7 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
                  inner_scale: float | None = None, inner_weight: float = DEFAULT_INNER_WEIGHT,
                  eikonal_weight: float = 0.0, eikonal_points: torch.Tensor | None = None,
                  generator: torch.Generator | None = None, create_graph: bool = True,
-                 method: str = "auto", check: bool = True):
+                 method: str = "auto", check: bool = True, outer_dtype: torch.dtype | None = None):
     """SDF-GON training objective for a batch of shapes.
 
     Two ways to give the points:
@@ -186,6 +192,8 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
         eikonal_weight: weight of ``mean (‖∇_c F‖ - 1)²`` at the outer points (or at
             ``eikonal_points`` ``(B, E, 3)`` / ``(E, 3)`` if given, e.g. uniform points).
         generator: for the random subsets.
+        outer_dtype: autocast dtype of the outer network pass (``torch.bfloat16`` or
+            ``torch.float16``; ``None``: off). The latent and the losses stay float32.
     Returns:
         ``(loss, z, parts)``: scalar loss (batch mean of the per-point mean outer loss, plus the
         eikonal term), ``(B, k)`` latents and ``{"sdf": float tensor, "eikonal": float tensor}``
@@ -216,12 +224,15 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
                        inner_weight=inner_weight, create_graph=create_graph, method=method, check=False)
     outer = sdf_point_loss(outer_loss if outer_loss is not None else loss, delta=delta)
     eik = torch.zeros((), device=sdf.device, dtype=sdf.dtype)
-    if eikonal_weight > 0 and eikonal_points is None:
-        eik, y = eikonal_loss(model, op, z, create_graph=create_graph)
-    else:
-        y = model(op, z)
-        if eikonal_weight > 0:
-            eik, _ = eikonal_loss(model, eikonal_points, z, create_graph=create_graph)
+    with _autocast(op.device.type, outer_dtype):
+        if eikonal_weight > 0 and eikonal_points is None:
+            eik, y = eikonal_loss(model, op, z, create_graph=create_graph)
+        else:
+            y = model(op, z)
+            if eikonal_weight > 0:
+                eik, _ = eikonal_loss(model, eikonal_points, z, create_graph=create_graph)
+    if outer_dtype is not None:
+        y, eik = y.float(), eik.float()
     data = outer(y, osdf.unsqueeze(-1)).mean()
     total = data + eikonal_weight * eik if eikonal_weight > 0 else data
     return total, z, {"sdf": data.detach(), "eikonal": eik.detach()}

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["CheckpointError", "RunDirectoryError", "check_run_dir", "open_run_dir", "save_step_checkpoint", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
-           "latest_checkpoint", "atomic_write_bytes"]
+           "latest_checkpoint", "atomic_write_bytes", "restore_generator", "retarget_adam"]
 
 
 class CheckpointError(ValueError):
@@ -184,3 +185,32 @@ def save_step_checkpoint(folder, step: int, state: dict, *, keep: int) -> Path:
     path = save_checkpoint(Path(folder) / f"ckpt_step{step:07d}.pt", state)
     rotate_checkpoints(folder, keep=keep)
     return path
+
+
+def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
+    """Restore ``gen`` from a saved ``get_state()``; returns ``True`` if restored exactly.
+
+    A checkpoint resumed on another kind of device (CUDA's Philox state is 16 bytes, the
+    CPU's Mersenne twister 5,056) cannot continue the same random stream; ``gen`` is then
+    seeded from a hash of the saved state instead (deterministic, and ``False`` is returned).
+    """
+    if state.numel() == gen.get_state().numel():
+        gen.set_state(state)
+        return True
+    digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+    gen.manual_seed(int.from_bytes(digest[:8], "little") & (2 ** 63 - 1))
+    return False
+
+
+def retarget_adam(opt: torch.optim.Adam, *, fused: bool) -> None:
+    """After ``load_state_dict`` (which restores the saved ``fused`` flag and ``step`` tensors),
+    set this run's implementation and put each ``step`` where it expects it (fused: float32
+    on the parameter's device; otherwise a CPU float32 scalar)."""
+    for group in opt.param_groups:
+        group["fused"] = True if fused else None
+        if fused:
+            group["foreach"] = None
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st and "step" in st:
+                st["step"] = st["step"].to(device=p.device if fused else "cpu", dtype=torch.float32)

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from .coords import axis_coordinates, grid, image_to_points, normalize_bounds, normalize_resolution
-from .gon import gon_latent
+from ..core.coords import axis_coordinates, grid, image_to_points, normalize_bounds, normalize_resolution
+from ..core.gon import gon_latent
 
 __all__ = ["render", "render_points", "encode", "decode", "encode_render"]
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .coords import grid, image_to_points
-from .losses import get_loss
+from ..core.coords import grid, image_to_points
+from ..core.losses import get_loss
 from .variational import kl_standard_normal, reparameterize
 
 __all__ = ["MLPEncoder", "encoder_width_for", "count_parameters", "Autoencoder", "VAE"]

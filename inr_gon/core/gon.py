@@ -31,13 +31,13 @@ import torch
 
 from .integrators import GridIntegrator, Integrator, integrate
 from .losses import PointLoss, get_loss
+from .protocols import ExplicitLatentModel
 
 __all__ = ["gon_latent", "gon_loss", "check_target"]
 
 
 def _is_explicit(model) -> bool:
-    return all(hasattr(model, a) for a in ("origin_forward", "backward_from", "coord_preactivation",
-                                           "latent_weight"))
+    return isinstance(model, ExplicitLatentModel)
 
 
 def check_target(model, coords: torch.Tensor, target: torch.Tensor, *, finite: bool = True,
@@ -121,8 +121,9 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
     """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``.
 
     Args:
-        model: a :class:`~inr_gon.siren.LatentSiren` (explicit fast paths) or any module with
-            ``latent_dim`` and ``model(coords, z) -> (B, P, O)`` (naive autograd path).
+        model: an :class:`~inr_gon.core.protocols.ExplicitLatentModel` such as
+            :class:`~inr_gon.nn.siren.LatentSiren` (explicit fast paths) or any
+            :class:`~inr_gon.core.protocols.LatentModel` (naive autograd path).
         coords: ``(P, n)`` shared by the batch or ``(B, P, n)`` per sample.
         target: ``(B, P, O)`` signal values at ``coords``.
         loss: ``"mse"`` (default), ``"bce"`` (on logits), ``"l1"``, ``"clamped_l1"``, a

@@ -1,0 +1,343 @@
+"""The image task: implicit GONs on MNIST, Fashion-MNIST or a folder of images.
+
+:class:`ImageDataTask` is the base of every image-data task (this one, modality conversion, the
+classifier and variational GONs, the autoencoder baselines): it loads the data set named by an
+:class:`ImageDataConfig`, refuses NaN/Inf data and keeps the images on the device.
+:class:`ImageTask` trains ``LatentSiren(2, k, C)`` over pixel coordinates: exact GON steps,
+the outer integral optionally on a Monte-Carlo subset, unseen test images encoded by the single
+gradient step for evaluation, and the pictures of :func:`write_image_outputs`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ...core.coords import grid, image_to_points
+from ...core.integrators import GridIntegrator, MonteCarloIntegrator
+from ...core.sampling import GaussianLatentSampler
+from ...eval.image import psnr, ssim
+from ...geometry.render import decode, encode
+from ...nn.siren import LatentSiren
+from ..checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+from ..config import SirenConfig, at_least, fraction, option, positive
+from ..objectives import GONObjective
+from ..trainer import TrainerConfig
+from .base import Task
+
+__all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset", "load_trained",
+           "encode_images", "decode_latents", "write_image_outputs", "IMAGE_CHECKPOINT_KIND"]
+
+IMAGE_CHECKPOINT_KIND = "inr_gon.image_gon"
+
+
+@dataclass
+class ImageDataConfig(SirenConfig):
+    """Which images (shared by every image-data task)."""
+
+    dataset: str = option("mnist", "'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become "
+                                   "labels)", group="data")
+    data_dir: str | None = option(None, "folder holding the four IDX files of the data set (else "
+                                        "$INR_GON_DATA/<name>, then datasets/, then download, then the embedded "
+                                        "MNIST subset)", group="data")
+    resolution: int | None = option(None, "image folders: resize images to this size", check=at_least(1),
+                                    group="data")
+    channels: int = option(1, "image folders: 1 (gray) or 3 (RGB)", choices=(1, 3), group="data")
+
+
+@dataclass
+class ImageConfig(ImageDataConfig, TrainerConfig):
+    """An implicit GON on images (``None`` fields: the device's defaults below)."""
+
+    loss: str = option("mse", "inner and outer loss", choices=("mse", "bce", "l1"))
+    inner_scale: float = option(1.0 / 64, "weight of each pixel in the inner integral: z = -scale * grad of the "
+                                          "per-image sum (1/64 = cwkx/GON's latent at batch 64, independent of "
+                                          "the batch)", check=positive)
+    outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
+                                          check=fraction)
+    eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
+                              check=at_least(1))
+
+    TASK = "image"
+    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: measured to finish
+    # in about 4 minutes on 2 cores (README, "Main job").
+    CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
+                         steps=20_000, eval_every=1000, checkpoint_every=1000)
+    CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
+                        steps=8000, seconds=250.0, eval_every=1000, checkpoint_every=500)
+
+
+def load_dataset(cfg: ImageDataConfig):
+    """The :class:`~inr_gon.data.ImageDataset` named by the config."""
+    from ...data import load_image_folder, load_mnist
+    if cfg.dataset in ("mnist", "fashion", "fashion-mnist"):
+        return load_mnist(cfg.dataset, data_dir=cfg.data_dir)
+    if not Path(cfg.dataset).is_dir():
+        raise ValueError(f"dataset must be 'mnist', 'fashion' or an image folder; {cfg.dataset!r} is neither")
+    return load_image_folder(cfg.dataset, resolution=cfg.resolution, channels=cfg.channels, seed=cfg.seed)
+
+
+def load_trained(path, *, device=None, kind: str = IMAGE_CHECKPOINT_KIND):
+    """Rebuild ``(LatentSiren, checkpoint dict)`` from a checkpoint of ``kind`` (safe loading).
+
+    Raises :class:`~inr_gon.training.checkpoint.CheckpointError` (one line) for a missing,
+    corrupt, unsafe or foreign file.
+    """
+    state = load_checkpoint(path, kind=kind, map_location="cpu")
+    try:
+        model = LatentSiren(**state["model_config"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
+    return model.to(device or "cpu").eval(), state
+
+
+def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_scale: float = 1 / 64,
+                  batch_size: int = 500) -> torch.Tensor:
+    """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
+    with the inner integral a trained model was trained with."""
+    return encode(model, images, loss=loss, integrator=GridIntegrator(scale=inner_scale), batch_size=batch_size,
+                  check=False)
+
+
+# latents -> images in [0, 1] (sigmoid for BCE-trained models)
+decode_latents = decode
+
+
+class ImageDataTask(Task):
+    """Base of the image-data tasks: data on the device, batches of images.
+
+    Args:
+        config: an :class:`ImageDataConfig` subclass.
+        dataset: an :class:`~inr_gon.data.ImageDataset` (default: loaded from the config).
+    """
+
+    def __init__(self, config, *, dataset=None):
+        super().__init__(config)
+        self.dataset = dataset
+
+    def setup(self, trainer) -> None:
+        super().setup(trainer)
+        if self.dataset is None:
+            with trainer.dist.main_first():       # rank 0 downloads/unpacks first
+                self.dataset = load_dataset(self.cfg)
+        for split in ("train", "test"):
+            imgs = getattr(self.dataset, f"{split}_images")
+            if not bool(torch.isfinite(imgs).all()):
+                raise ValueError(f"{split} images contain NaN or Inf values")
+        # data on the device (MNIST is 188 MB as float32; fits any GPU)
+        self.device = trainer.device
+        self.train_images = self.dataset.train_images.to(self.device)
+        self.test_images = self.dataset.test_images.to(self.device)
+        self.train_labels = self.dataset.train_labels.to(self.device)
+        self.test_labels = self.dataset.test_labels.to(self.device)
+        C, H, W = self.train_images.shape[1:]
+        self.channels, self.resolution = C, (H, W)
+        self.coords = grid((H, W), device=self.device)
+
+    def num_train(self) -> int:
+        return int(self.train_images.shape[0])
+
+    def images_of(self, index: torch.Tensor, mine: slice) -> torch.Tensor:
+        """This rank's ``(b, C, H, W)`` training images of the global batch ``index``."""
+        return self.train_images[index[mine].to(self.device)]
+
+    def make_batch(self, index, mine, generator):
+        return (self.images_of(index, mine),)
+
+    def siren(self, out_dim: int | None = None, *, latent: int | None = None) -> LatentSiren:
+        c = self.cfg
+        return LatentSiren(2, c.latent if latent is None else latent, out_dim or self.channels, c.hidden, c.layers,
+                           w0=c.w0, w0_first=c.w0_first)
+
+    def state_dict(self) -> dict:
+        return {"dataset": {"name": self.dataset.name, "source": self.dataset.source,
+                            "image_shape": list(self.train_images.shape[1:])}}
+
+    def describe(self, trainer) -> list[str]:
+        c = trainer.cfg
+        lines = [f"data: {self.train_images.shape[0]} train / {self.test_images.shape[0]} test images from "
+                 f"{self.dataset.source}",
+                 f"model: {type(trainer.model).__name__}, {sum(p.numel() for p in trainer.model.parameters()):,} "
+                 f"parameters on {trainer.device}; batch {c.batch_size}, lr {c.lr:g}, steps {c.steps}"]
+        if trainer.dist.enabled:
+            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
+                         f" images each per step (global batch {c.batch_size})")
+        return lines
+
+
+class ImageTask(ImageDataTask):
+    """An implicit GON (``LatentSiren`` over 2-D pixel coordinates) on an image data set."""
+
+    name = "image"
+    about = "implicit GON on MNIST, Fashion-MNIST or an image folder (the main job)"
+    config_class = ImageConfig
+    checkpoint_kind = IMAGE_CHECKPOINT_KIND
+
+    def __init__(self, config, *, dataset=None):
+        super().__init__(config, dataset=dataset)
+        self.latent_stats: dict | None = None
+
+    @classmethod
+    def default_out(cls, cfg) -> str:
+        name = Path(cfg.dataset).name if Path(cfg.dataset).is_dir() else cfg.dataset
+        return str(Path("runs") / f"{name}_siren")
+
+    def build_model(self):
+        return self.siren()
+
+    def build_objective(self, model):
+        c = self.cfg
+        outer = MonteCarloIntegrator(fraction=c.outer_fraction) if c.outer_fraction < 1 else GridIntegrator()
+        return GONObjective(model, loss=c.loss, inner=GridIntegrator(scale=c.inner_scale), outer=outer, amp=c.amp)
+
+    def make_batch(self, index, mine, generator):
+        return self.coords, image_to_points(self.images_of(index, mine))
+
+    def progress(self, parts, last_eval):
+        lv = parts["loss"]
+        out = {"loss": f"{lv:.4f}", "psnr": f"{-10 * torch.log10(torch.tensor(max(lv, 1e-10))).item():.1f}dB"}
+        if "test_psnr" in last_eval:
+            out["test"] = f"{last_eval['test_psnr']:.1f}dB"
+        return out
+
+    # -- encoding ---------------------------------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Gradient-origin latents ``(N, k)`` of ``images (N, C, H, W)`` (one gradient step each)."""
+        return encode_images(self.trainer.model, images, loss=self.cfg.loss, inner_scale=self.cfg.inner_scale)
+
+    def decode(self, z: torch.Tensor, resolution=None) -> torch.Tensor:
+        """Images ``(N, C, *resolution)`` in [0, 1] for latents ``(N, k)`` (default: training size)."""
+        return decode_latents(self.trainer.model, z, resolution or self.resolution, loss=self.cfg.loss)
+
+    def reconstruction_metrics(self, images: torch.Tensor, *, with_ssim: bool = False) -> dict:
+        """Encode unseen images in one step, decode; mean PSNR (and SSIM). Under DDP each rank
+        takes its shard and the sums are all-reduced: every rank returns the global means."""
+        dist = self.trainer.dist
+        part = images[dist.shard(images.shape[0])] if dist.enabled else images
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)   # psnr, ssim, count
+        if part.shape[0]:                 # a rank's shard may be empty (fewer images than ranks)
+            recon = self.decode(self.encode(part))
+            sums[0] = psnr(recon, part).double().sum()
+            if with_ssim:
+                sums[1] = ssim(recon, part).double().sum()
+        sums[2] = part.shape[0]
+        sums = dist.all_reduce_sum(sums).tolist()
+        n = max(sums[2], 1.0)
+        out = {"psnr": sums[0] / n}
+        if with_ssim:
+            out["ssim"] = sums[1] / n
+        return out
+
+    def evaluate(self, trainer) -> dict:
+        eval_set = self.test_images[:self.cfg.eval_images]
+        if not eval_set.shape[0]:
+            return {}
+        self._eval_n = int(eval_set.shape[0])
+        return {"test_psnr": self.reconstruction_metrics(eval_set)["psnr"]}
+
+    def describe_eval(self, m):
+        return f"test PSNR {m['test_psnr']:.2f} dB on {self._eval_n} unseen images"
+
+    def on_fit_end(self, trainer) -> None:
+        sampler = GaussianLatentSampler(self.encode(self.train_images[:5000]))
+        self.latent_stats = {"mean": sampler.mean, "cov": sampler.cov}
+
+    def final_metrics(self, trainer) -> dict:
+        was = trainer.model.training
+        trainer.model.eval()
+        test = self.test_images
+        m = (self.reconstruction_metrics(test, with_ssim=True) if test.shape[0]
+             else {"psnr": float("nan"), "ssim": float("nan")})
+        trainer.model.train(was)
+        return {"test_psnr": m["psnr"], "test_ssim": m["ssim"], "dataset": self.dataset.name,
+                "data_source": self.dataset.source, "num_test": int(test.shape[0]),
+                "num_train": int(self.train_images.shape[0])}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "latent_stats": self.latent_stats}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.latent_stats = state.get("latent_stats")
+
+    def write_outputs(self, trainer, metrics, out):
+        if not trainer.dist.is_main:
+            return {}, metrics
+        return write_image_outputs(self, metrics, out), metrics
+
+    def describe(self, trainer) -> list[str]:
+        c = trainer.cfg
+        lines = super().describe(trainer)
+        lines[1] = (f"model: LatentSiren {c.layers}x{c.hidden}, latent {c.latent}, "
+                    f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters on {trainer.device}; "
+                    f"batch {c.batch_size}, lr {c.lr:g}, outer fraction {c.outer_fraction:g}, steps {c.steps}")
+        return lines
+
+    def summary(self, trainer, metrics, paths) -> list[str]:
+        files = sorted(p.name for p in paths.values()) + ["config.json", "metrics.jsonl"]
+        if metrics.get("checkpoint"):
+            files.append(Path(metrics["checkpoint"]).name)
+        return [f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
+                f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)",
+                f"wrote to {trainer.out}/: " + ", ".join(files)]
+
+
+def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> dict:
+    """Write the run's pictures and figures into ``out``; returns ``{name: path}``.
+
+    ``recon_train.png`` / ``recon_test.png`` (originals above their one-step reconstructions),
+    ``samples.png`` (latents from a full-covariance Gaussian fitted to training latents),
+    ``slerp.png`` / ``slerp.gif`` (spherical interpolation between test latents),
+    ``superres.png`` (test latents rendered at 1×, 4× and 10×, shown at the same size),
+    ``curves.png``, ``metrics.json``.
+    """
+    import torch.nn.functional as F
+
+    from ...core.sampling import slerp_path
+    from ...viz import image_grid, plot_curves, save_gif, save_grid
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    g = torch.Generator().manual_seed(seed)
+    t = task
+    t.trainer.model.eval()
+    H, W = t.resolution
+    for split, imgs in (("train", t.train_images), ("test", t.test_images)):
+        if imgs.shape[0] == 0:
+            continue
+        x = imgs[:num_show]
+        rec = t.decode(t.encode(x))
+        paths[f"recon_{split}"] = save_grid(torch.cat([x, rec]), out / f"recon_{split}.png", nrow=x.shape[0])
+    stats = t.latent_stats
+    sampler = (GaussianLatentSampler.from_moments(stats["mean"], stats["cov"]) if stats is not None
+               else GaussianLatentSampler(t.encode(t.train_images[:5000])))
+    paths["samples"] = save_grid(t.decode(sampler.sample(64, generator=g).to(t.device)), out / "samples.png", nrow=8)
+    src = t.test_images if t.test_images.shape[0] >= 2 else t.train_images
+    z_src = t.encode(src[:16])
+    pairs = [(i, (i + 1) % z_src.shape[0]) for i in range(0, min(16, z_src.shape[0]), 2)]
+    frames = 10
+    rows = [slerp_path(z_src[a], z_src[b], frames) for a, b in pairs]
+    paths["slerp"] = save_grid(t.decode(torch.cat(rows)), out / "slerp.png", nrow=frames)
+    # GIF: the first four pairs at 4x resolution, there and back
+    n_gif = min(4, len(pairs))
+    steps = 24
+    path_z = torch.stack([slerp_path(z_src[a], z_src[b], steps) for a, b in pairs[:n_gif]], 1)   # (T, n, k)
+    gif_frames = []
+    for k in list(range(steps)) + list(range(steps - 2, 0, -1)):
+        gif_frames.append(image_grid(t.decode(path_z[k], (4 * H, 4 * W)), nrow=n_gif, pad=4))
+    paths["slerp_gif"] = save_gif(gif_frames, out / "slerp.gif")
+    # super-resolution: originals (nearest ×10), renders at 4× and 10× (shown at 10× size)
+    x = src[:8]
+    z = t.encode(x)
+    big = (10 * H, 10 * W)
+    shown = [F.interpolate(x, size=big, mode="nearest"),
+             F.interpolate(t.decode(z, (4 * H, 4 * W)), size=big, mode="nearest"),
+             t.decode(z, big)]
+    paths["superres"] = save_grid(torch.cat(shown), out / "superres.png", nrow=x.shape[0], pad=4)
+    paths["curves"] = plot_curves(t.trainer.history, out / "curves.png")
+    paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
+    return paths

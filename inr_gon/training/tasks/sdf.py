@@ -1,0 +1,354 @@
+"""The SDF task: GONs over signed distance fields of a shape set (procedural, meshes, DeepSDF).
+
+Each shape's latent is the gradient at the origin over that shape's points (per-sample
+coordinates, or uniform points shared by the batch for analytic shapes: the exact fast path);
+the outer loss is on a disjoint random subset of the shape's points. The periodic evaluation is
+cheap (one-step latents of some training and unseen shapes, the field on their own points); the
+final one extracts meshes and compares them with the ground truth (:mod:`.sdf_outputs`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...core.sdf import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_latent, split_points
+from ...eval.shape import chamfer_distance, normal_consistency, volumetric_iou
+from ...geometry.mesh import extract_mesh
+from ...nn.siren import LatentSiren
+from ..config import SirenConfig, at_least, nonneg, option, positive
+from ..objectives import SdfGONObjective
+from ..trainer import TrainerConfig
+from .base import Task
+from .image import load_trained
+from .sdf_data import SdfShapeSet, load_shapes
+
+__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "SDF_CHECKPOINT_KIND"]
+
+SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
+
+
+@dataclass
+class SdfConfig(SirenConfig, TrainerConfig):
+    """An SDF GON on a shape set (``None`` fields: the defaults below)."""
+
+    meshes: str | None = option(None, "a folder of mesh files (normalised, sampled, cached)", metavar="DIR",
+                                group="data")
+    deepsdf: str | None = option(None, "a DeepSDF data folder (SdfSamples/...)", metavar="DIR", group="data")
+    num_shapes: int = option(64, "procedural: training shapes", check=at_least(1), group="data")
+    num_unseen: int | None = option(None, "shapes held out (default: procedural 8, folders 1/4)", check=at_least(0),
+                                    group="data")
+    pool: int = option(4096, "points kept per shape (half uniform in [-1, 1]^3, half near the surface)",
+                       check=at_least(2), group="data")
+    cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
+    points: int = option(1024, "points per shape per step, half inner, half outer", check=at_least(2))
+    loss: str = option("clamped_l1", "point loss", choices=("clamped_l1", "l2", "mse", "l1"))
+    delta: float = option(0.1, "clamp of clamped_l1", check=positive)
+    inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
+                                      "(procedural; the exact fast path)", choices=("per_sample", "shared"))
+    inner_weight: float = option(DEFAULT_INNER_WEIGHT, "latent = -inner_weight * grad of the mean inner loss",
+                                 check=positive)
+    eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
+    eval_shapes: int = option(6, "training/unseen shapes evaluated and written", check=at_least(1), group="output")
+    mesh_resolution: int = option(64, "marching-cubes samples per axis", check=at_least(8), flag="--resolution",
+                                  aliases=("--mesh-resolution",), group="output")
+    slerp_frames: int = option(6, "meshes along the slerp between two shapes", check=at_least(2), group="output")
+
+    TASK = "sdf"
+    DEFAULTS = dict(hidden=128, layers=3, steps=500, batch_size=16, lr=2e-4, lr_schedule="constant",
+                    checkpoint_every=300, keep_checkpoints=2, eval_every=100)
+    LEGACY = {"resolution": "mesh_resolution"}
+
+    @property
+    def source(self) -> str:
+        return "meshes" if self.meshes else "deepsdf" if self.deepsdf else "procedural"
+
+    @property
+    def data(self) -> str | None:
+        return self.meshes or self.deepsdf
+
+    def _checks(self):
+        return [("meshes", not (self.meshes and self.deepsdf), "and deepsdf: give one of them"),
+                ("pool", self.pool >= self.points, f"must be >= points ({self.points})"),
+                ("inner", self.inner == "per_sample" or self.source == "procedural",
+                 "'shared' needs analytic shapes (the procedural source)")]
+
+    @classmethod
+    def _upgrade(cls, d: dict) -> dict:
+        source, data = d.pop("source", None), d.pop("data", None)
+        if source in ("meshes", "deepsdf") and data:
+            d.setdefault(source, data)
+        return d
+
+
+def load_sdf_trained(path, *, device=None):
+    """Rebuild ``(model, checkpoint dict)`` from an SDF-GON checkpoint (``weights_only`` loading);
+    :class:`~inr_gon.training.checkpoint.CheckpointError` (one line) for a bad file."""
+    return load_trained(path, device=device, kind=SDF_CHECKPOINT_KIND)
+
+
+class SdfTask(Task):
+    """Train an SDF GON (``LatentSiren(3, k, 1, ...)``) on a shape set.
+
+    Args:
+        config: the run's :class:`SdfConfig`.
+        shapes: an :class:`~inr_gon.training.tasks.sdf_data.SdfShapeSet` (default: loaded from
+            the config).
+    """
+
+    name = "sdf"
+    about = "SDF GON on shapes: procedural, a mesh folder or DeepSDF samples"
+    config_class = SdfConfig
+    checkpoint_kind = SDF_CHECKPOINT_KIND
+
+    def __init__(self, config, *, shapes: SdfShapeSet | None = None):
+        super().__init__(config)
+        self.shapes = shapes
+        self._truth_cache: dict = {}
+
+    @classmethod
+    def default_out(cls, cfg) -> str:
+        return f"runs/sdf_{cfg.source}"
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def setup(self, trainer) -> None:
+        super().setup(trainer)
+        cfg, dist = self.cfg, trainer.dist
+        if self.shapes is None:
+            with dist.main_first():        # rank 0 samples and caches mesh folders first
+                self.shapes = load_shapes(cfg, quiet=trainer.quiet)
+        if not self.shapes.train_index:
+            raise ValueError("the training set is empty")
+        if dist.enabled:
+            if len(self.shapes.train_index) < cfg.batch_size:
+                raise ValueError(f"{len(self.shapes.train_index)} training shapes are fewer than the global "
+                                 f"batch_size={cfg.batch_size}")
+            total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
+            if dist.broadcast_object(total) != total:
+                raise ValueError("the ranks loaded different shape pools (the same --seed and data are needed)")
+        if cfg.inner == "shared" and self.shapes.analytic is None:
+            raise ValueError("inner='shared' needs analytic shapes (source 'procedural')")
+        if self.shapes.points.shape[1] < cfg.points:
+            raise ValueError(f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than "
+                             f"points={cfg.points}")
+        self.device = trainer.device
+        self.points = self.shapes.points.to(self.device)
+        self.sdf = self.shapes.sdf.to(self.device)
+        self.train_index = torch.tensor(self.shapes.train_index)
+
+    def num_train(self) -> int:
+        return len(self.shapes.train_index)
+
+    def build_model(self):
+        c = self.cfg
+        return LatentSiren(3, c.latent, 1, c.hidden, c.layers, w0=c.w0, w0_first=c.w0_first)
+
+    def build_objective(self, model):
+        c = self.cfg
+        return SdfGONObjective(model, loss=c.loss, delta=c.delta, inner_weight=c.inner_weight,
+                               eikonal_weight=c.eikonal, check=False, amp=c.amp)
+
+    # -- batches --------------------------------------------------------------------------------------
+    @property
+    def num_inner(self) -> int:
+        return self.cfg.points // 2
+
+    def make_batch(self, index, mine, generator):
+        """Inner and outer points of the shapes ``train_index[index]``: the random subsets are
+        drawn for the whole global batch (the same generator state on every rank), then each rank
+        keeps its slice ``mine``. Returns ``(inner_points (b, P, 3) or shared (P, 3),
+        inner_sdf (b, P), outer_points (b, M, 3), outer_sdf (b, M))``."""
+        cfg = self.cfg
+        idx = self.train_index[index]
+        dev_idx = idx.to(self.device)
+        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
+        m_in, m_out = self.num_inner, cfg.points - self.num_inner
+        if cfg.inner == "shared":
+            ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1   # (P, 3)
+            op, osdf = _random_subset(pts, sdf, m_out, generator)
+            isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx[mine]]).float()
+            return ip, isdf, op[mine], osdf[mine]
+        ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
+        return ip[mine], isdf[mine], op[mine], osdf[mine]
+
+    def progress(self, parts, last_eval):
+        out = {"loss": f"{parts['loss']:.4f}"}
+        if self.cfg.eikonal > 0:
+            out["eik"] = f"{parts['eikonal']:.3f}"
+        if "unseen_sign_iou" in last_eval:
+            out["iou"] = f"{last_eval['train_sign_iou']:.2f}/{last_eval['unseen_sign_iou']:.2f}"
+        elif "train_sign_iou" in last_eval:
+            out["iou"] = f"{last_eval['train_sign_iou']:.2f}"
+        return out
+
+    # -- encoding -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, index, *, num_points: int = 8192) -> torch.Tensor:
+        """One-step latents ``(len(index), k)`` of shapes ``index`` (training or unseen).
+
+        Per-sample mode: ``num_points`` fixed points of each shape's pool (at most the pool);
+        shared mode: ``num_points`` fixed uniform points, SDFs evaluated analytically (the
+        distribution the model was trained with).
+        """
+        model = self.trainer.model
+        index = [int(i) for i in index]
+        if not index:
+            return torch.zeros(0, self.cfg.latent, device=self.device)
+        g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 12345)
+        common = dict(loss=self.cfg.loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
+        if self.cfg.inner == "shared":
+            ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
+            isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
+            return sdf_gon_latent(model, ip, isdf, **common)
+        n = min(num_points, self.points.shape[1])
+        zs = []
+        for i in index:       # each shape its own seeded subset: the same in any batch or shard
+            g.manual_seed(self.cfg.seed + 12345 + i)
+            sel = torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n]
+            zs.append(sdf_gon_latent(model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
+        return torch.cat(zs)
+
+    def sdf_of(self, z: torch.Tensor):
+        """The ``(N, 3) -> (N,)`` SDF callable of one latent ``(k,)``."""
+        return latent_sdf(self.trainer.model, z)
+
+    # -- periodic evaluation: the field on the shapes' own points --------------------------------------
+    @torch.no_grad()
+    def field_metrics(self, index) -> dict:
+        """Sign IoU (inside = negative, predicted vs true) and the mean absolute error near the
+        surface (``|s| < delta``) on each shape's pool, for one-step latents of ``index``."""
+        index = [int(i) for i in index]
+        if not index:
+            return {}
+        z = self.encode(index)
+        ious, errs = [], []
+        for j, i in enumerate(index):
+            pred = self.sdf_of(z[j])(self.points[i])
+            true = self.sdf[i]
+            inside_p, inside_t = pred < 0, true < 0
+            union = int((inside_p | inside_t).sum())
+            ious.append(1.0 if union == 0 else int((inside_p & inside_t).sum()) / union)
+            near = true.abs() < self.cfg.delta
+            errs.append(float((pred - true)[near].abs().mean()) if bool(near.any()) else float("nan"))
+        return {"sign_iou": float(np.mean(ious)), "near_l1": float(np.nanmean(errs)) if any(
+            np.isfinite(errs)) else float("nan")}
+
+    def evaluate(self, trainer) -> dict:
+        out = {}
+        for split, idx in (("train", self.shapes.train_index), ("unseen", self.shapes.unseen_index)):
+            m = self.field_metrics(idx[:self.cfg.eval_shapes])
+            out.update({f"{split}_{k}": v for k, v in m.items()})
+        return out
+
+    def describe_eval(self, m):
+        text = f"train sign IoU {m['train_sign_iou']:.3f}, near-surface L1 {m['train_near_l1']:.4f}"
+        if "unseen_sign_iou" in m:
+            text += f"; unseen {m['unseen_sign_iou']:.3f}, {m['unseen_near_l1']:.4f}"
+        return text
+
+    # -- the final evaluation: meshes against the ground truth ----------------------------------------
+    def truth_mesh(self, i: int):
+        """Ground-truth mesh of shape ``i`` (analytic: extracted at 2× the output resolution), or
+        ``None`` when there is only a point cloud or nothing."""
+        if self.shapes.analytic is not None:
+            if i not in self._truth_cache:
+                res = min(2 * self.cfg.mesh_resolution, 192)
+                self._truth_cache[i] = extract_mesh(self.shapes.analytic[i], res, method="coarse_to_fine",
+                                                    device="cpu")
+            return self._truth_cache[i]
+        t = self.shapes.truth[i] if self.shapes.truth else None
+        return t if hasattr(t, "faces") else None
+
+    def evaluate_shapes(self, index, *, write_dir=None, prefix: str = "shape", num_samples: int = 10_000) -> dict:
+        """Encode shapes ``index`` in one step, extract meshes and compare with the ground truth.
+
+        Returns per-shape lists and means of ``chamfer`` (DeepSDF's, squared units),
+        ``normal_consistency`` and ``iou`` (``None`` where the ground truth cannot give it), and
+        ``empty_meshes``. Writes ``<prefix>_<name>.ply`` (and the ground-truth ``..._gt.ply`` for
+        analytic shapes) into ``write_dir`` if given. A collective under DDP: each rank
+        evaluates its share of the shapes; every rank returns the whole result and rank 0 writes.
+        """
+        model, dist = self.trainer.model, self.trainer.dist
+        was = model.training
+        model.eval()
+        index = [int(i) for i in index]
+        mine = index[dist.shard(len(index))]
+        z = self.encode(mine)
+        results = dist.gather_list([self._evaluate_one(i, z[j], num_samples) for j, i in enumerate(mine)])
+        model.train(was)
+        if write_dir is not None and dist.is_main:
+            Path(write_dir).mkdir(parents=True, exist_ok=True)
+            for r in results:
+                for suffix, mesh in (("", r["mesh"]), ("_gt", r["gt_mesh"])):
+                    if mesh is not None and len(mesh.faces):
+                        mesh.export(Path(write_dir) / f"{prefix}_{r['name']}{suffix}.ply")
+        rows = {"names": [r["name"] for r in results]}
+        for k in ("chamfer", "normal_consistency", "iou"):
+            rows[k] = [r[k] for r in results]
+        mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
+                          else None)
+        return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
+                "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
+                "iou": mean(rows["iou"]), "per_shape": rows}
+
+    def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
+        """Mesh and metrics of shape ``i`` encoded as ``z (k,)``; ``gt_mesh``: the analytic
+        ground-truth mesh to write (``None`` for data shapes)."""
+        f = self.sdf_of(z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mesh = extract_mesh(f, self.cfg.mesh_resolution, (-1.0, 1.0))
+        gt_mesh = self.truth_mesh(i)
+        gt = gt_mesh if gt_mesh is not None else (self.shapes.truth[i] if self.shapes.truth else None)
+        ch = nc = None
+        if gt is not None and len(mesh.faces):
+            ch = chamfer_distance(mesh, gt, num_samples=num_samples)
+            if gt_mesh is not None:
+                nc = normal_consistency(mesh, gt_mesh, num_samples=num_samples)
+        if self.shapes.analytic is not None:
+            iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
+        elif gt_mesh is not None:
+            iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
+        else:       # DeepSDF: agreement of inside/outside on the shape's own samples
+            s_pred = f(self.points[i]) < 0
+            s_true = self.sdf[i] < 0
+            union = int((s_pred | s_true).sum())
+            iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
+        return {"name": self.shapes.names[i], "mesh": mesh,
+                "gt_mesh": gt_mesh if self.shapes.analytic is not None else None,
+                "chamfer": ch, "normal_consistency": nc, "iou": iou}
+
+    # -- checkpoints and outputs ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        s = self.shapes
+        return {"shapes": {"name": s.name, "source": s.source, "names": list(s.names),
+                           "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)}}
+
+    def write_outputs(self, trainer, metrics, out):
+        from .sdf_outputs import write_sdf_outputs
+        return write_sdf_outputs(self, metrics, out)
+
+    def describe(self, trainer) -> list[str]:
+        lines = []
+        if trainer.dist.enabled:
+            c = trainer.cfg
+            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
+                         f" shapes each per step (global batch {c.batch_size})")
+        return lines
+
+    def summary(self, trainer, m, paths) -> list[str]:
+        fmt = lambda v, f: "n/a" if v is None else format(v, f)
+        lines = [f"data: {self.shapes.name} ({len(self.shapes.train_index)} train, "
+                 f"{len(self.shapes.unseen_index)} unseen shapes)",
+                 f"trained {m['steps']} steps in {m['train_seconds']:.1f} s ({m['params']:,} parameters, {m['device']})",
+                 f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
+                 f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}",
+                 f"unseen shapes (one gradient step): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
+                 f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}"]
+        lines += [f"  {name:16s} {path}" for name, path in paths.items()]
+        lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
+        return lines

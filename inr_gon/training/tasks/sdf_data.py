@@ -1,0 +1,132 @@
+"""Shape sets for the SDF task: per-shape point pools with signed distances, and ground truth.
+
+Sources: the procedural family of analytic shapes (:class:`~inr_gon.geometry.shapes.ProceduralShapes`,
+offline), a folder of mesh files (normalised DeepSDF-style, sampled with libigl signed
+distances, cached), or DeepSDF ``SdfSamples`` files. Some shapes are held out as *unseen*
+shapes: never trained on, encoded by the single gradient step at evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from ...geometry.shapes import ProceduralShapes
+
+if TYPE_CHECKING:
+    from .sdf import SdfConfig
+
+__all__ = ["SdfShapeSet", "load_shapes", "mesh_files", "MESH_SUFFIXES"]
+
+MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+
+
+@dataclass
+class SdfShapeSet:
+    """Shapes as point pools plus ground truth.
+
+    Attributes:
+        name, source: description.
+        names: ``S`` shape names; ``train_index`` / ``unseen_index``: which are which.
+        points: ``(S, N, 3)`` float32; ``sdf``: ``(S, N)`` float32 (CPU).
+        analytic: ``S`` SDF callables (procedural) or ``None``.
+        truth: ``S`` ground truths for the metrics: a ``trimesh.Trimesh`` (a mesh or, for
+            analytic shapes, built lazily), an ``(M, 3)`` surface point array (DeepSDF), or
+            ``None``.
+    """
+
+    name: str
+    source: str
+    names: list
+    points: torch.Tensor
+    sdf: torch.Tensor
+    train_index: list
+    unseen_index: list
+    analytic: list | None = None
+    truth: list | None = None
+
+
+def _analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
+    """``n`` points of an analytic shape: half uniform in ``[-1, 1]^3``, half with ``|sdf| < band``
+    (rejection sampling). Returns ``(points (n, 3), sdf (n,))``."""
+    n_uni = n // 2
+    pts = [torch.rand(n_uni, 3, generator=generator) * 2 - 1]
+    need, tries = n - n_uni, 0
+    while need > 0:
+        cand = torch.rand(max(8 * need, 4096), 3, generator=generator) * 2 - 1
+        with torch.no_grad():
+            near = cand[shape(cand).abs() < band][:need]
+        pts.append(near)
+        need -= near.shape[0]
+        tries += 1
+        if tries > 50:
+            raise RuntimeError("could not sample near-surface points of a procedural shape")
+    p = torch.cat(pts)
+    with torch.no_grad():
+        return p, shape(p).float()
+
+
+def _split(num: int, num_unseen: int | None) -> tuple[list, list]:
+    u = num_unseen if num_unseen is not None else (max(1, num // 4) if num >= 2 else 0)
+    if u >= num:
+        raise ValueError(f"num_unseen={u} leaves no training shapes out of {num}")
+    return list(range(num - u)), list(range(num - u, num))
+
+
+def mesh_files(folder) -> list[Path]:
+    """Mesh files (``MESH_SUFFIXES``) directly in ``folder``, sorted; a one-line ``ValueError``
+    when the folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: mesh folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no mesh files ({', '.join(MESH_SUFFIXES)}) found")
+    return files
+
+
+def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
+    """The shape set named by ``cfg`` (pools of ``cfg.pool`` points per shape, CPU)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.source == "procedural":
+        u = 8 if cfg.num_unseen is None else cfg.num_unseen
+        fam = ProceduralShapes(cfg.num_shapes + u, seed=cfg.seed)
+        shapes = list(fam)
+        pools = [_analytic_pool(s, cfg.pool, g) for s in shapes]
+        return SdfShapeSet("procedural", repr(fam), [f"shape{i:04d}" for i in range(len(shapes))],
+                           torch.stack([p for p, _ in pools]), torch.stack([s for _, s in pools]),
+                           list(range(cfg.num_shapes)), list(range(cfg.num_shapes, cfg.num_shapes + u)),
+                           analytic=shapes, truth=[None] * len(shapes))
+    if cfg.source == "meshes":
+        from ...data.meshes import load_mesh, normalize_mesh, sample_sdf_cached
+        files = mesh_files(cfg.data)
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out or "runs") / "cache"
+        pts, sdfs, truth = [], [], []
+        for f in tqdm(files, desc="sample meshes", disable=quiet):
+            s = sample_sdf_cached(f, cache, num_uniform=cfg.pool // 2, num_surface=cfg.pool - cfg.pool // 2,
+                                  sigmas=(0.05, 0.01, 0.002), seed=cfg.seed)
+            pts.append(s.points)
+            sdfs.append(s.sdf)
+            truth.append(normalize_mesh(load_mesh(f))[0])
+        tr, un = _split(len(files), cfg.num_unseen)
+        return SdfShapeSet("meshes", str(cfg.data), [f.stem for f in files], torch.stack(pts),
+                           torch.stack(sdfs), tr, un, truth=truth)
+    from ...data.meshes import read_deepsdf
+    records = read_deepsdf(cfg.data)
+    pts, sdfs, truth = [], [], []
+    for r in records:
+        rows = torch.cat([r.pos, r.neg])
+        if rows.shape[0] < 1:
+            raise ValueError(f"{r.id}: no SDF samples")
+        idx = torch.randint(rows.shape[0], (cfg.pool,), generator=g) if rows.shape[0] < cfg.pool else \
+            torch.randperm(rows.shape[0], generator=g)[:cfg.pool]
+        pts.append(rows[idx, :3].contiguous())
+        sdfs.append(rows[idx, 3].contiguous())
+        truth.append(r.surface_points() if r.surface_path is not None else None)
+    tr, un = _split(len(records), cfg.num_unseen)
+    return SdfShapeSet("deepsdf", str(cfg.data), [r.id for r in records], torch.stack(pts),
+                       torch.stack(sdfs), tr, un, truth=truth)

@@ -1,0 +1,87 @@
+"""Checkpoints: atomic writes (a failed or killed save keeps the previous file), rotation, clear
+errors for truncated files, and checkpoints of earlier versions still load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inr_gon.training import Trainer
+from inr_gon.training.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, rotate_checkpoints,
+                                         save_checkpoint)
+
+from conftest import tiny_config, tiny_dataset
+
+
+def _partial_save(nbytes=100, exc=OSError("No space left on device")):
+    """A torch.save that writes a truncated checkpoint and then fails."""
+    real = torch.save
+
+    def bad(obj, f, *a, **k):
+        import io
+        buf = io.BytesIO()
+        real(obj, buf)
+        f.write(buf.getvalue()[:nbytes])
+        f.flush()
+        raise exc
+    return bad
+
+
+@pytest.mark.parametrize("same_name", [False, True])
+def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch, same_name):
+    good = save_checkpoint(tmp_path / "ckpt_step0000001.pt", {"step": 1, "w": torch.arange(1000.0)})
+    before = good.read_bytes()
+    monkeypatch.setattr(torch, "save", _partial_save())
+    target = good if same_name else tmp_path / "ckpt_step0000002.pt"
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(target, {"step": 2, "w": torch.zeros(1000)})
+    monkeypatch.undo()
+    assert good.read_bytes() == before                       # untouched, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]   # no temp file, no partial
+    assert latest_checkpoint(tmp_path) == good
+    assert load_checkpoint(good)["step"] == 1
+
+
+def test_trainer_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    t = Trainer(tiny_config(tmp_path, steps=8, checkpoint_every=2, eval_every=100),
+                        dataset=tiny_dataset(), quiet=True)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    real, calls = torch.save, []
+
+    def second_save_fails(obj, f, *a, **k):
+        calls.append(obj["step"])
+        if len(calls) == 2:
+            return _partial_save(exc=OSError("disk full"))(obj, f, *a, **k)
+        return real(obj, f, *a, **k)
+    monkeypatch.setattr(torch, "save", second_save_fails)
+    with pytest.raises(OSError, match="disk full"):
+        t.fit()
+    monkeypatch.undo()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["ckpt_step0000002.pt", "config.json", "metrics.jsonl"], files
+    assert load_checkpoint(tmp_path / "ckpt_step0000002.pt")["step"] == 2
+
+
+def test_rotation_keeps_newest_k_and_removes_stale_temp_files(tmp_path):
+    for s in (1, 5, 10, 20, 100):
+        save_checkpoint(tmp_path / f"ckpt_step{s:07d}.pt", {"step": s})
+    stale = tmp_path / ".ckpt_step0000200.pt.abc123.tmp"    # left by a save killed mid-write
+    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me")
+    removed = rotate_checkpoints(tmp_path, keep=3)
+    assert sorted(p.name for p in removed) == ["ckpt_step0000001.pt", "ckpt_step0000005.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt_step0000010.pt", "ckpt_step0000020.pt", "ckpt_step0000100.pt", "notes.txt"]
+    assert latest_checkpoint(tmp_path).name == "ckpt_step0000100.pt"
+
+
+@pytest.mark.parametrize("cut", [0, 1, 30, 200, -50, -1])
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, cut):
+    good = save_checkpoint(tmp_path / "c.pt", {"step": 3, "w": torch.randn(64, 64)})
+    data = good.read_bytes()
+    bad = tmp_path / "t.pt"
+    bad.write_bytes(data[:cut] if cut >= 0 else data[:len(data) + cut])
+    with pytest.raises(CheckpointError, match=r"t\.pt") as e:
+        load_checkpoint(bad)
+    assert "\n" not in str(e.value)
