@@ -1,12 +1,17 @@
 """inr_gon: Gradient Origin Networks for implicit neural representations.
 
-Data flow, and the direction of every import (a layer imports only the layers before it)::
+Data flow, and the direction of every import (a layer imports only the layers left of it)::
 
-    core  ->  nn  ->  geometry, eval  ->  variants  ->  data  ->  training  ->  viz, cli
-    coordinates, integrators,   SIREN,   render, mesh,    variational,   readers   Trainer,   pictures,
-    losses, latents, SDF latents fused   shapes; image/   classifier,              tasks,     the command
-    (pure tensors, no I/O)      kernel,  shape/latent     modality,                configs,   line
-                                conv     metrics          baselines                checkpoints
+    core -> nn -> geometry, eval -> variants -> data, viz -> training -> cli
+
+* ``core``: coordinates, integrators, losses, gradient-origin latents, SDF latents, latent
+  sampling, the model protocols (pure tensors);
+* ``nn``: SIREN, the latent-conditioned SIREN and its fused kernel, the convolutional decoder;
+* ``geometry``: rendering at any resolution, marching cubes, analytic shapes; ``eval``: image,
+  shape and latent metrics;
+* ``variants``: variational, classifier, modality conversion, autoencoder baselines;
+* ``data``: data-set readers; ``viz``: pictures;
+* ``training``: the Trainer, its tasks and configs, checkpoints, DDP, logs; ``cli``: the command.
 
 ``core``, ``nn``, ``geometry``, ``eval`` and ``variants`` do no file I/O; ``data`` reads data
 sets, ``training`` writes runs, ``viz`` writes pictures.

@@ -3,6 +3,8 @@ errors for truncated files, and checkpoints of earlier versions still load."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -85,3 +87,74 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, cut):
     with pytest.raises(CheckpointError, match=r"t\.pt") as e:
         load_checkpoint(bad)
     assert "\n" not in str(e.value)
+
+
+# -- checkpoints written by inr_gon 0.1 (before the trainer redesign) -------------------------------
+FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
+
+
+def _copy_run(name, dst):
+    dst.mkdir(parents=True)
+    for f in (FIXTURES / name).iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)             # the fixtures were written with one thread
+    yield
+    torch.set_num_threads(n)
+
+
+def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
+    old = _copy_run("image_v1", tmp_path / "old")
+    kw = dict(steps=4, batch_size=8, hidden=8, layers=1, latent=2, eval_every=100, checkpoint_every=4, seconds=0.0,
+              lr=None, lr_schedule=None)
+    new = Trainer(tiny_config(tmp_path / "new", **kw), dataset=tiny_dataset(), quiet=True)
+    new.prepare_run_dir(resume=False, overwrite=False)
+    new.fit()
+    results = []
+    for run in (old, tmp_path / "new"):
+        t = Trainer(tiny_config(run, **{**kw, "steps": 6}), dataset=tiny_dataset(), quiet=True)
+        t.prepare_run_dir(resume=True, overwrite=False)
+        assert t.step == 4
+        t.fit()
+        results.append(t.model.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
+    from inr_gon.training import SdfConfig
+    old = _copy_run("sdf_v1", tmp_path / "old")
+    kw = dict(num_shapes=4, num_unseen=1, pool=128, points=32, batch_size=2, hidden=8, layers=1, latent=2,
+              checkpoint_every=4, device="cpu", eval_every=100)
+    new = Trainer(SdfConfig(steps=4, out=str(tmp_path / "new"), **kw), quiet=True)
+    new.prepare_run_dir(resume=False, overwrite=False)
+    new.fit()
+    results = []
+    for run in (old, tmp_path / "new"):
+        t = Trainer(SdfConfig(steps=6, out=str(run), **kw), quiet=True)
+        t.prepare_run_dir(resume=True, overwrite=False)
+        assert t.step == 4
+        t.fit()
+        results.append(t.model.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_0_1_checkpoints_render_and_evaluate(tmp_path, capsys):
+    import json
+    from inr_gon.cli import main
+    img = FIXTURES / "image_v1" / "ckpt_step0000004.pt"
+    assert main(["render", "--checkpoint", str(img), "--resolution", "20", "--sample", "4",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(img), "--num", "20"]) == 0     # MNIST (or its embedded subset)
+    res = json.loads(capsys.readouterr().out)
+    assert res["num_test"] == 20 and res["step"] == 4
+    sdf = FIXTURES / "sdf_v1" / "ckpt_step0000004.pt"
+    assert main(["eval", "--checkpoint", str(sdf), "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["step"] == 4 and 0 <= res["train_sign_iou"] <= 1 and "unseen_iou" in res

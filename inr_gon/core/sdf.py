@@ -24,10 +24,8 @@ both).
 
 Inner scale. The latent is linear in ``w``. ``w = inner_weight / P`` makes ``z`` an estimate of
 ``-inner_weight ∇ mean_p ℓ``, independent of how many points encode a shape (training and
-encoding unseen shapes may use different ``P``). :data:`DEFAULT_INNER_WEIGHT` was measured on
-the procedural family (``benchmarks/sdf_step.py --scales``; 150 steps, B=16, 512 inner points,
-SIREN 3x128, clamped L1: weight 0.03 -> train/unseen IoU 0.41/0.40, 0.1 -> 0.31/0.44, 0.3 -> 0.55/0.42, 1.0 -> the
-model collapsed to an empty shape, IoU 0/0).
+encoding unseen shapes may use different ``P``). :data:`DEFAULT_INNER_WEIGHT` was chosen by measurement (``benchmarks/sdf_step.py --scales``;
+figures in the README).
 
 This module is part of the core: no file I/O.
 """
@@ -45,7 +43,7 @@ from .losses import ClampedL1, get_loss
 __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "latent_sdf",
            "LatentSDF", "split_points", "DEFAULT_INNER_WEIGHT"]
 
-#: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (measured, see module doc).
+#: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (see the module docstring).
 DEFAULT_INNER_WEIGHT = 0.3
 
 

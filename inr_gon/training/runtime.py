@@ -16,7 +16,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc <malloc.h>
 def configure_tf32(enabled: bool) -> None:
     """Allow (or forbid) TF32 tensor-core matmuls and convolutions on CUDA (process-wide; no
     effect on CPU). TF32 keeps float32 range with a 10-bit mantissa (~1e-3 relative error
-    per product), about 2-8x faster float32 matmuls on Ampere and later GPUs."""
+    per product), for faster float32 matmuls on Ampere and later GPUs."""
     torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
     torch.backends.cudnn.allow_tf32 = bool(enabled)
 
@@ -26,8 +26,8 @@ def keep_freed_memory(*, threshold: int = 1 << 30) -> bool:
 
     By default glibc maps every block above 32 MiB afresh from the kernel and unmaps it when
     freed, so each large activation of a CPU training step (a ``(B·P, H)`` float32 tensor is
-    51 MB at the paper's size) is paid for again with a zero-filled page fault per 4 KiB —
-    about a quarter of a 4×256 GON step on a 2-core CPU. Raising ``M_MMAP_THRESHOLD`` and
+    51 MB at the paper's size) is paid for again with a zero-filled page fault per 4 KiB (the
+    README's "Speed" section has the figures). Raising ``M_MMAP_THRESHOLD`` and
     ``M_TRIM_THRESHOLD`` to ``threshold`` bytes serves such blocks from the heap and keeps it.
     Process-wide: the resident size then stays at the step's peak (which it reaches anyway).
 

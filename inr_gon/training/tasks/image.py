@@ -62,8 +62,8 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                               check=at_least(1))
 
     TASK = "image"
-    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: measured to finish
-    # in about 4 minutes on 2 cores (README, "Main job").
+    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by
+    # measurement for a run of a few minutes on 2 cores (README, "Main job").
     CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
                          steps=20_000, eval_every=1000, checkpoint_every=1000)
     CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
