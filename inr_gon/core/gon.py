@@ -117,8 +117,16 @@ def _latent_autograd(model, coords, target, loss, weight, create_graph):
 def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
                integrator: Integrator | None = None, create_graph: bool = False,
                generator: torch.Generator | None = None, method: str = "auto",
-               check: bool = True) -> torch.Tensor:
-    """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``.
+               check: bool = True, steps: int | None = None, step_size=None) -> torch.Tensor:
+    """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``, optionally
+    refined by further gradient steps.
+
+    With ``steps = K``: ``z_1 = -α_1 ⊙ g(0)``, ``z_{t+1} = z_t - α_{t+1} ⊙ g(z_t)``, where ``g(z)``
+    is the gradient of the inner integral at ``z`` (on the same points, for all steps) and ``α``
+    the ``step_size``. The first step takes the exact shared-origin fast path; the others
+    differentiate ``model(c, z_t)`` with autograd, keeping the graph for training
+    (``create_graph=True``: the outer loss differentiates through all ``K`` steps, still second
+    order). ``K = 1``, ``α = 1`` is the paper's single step.
 
     Args:
         model: an :class:`~inr_gon.core.protocols.ExplicitLatentModel` such as
@@ -133,9 +141,20 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
             computes under ``torch.no_grad()`` and returns a detached latent.
         method: ``"auto"`` (explicit if the model supports it), ``"explicit"`` or ``"autograd"``.
         check: validate shapes, dtypes and finiteness (one host sync on CUDA).
+        steps: ``K >= 1`` gradient steps (default: the model's ``latent_steps``, else 1).
+        step_size: ``α``: a number, a ``(k,)`` tensor (per latent dimension, e.g. a learned
+            parameter) or ``(K, k)`` (per step and dimension); it multiplies the integrator's
+            weights (``α = 1``: the plain gradient). Default: the model's
+            ``latent_step_sizes()``, else 1.
     Returns:
         ``(B, k)`` latents.
     """
+    if steps is None:
+        steps = getattr(model, "latent_steps", 1)
+    if step_size is None:
+        step_size = model.latent_step_sizes() if hasattr(model, "latent_step_sizes") else 1.0
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if check:
         check_target(model, coords, target)
     loss = get_loss(loss)
@@ -146,17 +165,51 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
     if explicit and not _is_explicit(model):
         raise TypeError(f"{type(model).__name__} does not support the explicit gradient-origin path")
     fn = _latent_explicit if explicit else _latent_autograd
-    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+    alphas = _step_sizes(step_size, steps, getattr(model, "latent_dim", None))
+    graph = create_graph and torch.is_grad_enabled()
+    with torch.set_grad_enabled(graph):
         c, t, w = integrator.select(coords, target, generator=generator)
         z = fn(model, c, t, loss, w, create_graph)
+        if alphas is not None:
+            alphas = alphas.to(z)
+            z = alphas[0] * z
+        for k in range(1, steps):
+            g = _gradient_at(model, c, t, loss, w, z, graph)
+            z = z - (alphas[k] * g if alphas is not None else g)
     return z if create_graph else z.detach()
+
+
+def _step_sizes(step_size, steps: int, k):
+    """``None`` (all ones) or a ``(K, k)`` / ``(K, 1)`` tensor of step sizes."""
+    if isinstance(step_size, (int, float)) and not isinstance(step_size, bool):
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        return None if step_size == 1 else torch.full((steps, 1), float(step_size))
+    if not isinstance(step_size, torch.Tensor):
+        raise TypeError(f"step_size must be a number or a tensor, got {type(step_size).__name__}")
+    a = step_size
+    if a.dim() == 1:
+        a = a.unsqueeze(0).expand(steps, -1)
+    if a.dim() != 2 or a.shape[0] != steps or (k is not None and a.shape[1] not in (1, k)):
+        raise ValueError(f"step_size must have shape (k,) or (steps, k) = ({steps}, {k}), got {tuple(step_size.shape)}")
+    return a
+
+
+def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:
+    """``∇_z`` of the inner integral at latents ``z (B, k)`` (autograd through ``model(c, z)``)."""
+    with torch.enable_grad():
+        zz = z if z.requires_grad else z.detach().requires_grad_()
+        inner = integrate(loss(model(c, zz), t), w).sum()
+        (g,) = torch.autograd.grad(inner, zz, create_graph=create_graph)
+    return g if create_graph else g.detach()
 
 
 def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="mse", outer_loss=None,
              inner_integrator: Integrator | None = None, outer_integrator: Integrator | None = None,
              inner_coords: torch.Tensor | None = None, inner_target: torch.Tensor | None = None,
              create_graph: bool = True, generator: torch.Generator | None = None,
-             method: str = "auto", check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+             method: str = "auto", check: bool = True, steps: int | None = None,
+             step_size=None) -> tuple[torch.Tensor, torch.Tensor]:
     """GON training objective: the outer integral through the gradient-origin latent.
 
     The inner integral (which gives ``z``) and the outer integral (the loss) are chosen
@@ -170,6 +223,7 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
         inner_loss, outer_loss: losses (``outer_loss`` defaults to ``inner_loss``).
         inner_coords, inner_target: inner points/values (default: the outer ones).
         create_graph: ``True`` for training (the loss differentiates through ``z``).
+        steps, step_size: gradient steps of the latent (see :func:`gon_latent`).
     Returns:
         ``(loss, z)``: the batch mean of the outer integral estimates (scalar) and ``(B, k)``
         latents.
@@ -184,7 +238,8 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
         if it.shape[0] != target.shape[0]:
             raise ValueError(f"inner_target has batch {it.shape[0]} but target has {target.shape[0]}")
     z = gon_latent(model, ic, it, loss=inner_loss, integrator=inner_integrator,
-                   create_graph=create_graph, generator=generator, method=method, check=False)
+                   create_graph=create_graph, generator=generator, method=method, check=False,
+                   steps=steps, step_size=step_size)
     outer = get_loss(outer_loss if outer_loss is not None else inner_loss)
     c, t, w = (outer_integrator or GridIntegrator()).select(coords, target, generator=generator)
     loss = integrate(outer(model(c, z), t), w).mean()

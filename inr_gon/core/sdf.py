@@ -38,7 +38,7 @@ import torch
 
 from .gon import gon_latent
 from .integrators import GridIntegrator
-from .losses import ClampedL1, get_loss
+from .losses import ClampedL1, TruncatedL1, get_loss
 
 __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "latent_sdf",
            "LatentSDF", "split_points", "DEFAULT_INNER_WEIGHT"]
@@ -52,12 +52,12 @@ def _autocast(device_type: str, dtype):
 
 
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
-    """The pointwise loss object for a name: ``"clamped_l1"`` (with ``delta``), ``"l2"``/``"mse"``,
+    """The pointwise loss object for a name: ``"clamped_l1"`` or ``"truncated_l1"`` (with ``delta``), ``"l2"``/``"mse"``,
     ``"l1"``, or a :class:`~inr_gon.losses.PointLoss` / callable passed through."""
-    if loss == "clamped_l1":
+    if loss in ("clamped_l1", "truncated_l1"):
         if not delta > 0:
             raise ValueError(f"delta must be > 0, got {delta}")
-        return ClampedL1(delta=float(delta))
+        return (ClampedL1 if loss == "clamped_l1" else TruncatedL1)(delta=float(delta))
     if loss == "bce":
         raise ValueError("loss 'bce' is for occupancies, not signed distances; use 'clamped_l1' or 'l2'")
     return get_loss(loss)
@@ -86,7 +86,7 @@ def _check(points: torch.Tensor, sdf: torch.Tensor, name: str, *, shared_ok: boo
 def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clamped_l1",
                    delta: float = 0.1, inner_scale: float | None = None,
                    inner_weight: float = DEFAULT_INNER_WEIGHT, create_graph: bool = False,
-                   method: str = "auto", check: bool = True) -> torch.Tensor:
+                   method: str = "auto", check: bool = True, steps: int | None = None, step_size=None) -> torch.Tensor:
     """Gradient-origin latents of shapes from their signed distances.
 
     Args:
@@ -98,7 +98,8 @@ def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clam
         loss, delta: the inner loss (see :func:`sdf_point_loss`).
         inner_scale: weight per point ``w``; default ``inner_weight / P``.
         create_graph: keep the graph (training); ``False`` returns a detached latent.
-        method: ``"auto"``, ``"explicit"`` or ``"autograd"`` (see :func:`~inr_gon.gon.gon_latent`).
+        method: ``"auto"``, ``"explicit"`` or ``"autograd"`` (see :func:`~inr_gon.core.gon.gon_latent`).
+        steps, step_size: further gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`).
     Returns:
         ``(B, k)`` latents.
     """
@@ -107,7 +108,7 @@ def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clam
     w = _scale(inner_scale, inner_weight, sdf.shape[1])
     return gon_latent(model, points, sdf.unsqueeze(-1), loss=sdf_point_loss(loss, delta=delta),
                       integrator=GridIntegrator(scale=w), create_graph=create_graph,
-                      method=method, check=check)
+                      method=method, check=check, steps=steps, step_size=step_size)
 
 
 def _scale(inner_scale, inner_weight, P):
@@ -171,7 +172,8 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
                  inner_scale: float | None = None, inner_weight: float = DEFAULT_INNER_WEIGHT,
                  eikonal_weight: float = 0.0, eikonal_points: torch.Tensor | None = None,
                  generator: torch.Generator | None = None, create_graph: bool = True,
-                 method: str = "auto", check: bool = True, outer_dtype: torch.dtype | None = None):
+                 method: str = "auto", check: bool = True, outer_dtype: torch.dtype | None = None,
+                 steps: int | None = None, step_size=None):
     """SDF-GON training objective for a batch of shapes.
 
     Two ways to give the points:
@@ -190,6 +192,7 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
         eikonal_weight: weight of ``mean (‖∇_c F‖ - 1)²`` at the outer points (or at
             ``eikonal_points`` ``(B, E, 3)`` / ``(E, 3)`` if given, e.g. uniform points).
         generator: for the random subsets.
+        steps, step_size: gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`).
         outer_dtype: autocast dtype of the outer network pass (``torch.bfloat16`` or
             ``torch.float16``; ``None``: off). The latent and the losses stay float32.
     Returns:
@@ -219,7 +222,8 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
                 raise ValueError(f"num_outer must be >= 1, got {num_outer}")
             op, osdf = _random_subset(op, osdf, num_outer, generator)
     z = sdf_gon_latent(model, ip, isdf, loss=loss, delta=delta, inner_scale=inner_scale,
-                       inner_weight=inner_weight, create_graph=create_graph, method=method, check=False)
+                       inner_weight=inner_weight, create_graph=create_graph, method=method, check=False,
+                       steps=steps, step_size=step_size)
     outer = sdf_point_loss(outer_loss if outer_loss is not None else loss, delta=delta)
     eik = torch.zeros((), device=sdf.device, dtype=sdf.dtype)
     with _autocast(op.device.type, outer_dtype):

@@ -118,15 +118,27 @@ class LatentSiren(nn.Module):
             callable applied to the output. GON losses on logits (e.g. ``"bce"``) expect
             ``None``.
         fused: train with the buffer-reusing backward of the sine stack (same values and
-            gradients, fewer large allocations: a 4×256 step at B=64, 28² took 0.43 instead of
-            0.55 s on 2 CPU cores). Turn it off to apply ``torch.func`` transforms or saved-tensor
-            hooks (offloading, checkpointing), which do not see that custom backward.
+            gradients, fewer large allocations; README "Speed"). Turn it off to apply
+            ``torch.func`` transforms or saved-tensor hooks (offloading, checkpointing), which do
+            not see that custom backward.
+        latent_steps: ``K``, the gradient steps of this model's latents
+            (:func:`~inr_gon.core.gon.gon_latent` takes them from the model unless told
+            otherwise): ``1`` is the paper's single step.
+        step_size: the step size of steps ``2..K`` relative to the first (whose size is the
+            inner integral's weight).
+        learn_step_size: learn a per-step, per-dimension step size ``α = exp(θ)`` (``(K, k)``,
+            initialised to the above) with the network, in place of the hand-set sizes.
     """
 
     def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
                  num_layers: int = 4, *, w0: float = 30.0, w0_first: float = 30.0,
-                 out_activation=None, fused: bool = True):
+                 out_activation=None, fused: bool = True, latent_steps: int = 1, step_size: float = 1.0,
+                 learn_step_size: bool = False):
         super().__init__()
+        if not isinstance(latent_steps, int) or isinstance(latent_steps, bool) or latent_steps < 1:
+            raise ValueError(f"latent_steps must be an int >= 1, got {latent_steps!r}")
+        if not (isinstance(step_size, (int, float)) and step_size > 0):
+            raise ValueError(f"step_size must be > 0, got {step_size!r}")
         for name, v in (("coord_dim", coord_dim), ("latent_dim", latent_dim),
                         ("out_dim", out_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if not isinstance(v, int) or v < 1:
@@ -148,13 +160,37 @@ class LatentSiren(nn.Module):
                                     for _ in range(num_layers - 1))
         self.out = nn.Linear(hidden_dim, out_dim)
         siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
+        # the latent's gradient steps (created last: the network's initialisation is unchanged)
+        self.latent_steps, self.step_size, self.learn_step_size = int(latent_steps), float(step_size), bool(learn_step_size)
+        if self.learn_step_size:
+            init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
+            self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))      # (K, k)
 
     # -- configuration (what a checkpoint needs to rebuild the model) -------------------------
     def config(self) -> dict:
         """Keyword arguments that rebuild this architecture: ``LatentSiren(**m.config())``."""
-        return dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
-                    hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
-                    w0_first=self.w0_first, out_activation=self.out_activation_spec)
+        cfg = dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
+                   hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
+                   w0_first=self.w0_first, out_activation=self.out_activation_spec)
+        # the latent-step options only when set (configs of single-step models stay as they were)
+        if self.latent_steps != 1:
+            cfg["latent_steps"] = self.latent_steps
+        if self.step_size != 1.0:
+            cfg["step_size"] = self.step_size
+        if self.learn_step_size:
+            cfg["learn_step_size"] = True
+        return cfg
+
+    def latent_step_sizes(self) -> torch.Tensor | float:
+        """The step sizes ``α`` of the latent's ``K`` gradient steps: ``(K, k)`` when learned, else
+        ``(K, 1)`` (``1`` for the first step, ``step_size`` for the others), or ``1.0`` for the
+        single plain step."""
+        if self.learn_step_size:
+            return self.log_step_size.exp()
+        if self.latent_steps == 1:
+            return 1.0
+        return torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1),
+                            device=self.coord_weight.device, dtype=self.coord_weight.dtype)[:, None]
 
     # -- pieces ---------------------------------------------------------------------------------
     def coord_preactivation(self, coords: torch.Tensor) -> torch.Tensor:

@@ -259,3 +259,14 @@ class SirenConfig(Config):
     latent: int = option(32, "latent size", check=at_least(1), group="model")
     w0: float = option(30.0, "SIREN frequency of the hidden layers", check=positive, group="model")
     w0_first: float = option(30.0, "SIREN frequency of the first layer", check=positive, group="model")
+    latent_steps: int = option(1, "gradient steps of the latent (1: the paper's single step; more are "
+                                  "differentiated through)", check=at_least(1), group="model")
+    step_size: float = option(1.0, "step size of latent steps 2..K relative to the first", check=positive,
+                              group="model")
+    learn_step_size: bool = option(False, "learn a per-step, per-dimension latent step size with the network",
+                                   group="model")
+
+    def siren_options(self) -> dict:
+        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of these fields."""
+        return dict(w0=self.w0, w0_first=self.w0_first, latent_steps=self.latent_steps, step_size=self.step_size,
+                    learn_step_size=self.learn_step_size)

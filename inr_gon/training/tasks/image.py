@@ -151,7 +151,7 @@ class ImageDataTask(Task):
     def siren(self, out_dim: int | None = None, *, latent: int | None = None) -> LatentSiren:
         c = self.cfg
         return LatentSiren(2, c.latent if latent is None else latent, out_dim or self.channels, c.hidden, c.layers,
-                           w0=c.w0, w0_first=c.w0_first)
+                           **c.siren_options())
 
     def state_dict(self) -> dict:
         return {"dataset": {"name": self.dataset.name, "source": self.dataset.source,
