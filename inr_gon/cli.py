@@ -46,6 +46,7 @@ def add_train_parsers(sub) -> None:
 def cmd_train(args) -> int:
     from .training.checkpoint import check_run_dir
     from .training.tasks import TASKS
+    from .training.tasks.sdf import CollapseWarning
     from .training.trainer import Trainer
     task_cls = TASKS[args.task]
     base = {}
@@ -61,6 +62,7 @@ def cmd_train(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = Trainer(cfg, quiet=args.quiet)
+    warnings.filterwarnings("ignore", category=CollapseWarning)        # printed below, once, as "warning:"
     try:
         main_rank = trainer.dist.is_main
         if main_rank:
@@ -74,8 +76,14 @@ def cmd_train(args) -> int:
         if main_rank:
             for line in trainer.task.summary(trainer, metrics, paths):
                 print(line)
+            for why in metrics.get("collapse_reasons", []):
+                print(f"warning: the run failed to learn: {why}", file=sys.stderr)
     finally:
         trainer.dist.close()        # the process group, if torchrun started one
+    if metrics.get("collapsed") and cfg.strict:
+        print(f"inr-gon: error: the run failed to learn ({'; '.join(metrics['collapse_reasons'])}); --strict",
+              file=sys.stderr)
+        return 3
     return 0
 
 

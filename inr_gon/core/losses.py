@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PointLoss", "MSE", "BCE", "L1", "ClampedL1", "get_loss"]
+__all__ = ["PointLoss", "MSE", "BCE", "L1", "ClampedL1", "TruncatedL1", "get_loss"]
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,42 @@ class ClampedL1(PointLoss):
         return torch.sign(pred.clamp(-d, d) - target.clamp(-d, d)) * inside
 
 
-_NAMED = {"mse": MSE(), "l2": MSE(), "bce": BCE(), "l1": L1(), "clamped_l1": ClampedL1()}
+@dataclass(frozen=True)
+class TruncatedL1(PointLoss):
+    """DeepSDF's clamped L1 without its dead zones: ``|F_c - clamp(target, ±δ)|`` where the
+    prediction is clamped only on the side of a far target (``F_c = min(F, δ)`` where
+    ``target >= δ``, ``max(F, -δ)`` where ``target <= -δ``, ``F`` near the surface).
+
+    It equals :class:`ClampedL1` wherever ``|F| <= δ`` or ``F`` is beyond ``±δ`` on the target's
+    side; elsewhere — ``F`` beyond ``±δ`` on the wrong side of a far target, or beyond ``±δ`` at a
+    near-surface point — the clamped L1 is constant (zero gradient: such points never move back),
+    while this loss keeps the slope ``±1``.
+    """
+
+    name: str = "truncated_l1"
+    delta: float = 0.1
+
+    def _pred(self, pred, target):
+        d = self.delta
+        return torch.where(target >= d, pred.clamp(max=d), torch.where(target <= -d, pred.clamp(min=-d), pred))
+
+    def __call__(self, pred, target):
+        d = self.delta
+        return (self._pred(pred, target) - target.clamp(-d, d)).abs()
+
+    def grad(self, pred, target):
+        d = self.delta
+        dead = ((target >= d) & (pred > d)) | ((target <= -d) & (pred < -d))
+        return torch.sign(self._pred(pred, target) - target.clamp(-d, d)) * ~dead
+
+
+_NAMED = {"mse": MSE(), "l2": MSE(), "bce": BCE(), "l1": L1(), "clamped_l1": ClampedL1(),
+          "truncated_l1": TruncatedL1()}
 
 
 def get_loss(loss: str | PointLoss | Callable) -> PointLoss | Callable:
     """A :class:`PointLoss` from a name (``"mse"``, ``"l2"``, ``"bce"``, ``"l1"``,
-    ``"clamped_l1"``), or the given loss object/callable unchanged."""
+    ``"clamped_l1"``, ``"truncated_l1"``), or the given loss object/callable unchanged."""
     if isinstance(loss, str):
         try:
             return _NAMED[loss]

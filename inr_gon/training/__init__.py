@@ -7,11 +7,11 @@ variants, geometry, evaluation and data, and nothing below imports it.
 from .checkpoint import CheckpointError, RunDirectoryError, load_checkpoint, save_checkpoint
 from .config import Config, SirenConfig, option
 from .guard import NonFiniteGuard, NonFiniteLossError
-from .tasks import (TASKS, AutoencoderConfig, ClassifierConfig, ConversionConfig, ImageConfig, SdfConfig, Task,
+from .tasks import (TASKS, AutoDecoderConfig, AutoencoderConfig, ClassifierConfig, ConversionConfig, ImageConfig, SdfConfig, Task,
                     VariationalConfig, fit_conversion)
 from .trainer import BatchSampler, Trainer, TrainerConfig, learning_rate, select_device
 
 __all__ = ["Trainer", "TrainerConfig", "BatchSampler", "learning_rate", "select_device", "Task", "TASKS",
            "ImageConfig", "SdfConfig", "ConversionConfig", "ClassifierConfig", "VariationalConfig",
-           "AutoencoderConfig", "fit_conversion", "Config", "SirenConfig", "option", "NonFiniteGuard",
+           "AutoencoderConfig", "AutoDecoderConfig", "fit_conversion", "Config", "SirenConfig", "option", "NonFiniteGuard",
            "NonFiniteLossError", "CheckpointError", "RunDirectoryError", "load_checkpoint", "save_checkpoint"]

@@ -71,6 +71,8 @@ class TrainerConfig(Config):
                                                "flag every log interval, never applying a non-finite update",
                                          choices=("immediate", "deferred"))
     out: str | None = option(None, "run folder (default: runs/<task name>)", group="output")
+    strict: bool = option(False, "exit with an error (status 3) when the run failed to learn (e.g. a collapsed "
+                                 "shape space); without it a warning is printed and recorded", group="output")
     tensorboard: bool = option(False, "also write TensorBoard event files into <out>/tb (needs the tensorboard "
                                       "package)", group="output")
     amp: str = option("off", "autocast the outer pass to bf16/fp16 (the latent stays float32)",

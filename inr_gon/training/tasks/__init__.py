@@ -9,9 +9,11 @@
 ``classifier``          classifier GON (Eq. 4)                      :class:`ClassifierConfig`
 ``variational``         variational GON (Eq. 2)                     :class:`VariationalConfig`
 ``autoencoder``         AE / VAE baselines with the GON's decoder   :class:`AutoencoderConfig`
+``autodecoder``         DeepSDF's auto-decoder (SDF baseline)       :class:`AutoDecoderConfig`
 ======================  ==========================================  ===========================
 """
 
+from .autodecoder import AutoDecoderConfig, AutoDecoderTask
 from .base import Task
 from .conversion import ConversionConfig, ConversionTask, fit_conversion
 from .image import ImageConfig, ImageDataConfig, ImageDataTask, ImageTask
@@ -21,10 +23,12 @@ from .variants import (AutoencoderConfig, AutoencoderTask, ClassifierConfig, Cla
 
 __all__ = ["Task", "TASKS", "task_for_config", "ImageConfig", "ImageDataConfig", "ImageDataTask", "ImageTask",
            "SdfConfig", "SdfTask", "ConversionConfig", "ConversionTask", "fit_conversion", "ClassifierConfig",
-           "ClassifierTask", "VariationalConfig", "VariationalTask", "AutoencoderConfig", "AutoencoderTask"]
+           "ClassifierTask", "VariationalConfig", "VariationalTask", "AutoencoderConfig", "AutoencoderTask",
+           "AutoDecoderConfig", "AutoDecoderTask"]
 
 #: task name -> task class
-TASKS = {t.name: t for t in (ImageTask, SdfTask, ConversionTask, ClassifierTask, VariationalTask, AutoencoderTask)}
+TASKS = {t.name: t for t in (ImageTask, SdfTask, ConversionTask, ClassifierTask, VariationalTask, AutoencoderTask,
+                              AutoDecoderTask)}
 
 
 def task_for_config(cfg) -> type:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 from ...core.sdf import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_latent, split_points
 from ...eval.shape import chamfer_distance, normal_consistency, volumetric_iou
@@ -27,9 +28,14 @@ from .base import Task
 from .image import load_trained
 from .sdf_data import SdfShapeSet, load_shapes
 
-__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "SDF_CHECKPOINT_KIND"]
+__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
+SDF_LOSSES = ("clamped_l1", "truncated_l1", "l2", "mse", "l1")
+
+
+class CollapseWarning(UserWarning):
+    """A run did not learn: an empty field, a field that ignores the latent, or shapes it cannot tell apart."""
 
 
 @dataclass
@@ -46,10 +52,16 @@ class SdfConfig(SirenConfig, TrainerConfig):
                        check=at_least(2), group="data")
     cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
     points: int = option(1024, "points per shape per step, half inner, half outer", check=at_least(2))
-    loss: str = option("clamped_l1", "point loss", choices=("clamped_l1", "l2", "mse", "l1"))
-    delta: float = option(0.1, "clamp of clamped_l1", check=positive)
+    loss: str = option("clamped_l1", "point loss of the outer integral (truncated_l1: clamped L1 without its "
+                                     "dead zones)", choices=SDF_LOSSES)
+    inner_loss: str | None = option(None, "point loss whose gradient is the latent (default: --loss)",
+                                    choices=SDF_LOSSES)
+    delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1", check=positive)
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"))
+    inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
+                                           "or the same fixed subset of each shape (as it is encoded)",
+                                 choices=("random", "fixed"))
     inner_weight: float = option(DEFAULT_INNER_WEIGHT, "latent = -inner_weight * grad of the mean inner loss",
                                  check=positive)
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
@@ -83,6 +95,22 @@ class SdfConfig(SirenConfig, TrainerConfig):
         if source in ("meshes", "deepsdf") and data:
             d.setdefault(source, data)
         return d
+
+
+def _nearest_own_truth(meshes, truths, num_samples: int) -> list:
+    """For each reconstruction, whether it is nearer (Chamfer) to its own ground truth than to any
+    other evaluated shape's (``None`` without a ground truth or for an empty mesh)."""
+    n = len(meshes)
+    if n < 2 or any(t is None for t in truths):
+        return [None] * n
+    out = []
+    for a in range(n):
+        if not len(meshes[a].faces):
+            out.append(None)
+            continue
+        d = [chamfer_distance(meshes[a], truths[b], num_samples=min(num_samples, 5000)) for b in range(n)]
+        out.append(bool(np.argmin(d) == a))
+    return out
 
 
 def load_sdf_trained(path, *, device=None):
@@ -139,18 +167,23 @@ class SdfTask(Task):
         self.points = self.shapes.points.to(self.device)
         self.sdf = self.shapes.sdf.to(self.device)
         self.train_index = torch.tensor(self.shapes.train_index)
+        # each shape's fixed order of its pool (inner_sampling="fixed": the first points are its
+        # inner points in training and in encoding); seeded by the shape's index
+        S, N = self.sdf.shape
+        order = [torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 12345 + i)) for i in range(S)]
+        self.fixed_order = torch.stack(order).to(self.device)
 
     def num_train(self) -> int:
         return len(self.shapes.train_index)
 
     def build_model(self):
         c = self.cfg
-        return LatentSiren(3, c.latent, 1, c.hidden, c.layers, w0=c.w0, w0_first=c.w0_first)
+        return LatentSiren(3, c.latent, 1, c.hidden, c.layers, **c.siren_options())
 
     def build_objective(self, model):
         c = self.cfg
-        return SdfGONObjective(model, loss=c.loss, delta=c.delta, inner_weight=c.inner_weight,
-                               eikonal_weight=c.eikonal, check=False, amp=c.amp)
+        return SdfGONObjective(model, loss=c.inner_loss or c.loss, outer_loss=c.loss, delta=c.delta,
+                               inner_weight=c.inner_weight, eikonal_weight=c.eikonal, check=False, amp=c.amp)
 
     # -- batches --------------------------------------------------------------------------------------
     @property
@@ -172,6 +205,15 @@ class SdfTask(Task):
             op, osdf = _random_subset(pts, sdf, m_out, generator)
             isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx[mine]]).float()
             return ip, isdf, op[mine], osdf[mine]
+        if cfg.inner_sampling == "fixed":
+            fixed = self.fixed_order[dev_idx]                                # (B, N): inner first
+            ip = pts.gather(1, fixed[:, :m_in, None].expand(-1, -1, 3))
+            isdf = sdf.gather(1, fixed[:, :m_in])
+            rest = fixed[:, m_in:]
+            sel = torch.rand(rest.shape, generator=generator, device=generator.device).argsort(dim=1)[:, :m_out]
+            sel = rest.gather(1, sel.to(rest.device))
+            op, osdf = pts.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel)
+            return ip[mine], isdf[mine], op[mine], osdf[mine]
         ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
 
@@ -190,8 +232,8 @@ class SdfTask(Task):
     def encode(self, index, *, num_points: int = 8192) -> torch.Tensor:
         """One-step latents ``(len(index), k)`` of shapes ``index`` (training or unseen).
 
-        Per-sample mode: ``num_points`` fixed points of each shape's pool (at most the pool);
-        shared mode: ``num_points`` fixed uniform points, SDFs evaluated analytically (the
+        Per-sample mode: ``num_points`` fixed points of each shape's pool (at most the pool), or
+        with ``inner_sampling="fixed"`` the shape's fixed inner points of training; shared mode: ``num_points`` fixed uniform points, SDFs evaluated analytically (the
         distribution the model was trained with).
         """
         model = self.trainer.model
@@ -199,11 +241,15 @@ class SdfTask(Task):
         if not index:
             return torch.zeros(0, self.cfg.latent, device=self.device)
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 12345)
-        common = dict(loss=self.cfg.loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
+        common = dict(loss=self.cfg.inner_loss or self.cfg.loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
         if self.cfg.inner == "shared":
             ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
             return sdf_gon_latent(model, ip, isdf, **common)
+        if self.cfg.inner_sampling == "fixed":
+            sel = self.fixed_order[index][:, :self.num_inner]
+            pts = self.points[index].gather(1, sel[..., None].expand(-1, -1, 3))
+            return sdf_gon_latent(model, pts, self.sdf[index].gather(1, sel), **common)
         n = min(num_points, self.points.shape[1])
         zs = []
         for i in index:       # each shape its own seeded subset: the same in any batch or shard
@@ -237,12 +283,70 @@ class SdfTask(Task):
         return {"sign_iou": float(np.mean(ious)), "near_l1": float(np.nanmean(errs)) if any(
             np.isfinite(errs)) else float("nan")}
 
+    @torch.no_grad()
+    def health(self, index) -> dict:
+        """Symptoms of a shape space that did not form, on the training shapes ``index``.
+
+        * ``zero_crossing``: the fraction of shapes whose field changes sign on their own points
+          (an empty or full field has none);
+        * ``latent_sensitivity``: how much the field moves when the latent changes,
+          ``mean_{i≠j} mean_p |F(p, z_i) - F(p, z_j)|`` over shape ``j``'s points ``p``, relative to
+          the spread ``std_p s_j(p)`` of the true distances there (about 1 when the field
+          follows the shapes, 0 when it ignores the latent);
+        * ``identified``: the fraction of shapes whose field agrees (sign IoU on the shape's
+          points) better with their own ground truth than with every other shape's.
+        """
+        index = [int(i) for i in index]
+        n = len(index)
+        if n == 0:
+            return {}
+        z = self.encode(index)
+        preds = [[self.sdf_of(z[a])(self.points[j]) for j in index] for a in range(n)]   # [a][b]: F_a on pool_b
+        truth = [self.sdf[j] for j in index]
+        cross = [bool((preds[a][a] < 0).any() and (preds[a][a] > 0).any()) for a in range(n)]
+
+        def iou(p, t):
+            union = int(((p < 0) | (t < 0)).sum())
+            return 1.0 if union == 0 else int(((p < 0) & (t < 0)).sum()) / union
+        m = [[iou(preds[a][b], truth[b]) for b in range(n)] for a in range(n)]
+        identified = [all(m[a][a] > m[a][b] for b in range(n) if b != a) for a in range(n)] if n > 1 else [True]
+        spread = float(np.mean([float(t.std()) for t in truth])) or 1.0
+        moves = [float((preds[a][b] - preds[b][b]).abs().mean()) for a in range(n) for b in range(n) if a != b]
+        return {"zero_crossing": float(np.mean(cross)), "identified": float(np.mean(identified)),
+                "latent_sensitivity": float(np.mean(moves)) / spread if moves else float("nan"), "shapes": n}
+
+    #: below these the run is reported as collapsed (see :meth:`collapse`)
+    MIN_SENSITIVITY, MIN_IDENTIFIED = 0.05, 0.5
+
+    def collapse(self, h: dict) -> list[str]:
+        """The symptoms of :meth:`health` that say the run failed to learn a shape space."""
+        why = []
+        if h.get("zero_crossing", 1.0) < 1.0:
+            k = round((1 - h["zero_crossing"]) * h["shapes"])
+            why.append(f"no zero crossing on the training points of {k} of {h['shapes']} shapes (an empty field)")
+        if h.get("shapes", 0) > 1 and h["latent_sensitivity"] < self.MIN_SENSITIVITY:
+            why.append(f"the field barely depends on the latent (sensitivity {h['latent_sensitivity']:.3f} < "
+                       f"{self.MIN_SENSITIVITY})")
+        if h.get("shapes", 0) > 1 and h["identified"] < self.MIN_IDENTIFIED:
+            why.append(f"the training shapes are indistinguishable (only {round(h['identified'] * h['shapes'])} of "
+                       f"{h['shapes']} nearer their own ground truth than another's)")
+        return why
+
     def evaluate(self, trainer) -> dict:
         out = {}
         for split, idx in (("train", self.shapes.train_index), ("unseen", self.shapes.unseen_index)):
             m = self.field_metrics(idx[:self.cfg.eval_shapes])
             out.update({f"{split}_{k}": v for k, v in m.items()})
+        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+        out.update({k: v for k, v in h.items() if k != "shapes"})
         return out
+
+    def final_metrics(self, trainer) -> dict:
+        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+        why = self.collapse(h)
+        for w in why:
+            warnings.warn(f"the shape space collapsed: {w}", CollapseWarning, stacklevel=2)
+        return {"collapsed": bool(why), "collapse_reasons": why, "health": h}
 
     def describe_eval(self, m):
         text = f"train sign IoU {m['train_sign_iou']:.3f}, near-surface L1 {m['train_near_l1']:.4f}"
@@ -283,17 +387,24 @@ class SdfTask(Task):
         if write_dir is not None and dist.is_main:
             Path(write_dir).mkdir(parents=True, exist_ok=True)
             for r in results:
-                for suffix, mesh in (("", r["mesh"]), ("_gt", r["gt_mesh"])):
-                    if mesh is not None and len(mesh.faces):
-                        mesh.export(Path(write_dir) / f"{prefix}_{r['name']}{suffix}.ply")
+                if len(r["mesh"].faces):
+                    r["mesh"].export(Path(write_dir) / f"{prefix}_{r['name']}.ply")
+                gt = r["truth"]
+                if hasattr(gt, "faces") and len(gt.faces):
+                    gt.export(Path(write_dir) / f"{prefix}_{r['name']}_gt.ply")
+                elif gt is not None and not hasattr(gt, "faces"):          # surface samples (DeepSDF)
+                    trimesh.PointCloud(np.asarray(gt)).export(Path(write_dir) / f"{prefix}_{r['name']}_gt.ply")
         rows = {"names": [r["name"] for r in results]}
         for k in ("chamfer", "normal_consistency", "iou"):
             rows[k] = [r[k] for r in results]
         mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
                           else None)
+        own = _nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
+        rows["nearest_own_truth"] = own
         return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
                 "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
-                "iou": mean(rows["iou"]), "per_shape": rows}
+                "iou": mean(rows["iou"]), "nearest_own_truth": mean([float(x) for x in own if x is not None]),
+                "per_shape": rows, "meshes": [r["mesh"] for r in results], "truths": [r["truth"] for r in results]}
 
     def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
         """Mesh and metrics of shape ``i`` encoded as ``z (k,)``; ``gt_mesh``: the analytic
@@ -318,8 +429,7 @@ class SdfTask(Task):
             s_true = self.sdf[i] < 0
             union = int((s_pred | s_true).sum())
             iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
-        return {"name": self.shapes.names[i], "mesh": mesh,
-                "gt_mesh": gt_mesh if self.shapes.analytic is not None else None,
+        return {"name": self.shapes.names[i], "mesh": mesh, "truth": gt,
                 "chamfer": ch, "normal_consistency": nc, "iou": iou}
 
     # -- checkpoints and outputs ----------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""The auto-decoder task: DeepSDF's baseline on the SDF task's data, network and outputs.
+
+One code per training shape is optimised with the network (clamped L1 on each shape's points,
+plus ``code_reg · ||z||²``); unseen shapes are encoded by ``encode_iterations`` Adam steps on a
+fresh code with the network frozen (DeepSDF uses 800). Everything else — shape sets, batches of
+points, evaluation, meshes, pictures, the collapse check — is the SDF task's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...variants.autodecoder import AutoDecoder, fit_codes
+from ..config import at_least, nonneg, option, positive
+from ..objectives import LossObjective
+from .sdf import SdfConfig, SdfTask
+
+__all__ = ["AutoDecoderConfig", "AutoDecoderTask"]
+
+
+@dataclass
+class AutoDecoderConfig(SdfConfig):
+    """A DeepSDF-style auto-decoder on a shape set (the SDF task's options, plus the codes')."""
+
+    code_reg: float = option(1e-4, "weight of the codes' mean squared norm", check=nonneg)
+    code_init_std: float = option(0.01, "standard deviation of the initial codes", check=positive)
+    encode_iterations: int = option(200, "Adam steps that encode an unseen shape (DeepSDF: 800)", check=at_least(0))
+    encode_lr: float = option(5e-3, "learning rate of those steps", check=positive)
+
+    TASK = "autodecoder"
+
+
+class AutoDecoderTask(SdfTask):
+    """DeepSDF's auto-decoder (a code per training shape) on the SDF task's data and network."""
+
+    name = "autodecoder"
+    about = "DeepSDF-style auto-decoder baseline (a learned code per training shape)"
+    config_class = AutoDecoderConfig
+    checkpoint_kind = "inr_gon.autodecoder"
+
+    @classmethod
+    def default_out(cls, cfg) -> str:
+        return f"runs/autodecoder_{cfg.source}"
+
+    def build_model(self):
+        return AutoDecoder(super().build_model(), len(self.shapes.train_index), init_std=self.cfg.code_init_std)
+
+    def model_config(self, model):
+        return model.config()
+
+    def build_objective(self, model):
+        from ...core.sdf import sdf_point_loss
+        point_loss = sdf_point_loss(self.cfg.loss, delta=self.cfg.delta)
+        reg = self.cfg.code_reg
+
+        def loss_fn(m, codes_index, points, sdf):
+            z = m.codes(codes_index)
+            data = point_loss(m(points, z), sdf.unsqueeze(-1)).mean()
+            return data + reg * z.square().sum(-1).mean(), z, {"loss": data.detach()}
+        return LossObjective(model, loss_fn)
+
+    def make_batch(self, index, mine, generator):
+        """``(code rows (b,), points (b, M, 3), sdf (b, M))``: each shape's points drawn at random from
+        its pool (the same count as the GON's inner plus outer points)."""
+        from ...core.sdf import _random_subset
+        idx = self.train_index[index]
+        dev_idx = idx.to(self.device)
+        pts, sdf = _random_subset(self.points[dev_idx], self.sdf[dev_idx], self.cfg.points, generator)
+        return index[mine].to(self.device), pts[mine], sdf[mine]
+
+    @torch.no_grad()
+    def encode(self, index, *, num_points: int = 8192) -> torch.Tensor:
+        """Training shapes: their codes. Unseen shapes: ``encode_iterations`` Adam steps on fresh
+        codes (seeded) against ``num_points`` of each shape's points, the network frozen."""
+        model = self.trainer.model
+        index = [int(i) for i in index]
+        pos = {int(s): r for r, s in enumerate(self.shapes.train_index)}
+        out = torch.zeros(len(index), self.cfg.latent, device=self.device)
+        seen = [j for j, i in enumerate(index) if i in pos]
+        if seen:
+            out[seen] = model.codes(torch.tensor([pos[index[j]] for j in seen], device=self.device))
+        new = [j for j, i in enumerate(index) if i not in pos]
+        if new:
+            n = min(num_points, self.points.shape[1])
+            g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 54321)
+            sel = torch.stack([torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n] for _ in new])
+            rows = torch.tensor([index[j] for j in new], device=self.device)
+            pts = self.points[rows].gather(1, sel[..., None].expand(-1, -1, 3))
+            sdf = self.sdf[rows].gather(1, sel)
+            out[new] = fit_codes(model.net, pts, sdf, iterations=self.cfg.encode_iterations, lr=self.cfg.encode_lr,
+                                 loss=self.cfg.loss, delta=self.cfg.delta, code_reg=self.cfg.code_reg,
+                                 init_std=self.cfg.code_init_std, generator=g)
+        return out
