@@ -1,4 +1,4 @@
-"""The ``inr-gon`` command line: ``train TASK``, ``render``, ``eval``.
+"""The ``inr-gon`` command line: ``train TASK``, ``render``, ``eval``, ``mesh``.
 
 ``inr-gon train image|sdf|superres|classifier|variational|autoencoder [options]`` trains any
 task through the one :class:`~inr_gon.training.Trainer`; its options are generated from the
@@ -12,6 +12,7 @@ missing/corrupt data or checkpoints, an occupied output folder, a non-finite los
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -199,8 +200,101 @@ def _eval_sdf(args) -> int:
     return 0
 
 
+def _mesh_samples(path, cfg, device):
+    """A mesh file normalised and sampled like the training pools: ``(points (1, N, 3), sdf (1, N), mesh)``."""
+    from .data.meshes import load_mesh, normalize_mesh, sample_sdf
+    try:
+        mesh = load_mesh(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable mesh ({str(e).splitlines()[0]})") from None
+    mesh, _, _ = normalize_mesh(mesh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        s = sample_sdf(mesh, num_uniform=cfg.pool // 2, num_surface=cfg.pool - cfg.pool // 2,
+                       sigmas=(0.05, 0.01, 0.002), seed=cfg.seed)
+    return s.points[None].to(device), s.sdf[None].to(device), mesh
+
+
+def cmd_mesh(args) -> int:
+    """Meshes from an SDF checkpoint: a training shape, a new mesh file, a slerp or samples."""
+    from .core.sampling import GaussianLatentSampler, slerp_path
+    from .geometry.mesh import extract_mesh
+    from .training.tasks.sdf import encode_samples, load_shape_model
+    from .training.trainer import Trainer, select_device
+    from .viz import save_mesh_grid
+    device = select_device(args.device)
+    model, cfg, state = load_shape_model(args.checkpoint, device=device)
+    modes = sum(x is not None for x in (args.shape, args.mesh, args.slerp, args.sample))
+    if modes != 1:
+        raise ValueError("give exactly one of --shape, --mesh, --slerp or --sample")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".ply", ".obj", ".glb", ".stl", ".off"):
+        raise ValueError(f"--out must end in .ply, .obj, .glb, .stl or .off, got {out.name!r}")
+    task = None
+
+    def shapes_task():
+        nonlocal task
+        if task is None:       # the checkpoint's shape set, rebuilt from its config
+            c = dataclasses.replace(cfg, out=None, device=str(device), threads=None)
+            t = Trainer(c, quiet=True)
+            t.model.load_state_dict(model.state_dict())
+            t.model.eval()
+            task = t.task
+        return task
+
+    def latent_of(ref: str):
+        if ref.isdigit():
+            i = int(ref)
+            n = len(state["shapes"]["names"])
+            if not 0 <= i < n:
+                raise ValueError(f"shape index {i} is outside the checkpoint's {n} shapes")
+            return shapes_task().encode([i])[0]
+        pts, sdf, _ = _mesh_samples(ref, cfg, device)
+        return encode_samples(model, cfg, pts, sdf)[0]
+
+    if args.shape is not None:
+        zs, names = [latent_of(str(args.shape))], [state["shapes"]["names"][args.shape]
+                                                  if args.shape < len(state["shapes"]["names"]) else str(args.shape)]
+    elif args.mesh is not None:
+        zs, names = [latent_of(args.mesh)], [Path(args.mesh).stem]
+    elif args.slerp is not None:
+        za, zb = (latent_of(r) for r in args.slerp)
+        zs = list(slerp_path(za, zb, args.frames))
+        names = [f"t={k / max(args.frames - 1, 1):.2f}" for k in range(args.frames)]
+    else:
+        stats = state.get("latent_stats")
+        if stats is None:
+            z_train = shapes_task().encode(shapes_task().shapes.train_index)
+            sampler = GaussianLatentSampler(z_train)
+        else:
+            sampler = GaussianLatentSampler.from_moments(stats["mean"], stats["cov"])
+        zs = list(sampler.sample(args.sample, generator=torch.Generator().manual_seed(args.seed)).to(device))
+        names = [f"sample {k}" for k in range(args.sample)]
+    from .core.sdf import latent_sdf
+    meshes, files = [], []
+    for k, z in enumerate(zs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mesh = extract_mesh(latent_sdf(model, z), args.resolution, (-1.0, 1.0), method=args.method,
+                                lipschitz=args.lipschitz)
+        path = out if len(zs) == 1 else out.with_name(f"{out.stem}_{k:02d}{out.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if len(mesh.faces):
+            mesh.export(path)
+            files.append(path)
+        else:
+            print(f"warning: {names[k]}: the field has no zero crossing in [-1, 1]^3; no mesh written", file=sys.stderr)
+        meshes.append(mesh)
+    for f in files:
+        print(f"wrote {f}")
+    if args.render:
+        png = save_mesh_grid([meshes], out.with_suffix(".png"), titles=names)
+        print(f"wrote {png}")
+    return 0 if files else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inr-gon", description="Gradient Origin Networks: train, render, evaluate.")
+    p = argparse.ArgumentParser(prog="inr-gon", description="Gradient Origin Networks: train, render, evaluate, mesh.")
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parsers(sub)
     common = argparse.ArgumentParser(add_help=False)
@@ -226,12 +320,42 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PSNR/SSIM. SDF checkpoints: field and mesh metrics of training and unseen shapes.")
     e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
     e.set_defaults(func=cmd_eval)
+    m = sub.add_parser("mesh", help="meshes from an SDF checkpoint (a shape, a new mesh, a slerp, samples)",
+                       description="Extract meshes from an SDF-GON (or auto-decoder) checkpoint: a training shape, "
+                                   "a new mesh file encoded from its samples, a slerp, or samples of a Gaussian "
+                                   "fitted to the training latents.")
+    m.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train sdf|autodecoder'")
+    m.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    m.add_argument("--shape", type=_nonneg_int, metavar="I", help="training shape I (its index in the shape set)")
+    m.add_argument("--mesh", metavar="FILE", help="a mesh file: normalised, sampled and encoded")
+    m.add_argument("--slerp", nargs=2, metavar=("A", "B"), help="interpolate between two shapes (indices or mesh files)")
+    m.add_argument("--frames", type=_positive_int, default=8, help="meshes of --slerp (default: 8)")
+    m.add_argument("--sample", type=_positive_int, metavar="N", help="N shapes from a Gaussian fitted to the training latents")
+    m.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
+    m.add_argument("--resolution", type=_positive_int, default=128, help="marching-cubes samples per axis (default: 128)")
+    m.add_argument("--method", choices=("coarse_to_fine", "dense"), default="coarse_to_fine",
+                   help="coarse-to-fine (default; evaluates the field only near the surface) or dense")
+    m.add_argument("--lipschitz", type=_positive_float, default=4.0,
+                   help="Lipschitz bound assumed by coarse-to-fine extraction (larger: safer; default: 4)")
+    m.add_argument("--out", required=True, help="output mesh: .ply, .obj, .glb, .stl or .off (several: _NN suffixes)")
+    m.add_argument("--render", action="store_true", help="also write a PNG picture beside the mesh")
+    m.set_defaults(func=cmd_mesh)
     return p
 
 
 def _positive_int(s: str) -> int:
     from .training.config import _parser
     return _parser(int, at_least(1), False)(s)
+
+
+def _nonneg_int(s: str) -> int:
+    from .training.config import _parser
+    return _parser(int, at_least(0), False)(s)
+
+
+def _positive_float(s: str) -> float:
+    from .training.config import _parser, positive
+    return _parser(float, positive, False)(s)
 
 
 def _with_task(argv: list) -> list:

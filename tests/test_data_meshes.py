@@ -213,3 +213,16 @@ def test_read_deepsdf_real():
         assert r.scale > 0 and r.offset.shape == (3,)
     surface = records[0].surface_points()
     assert surface.shape[1] == 3 and np.linalg.norm(surface, axis=1).max() < 1.05
+
+
+@needs_data
+def test_deepsdf_surface_samples_map_onto_the_zero_level_of_the_sdf_samples():
+    """SurfaceSamples are in the original frame; normalised=True maps them onto the SdfSamples' surface."""
+    from scipy.spatial import cKDTree
+    r = read_deepsdf(Path(DATA) / "deepsdf-samples")[0]
+    rows = torch.cat([r.pos, r.neg]).numpy()
+    near = rows[np.abs(rows[:, 3]) < 0.002, :3]
+    tree = cKDTree(near)
+    d_norm = tree.query(r.surface_points(normalised=True)[:2000])[0]
+    d_raw = tree.query(r.surface_points()[:2000])[0]
+    assert np.median(d_norm) < 0.02 < np.median(d_raw)

@@ -373,8 +373,12 @@ class DeepSDFRecord:
     surface_path: Path | None
     dropped_nans: int = 0
 
-    def surface_points(self) -> np.ndarray:
-        """Surface points ``(M, 3)`` float64 from ``surface_path`` (normalised coordinates)."""
+    def surface_points(self, *, normalised: bool = False) -> np.ndarray:
+        """Surface points ``(M, 3)`` float64 from ``surface_path``: in the mesh's original frame (as
+        DeepSDF stores them), or with ``normalised=True`` mapped into the samples' frame,
+        ``(p + offset) * scale`` (a one-line :class:`DataError` without NormalizationParameters)."""
+        if normalised and (self.offset is None or self.scale is None):
+            raise DataError(f"{self.id}: no NormalizationParameters to map the surface samples with")
         if self.surface_path is None:
             raise DataError(f"{self.id}: no SurfaceSamples file")
         try:
@@ -384,7 +388,7 @@ class DeepSDFRecord:
         vertices = np.asarray(getattr(cloud, "vertices", np.zeros((0, 3))), dtype=np.float64)
         if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
             raise DataError(f"{self.surface_path}: no surface points")
-        return vertices
+        return (vertices + self.offset) * self.scale if normalised else vertices
 
 
 def _read_samples(path: Path, key: str, drop_nans: bool) -> tuple[torch.Tensor, int]:

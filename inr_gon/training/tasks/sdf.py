@@ -28,7 +28,7 @@ from .base import Task
 from .image import load_trained
 from .sdf_data import SdfShapeSet, load_shapes
 
-__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
+__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "load_shape_model", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 SDF_LOSSES = ("clamped_l1", "truncated_l1", "l2", "mse", "l1")
@@ -48,10 +48,10 @@ class SdfConfig(SirenConfig, TrainerConfig):
     num_shapes: int = option(64, "procedural: training shapes", check=at_least(1), group="data")
     num_unseen: int | None = option(None, "shapes held out (default: procedural 8, folders 1/4)", check=at_least(0),
                                     group="data")
-    pool: int = option(4096, "points kept per shape (half uniform in [-1, 1]^3, half near the surface)",
-                       check=at_least(2), group="data")
+    pool: int | None = option(None, "points kept per shape (half uniform in [-1, 1]^3, half near the surface)",
+                              check=at_least(2), group="data")
     cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
-    points: int = option(1024, "points per shape per step, half inner, half outer", check=at_least(2))
+    points: int | None = option(None, "points per shape per step, half inner, half outer", check=at_least(2))
     loss: str = option("clamped_l1", "point loss of the outer integral (truncated_l1: clamped L1 without its "
                                      "dead zones)", choices=SDF_LOSSES)
     inner_loss: str | None = option(None, "point loss whose gradient is the latent (default: --loss)",
@@ -85,7 +85,8 @@ class SdfConfig(SirenConfig, TrainerConfig):
 
     def _checks(self):
         return [("meshes", not (self.meshes and self.deepsdf), "and deepsdf: give one of them"),
-                ("pool", self.pool >= self.points, f"must be >= points ({self.points})"),
+                ("pool", self.pool is None or self.points is None or self.pool >= self.points,
+                 f"must be >= points ({self.points})"),
                 ("inner", self.inner == "per_sample" or self.source == "procedural",
                  "'shared' needs analytic shapes (the procedural source)")]
 
@@ -113,10 +114,50 @@ def _nearest_own_truth(meshes, truths, num_samples: int) -> list:
     return out
 
 
+@torch.no_grad()
+def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tensor) -> torch.Tensor:
+    """Latents ``(B, k)`` of new shapes from their own samples ``points (B, N, 3)``, ``sdf (B, N)``
+    (e.g. a mesh file sampled like the training pools), as a model trained with ``cfg`` encodes
+    shapes: its gradient step(s) on as many points as a training shape is encoded from (an
+    auto-decoder: ``cfg.encode_iterations`` steps on a fresh code)."""
+    g = torch.Generator(device=points.device).manual_seed(cfg.seed + 999)
+    if hasattr(model, "codes"):
+        from ...variants.autodecoder import fit_codes
+        return fit_codes(model.net, points, sdf, iterations=cfg.encode_iterations, lr=cfg.encode_lr, loss=cfg.loss,
+                         delta=cfg.delta, code_reg=cfg.code_reg, init_std=cfg.code_init_std, generator=g)
+    n = min(cfg.points // 2 if cfg.inner_sampling == "fixed" else 8192, points.shape[1])
+    sel = torch.stack([torch.randperm(points.shape[1], generator=g, device=points.device)[:n]
+                       for _ in range(points.shape[0])])
+    return sdf_gon_latent(model, points.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel),
+                          loss=cfg.inner_loss or cfg.loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
+
+
 def load_sdf_trained(path, *, device=None):
     """Rebuild ``(model, checkpoint dict)`` from an SDF-GON checkpoint (``weights_only`` loading);
     :class:`~inr_gon.training.checkpoint.CheckpointError` (one line) for a bad file."""
     return load_trained(path, device=device, kind=SDF_CHECKPOINT_KIND)
+
+
+def load_shape_model(path, *, device=None):
+    """``(model, config, checkpoint dict)`` of an SDF-GON or auto-decoder checkpoint (safe loading;
+    one-line :class:`~inr_gon.training.checkpoint.CheckpointError` for anything else)."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+    state = load_checkpoint(path, map_location="cpu")
+    kind = state.get("kind")
+    if kind == SDF_CHECKPOINT_KIND:
+        model, state = load_sdf_trained(path, device=device)
+        return model, SdfConfig.from_dict(state["config"]), state
+    if kind != "inr_gon.autodecoder":
+        raise CheckpointError(f"{path}: expected an SDF or auto-decoder checkpoint, found {kind!r}")
+    from ...variants.autodecoder import AutoDecoder
+    from .autodecoder import AutoDecoderConfig
+    try:
+        mc = state["model_config"]
+        model = AutoDecoder(LatentSiren(**mc["net"]), mc["num_codes"], init_std=mc["init_std"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
+    return model.to(device or "cpu").eval(), AutoDecoderConfig.from_dict(state["config"]), state
 
 
 class SdfTask(Task):
@@ -258,6 +299,13 @@ class SdfTask(Task):
             zs.append(sdf_gon_latent(model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
         return torch.cat(zs)
 
+    def on_fit_end(self, trainer) -> None:
+        from ...core.sampling import GaussianLatentSampler
+        z = self.encode(self.shapes.train_index)
+        if z.shape[0] >= 2:
+            s = GaussianLatentSampler(z)
+            self.latent_stats = {"mean": s.mean, "cov": s.cov}
+
     def sdf_of(self, z: torch.Tensor):
         """The ``(N, 3) -> (N,)`` SDF callable of one latent ``(k,)``."""
         return latent_sdf(self.trainer.model, z)
@@ -291,8 +339,8 @@ class SdfTask(Task):
           (an empty or full field has none);
         * ``latent_sensitivity``: how much the field moves when the latent changes,
           ``mean_{i≠j} mean_p |F(p, z_i) - F(p, z_j)|`` over shape ``j``'s points ``p``, relative to
-          the spread ``std_p s_j(p)`` of the true distances there (about 1 when the field
-          follows the shapes, 0 when it ignores the latent);
+          the spread ``std_p s_j(p)`` of the true distances there (0 when the field ignores the
+          latent; the exact SDFs of distinct shapes give a few tenths);
         * ``identified``: the fraction of shapes whose field agrees (sign IoU on the shape's
           points) better with their own ground truth than with every other shape's.
         """
@@ -395,8 +443,10 @@ class SdfTask(Task):
                 elif gt is not None and not hasattr(gt, "faces"):          # surface samples (DeepSDF)
                     trimesh.PointCloud(np.asarray(gt)).export(Path(write_dir) / f"{prefix}_{r['name']}_gt.ply")
         rows = {"names": [r["name"] for r in results]}
-        for k in ("chamfer", "normal_consistency", "iou"):
-            rows[k] = [r[k] for r in results]
+        for k in ("chamfer", "normal_consistency", "iou", "chamfer_deepsdf"):
+            if k == "chamfer_deepsdf" and not any(k in r for r in results):
+                continue
+            rows[k] = [r.get(k) for r in results]
         mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
                           else None)
         own = _nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
@@ -404,6 +454,7 @@ class SdfTask(Task):
         return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
                 "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
                 "iou": mean(rows["iou"]), "nearest_own_truth": mean([float(x) for x in own if x is not None]),
+                "chamfer_deepsdf": mean(rows["chamfer_deepsdf"]) if "chamfer_deepsdf" in rows else None,
                 "per_shape": rows, "meshes": [r["mesh"] for r in results], "truths": [r["truth"] for r in results]}
 
     def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
@@ -429,14 +480,28 @@ class SdfTask(Task):
             s_true = self.sdf[i] < 0
             union = int((s_pred | s_true).sum())
             iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
-        return {"name": self.shapes.names[i], "mesh": mesh, "truth": gt,
-                "chamfer": ch, "normal_consistency": nc, "iou": iou}
+        out = {"name": self.shapes.names[i], "mesh": mesh, "truth": gt, "chamfer": ch, "normal_consistency": nc,
+               "iou": iou}
+        norm = self.shapes.normalization[i] if self.shapes.normalization else None
+        if norm is not None:       # DeepSDF's convention: in the original frame, 30,000 points
+            offset, scale, original = norm
+            if len(mesh.faces):
+                m = mesh.copy()
+                m.vertices = m.vertices / scale - offset
+                out["chamfer_deepsdf"] = chamfer_distance(m, original, num_samples=30_000)
+            else:
+                out["chamfer_deepsdf"] = None
+        return out
 
     # -- checkpoints and outputs ----------------------------------------------------------------------
     def state_dict(self) -> dict:
         s = self.shapes
         return {"shapes": {"name": s.name, "source": s.source, "names": list(s.names),
-                           "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)}}
+                           "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)},
+                "latent_stats": getattr(self, "latent_stats", None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.latent_stats = state.get("latent_stats")
 
     def write_outputs(self, trainer, metrics, out):
         from .sdf_outputs import write_sdf_outputs

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -34,9 +35,11 @@ class SdfShapeSet:
         names: ``S`` shape names; ``train_index`` / ``unseen_index``: which are which.
         points: ``(S, N, 3)`` float32; ``sdf``: ``(S, N)`` float32 (CPU).
         analytic: ``S`` SDF callables (procedural) or ``None``.
-        truth: ``S`` ground truths for the metrics: a ``trimesh.Trimesh`` (a mesh or, for
-            analytic shapes, built lazily), an ``(M, 3)`` surface point array (DeepSDF), or
-            ``None``.
+        truth: ``S`` ground truths for the metrics, in the samples' frame: a ``trimesh.Trimesh`` (a
+            mesh or, for analytic shapes, built lazily), an ``(M, 3)`` surface point array
+            (DeepSDF), or ``None``.
+        normalization: DeepSDF data: per shape ``(offset (3,), scale, surface points in the
+            original frame)`` (``normalised = (original + offset) * scale``), or ``None``.
     """
 
     name: str
@@ -48,6 +51,7 @@ class SdfShapeSet:
     unseen_index: list
     analytic: list | None = None
     truth: list | None = None
+    normalization: list | None = None
 
 
 def _analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
@@ -90,7 +94,10 @@ def mesh_files(folder) -> list[Path]:
 
 
 def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
-    """The shape set named by ``cfg`` (pools of ``cfg.pool`` points per shape, CPU)."""
+    """The shape set named by ``cfg`` (pools of ``cfg.pool`` points per shape, CPU; a config not yet
+    resolved for a device takes the CPU defaults)."""
+    if cfg.pool is None:
+        cfg = cfg.resolved(torch.device("cpu"))
     g = torch.Generator().manual_seed(cfg.seed)
     if cfg.source == "procedural":
         u = 8 if cfg.num_unseen is None else cfg.num_unseen
@@ -117,7 +124,7 @@ def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
                            torch.stack(sdfs), tr, un, truth=truth)
     from ...data.meshes import read_deepsdf
     records = read_deepsdf(cfg.data)
-    pts, sdfs, truth = [], [], []
+    pts, sdfs, truth, norm = [], [], [], []
     for r in records:
         rows = torch.cat([r.pos, r.neg])
         if rows.shape[0] < 1:
@@ -126,7 +133,10 @@ def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
             torch.randperm(rows.shape[0], generator=g)[:cfg.pool]
         pts.append(rows[idx, :3].contiguous())
         sdfs.append(rows[idx, 3].contiguous())
-        truth.append(r.surface_points() if r.surface_path is not None else None)
+        normalised = r.surface_path is not None and r.offset is not None
+        truth.append(r.surface_points(normalised=True) if normalised else None)
+        norm.append((np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()) if normalised
+                    else None)
     tr, un = _split(len(records), cfg.num_unseen)
     return SdfShapeSet("deepsdf", str(cfg.data), [r.id for r in records], torch.stack(pts),
-                       torch.stack(sdfs), tr, un, truth=truth)
+                       torch.stack(sdfs), tr, un, truth=truth, normalization=norm)

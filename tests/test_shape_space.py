@@ -1,0 +1,208 @@
+"""The shape space of SDF GONs: the truncated L1, the collapse check, the auto-decoder baseline,
+the ``inr-gon mesh`` command, and mesh folders in any units and batch sizes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import inr_gon as ig
+from inr_gon.cli import main
+from inr_gon.core.losses import ClampedL1, TruncatedL1
+from inr_gon.training import AutoDecoderConfig, SdfConfig, Trainer
+from inr_gon.variants.autodecoder import fit_codes
+
+TINY = dict(num_shapes=6, num_unseen=2, pool=256, points=64, batch_size=2, hidden=16, layers=2, latent=4,
+            device="cpu", eval_every=10 ** 6, mesh_resolution=24, eval_shapes=3)
+
+
+def trainer(**kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Trainer(SdfConfig(**{**TINY, **kw}), quiet=True)
+
+
+# -- the truncated L1 ------------------------------------------------------------------------------------
+def test_truncated_l1_is_clamped_l1_without_dead_zones():
+    d = 0.1
+    pred = torch.linspace(-0.5, 0.5, 101, dtype=torch.float64).repeat(5)
+    target = torch.tensor([-0.3, -0.1, 0.0, 0.05, 0.4], dtype=torch.float64).repeat_interleave(101)
+    t, c = TruncatedL1(delta=d), ClampedL1(delta=d)
+    p = pred.clone().requires_grad_()
+    (g_auto,) = torch.autograd.grad(t(p, target).sum(), p)
+    torch.testing.assert_close(t.grad(pred, target), g_auto)            # the closed form is autograd's
+    inside = pred.abs() <= d
+    torch.testing.assert_close(t(pred, target)[inside], c(pred, target)[inside])
+    # where the clamped L1 has no gradient but the point is wrong, the truncated one pulls it back
+    wrong = (target >= d) & (pred < -d) | (target.abs() < d) & (pred.abs() > d)
+    assert bool(wrong.any()) and bool((c.grad(pred, target)[wrong] == 0).all())
+    assert bool((t.grad(pred, target)[wrong] != 0).all())
+    # far on the right side: no gradient in either (a far field may stay far)
+    right = (target >= d) & (pred > d)
+    assert bool((t.grad(pred, target)[right] == 0).all()) and bool((t(pred, target)[right] == 0).all())
+
+
+def test_truncated_l1_latent_matches_autograd():
+    torch.manual_seed(0)
+    m = ig.LatentSiren(3, 4, 1, 16, 2).double()
+    pts, sdf = torch.rand(2, 30, 3, dtype=torch.float64) * 2 - 1, (torch.rand(2, 30, dtype=torch.float64) - 0.5) * 0.5
+    a = ig.sdf_gon_latent(m, pts, sdf, loss="truncated_l1")
+    b = ig.sdf_gon_latent(m, pts, sdf, loss="truncated_l1", method="autograd")
+    torch.testing.assert_close(a, b)
+
+
+# -- the collapse check ----------------------------------------------------------------------------------
+def test_collapse_check_fires_on_a_field_that_ignores_the_latent():
+    t = trainer(steps=0)
+    with torch.no_grad():
+        t.model.latent_weight.zero_()                  # F(c ⊕ z) = F(c ⊕ 0) for every z
+    h = t.task.health(t.task.shapes.train_index[:3])
+    assert h["latent_sensitivity"] < 1e-6
+    why = t.task.collapse(h)
+    assert any("barely depends on the latent" in w for w in why)
+    assert any("indistinguishable" in w for w in why)
+
+
+def test_collapse_check_fires_on_an_empty_field():
+    t = trainer(steps=0)
+    with torch.no_grad():
+        t.model.out.bias.fill_(5.0)                    # positive (outside) everywhere
+    why = t.task.collapse(t.task.health(t.task.shapes.train_index[:3]))
+    assert any("no zero crossing on the training points of 3 of 3 shapes" in w for w in why)
+
+
+def test_collapse_check_is_quiet_on_a_field_that_is_each_shape():
+    t = trainer(steps=0)
+    task = t.task
+    truth = task.shapes.analytic
+    # a perfect decoder: the latent names the shape, the field is its analytic SDF
+    task.encode = lambda index, **kw: torch.nn.functional.one_hot(torch.tensor(list(index)), 16).float()
+    task.sdf_of = lambda z: truth[int(z.argmax())]
+    h = task.health(task.shapes.train_index[:4])
+    assert h["zero_crossing"] == 1.0 and h["identified"] == 1.0 and h["latent_sensitivity"] > 3 * task.MIN_SENSITIVITY
+    assert task.collapse(h) == []
+
+
+def test_a_collapsed_run_says_so_and_strict_makes_it_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "sdf", "--num-shapes", "4", "--num-unseen", "1", "--pool", "256", "--points", "64",
+            "--hidden", "8", "--layers", "1", "--latent", "2", "--steps", "1", "--resolution", "16",
+            "--eval-shapes", "3", "--device", "cpu", "--quiet", "--lr", "1e-9", "--out", str(out)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["collapsed"] is True and m["collapse_reasons"] and "warning: the run failed to learn" in err
+    assert main(args[:-1] + [str(tmp_path / "strict"), "--strict"]) == 3
+    assert "the run failed to learn" in capsys.readouterr().err
+
+
+# -- the auto-decoder ------------------------------------------------------------------------------------
+def test_test_time_code_optimisation_lowers_the_loss():
+    torch.manual_seed(0)
+    net = ig.LatentSiren(3, 8, 1, 32, 2)
+    sphere = ig.shapes.Sphere(0.0, 0.5)
+    pts = torch.rand(1, 512, 3) * 2 - 1
+    sdf = sphere(pts[0])[None]
+    loss = lambda z: ClampedL1()(net(pts, z), sdf[..., None]).mean().item()
+    z0 = fit_codes(net, pts, sdf, iterations=0, generator=torch.Generator().manual_seed(1))
+    z20 = fit_codes(net, pts, sdf, iterations=20, lr=1e-2, generator=torch.Generator().manual_seed(1))
+    z = fit_codes(net, pts, sdf, iterations=100, lr=1e-2, generator=torch.Generator().manual_seed(1))
+    assert loss(z) < loss(z20) < loss(z0) and loss(z) < 0.9 * loss(z0)
+    assert all(p.requires_grad for p in net.parameters())        # the network is left trainable
+
+
+def test_autodecoder_task_trains_and_writes_outputs(tmp_path):
+    cfg = AutoDecoderConfig(**{**TINY, "steps": 6, "encode_iterations": 5, "out": str(tmp_path)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Trainer(cfg, quiet=True)
+        t.prepare_run_dir(resume=False, overwrite=False)
+        codes0 = t.model.codes.weight.detach().clone()
+        info = t.fit()
+        paths, m = t.write_outputs(info)
+    assert not torch.equal(codes0, t.model.codes.weight)       # the codes trained
+    assert m["steps"] == 6 and m["unseen_iou"] is not None and (tmp_path / "meshes.png").is_file()
+    # the checkpoint rebuilds the model; a new shape is encoded by optimising a fresh code
+    from inr_gon.training.tasks.sdf import encode_samples, load_shape_model
+    model, c, state = load_shape_model(sorted(tmp_path.glob("ckpt_step*.pt"))[-1])
+    assert c.encode_iterations == 5 and torch.equal(model.codes.weight, t.model.codes.weight)
+    pts = torch.rand(1, 200, 3) * 2 - 1
+    z = encode_samples(model, c, pts, ig.shapes.Sphere(0.0, 0.5)(pts[0])[None])
+    assert z.shape == (1, 4) and bool(torch.isfinite(z).all())
+
+
+# -- the mesh command ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sdf_run(tmp_path_factory):
+    import trimesh
+    d = tmp_path_factory.mktemp("mesh_cmd")
+    folder = d / "meshes"
+    folder.mkdir()
+    for k, m in enumerate([trimesh.creation.icosphere(subdivisions=2), trimesh.creation.box((1.0, 0.5, 0.8)),
+                           trimesh.creation.capsule(height=1.0, radius=0.3), trimesh.creation.cylinder(0.4, 1.0),
+                           trimesh.creation.box((0.4, 1.0, 1.0))]):
+        m.export(folder / f"m{k}.obj")
+    args = ["train", "sdf", "--meshes", str(folder), "--pool", "1024", "--points", "256",
+            "--hidden", "32", "--layers", "2", "--latent", "8", "--steps", "60", "--loss", "l2", "--inner-weight",
+            "10", "--lr", "1e-3", "--resolution", "24", "--eval-shapes", "2", "--device", "cpu", "--quiet",
+            "--out", str(d / "run"), "--batch-size", "4"]
+    assert main(args) == 0
+    return d, sorted((d / "run").glob("ckpt_step*.pt"))[-1]
+
+
+def test_mesh_command_round_trip(sdf_run, capsys):
+    import trimesh
+    d, ckpt = sdf_run
+    common = ["--checkpoint", str(ckpt), "--resolution", "32", "--lipschitz", "50"]
+    assert main(["mesh", *common, "--shape", "0", "--out", str(d / "shape0.obj"), "--render"]) == 0
+    m = trimesh.load(d / "shape0.obj")
+    assert len(m.faces) > 10 and np.abs(m.vertices).max() <= 1.0 + 1e-6 and (d / "shape0.png").is_file()
+    # a new mesh file, in millimetres: normalised, sampled, encoded in one step
+    ball = trimesh.creation.icosphere(subdivisions=2, radius=40.0)     # a new shape, in millimetres, off-centre
+    ball.apply_translation([100.0, 0, 0])
+    ball.export(d / "ball_mm.ply")
+    assert main(["mesh", *common, "--mesh", str(d / "ball_mm.ply"), "--out", str(d / "ball.glb")]) == 0
+    assert len(trimesh.load(d / "ball.glb", force="mesh").faces) > 10
+    assert main(["mesh", *common, "--slerp", "0", "1", "--frames", "3", "--out", str(d / "sl.ply")]) == 0
+    assert len(list(d.glob("sl_*.ply"))) == 3
+    assert main(["mesh", *common, "--sample", "2", "--out", str(d / "sample.ply")]) == 0
+    assert len(list(d.glob("sample_*.ply"))) == 2
+    capsys.readouterr()
+    # bad input: one line, exit 2
+    for argv in (["mesh", "--checkpoint", str(d / "nope.pt"), "--shape", "0", "--out", str(d / "x.ply")],
+                 ["mesh", *common, "--shape", "99", "--out", str(d / "x.ply")],
+                 ["mesh", *common, "--shape", "0", "--out", str(d / "x.txt")],
+                 ["mesh", *common, "--shape", "0", "--sample", "2", "--out", str(d / "x.ply")],
+                 ["mesh", *common, "--mesh", str(d / "missing.obj"), "--out", str(d / "x.ply")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("inr-gon: error:") and "\n" not in err, err
+
+
+def test_image_checkpoints_are_refused_by_the_mesh_command(tmp_path, capsys):
+    from pathlib import Path
+    img = Path(__file__).parent / "fixtures" / "checkpoints" / "image_v1" / "ckpt_step0000004.pt"
+    assert main(["mesh", "--checkpoint", str(img), "--shape", "0", "--out", str(tmp_path / "x.ply")]) == 2
+    assert "expected an SDF or auto-decoder checkpoint" in capsys.readouterr().err
+
+
+# -- mesh folders in any units, any batch size ---------------------------------------------------------------
+@pytest.mark.parametrize("scale,batch", [(1000.0, 16), (0.2, 1)])
+def test_mesh_folders_in_any_units_train_at_any_batch_size(tmp_path, scale, batch):
+    import trimesh
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    trimesh.creation.icosphere(subdivisions=2, radius=0.7 * scale).export(folder / "sphere.obj")
+    trimesh.creation.box(extents=(scale, 0.6 * scale, 0.8 * scale)).export(folder / "box.ply")
+    out = tmp_path / "run"
+    assert main(["train", "sdf", "--meshes", str(folder), "--steps", "3", "--batch-size", str(batch), "--pool", "512",
+                 "--points", "128", "--hidden", "16", "--layers", "2", "--latent", "4", "--resolution", "24",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_train"] == 1 and m["num_unseen"] == 1
+    gt = trimesh.load(next((out / "meshes").glob("train_*_gt.ply")))
+    assert 0.8 < np.linalg.norm(gt.vertices, axis=1).max() <= 1.0          # normalised to the unit sphere
