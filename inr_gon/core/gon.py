@@ -173,8 +173,9 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
         if alphas is not None:
             alphas = alphas.to(z)
             z = alphas[0] * z
+        grad = _gradient_explicit if explicit else _gradient_at
         for k in range(1, steps):
-            g = _gradient_at(model, c, t, loss, w, z, graph)
+            g = grad(model, c, t, loss, w, z, graph)
             z = z - (alphas[k] * g if alphas is not None else g)
     return z if create_graph else z.detach()
 
@@ -193,6 +194,17 @@ def _step_sizes(step_size, steps: int, k):
     if a.dim() != 2 or a.shape[0] != steps or (k is not None and a.shape[1] not in (1, k)):
         raise ValueError(f"step_size must have shape (k,) or (steps, k) = ({steps}, {k}), got {tuple(step_size.shape)}")
     return a
+
+
+def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:
+    """``∇_z`` of the inner integral at latents ``z (B, k)`` with the model's explicit backward
+    (the per-sample path of :func:`_latent_explicit`, its first pre-activation shifted by ``z``):
+    the same arithmetic as autograd, without a double backward in training."""
+    act = getattr(model, "out_activation", None)
+    u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
+    raw, us = model.origin_forward(u)                                                  # (B, P, O)
+    r = _residual(loss, raw, t, act, create_graph) * w
+    return model.backward_from(us, r).sum(dim=1) @ model.latent_weight                # (B, k)
 
 
 def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:

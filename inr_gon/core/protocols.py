@@ -34,6 +34,7 @@ class ExplicitLatentModel(Protocol):
     """A latent model whose inner backward pass is written out (the fast paths).
 
     * ``latent_weight``: ``(H, k)``, the first layer's latent columns ``W_z``;
+    * ``latent_preactivation(z) -> (B, H)``: their contribution to the first pre-activation;
     * ``coord_preactivation(coords) -> (…, H)``: the first pre-activation at ``z = 0``;
     * ``origin_forward(u1) -> (raw (…, O), us)``: the rest of the network from that
       pre-activation, with the saved pre-activations ``us``;
@@ -45,6 +46,8 @@ class ExplicitLatentModel(Protocol):
     latent_weight: torch.Tensor
 
     def coord_preactivation(self, coords: torch.Tensor) -> torch.Tensor: ...
+
+    def latent_preactivation(self, z: torch.Tensor) -> torch.Tensor: ...
 
     def origin_forward(self, u1: torch.Tensor): ...
 

@@ -59,6 +59,8 @@ class SdfConfig(SirenConfig, TrainerConfig):
     delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1", check=positive)
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"))
+    fresh_shapes: bool = option(False, "procedural: train on new random shapes every step (unlimited data; the "
+                                       "fixed training shapes are still evaluated)", group="data")
     inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
                                            "or the same fixed subset of each shape (as it is encoded)",
                                  choices=("random", "fixed"))
@@ -71,7 +73,7 @@ class SdfConfig(SirenConfig, TrainerConfig):
     slerp_frames: int = option(6, "meshes along the slerp between two shapes", check=at_least(2), group="output")
 
     TASK = "sdf"
-    DEFAULTS = dict(hidden=128, layers=3, steps=500, batch_size=16, lr=2e-4, lr_schedule="constant",
+    DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=500, batch_size=16, lr=2e-4, lr_schedule="constant",
                     checkpoint_every=300, keep_checkpoints=2, eval_every=100)
     LEGACY = {"resolution": "mesh_resolution"}
 
@@ -88,7 +90,9 @@ class SdfConfig(SirenConfig, TrainerConfig):
                 ("pool", self.pool is None or self.points is None or self.pool >= self.points,
                  f"must be >= points ({self.points})"),
                 ("inner", self.inner == "per_sample" or self.source == "procedural",
-                 "'shared' needs analytic shapes (the procedural source)")]
+                 "'shared' needs analytic shapes (the procedural source)"),
+                ("fresh_shapes", not self.fresh_shapes or self.source == "procedural",
+                 "needs the procedural source")]
 
     @classmethod
     def _upgrade(cls, d: dict) -> dict:
@@ -178,6 +182,7 @@ class SdfTask(Task):
         super().__init__(config)
         self.shapes = shapes
         self._truth_cache: dict = {}
+        self._fresh_next = 0             # fresh_shapes: the next new shape's index
 
     @classmethod
     def default_out(cls, cfg) -> str:
@@ -237,10 +242,12 @@ class SdfTask(Task):
         keeps its slice ``mine``. Returns ``(inner_points (b, P, 3) or shared (P, 3),
         inner_sdf (b, P), outer_points (b, M, 3), outer_sdf (b, M))``."""
         cfg = self.cfg
+        m_in, m_out = self.num_inner, cfg.points - self.num_inner
+        if cfg.fresh_shapes:
+            return self._fresh_batch(index.numel(), mine, generator, m_in, m_out)
         idx = self.train_index[index]
         dev_idx = idx.to(self.device)
         pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
-        m_in, m_out = self.num_inner, cfg.points - self.num_inner
         if cfg.inner == "shared":
             ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1   # (P, 3)
             op, osdf = _random_subset(pts, sdf, m_out, generator)
@@ -257,6 +264,27 @@ class SdfTask(Task):
             return ip[mine], isdf[mine], op[mine], osdf[mine]
         ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
+
+    def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
+        """``B`` new procedural shapes (the same on every rank: a counter into a seeded family of
+        shapes disjoint from the fixed ones), each with ``points`` fresh samples."""
+        from ...geometry.shapes import ProceduralShapes
+        from .sdf_data import analytic_pool
+        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + 1_000_003)
+        first = self._fresh_next
+        self._fresh_next += B
+        shapes = [fam[first + j] for j in range(B)]
+        if self.cfg.inner == "shared":
+            ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1
+            isdf = torch.stack([shapes[j](ip) for j in range(B)[mine]]).float()
+        pools = [analytic_pool(s, m_out if self.cfg.inner == "shared" else m_in + m_out,
+                                torch.Generator().manual_seed(first + j)) for j, s in enumerate(shapes)]
+        pts = torch.stack([p for p, _ in pools]).to(self.device)
+        sdf = torch.stack([d for _, d in pools]).to(self.device)
+        if self.cfg.inner == "shared":
+            return ip, isdf, pts[mine], sdf[mine]
+        ip_, isdf_, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
+        return ip_[mine], isdf_[mine], op[mine], osdf[mine]
 
     def progress(self, parts, last_eval):
         out = {"loss": f"{parts['loss']:.4f}"}
@@ -498,10 +526,11 @@ class SdfTask(Task):
         s = self.shapes
         return {"shapes": {"name": s.name, "source": s.source, "names": list(s.names),
                            "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)},
-                "latent_stats": getattr(self, "latent_stats", None)}
+                "latent_stats": getattr(self, "latent_stats", None), "fresh_next": self._fresh_next}
 
     def load_state_dict(self, state: dict) -> None:
         self.latent_stats = state.get("latent_stats")
+        self._fresh_next = state.get("fresh_next", 0)
 
     def write_outputs(self, trainer, metrics, out):
         from .sdf_outputs import write_sdf_outputs

@@ -21,7 +21,7 @@ from ...geometry.shapes import ProceduralShapes
 if TYPE_CHECKING:
     from .sdf import SdfConfig
 
-__all__ = ["SdfShapeSet", "load_shapes", "mesh_files", "MESH_SUFFIXES"]
+__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "mesh_files", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
@@ -54,7 +54,7 @@ class SdfShapeSet:
     normalization: list | None = None
 
 
-def _analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
+def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
     """``n`` points of an analytic shape: half uniform in ``[-1, 1]^3``, half with ``|sdf| < band``
     (rejection sampling). Returns ``(points (n, 3), sdf (n,))``."""
     n_uni = n // 2
@@ -103,7 +103,7 @@ def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
         u = 8 if cfg.num_unseen is None else cfg.num_unseen
         fam = ProceduralShapes(cfg.num_shapes + u, seed=cfg.seed)
         shapes = list(fam)
-        pools = [_analytic_pool(s, cfg.pool, g) for s in shapes]
+        pools = [analytic_pool(s, cfg.pool, g) for s in shapes]
         return SdfShapeSet("procedural", repr(fam), [f"shape{i:04d}" for i in range(len(shapes))],
                            torch.stack([p for p, _ in pools]), torch.stack([s for _, s in pools]),
                            list(range(cfg.num_shapes)), list(range(cfg.num_shapes, cfg.num_shapes + u)),
