@@ -33,40 +33,22 @@ import trimesh
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # benchmarks/ (memory)
 
 from inr_gon import shapes as S  # noqa: E402
 from inr_gon.data.meshes import load_mesh, normalize_mesh, sample_sdf, signed_distance  # noqa: E402
-from inr_gon.mesh import extract_mesh  # noqa: E402
-
-
-def _proc_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+from inr_gon.geometry.mesh import extract_mesh  # noqa: E402
+from memory import proc_kib, reset_peak  # noqa: E402
 
 
 def measure(fn):
     """Run ``fn()``; return its result, seconds and peak extra RSS in MiB (None if unavailable)."""
-    before = _proc_kib("VmRSS")
-    ok = _reset_peak()
+    before = proc_kib("VmRSS")
+    ok = reset_peak()
     start = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - start
-    peak = _proc_kib("VmHWM")
+    peak = proc_kib("VmHWM")
     extra = (peak - before) / 1024 if ok and peak is not None and before is not None else None
     return result, seconds, extra
 

@@ -125,3 +125,26 @@ def assert_one_line_error(r: subprocess.CompletedProcess | tuple, *, argparse_ok
     if match is not None:
         assert re.search(match, lines[-1]), lines[-1]
     return lines[-1]
+
+
+def poison(trainer, at_steps) -> None:
+    """Make the loss reported for the given (1-based) steps NaN, after a real forward/backward
+    (its gradients stay finite, so only the non-finite check can keep the update out)."""
+    steps = {at_steps} if isinstance(at_steps, int) else set(at_steps)
+    real = trainer.train_step
+
+    def step(batch):
+        loss, parts = real(batch)
+        return (loss * float("nan"), parts) if trainer.step + 1 in steps else (loss, parts)
+    trainer.train_step = step
+
+
+def record_lrs(trainer) -> list:
+    """The learning rate each step of ``trainer`` runs with (appended as it trains)."""
+    seen, real = [], trainer.train_step
+
+    def step(batch):
+        seen.append(trainer.opt.param_groups[0]["lr"])
+        return real(batch)
+    trainer.train_step = step
+    return seen

@@ -20,7 +20,7 @@ from inr_gon.core.integrators import GridIntegrator, MonteCarloIntegrator
 from inr_gon.nn.siren import LatentSiren
 from inr_gon.training import ImageConfig, NonFiniteLossError, SdfConfig, Trainer
 
-from conftest import tiny_dataset
+from conftest import poison, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -216,25 +216,13 @@ def test_cuda_trainer_amp_deferred_and_resume_on_cpu(tmp_path):
     assert all(torch.isfinite(p).all() for p in r.model.parameters())
 
 
-def _poison_step(t, bad_step):
-    """Make the loss reported for step ``bad_step`` NaN (its gradients stay finite: only the
-    non-finite check can keep the update out)."""
-    orig = t.train_step
-
-    def train_step(batch):
-        loss, parts = orig(batch)
-        return (loss * float("nan"), parts) if t.step + 1 == bad_step else (loss, parts)
-
-    t.train_step = train_step
-
-
 def test_deferred_check_stops_without_applying_the_bad_update(tmp_path):
     ref = Trainer(config(steps=2, nonfinite_check="deferred", eval_every=100, log_every=100),
                           dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     ref.fit()
     t = Trainer(config(steps=6, nonfinite_check="deferred", eval_every=100, log_every=100),
                         dataset=blobs_dataset(), quiet=True, dist=SINGLE)
-    _poison_step(t, 3)
+    poison(t, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3 "):
         t.fit()
     assert t.step == 6               # it noticed later (no host sync per step) ...
@@ -245,7 +233,7 @@ def test_deferred_check_stops_without_applying_the_bad_update(tmp_path):
 def test_deferred_check_skips_and_counts(tmp_path):
     t = Trainer(config(steps=5, nonfinite_check="deferred", on_nonfinite="skip"),
                         dataset=blobs_dataset(), quiet=True, dist=SINGLE)
-    _poison_step(t, 2)
+    poison(t, 2)
     m = t.fit()
     assert m["skipped_steps"] == 1 and m["steps"] == 5
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
@@ -254,7 +242,7 @@ def test_deferred_check_skips_and_counts(tmp_path):
 def test_immediate_check_still_names_the_step():
     t = Trainer(config(steps=6), dataset=blobs_dataset(), quiet=True, dist=SINGLE)
     assert not t.deferred            # the CPU default
-    _poison_step(t, 3)
+    poison(t, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3"):
         t.fit()
     assert t.step == 2

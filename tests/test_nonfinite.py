@@ -9,24 +9,14 @@ import torch
 from inr_gon.training import NonFiniteLossError, SdfConfig, Trainer
 from inr_gon.training.checkpoint import load_checkpoint
 
-from conftest import sha, tiny_config, tiny_dataset
-
-
-def _inject_nan(trainer, at_steps):
-    """Make the loss of the given (1-based) steps NaN, after a real forward/backward."""
-    real = trainer.train_step
-
-    def step(batch):
-        loss, parts = real(batch)
-        return (loss * float("nan"), parts) if trainer.step + 1 in at_steps else (loss, parts)
-    trainer.train_step = step
+from conftest import poison, sha, tiny_config, tiny_dataset
 
 
 def test_nonfinite_loss_stops_at_once_and_keeps_last_good_checkpoint(tmp_path):
     t = Trainer(tiny_config(tmp_path, steps=12, checkpoint_every=2, eval_every=100),
                         dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
-    _inject_nan(t, {7})
+    poison(t, 7)
     hashes = {}
     real_save = t.save
 
@@ -57,7 +47,7 @@ def test_nonfinite_loss_skip_mode_skips_the_batch(tmp_path):
     t = Trainer(tiny_config(tmp_path, steps=10, checkpoint_every=2, eval_every=100, on_nonfinite="skip"),
                         dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
-    _inject_nan(t, {3, 8})
+    poison(t, {3, 8})
     before = {}
     real = t.train_step
 
@@ -107,21 +97,10 @@ def _sdf_trainer(tmp_path=None, **kw):
     return t
 
 
-def _poison(t, bad_step):
-    """The loss reported for (1-based) step ``bad_step`` is NaN; its gradients stay finite, so
-    only the check can keep the update out."""
-    real = t.train_step
-
-    def step(batch):
-        loss, parts = real(batch)
-        return (loss * float("nan"), parts) if t.step + 1 == bad_step else (loss, parts)
-    t.train_step = step
-
-
 def test_sdf_nonfinite_loss_stops_at_once_and_keeps_last_good_checkpoint(tmp_path):
     t = _sdf_trainer(tmp_path)
     assert not t.deferred                    # the CPU default
-    _poison(t, 3)
+    poison(t, 3)
     with pytest.raises(NonFiniteLossError, match=r"at step 3; the last good checkpoint is .*ckpt_step0000002\.pt"):
         t.fit()
     assert t.step == 2 and sorted(p.name for p in tmp_path.glob("ckpt_step*.pt")) == ["ckpt_step0000002.pt"]
@@ -132,7 +111,7 @@ def test_sdf_deferred_check_applies_no_update_from_the_bad_step():
     ref.fit()
     t = _sdf_trainer(nonfinite_check="deferred", checkpoint_every=100)
     assert t.deferred
-    _poison(t, 3)
+    poison(t, 3)
     with pytest.raises(NonFiniteLossError, match="at step 3 "):
         t.fit()
     assert t.step == 6                       # noticed at the end (no host sync per step) ...
@@ -143,7 +122,7 @@ def test_sdf_deferred_check_applies_no_update_from_the_bad_step():
 @pytest.mark.parametrize("check", ["immediate", "deferred"])
 def test_sdf_nonfinite_skip_mode_counts(tmp_path, check):
     t = _sdf_trainer(tmp_path, on_nonfinite="skip", nonfinite_check=check)
-    _poison(t, 2)
+    poison(t, 2)
     info = t.fit()
     assert info["steps"] == 6 and info["skipped_steps"] == 1
     assert all(bool(torch.isfinite(p).all()) for p in t.model.parameters())

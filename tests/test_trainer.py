@@ -17,7 +17,7 @@ from inr_gon.cli import main
 from inr_gon.training import TASKS, ImageConfig, SdfConfig, Trainer, learning_rate
 from inr_gon.training.config import _base_type
 
-from conftest import tiny_config, tiny_dataset, write_image_folder
+from conftest import record_lrs, tiny_config, tiny_dataset, write_image_folder
 
 
 # -- the config system ---------------------------------------------------------------------------------
@@ -99,13 +99,7 @@ def test_learning_rate_schedules():
 
 def test_warmup_reaches_the_optimizer(tmp_path):
     t = Trainer(tiny_config(None, steps=3, warmup_steps=4, eval_every=100), dataset=tiny_dataset(), quiet=True)
-    seen = []
-    real = t.train_step
-
-    def step(batch):
-        seen.append(t.opt.param_groups[0]["lr"])
-        return real(batch)
-    t.train_step = step
+    seen = record_lrs(t)
     t.fit()
     assert seen == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3])
 
@@ -155,13 +149,7 @@ def test_sdf_task_schedule_amp_and_periodic_evaluation(tmp_path):
                     steps=8, lr=1e-3, lr_schedule="cosine", warmup_steps=2, amp="bf16", eval_every=4, log_every=2,
                     device="cpu", out=str(tmp_path))
     t = Trainer(cfg, quiet=True)
-    seen = []
-    real = t.train_step
-
-    def step(batch):
-        seen.append(t.opt.param_groups[0]["lr"])
-        return real(batch)
-    t.train_step = step
+    seen = record_lrs(t)
     t.fit()
     assert seen[0] == pytest.approx(0.5e-3) and seen[-1] < seen[2]
     assert t.history["eval_step"] == [4, 8] and len(t.history["unseen_sign_iou"]) == 2

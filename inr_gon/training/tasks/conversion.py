@@ -44,7 +44,6 @@ class ConversionConfig(ImageDataConfig, TrainerConfig):
     outer_fraction: float = option(0.25, "fraction of the target pixels in the Monte-Carlo outer loss",
                                    check=fraction)
     test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0))
-    eval_images: int = option(1000, "test images in periodic evaluations", check=at_least(1))
 
     TASK = "superres"
     DEFAULTS = dict(hidden=128, layers=3, steps=2000, seconds=200.0, batch_size=64, lr=3e-4, lr_schedule="constant",

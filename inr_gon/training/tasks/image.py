@@ -46,6 +46,8 @@ class ImageDataConfig(SirenConfig):
     resolution: int | None = option(None, "image folders: resize images to this size", check=at_least(1),
                                     group="data")
     channels: int = option(1, "image folders: 1 (gray) or 3 (RGB)", choices=(1, 3), group="data")
+    eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
+                              check=at_least(1))
 
 
 @dataclass
@@ -58,8 +60,6 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                                           "the batch)", check=positive)
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
                                           check=fraction)
-    eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
-                              check=at_least(1))
 
     TASK = "image"
     # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by

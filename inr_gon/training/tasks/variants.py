@@ -64,7 +64,6 @@ class ClassifierConfig(ImageDataConfig, TrainerConfig):
     loss: str = option("mse", "the inner loss whose gradient at the origin is the latent", choices=("mse", "bce"))
     inner_scale: float = option(1.0 / 64, "weight of each pixel in the inner sum", check=positive)
     ce_weight: float = option(1.0, "weight of the cross-entropy in joint mode", check=nonneg)
-    eval_images: int = option(1000, "test images in periodic evaluations", check=at_least(1))
 
     TASK = "classifier"
     DEFAULTS = dict(hidden=64, layers=3, steps=400, batch_size=64, lr=3e-4, eval_every=200, checkpoint_every=1000)
@@ -115,7 +114,6 @@ class VariationalConfig(ImageDataConfig, TrainerConfig):
     base_channels: int = option(32, "convolutional decoder: channels of its last hidden layer", check=at_least(1),
                                 group="model")
     kl_weight: float = option(1.0, "weight of the KL term", check=nonneg)
-    eval_images: int = option(1000, "test images in periodic evaluations", check=at_least(1))
 
     TASK = "variational"
     DEFAULTS = dict(latent=48, hidden=64, layers=3, steps=700, batch_size=64, lr=1e-3, eval_every=350,
@@ -164,7 +162,6 @@ class AutoencoderConfig(ImageDataConfig, TrainerConfig):
                        group="model")
     encoder_hidden: int | None = option(None, "encoder width (default: sized to the decoder's parameter count)",
                                         check=at_least(1), group="model")
-    eval_images: int = option(1000, "test images in periodic evaluations", check=at_least(1))
 
     TASK = "autoencoder"
     DEFAULTS = dict(hidden=64, layers=3, steps=500, batch_size=64, lr=3e-4, eval_every=250, checkpoint_every=1000)
