@@ -196,3 +196,16 @@ def test_old_module_paths_import_with_a_deprecation_warning():
     assert siren.LatentSiren is ig.LatentSiren and siren.__name__ == "inr_gon.nn.siren"
     from inr_gon.gon import gon_latent          # noqa: F401  (a from-import works too)
     assert ig.gon_latent is gon_latent
+
+
+def test_a_schedule_by_time_anneals_a_run_cut_by_its_budget(monkeypatch):
+    import inr_gon.training.trainer as tr
+    clock = iter(range(0, 10 ** 6, 10))           # every reading of the clock: 10 s later
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: float(next(clock)))
+    t = Trainer(tiny_config(None, steps=10 ** 6, seconds=100.0, lr=1e-3, lr_schedule="cosine", schedule_by="time",
+                            eval_every=10 ** 6, log_every=10 ** 6), dataset=tiny_dataset(), quiet=True)
+    seen = record_lrs(t)
+    t.fit()
+    assert 2 <= len(seen) <= 10 and seen == sorted(seen, reverse=True)
+    assert seen[-1] < 0.3e-3                      # by the end of the budget the rate is near lr/20
+    assert t.lr_at(0, 100.0) == pytest.approx(5e-5) and t.lr_at(0, 50.0) == pytest.approx(5.25e-4)

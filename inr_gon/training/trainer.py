@@ -59,6 +59,9 @@ class TrainerConfig(Config):
     lr_schedule: str | None = option(None, "constant, or cosine decay to lr/20 at --steps",
                                      choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear learning-rate warm-up over the first N steps", check=at_least(0))
+    schedule_by: str = option("steps", "the schedule's progress: step / --steps, or the larger of that and elapsed / "
+                                       "--seconds (a run cut by its time budget still anneals; not bit-identical on "
+                                       "resume)", choices=("steps", "time"))
     eval_every: int | None = option(None, "steps between evaluations", check=at_least(1))
     checkpoint_every: int | None = option(None, "steps between checkpoints", check=at_least(1))
     keep_checkpoints: int | None = option(None, "checkpoints kept", check=at_least(1))
@@ -105,16 +108,18 @@ def select_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def learning_rate(step: int, *, lr: float, steps: int, schedule: str = "constant", warmup_steps: int = 0) -> float:
-    """The learning rate of (0-based) step ``step``: a function of the step alone, so resuming
-    needs no scheduler state.
+def learning_rate(step: int, *, lr: float, steps: int, schedule: str = "constant", warmup_steps: int = 0,
+                  progress: float | None = None) -> float:
+    """The learning rate of (0-based) step ``step``: a function of the step (or of ``progress``)
+    alone, so resuming needs no scheduler state.
 
-    ``"constant"``: ``lr``. ``"cosine"``: from ``lr`` down to ``lr/20`` at ``steps``. A linear
-    warm-up multiplies the first ``warmup_steps`` steps by ``(step + 1) / warmup_steps``.
+    ``"constant"``: ``lr``. ``"cosine"``: from ``lr`` down to ``lr/20`` as the progress
+    ``t = step / steps`` (or the given ``progress``) goes from 0 to 1. A linear warm-up
+    multiplies the first ``warmup_steps`` steps by ``(step + 1) / warmup_steps``.
     """
     value = lr
-    if schedule == "cosine" and steps:
-        t = min(step / steps, 1.0)
+    if schedule == "cosine" and (steps or progress is not None):
+        t = min(step / steps if progress is None else progress, 1.0)
         value = lr / 20 + (lr - lr / 20) * 0.5 * (1 + math.cos(math.pi * t))
     if warmup_steps and step < warmup_steps:
         value *= (step + 1) / warmup_steps
@@ -220,6 +225,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: dict[str, list] = {"step": [], "seconds": [], "eval_step": [], "eval_seconds": []}
         self.last_eval: dict = {}
+        self._t0: float | None = None          # fit(): the clock origin of the elapsed training time
 
     # -- messages -----------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -253,17 +259,23 @@ class Trainer:
         """Steps skipped for a non-finite loss (``on_nonfinite="skip"``)."""
         return self.guard.skipped
 
-    def lr_at(self, step: int) -> float:
+    def lr_at(self, step: int, elapsed: float | None = None) -> float:
+        """The learning rate of step ``step`` (0-based); with ``schedule_by="time"`` and a time
+        budget, ``elapsed`` seconds of training count too."""
         cfg = self.cfg
+        progress = None
+        if cfg.schedule_by == "time" and cfg.seconds and elapsed is not None:
+            progress = max(step / cfg.steps if cfg.steps else 0.0, elapsed / cfg.seconds)
         return learning_rate(step, lr=cfg.lr, steps=cfg.steps, schedule=cfg.lr_schedule,
-                             warmup_steps=cfg.warmup_steps)
+                             warmup_steps=cfg.warmup_steps, progress=progress)
 
     def advance(self):
         """One optimisation step on the next batch; returns the detached reported parts
         (``parts["loss"]`` etc., averaged over the ranks), or ``None`` for a step skipped in
         immediate mode."""
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else None
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = self.lr_at(self.step, elapsed)
         loss, parts = self.train_step(self.next_batch())
         applied = self.guard.step(loss, step=self.step, last_checkpoint=self.last_checkpoint)
         self.step += 1
@@ -369,7 +381,7 @@ class Trainer:
         """Train until ``steps`` (total) or ``seconds``; then the task's end-of-training work
         and a final checkpoint. Returns ``{"steps", "train_seconds", "skipped_steps", ...}``
         with the task's final metrics."""
-        t0 = time.perf_counter() - self.elapsed
+        t0 = self._t0 = time.perf_counter() - self.elapsed
         bar = tqdm(total=self.cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
                    dynamic_ncols=True)
         self.metrics_log.start(self.step)
