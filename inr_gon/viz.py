@@ -77,6 +77,25 @@ def save_figure(fig, path, *, dpi: int = 100, tight: bool = True) -> Path:
     return path
 
 
+def save_convergence_figure(originals: torch.Tensor, snapshots: list[dict], path) -> Path:
+    """The paper's Figure 6: the first column ``originals (n, C, H, W)``, then one column per
+    snapshot (``{"images": (n, C, H, W), "seconds", "step", "psnr"}``) with its training time and
+    test PSNR under it."""
+    n = originals.shape[0]
+    cols = [originals.cpu()] + [s["images"].cpu() for s in snapshots]
+    fig, axes = pyplot().subplots(n, len(cols), figsize=(1.1 * len(cols), 1.1 * n + 0.5), squeeze=False)
+    for c, imgs in enumerate(cols):
+        for r in range(n):
+            ax = axes[r, c]
+            img = imgs[r].clamp(0, 1).permute(1, 2, 0).numpy()
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        label = "test images" if c == 0 else (f"{snapshots[c - 1]['seconds']:.0f} s\n{snapshots[c - 1]['psnr']:.1f} dB")
+        axes[-1, c].set_xlabel(label, fontsize=8)
+    return save_figure(fig, path, dpi=120)
+
+
 def plot_curves(history: dict, path) -> Path:
     """Loss and test PSNR against steps and seconds, as one 2×2 PNG.
 

@@ -128,3 +128,23 @@ def test_main_example_runs_as_a_script(tmp_path):
                          "--steps", "2", "--out", str(out), "--device", "cpu", "--quiet"],
                         capture_output=True, text=True, timeout=300)
     assert r2.returncode == 2 and "holds another run" in r2.stderr and r2.stderr.count("\n") == 1
+
+
+def test_convergence_snapshots_at_training_times(tmp_path, monkeypatch):
+    """Figure 6: reconstructions of fixed test images at given training times, PSNR under each."""
+    import inr_gon.training.trainer as tr
+    clock = iter(x * 0.5 for x in range(10 ** 6))        # every reading of the clock: 0.5 s later
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: next(clock))
+    t = Trainer(tiny_config(tmp_path / "run", steps=12, snapshots="1,2.5,1000", eval_every=100), dataset=tiny_dataset(),
+                quiet=True)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    metrics = t.fit()
+    monkeypatch.undo()
+    paths, metrics = t.write_outputs(metrics)
+    conv = metrics["convergence"]
+    assert [c["target_seconds"] for c in conv] == [1.0, 2.5]               # 1000 s never came
+    assert conv[0]["step"] < conv[1]["step"] and all(np.isfinite(c["psnr"]) for c in conv)
+    assert all(c["seconds"] >= c["target_seconds"] for c in conv)
+    assert (t.out / "convergence.png").is_file() and "convergence" in paths
+    with pytest.raises(ValueError, match="snapshots"):
+        ImageConfig(snapshots="3,-1").validate()

@@ -226,6 +226,7 @@ class Trainer:
         self.history: dict[str, list] = {"step": [], "seconds": [], "eval_step": [], "eval_seconds": []}
         self.last_eval: dict = {}
         self._t0: float | None = None          # fit(): the clock origin of the elapsed training time
+        self.eval_seconds = 0.0                # of the elapsed time, spent in evaluations
 
     # -- messages -----------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -286,15 +287,22 @@ class Trainer:
         self.guard.check(last_checkpoint=self.last_checkpoint)
 
     # -- evaluation ---------------------------------------------------------------------------------------
+    @property
+    def train_seconds(self) -> float:
+        """Seconds of training so far: :attr:`elapsed` without the time spent in evaluations."""
+        return self.elapsed - self.eval_seconds
+
     def evaluate(self) -> dict:
         """The task's periodic evaluation (every rank calls it); recorded in the history."""
         self.check_nonfinite()
         was = self.model.training
         self.model.eval()
+        t0 = time.perf_counter()
         try:
             m = self.task.evaluate(self)
         finally:
             self.model.train(was)
+            self.eval_seconds += time.perf_counter() - t0
         if not m:
             return m
         self.history["eval_step"].append(self.step)
@@ -312,6 +320,7 @@ class Trainer:
             "kind": self.task.checkpoint_kind, "version": 1, "task": self.task.name,
             "model_config": self.task.model_config(self.model), "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
+            "eval_seconds": self.eval_seconds,
             "skipped": self.skipped, "config": self.cfg.to_dict(),
             "data": self.sampler.state_dict(), "mc_generator": self.mc_gen.get_state(),
             "torch_rng": torch.get_rng_state(), "history": self.history,
@@ -324,6 +333,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         retarget_adam(self.opt, fused=self.deferred)        # e.g. a CPU checkpoint resumed on CUDA
         self.step, self.elapsed = state["step"], state["elapsed"]
+        self.eval_seconds = state.get("eval_seconds", 0.0)
         self.guard.skipped = state.get("skipped", 0)
         self.sampler.load_state_dict(state["data"])
         if not restore_generator(self.mc_gen, state["mc_generator"]):
@@ -431,6 +441,7 @@ class Trainer:
                 self.evaluate()
             if self.step % cfg.checkpoint_every == 0:
                 self.save()
+            self.task.on_step_end(self)
 
     # -- outputs -----------------------------------------------------------------------------------------------
     def write_outputs(self, metrics: dict, out=None) -> tuple[dict, dict]:

@@ -7,8 +7,9 @@ The trainer calls, in this order:
 1. :meth:`Task.setup` (load and check the data, on ``trainer.device``);
 2. :meth:`Task.num_train`, :meth:`Task.build_model` (after ``torch.manual_seed(seed)``),
    :meth:`Task.build_objective` (the one module DDP wraps);
-3. every step :meth:`Task.make_batch`; every ``log_every`` steps :meth:`Task.progress`; every
-   ``eval_every`` steps :meth:`Task.evaluate` (and :meth:`Task.describe_eval`);
+3. every step :meth:`Task.make_batch` and :meth:`Task.on_step_end`; every ``log_every`` steps
+   :meth:`Task.progress`; every ``eval_every`` steps :meth:`Task.evaluate` (and
+   :meth:`Task.describe_eval`);
 4. :meth:`Task.on_fit_end`, then :meth:`Task.final_metrics`; :meth:`Task.write_outputs` when
    asked; :meth:`Task.state_dict` / :meth:`Task.load_state_dict` with every checkpoint.
 
@@ -69,6 +70,9 @@ class Task:
         ``index (B,)``: draw any random points for the whole batch from ``generator``, then
         keep the items ``index[mine]``."""
         raise NotImplementedError
+
+    def on_step_end(self, trainer) -> None:
+        """After every applied step (e.g. snapshots at given training times); must be cheap."""
 
     def progress(self, parts: dict, last_eval: dict) -> dict:
         """The progress bar's figures (strings) from the logged ``parts`` and the last evaluation."""

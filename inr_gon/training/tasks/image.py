@@ -11,6 +11,8 @@ gradient step for evaluation, and the pictures of :func:`write_image_outputs`.
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ...eval.image import psnr, ssim
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
 from ..checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
-from ..config import SirenConfig, at_least, fraction, option, positive
+from ..config import Check, SirenConfig, at_least, fraction, option, positive
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .base import Task
@@ -50,6 +52,17 @@ class ImageDataConfig(SirenConfig):
                               check=at_least(1))
 
 
+def _seconds_list(text: str) -> list[float]:
+    return sorted(float(x) for x in text.split(",") if x.strip())
+
+
+def _seconds_list_ok(text: str) -> bool:
+    try:
+        return all(v > 0 and math.isfinite(v) for v in _seconds_list(text))
+    except ValueError:
+        return False
+
+
 @dataclass
 class ImageConfig(ImageDataConfig, TrainerConfig):
     """An implicit GON on images (``None`` fields: the device's defaults below)."""
@@ -60,6 +73,10 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                                           "the batch)", check=positive)
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
                                           check=fraction)
+    snapshots: str = option("3,10,30,60", "training seconds at which 8 fixed test images are reconstructed for "
+                                          "convergence.png (comma-separated; empty: none)", check=Check(
+                                              _seconds_list_ok, "must be comma-separated positive seconds"),
+                            group="output")
 
     TASK = "image"
     # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by
@@ -180,6 +197,8 @@ class ImageTask(ImageDataTask):
     def __init__(self, config, *, dataset=None):
         super().__init__(config, dataset=dataset)
         self.latent_stats: dict | None = None
+        self.snapshots: list[dict] = []                       # the convergence figure's columns
+        self._snap_times = _seconds_list(config.snapshots)
 
     @classmethod
     def default_out(cls, cfg) -> str:
@@ -199,7 +218,7 @@ class ImageTask(ImageDataTask):
 
     def progress(self, parts, last_eval):
         lv = parts["loss"]
-        out = {"loss": f"{lv:.4f}", "psnr": f"{-10 * torch.log10(torch.tensor(max(lv, 1e-10))).item():.1f}dB"}
+        out = {"loss": f"{lv:.4f}", "psnr": f"{-10 * math.log10(max(lv, 1e-10)):.1f}dB"}
         if "test_psnr" in last_eval:
             out["test"] = f"{last_eval['test_psnr']:.1f}dB"
         return out
@@ -242,6 +261,25 @@ class ImageTask(ImageDataTask):
     def describe_eval(self, m):
         return f"test PSNR {m['test_psnr']:.2f} dB on {self._eval_n} unseen images"
 
+    def on_step_end(self, trainer) -> None:
+        """Snapshots of fixed test images at the configured training times (Figure 6 of the paper);
+        their time is not counted as training. No collectives: safe under DDP."""
+        if not self._snap_times or trainer.train_seconds < self._snap_times[0] or not self.test_images.shape[0]:
+            return
+        t0 = time.perf_counter()
+        passed = [s for s in self._snap_times if s <= trainer.train_seconds]
+        self._snap_times = self._snap_times[len(passed):]
+        was = trainer.model.training
+        trainer.model.eval()
+        x = self.test_images[:8]
+        part = self.test_images[:500]
+        rec = self.decode(self.encode(part))
+        trainer.model.train(was)
+        self.snapshots.append({"target_seconds": passed[-1], "seconds": round(trainer.train_seconds, 2),
+                               "step": trainer.step, "psnr": float(psnr(rec, part).mean()),
+                               "images": rec[:x.shape[0]].detach().cpu()})
+        trainer.eval_seconds += time.perf_counter() - t0
+
     def on_fit_end(self, trainer) -> None:
         sampler = GaussianLatentSampler(self.encode(self.train_images[:5000]))
         self.latent_stats = {"mean": sampler.mean, "cov": sampler.cov}
@@ -258,15 +296,18 @@ class ImageTask(ImageDataTask):
                 "num_train": int(self.train_images.shape[0])}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "latent_stats": self.latent_stats}
+        return {**super().state_dict(), "latent_stats": self.latent_stats, "snapshots": self.snapshots}
 
     def load_state_dict(self, state: dict) -> None:
         self.latent_stats = state.get("latent_stats")
+        self.snapshots = list(state.get("snapshots") or [])
+        last = self.snapshots[-1]["target_seconds"] if self.snapshots else 0.0
+        self._snap_times = [t for t in _seconds_list(self.cfg.snapshots) if t > last]
 
     def write_outputs(self, trainer, metrics, out):
         if not trainer.dist.is_main:
             return {}, metrics
-        return write_image_outputs(self, metrics, out), metrics
+        return write_image_outputs(self, metrics, out)
 
     def describe(self, trainer) -> list[str]:
         c = trainer.cfg
@@ -285,19 +326,20 @@ class ImageTask(ImageDataTask):
                 f"wrote to {trainer.out}/: " + ", ".join(files)]
 
 
-def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> dict:
-    """Write the run's pictures and figures into ``out``; returns ``{name: path}``.
+def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> tuple[dict, dict]:
+    """Write the run's pictures and figures into ``out``; returns ``({name: path}, metrics)``.
 
     ``recon_train.png`` / ``recon_test.png`` (originals above their one-step reconstructions),
     ``samples.png`` (latents from a full-covariance Gaussian fitted to training latents),
     ``slerp.png`` / ``slerp.gif`` (spherical interpolation between test latents),
     ``superres.png`` (test latents rendered at 1×, 4× and 10×, shown at the same size),
-    ``curves.png``, ``metrics.json``.
+    ``curves.png``, ``convergence.png`` (the paper's Figure 6: fixed test images reconstructed at
+    the configured training times, PSNR under each), ``metrics.json``.
     """
     import torch.nn.functional as F
 
     from ...core.sampling import slerp_path
-    from ...viz import image_grid, plot_curves, save_gif, save_grid
+    from ...viz import image_grid, plot_curves, save_convergence_figure, save_gif, save_grid
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,5 +381,8 @@ def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 
              t.decode(z, big)]
     paths["superres"] = save_grid(torch.cat(shown), out / "superres.png", nrow=x.shape[0], pad=4)
     paths["curves"] = plot_curves(t.trainer.history, out / "curves.png")
+    if t.snapshots:
+        paths["convergence"] = save_convergence_figure(t.test_images[:8], t.snapshots, out / "convergence.png")
+        metrics = {**metrics, "convergence": [{k: v for k, v in s.items() if k != "images"} for s in t.snapshots]}
     paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
-    return paths
+    return paths, metrics
