@@ -28,7 +28,8 @@ The names below are the public API (``import inr_gon as ig``; ``ig.LatentSiren``
 
 from .core.coords import (grid, image_to_points, points_to_image, random_subset, jittered_grid, uniform_points,
                           interpolate)
-from .core.integrators import GridIntegrator, MonteCarloIntegrator, ContinuousIntegrator, integrate
+from .core.integrators import (GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator, ContinuousIntegrator,
+                               integrate)
 from .core.losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .core.gon import gon_latent, gon_loss
 from .core.protocols import ExplicitLatentModel, LatentModel, ObjectiveResult
@@ -48,7 +49,7 @@ __all__ = [
     "LatentSiren", "Siren", "SineLayer",
     "grid", "image_to_points", "points_to_image", "random_subset", "jittered_grid",
     "uniform_points", "interpolate",
-    "GridIntegrator", "MonteCarloIntegrator", "ContinuousIntegrator", "integrate",
+    "GridIntegrator", "MonteCarloIntegrator", "StratifiedIntegrator", "ContinuousIntegrator", "integrate",
     "MSE", "BCE", "L1", "ClampedL1", "PointLoss", "get_loss",
     "gon_latent", "gon_loss", "ExplicitLatentModel", "LatentModel", "ObjectiveResult",
     "render", "render_points", "encode", "encode_render",

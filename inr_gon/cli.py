@@ -219,7 +219,8 @@ def cmd_mesh(args) -> int:
     """Meshes from an SDF checkpoint: a training shape, a new mesh file, a slerp or samples."""
     from .core.sampling import GaussianLatentSampler, slerp_path
     from .geometry.mesh import extract_mesh
-    from .training.tasks.sdf import encode_samples, load_shape_model
+    from .training.tasks.autodecoder import load_shape_model
+    from .training.tasks.sdf import encode_samples
     from .training.trainer import Trainer, select_device
     from .viz import save_mesh_grid
     device = select_device(args.device)

@@ -129,7 +129,10 @@ def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     from inr_gon.training import SdfConfig
     old = _copy_run("sdf_v1", tmp_path / "old")
     kw = dict(num_shapes=4, num_unseen=1, pool=128, points=32, batch_size=2, hidden=8, layers=1, latent=2,
-              checkpoint_every=4, device="cpu", eval_every=100)
+              checkpoint_every=4, device="cpu", eval_every=100,
+              # the options of the 0.1 run (its defaults then)
+              loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
+              schedule_by="steps")
     new = Trainer(SdfConfig(steps=4, out=str(tmp_path / "new"), **kw), quiet=True)
     new.prepare_run_dir(resume=False, overwrite=False)
     new.fit()

@@ -82,3 +82,23 @@ def test_continuous_integrator_unbiased_for_linear_field():
 def test_bad_mc_options(kw):
     with pytest.raises(ValueError):
         ig.MonteCarloIntegrator(**kw)
+
+
+def test_stratified_integrator_is_unbiased_and_covers_every_block():
+    res = (8, 6)
+    integ = ig.StratifiedIntegrator(res, block=2, scale=0.5)
+    c = ig.grid(res)
+    x = torch.rand(3, 48, 1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    est = torch.zeros(3, dtype=torch.float64)
+    n = 4000
+    for _ in range(n):
+        cc, t, w = integ.select(c, x, generator=g)
+        assert cc.shape == (12, 2) and t.shape == (3, 12, 1) and w == 0.5 * 4
+        blocks = {(int((p[0] + 1) / 2 * 8) // 2, int((p[1] + 1) / 2 * 6) // 2) for p in cc}
+        assert len(blocks) == 12                                   # one point in every 2×2 block
+        est += ig.integrate(t, w)
+    exact = 0.5 * x.sum(dim=(1, 2))
+    torch.testing.assert_close(est / n, exact, rtol=0.02, atol=0)
+    with pytest.raises(ValueError, match="multiple of block"):
+        ig.StratifiedIntegrator((7, 6), block=2)

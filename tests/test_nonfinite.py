@@ -90,7 +90,8 @@ def test_nonfinite_data_is_refused_before_anything_is_written(tmp_path, split, v
 # -- the SDF task (the same trainer and NonFiniteGuard) -----------------------------------------
 def _sdf_trainer(tmp_path=None, **kw):
     base = dict(num_shapes=6, num_unseen=1, pool=256, points=64, batch_size=2, hidden=16, layers=2, latent=4,
-                steps=6, checkpoint_every=2, log_every=100, device="cpu", out=str(tmp_path) if tmp_path else None)
+                steps=6, checkpoint_every=2, log_every=100, device="cpu", out=str(tmp_path) if tmp_path else None,
+                lr_schedule="constant", schedule_by="steps")      # runs of different lengths compare alike
     base.update(kw)
     t = Trainer(SdfConfig(**base), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)

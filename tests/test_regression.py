@@ -70,7 +70,9 @@ def test_image_task_is_unchanged():
 
 @pytest.mark.parametrize("name,kw", [("sdf", dict(eikonal=0.1)), ("sdf_shared", dict(inner="shared"))])
 def test_sdf_task_is_unchanged(name, kw):
+    # the 0.1 defaults (one clamped L1 for both integrals, inner weight 0.3, constant lr)
     cfg = SdfConfig(num_shapes=6, num_unseen=1, pool=256, points=64, batch_size=2, steps=30, log_every=5, lr=2e-4,
+                    loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr_schedule="constant",
                     eval_every=10, **TINY, **kw)
     t = Trainer(cfg, quiet=True)
     t.fit()

@@ -127,7 +127,8 @@ def test_autodecoder_task_trains_and_writes_outputs(tmp_path):
     assert not torch.equal(codes0, t.model.codes.weight)       # the codes trained
     assert m["steps"] == 6 and m["unseen_iou"] is not None and (tmp_path / "meshes.png").is_file()
     # the checkpoint rebuilds the model; a new shape is encoded by optimising a fresh code
-    from inr_gon.training.tasks.sdf import encode_samples, load_shape_model
+    from inr_gon.training.tasks.autodecoder import load_shape_model
+    from inr_gon.training.tasks.sdf import encode_samples
     model, c, state = load_shape_model(sorted(tmp_path.glob("ckpt_step*.pt"))[-1])
     assert c.encode_iterations == 5 and torch.equal(model.codes.weight, t.model.codes.weight)
     pts = torch.rand(1, 200, 3) * 2 - 1
@@ -206,3 +207,23 @@ def test_mesh_folders_in_any_units_train_at_any_batch_size(tmp_path, scale, batc
     assert m["num_train"] == 1 and m["num_unseen"] == 1
     gt = trimesh.load(next((out / "meshes").glob("train_*_gt.ply")))
     assert 0.8 < np.linalg.norm(gt.vertices, axis=1).max() <= 1.0          # normalised to the unit sphere
+
+
+# -- unlimited data: new procedural shapes every step -----------------------------------------------------
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path, share):
+    t = trainer(steps=3, batch_size=4, fresh_shapes=share, out=str(tmp_path), checkpoint_every=3)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    a = t.next_batch()
+    b = t.next_batch()
+    n_new = round(share * 4)
+    assert t.task._fresh_next == 2 * n_new
+    assert a[0].shape == (4, 32, 3) and not torch.equal(a[0][-n_new:], b[0][-n_new:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t.fit()
+    r = trainer(steps=5, batch_size=4, fresh_shapes=share, out=str(tmp_path), checkpoint_every=3)
+    r.prepare_run_dir(resume=True, overwrite=False)
+    assert r.step == 3 and r.task._fresh_next == t.task._fresh_next
+    with pytest.raises(ValueError, match="procedural"):
+        SdfConfig(meshes="x", fresh_shapes=1.0).validate()

@@ -41,7 +41,7 @@ from .integrators import GridIntegrator
 from .losses import ClampedL1, TruncatedL1, get_loss
 
 __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "latent_sdf",
-           "LatentSDF", "split_points", "DEFAULT_INNER_WEIGHT"]
+           "LatentSDF", "split_points", "random_shape_points", "DEFAULT_INNER_WEIGHT"]
 
 #: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (see the module docstring).
 DEFAULT_INNER_WEIGHT = 0.3
@@ -135,12 +135,13 @@ def split_points(points: torch.Tensor, sdf: torch.Tensor, num_inner: int, num_ou
     if num_inner < 1 or num_outer < 1 or num_inner + num_outer > N:
         raise ValueError(f"need 1 <= num_inner, num_outer and num_inner + num_outer <= {N} points, "
                          f"got {num_inner} + {num_outer}")
-    p, s = _random_subset(points, sdf, num_inner + num_outer, generator)
+    p, s = random_shape_points(points, sdf, num_inner + num_outer, generator)
     return p[:, :num_inner], s[:, :num_inner], p[:, num_inner:], s[:, num_inner:]
 
 
-def _random_subset(points, sdf, m, generator):
-    """``m`` distinct random points per shape: ``(B, m, 3)``, ``(B, m)``."""
+def random_shape_points(points, sdf, m: int, generator=None):
+    """``m`` distinct random points of each shape: ``points (B, N, 3)`` (or ``(N, 3)`` shared),
+    ``sdf (B, N)`` -> ``(B, m, 3)``, ``(B, m)``."""
     B, N = sdf.shape
     dev = generator.device if generator is not None else sdf.device
     idx = torch.rand(B, N, generator=generator, device=dev).argsort(dim=1)[:, :m].to(sdf.device)
@@ -220,7 +221,7 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
         if num_outer is not None and num_outer < sdf.shape[1]:
             if num_outer < 1:
                 raise ValueError(f"num_outer must be >= 1, got {num_outer}")
-            op, osdf = _random_subset(op, osdf, num_outer, generator)
+            op, osdf = random_shape_points(op, osdf, num_outer, generator)
     z = sdf_gon_latent(model, ip, isdf, loss=loss, delta=delta, inner_scale=inner_scale,
                        inner_weight=inner_weight, create_graph=create_graph, method=method, check=False,
                        steps=steps, step_size=step_size)

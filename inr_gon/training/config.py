@@ -100,6 +100,7 @@ class Config:
     """
 
     TASK: ClassVar[str] = ""
+    task_class: ClassVar[type | None] = None      # the task this config configures (set by the task's module)
     DEFAULTS: ClassVar[dict] = {}
     CPU_DEFAULTS: ClassVar[dict] = {}
     CUDA_DEFAULTS: ClassVar[dict] = {}

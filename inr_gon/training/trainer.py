@@ -59,7 +59,7 @@ class TrainerConfig(Config):
     lr_schedule: str | None = option(None, "constant, or cosine decay to lr/20 at --steps",
                                      choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear learning-rate warm-up over the first N steps", check=at_least(0))
-    schedule_by: str = option("steps", "the schedule's progress: step / --steps, or the larger of that and elapsed / "
+    schedule_by: str | None = option(None, "the schedule's progress: step / --steps, or the larger of that and elapsed / "
                                        "--seconds (a run cut by its time budget still anneals; not bit-identical on "
                                        "resume)", choices=("steps", "time"))
     eval_every: int | None = option(None, "steps between evaluations", check=at_least(1))
@@ -91,7 +91,8 @@ class TrainerConfig(Config):
 
     CPU_DEFAULTS = dict(nonfinite_check="immediate")
     CUDA_DEFAULTS = dict(nonfinite_check="deferred")
-    DEFAULTS = dict(lr_schedule="constant", keep_checkpoints=3, eval_every=1000, checkpoint_every=1000)
+    DEFAULTS = dict(lr_schedule="constant", schedule_by="steps", keep_checkpoints=3, eval_every=1000,
+                    checkpoint_every=1000)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -177,9 +178,10 @@ class Trainer:
     """
 
     def __init__(self, task, *, quiet: bool = False, dist="auto", **task_data):
-        from .tasks import task_for_config
         if isinstance(task, Config):
-            task = task_for_config(task)(task, **task_data)
+            if type(task).task_class is None:
+                raise TypeError(f"no task takes a {type(task).__name__}")
+            task = type(task).task_class(task, **task_data)
         elif task_data:
             raise TypeError(f"unexpected arguments {sorted(task_data)} with a task object")
         self.task = task

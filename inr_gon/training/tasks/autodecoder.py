@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ...nn.siren import LatentSiren
 from ...variants.autodecoder import AutoDecoder, fit_codes
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import at_least, nonneg, option, positive
 from ..objectives import LossObjective
-from .sdf import SdfConfig, SdfTask
+from .sdf import SDF_CHECKPOINT_KIND, SdfConfig, SdfTask, load_sdf_trained
 
-__all__ = ["AutoDecoderConfig", "AutoDecoderTask"]
+__all__ = ["AutoDecoderConfig", "AutoDecoderTask", "load_shape_model"]
 
 
 @dataclass
@@ -64,10 +66,10 @@ class AutoDecoderTask(SdfTask):
     def make_batch(self, index, mine, generator):
         """``(code rows (b,), points (b, M, 3), sdf (b, M))``: each shape's points drawn at random from
         its pool (the same count as the GON's inner plus outer points)."""
-        from ...core.sdf import _random_subset
+        from ...core.sdf import random_shape_points
         idx = self.train_index[index]
         dev_idx = idx.to(self.device)
-        pts, sdf = _random_subset(self.points[dev_idx], self.sdf[dev_idx], self.cfg.points, generator)
+        pts, sdf = random_shape_points(self.points[dev_idx], self.sdf[dev_idx], self.cfg.points, generator)
         return index[mine].to(self.device), pts[mine], sdf[mine]
 
     @torch.no_grad()
@@ -93,3 +95,26 @@ class AutoDecoderTask(SdfTask):
                                  loss=self.cfg.loss, delta=self.cfg.delta, code_reg=self.cfg.code_reg,
                                  init_std=self.cfg.code_init_std, generator=g)
         return out
+
+
+
+AutoDecoderConfig.task_class = AutoDecoderTask
+
+
+def load_shape_model(path, *, device=None):
+    """``(model, config, checkpoint dict)`` of an SDF-GON or auto-decoder checkpoint (safe loading;
+    one-line :class:`~inr_gon.training.checkpoint.CheckpointError` for anything else)."""
+    state = load_checkpoint(path, map_location="cpu")
+    kind = state.get("kind")
+    if kind == SDF_CHECKPOINT_KIND:
+        model, state = load_sdf_trained(path, device=device)
+        return model, SdfConfig.from_dict(state["config"]), state
+    if kind != "inr_gon.autodecoder":
+        raise CheckpointError(f"{path}: expected an SDF or auto-decoder checkpoint, found {kind!r}")
+    try:
+        mc = state["model_config"]
+        model = AutoDecoder(LatentSiren(**mc["net"]), mc["num_codes"], init_std=mc["init_std"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
+    return model.to(device or "cpu").eval(), AutoDecoderConfig.from_dict(state["config"]), state

@@ -173,6 +173,9 @@ class ConversionTask(ImageDataTask):
                   f"better than bicubic); outputs in {trainer.out}"]
 
 
+ConversionConfig.task_class = ConversionTask
+
+
 class _GivenModel(ConversionTask):
     """A conversion task training a model built by the caller."""
 

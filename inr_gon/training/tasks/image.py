@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ...core.coords import grid, image_to_points
-from ...core.integrators import GridIntegrator, MonteCarloIntegrator
+from ...core.integrators import GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator
 from ...core.sampling import GaussianLatentSampler
 from ...eval.image import psnr, ssim
 from ...geometry.render import decode, encode
@@ -73,6 +73,9 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                                           "the batch)", check=positive)
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
                                           check=fraction)
+    outer_sampling: str = option("random", "the outer integral's pixels: a uniform random subset, or stratified "
+                                           "(one random pixel per block; the fraction must be 1/b² for an integer b)",
+                                 choices=("random", "stratified"))
     snapshots: str = option("3,10,30,60", "training seconds at which 8 fixed test images are reconstructed for "
                                           "convergence.png (comma-separated; empty: none)", check=Check(
                                               _seconds_list_ok, "must be comma-separated positive seconds"),
@@ -210,7 +213,16 @@ class ImageTask(ImageDataTask):
 
     def build_objective(self, model):
         c = self.cfg
-        outer = MonteCarloIntegrator(fraction=c.outer_fraction) if c.outer_fraction < 1 else GridIntegrator()
+        if c.outer_fraction >= 1:
+            outer = GridIntegrator()
+        elif c.outer_sampling == "stratified":
+            b = round(c.outer_fraction ** -0.5)
+            if abs(b * b * c.outer_fraction - 1) > 1e-6:
+                raise ValueError(f"outer_fraction={c.outer_fraction} is not 1/b² (stratified sampling takes one "
+                                 f"pixel per b×b block)")
+            outer = StratifiedIntegrator(self.resolution, block=b)
+        else:
+            outer = MonteCarloIntegrator(fraction=c.outer_fraction)
         return GONObjective(model, loss=c.loss, inner=GridIntegrator(scale=c.inner_scale), outer=outer, amp=c.amp)
 
     def make_batch(self, index, mine, generator):
@@ -324,6 +336,9 @@ class ImageTask(ImageDataTask):
         return [f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
                 f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)",
                 f"wrote to {trainer.out}/: " + ", ".join(files)]
+
+
+ImageConfig.task_class = ImageTask
 
 
 def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> tuple[dict, dict]:

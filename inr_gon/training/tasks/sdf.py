@@ -17,18 +17,18 @@ import numpy as np
 import torch
 import trimesh
 
-from ...core.sdf import DEFAULT_INNER_WEIGHT, _random_subset, latent_sdf, sdf_gon_latent, split_points
+from ...core.sdf import latent_sdf, random_shape_points, sdf_gon_latent, split_points
 from ...eval.shape import chamfer_distance, normal_consistency, volumetric_iou
 from ...geometry.mesh import extract_mesh
 from ...nn.siren import LatentSiren
-from ..config import SirenConfig, at_least, nonneg, option, positive
+from ..config import Check, SirenConfig, at_least, nonneg, option, positive
 from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import Task
 from .image import load_trained
-from .sdf_data import SdfShapeSet, load_shapes
+from .sdf_data import SdfShapeSet, analytic_pool, load_shapes
 
-__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "load_shape_model", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
+__all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 SDF_LOSSES = ("clamped_l1", "truncated_l1", "l2", "mse", "l1")
@@ -52,20 +52,20 @@ class SdfConfig(SirenConfig, TrainerConfig):
                               check=at_least(2), group="data")
     cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
     points: int | None = option(None, "points per shape per step, half inner, half outer", check=at_least(2))
-    loss: str = option("clamped_l1", "point loss of the outer integral (truncated_l1: clamped L1 without its "
-                                     "dead zones)", choices=SDF_LOSSES)
-    inner_loss: str | None = option(None, "point loss whose gradient is the latent (default: --loss)",
-                                    choices=SDF_LOSSES)
+    loss: str = option("truncated_l1", "point loss of the outer integral (truncated_l1: DeepSDF's clamped L1 "
+                                       "without its dead zones)", choices=SDF_LOSSES)
+    inner_loss: str = option("l2", "point loss whose gradient is the latent (L2: the residual's size counts, "
+                                   "so different shapes get different latents)", choices=SDF_LOSSES)
     delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1", check=positive)
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"))
-    fresh_shapes: bool = option(False, "procedural: train on new random shapes every step (unlimited data; the "
-                                       "fixed training shapes are still evaluated)", group="data")
+    fresh_shapes: float = option(0.0, "procedural: the share of each batch made of new random shapes (1: all; "
+                                      "unlimited data; the fixed training shapes are still evaluated)",
+                                 check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"), group="data")
     inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
                                            "or the same fixed subset of each shape (as it is encoded)",
                                  choices=("random", "fixed"))
-    inner_weight: float = option(DEFAULT_INNER_WEIGHT, "latent = -inner_weight * grad of the mean inner loss",
-                                 check=positive)
+    inner_weight: float = option(10.0, "latent = -inner_weight * grad of the mean inner loss", check=positive)
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
     eval_shapes: int = option(6, "training/unseen shapes evaluated and written", check=at_least(1), group="output")
     mesh_resolution: int = option(64, "marching-cubes samples per axis", check=at_least(8), flag="--resolution",
@@ -73,8 +73,13 @@ class SdfConfig(SirenConfig, TrainerConfig):
     slerp_frames: int = option(6, "meshes along the slerp between two shapes", check=at_least(2), group="output")
 
     TASK = "sdf"
-    DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=500, batch_size=16, lr=2e-4, lr_schedule="constant",
-                    checkpoint_every=300, keep_checkpoints=2, eval_every=100)
+    # measured on the procedural family (README, "SDF shapes"): seven minutes of training on 2 CPU cores
+    DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=5000, seconds=420.0, batch_size=16, lr=5e-4,
+                    lr_schedule="cosine", schedule_by="time", checkpoint_every=1000, keep_checkpoints=2, eval_every=500)
+    # a GPU's share: 4x256 SIREN, 4x the points of each shape, bigger batches, longer; to be measured
+    # when a GPU is lent (benchmarks/gpu_session.sh)
+    CUDA_DEFAULTS = dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, eval_every=1000,
+                         checkpoint_every=1000)
     LEGACY = {"resolution": "mesh_resolution"}
 
     @property
@@ -92,10 +97,14 @@ class SdfConfig(SirenConfig, TrainerConfig):
                 ("inner", self.inner == "per_sample" or self.source == "procedural",
                  "'shared' needs analytic shapes (the procedural source)"),
                 ("fresh_shapes", not self.fresh_shapes or self.source == "procedural",
-                 "needs the procedural source")]
+                 "needs the procedural source"),
+                ("fresh_shapes", self.fresh_shapes in (0, 1) or self.inner == "per_sample",
+                 "below 1 needs per-sample inner points")]
 
     @classmethod
     def _upgrade(cls, d: dict) -> dict:
+        if "source" in d and "inner_loss" not in d:        # inr_gon 0.1: one loss for both integrals
+            d["inner_loss"] = d.get("loss", "clamped_l1")
         source, data = d.pop("source", None), d.pop("data", None)
         if source in ("meshes", "deepsdf") and data:
             d.setdefault(source, data)
@@ -133,35 +142,13 @@ def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tenso
     sel = torch.stack([torch.randperm(points.shape[1], generator=g, device=points.device)[:n]
                        for _ in range(points.shape[0])])
     return sdf_gon_latent(model, points.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel),
-                          loss=cfg.inner_loss or cfg.loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
+                          loss=cfg.inner_loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
 
 
 def load_sdf_trained(path, *, device=None):
     """Rebuild ``(model, checkpoint dict)`` from an SDF-GON checkpoint (``weights_only`` loading);
     :class:`~inr_gon.training.checkpoint.CheckpointError` (one line) for a bad file."""
     return load_trained(path, device=device, kind=SDF_CHECKPOINT_KIND)
-
-
-def load_shape_model(path, *, device=None):
-    """``(model, config, checkpoint dict)`` of an SDF-GON or auto-decoder checkpoint (safe loading;
-    one-line :class:`~inr_gon.training.checkpoint.CheckpointError` for anything else)."""
-    from ..checkpoint import CheckpointError, load_checkpoint
-    state = load_checkpoint(path, map_location="cpu")
-    kind = state.get("kind")
-    if kind == SDF_CHECKPOINT_KIND:
-        model, state = load_sdf_trained(path, device=device)
-        return model, SdfConfig.from_dict(state["config"]), state
-    if kind != "inr_gon.autodecoder":
-        raise CheckpointError(f"{path}: expected an SDF or auto-decoder checkpoint, found {kind!r}")
-    from ...variants.autodecoder import AutoDecoder
-    from .autodecoder import AutoDecoderConfig
-    try:
-        mc = state["model_config"]
-        model = AutoDecoder(LatentSiren(**mc["net"]), mc["num_codes"], init_std=mc["init_std"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval(), AutoDecoderConfig.from_dict(state["config"]), state
 
 
 class SdfTask(Task):
@@ -228,7 +215,7 @@ class SdfTask(Task):
 
     def build_objective(self, model):
         c = self.cfg
-        return SdfGONObjective(model, loss=c.inner_loss or c.loss, outer_loss=c.loss, delta=c.delta,
+        return SdfGONObjective(model, loss=c.inner_loss, outer_loss=c.loss, delta=c.delta,
                                inner_weight=c.inner_weight, eikonal_weight=c.eikonal, check=False, amp=c.amp)
 
     # -- batches --------------------------------------------------------------------------------------
@@ -243,14 +230,16 @@ class SdfTask(Task):
         inner_sdf (b, P), outer_points (b, M, 3), outer_sdf (b, M))``."""
         cfg = self.cfg
         m_in, m_out = self.num_inner, cfg.points - self.num_inner
-        if cfg.fresh_shapes:
+        if cfg.fresh_shapes == 1:
             return self._fresh_batch(index.numel(), mine, generator, m_in, m_out)
+        if cfg.fresh_shapes > 0:
+            return self._mixed_batch(index, mine, generator, m_in, m_out)
         idx = self.train_index[index]
         dev_idx = idx.to(self.device)
         pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
         if cfg.inner == "shared":
             ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1   # (P, 3)
-            op, osdf = _random_subset(pts, sdf, m_out, generator)
+            op, osdf = random_shape_points(pts, sdf, m_out, generator)
             isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx[mine]]).float()
             return ip, isdf, op[mine], osdf[mine]
         if cfg.inner_sampling == "fixed":
@@ -265,26 +254,41 @@ class SdfTask(Task):
         ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
 
-    def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
-        """``B`` new procedural shapes (the same on every rank: a counter into a seeded family of
-        shapes disjoint from the fixed ones), each with ``points`` fresh samples."""
+    def _new_shapes(self, B: int, n: int):
+        """``B`` new procedural shapes with ``n`` samples each: ``(shapes, points (B, n, 3), sdf (B, n))``,
+        the same on every rank (a counter into a seeded family disjoint from the fixed shapes)."""
         from ...geometry.shapes import ProceduralShapes
-        from .sdf_data import analytic_pool
         fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + 1_000_003)
         first = self._fresh_next
         self._fresh_next += B
         shapes = [fam[first + j] for j in range(B)]
-        if self.cfg.inner == "shared":
+        pools = [analytic_pool(s, n, torch.Generator().manual_seed(first + j)) for j, s in enumerate(shapes)]
+        return (shapes, torch.stack([p for p, _ in pools]).to(self.device),
+                torch.stack([d for _, d in pools]).to(self.device))
+
+    def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
+        """A batch of ``B`` new procedural shapes (``fresh_shapes=1``)."""
+        shared = self.cfg.inner == "shared"
+        shapes, pts, sdf = self._new_shapes(B, m_out if shared else m_in + m_out)
+        if shared:
             ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1
             isdf = torch.stack([shapes[j](ip) for j in range(B)[mine]]).float()
-        pools = [analytic_pool(s, m_out if self.cfg.inner == "shared" else m_in + m_out,
-                                torch.Generator().manual_seed(first + j)) for j, s in enumerate(shapes)]
-        pts = torch.stack([p for p, _ in pools]).to(self.device)
-        sdf = torch.stack([d for _, d in pools]).to(self.device)
-        if self.cfg.inner == "shared":
             return ip, isdf, pts[mine], sdf[mine]
         ip_, isdf_, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip_[mine], isdf_[mine], op[mine], osdf[mine]
+
+    def _mixed_batch(self, index, mine, generator, m_in: int, m_out: int):
+        """The global batch's first shapes from the fixed training set, the last
+        ``round(fresh_shapes · B)`` new ones; per-sample inner points."""
+        B = index.numel()
+        n_new = min(B, max(1, round(self.cfg.fresh_shapes * B)))
+        idx = self.train_index[index[:B - n_new]].to(self.device)
+        m = m_in + m_out
+        fixed_p, fixed_s = random_shape_points(self.points[idx], self.sdf[idx], m, generator)
+        _, new_p, new_s = self._new_shapes(n_new, m)
+        ip, isdf, op, osdf = split_points(torch.cat([fixed_p, new_p]), torch.cat([fixed_s, new_s]), m_in, m_out,
+                                          generator=generator)
+        return ip[mine], isdf[mine], op[mine], osdf[mine]
 
     def progress(self, parts, last_eval):
         out = {"loss": f"{parts['loss']:.4f}"}
@@ -310,7 +314,7 @@ class SdfTask(Task):
         if not index:
             return torch.zeros(0, self.cfg.latent, device=self.device)
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 12345)
-        common = dict(loss=self.cfg.inner_loss or self.cfg.loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
+        common = dict(loss=self.cfg.inner_loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
         if self.cfg.inner == "shared":
             ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
@@ -556,3 +560,7 @@ class SdfTask(Task):
         lines += [f"  {name:16s} {path}" for name, path in paths.items()]
         lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
         return lines
+
+
+
+SdfConfig.task_class = SdfTask

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ...geometry.shapes import ProceduralShapes
-
-if TYPE_CHECKING:
-    from .sdf import SdfConfig
 
 __all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "mesh_files", "MESH_SUFFIXES"]
 
@@ -93,8 +89,9 @@ def mesh_files(folder) -> list[Path]:
     return files
 
 
-def load_shapes(cfg: "SdfConfig", *, quiet: bool = True) -> SdfShapeSet:
-    """The shape set named by ``cfg`` (pools of ``cfg.pool`` points per shape, CPU; a config not yet
+def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
+    """The shape set named by ``cfg`` (an :class:`~inr_gon.training.tasks.sdf.SdfConfig`; pools of
+    ``cfg.pool`` points per shape, CPU; a config not yet
     resolved for a device takes the CPU defaults)."""
     if cfg.pool is None:
         cfg = cfg.resolved(torch.device("cpu"))

@@ -104,6 +104,9 @@ class ClassifierTask(_VariantTask):
         return out
 
 
+ClassifierConfig.task_class = ClassifierTask
+
+
 # -- the variational GON ---------------------------------------------------------------------------------
 @dataclass
 class VariationalConfig(ImageDataConfig, TrainerConfig):
@@ -150,6 +153,9 @@ class VariationalTask(_VariantTask):
 
     def describe_eval(self, m):
         return f"test -ELBO {m['test_nelbo']:.2f} nats/image ({m['test_bits_per_dim']:.4f} bits/dim)"
+
+
+VariationalConfig.task_class = VariationalTask
 
 
 # -- the autoencoder baselines ---------------------------------------------------------------------------
@@ -202,3 +208,7 @@ class AutoencoderTask(_VariantTask):
 
     def describe_eval(self, m):
         return f"test MSE {m['test_mse']:.5f}"
+
+
+
+AutoencoderConfig.task_class = AutoencoderTask
