@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=8)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--sizes", type=int, nargs="+", help="subset sizes to draw from (default: 2 .. all meshes)")
     p.add_argument("--cache-dir", default=None, help="mesh sample cache (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     cache = Path(a.cache_dir) if a.cache_dir else Path(tempfile.mkdtemp(prefix="inr_gon_cache_"))
     rows = []
     for r in range(a.runs):
-        k = rng.randint(2, len(files))
+        k = rng.choice(a.sizes) if a.sizes else rng.randint(2, len(files))
         subset = sorted(rng.sample(files, k))
         batch = rng.choice(a.batch_sizes)
         with tempfile.TemporaryDirectory() as tmp:
