@@ -1,6 +1,7 @@
 """Shared test helpers and fixtures (pytest puts tests/ on sys.path: ``from conftest import ...``)."""
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -21,6 +22,14 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("P
 ENV.pop("INR_GON_DATA", None)
 CLI = [sys.executable, "-m", "inr_gon.cli"]
 TIMEOUT = 240
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_dataset(n_train=40, n_test=12, size=12, seed=0) -> ImageDataset:

@@ -1,25 +1,16 @@
 """benchmarks/scaling.py runs in --quick mode, writes its JSON and figure, and skips cells that
 would not fit the memory limit."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_scaling", ROOT / "benchmarks/scaling.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from conftest import load_benchmark
 
 
 def test_scaling_benchmark_quick_and_memory_guard(tmp_path, capsys):
-    bench = _load()
+    bench = load_benchmark("scaling")
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--quick", "--json", str(tmp_path / "s.json"), "--out", str(tmp_path / "figs")]) == 0

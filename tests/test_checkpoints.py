@@ -108,16 +108,14 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
-    old = _copy_run("image_v1", tmp_path / "old")
-    kw = dict(steps=4, batch_size=8, hidden=8, layers=1, latent=2, eval_every=100, checkpoint_every=4, seconds=0.0,
-              lr=None, lr_schedule=None)
-    new = Trainer(tiny_config(tmp_path / "new", **kw), dataset=tiny_dataset(), quiet=True)
+def _resumes_like_a_new_run(old, new_out, make_config, **data):
+    """Train a new run to step 4, then resume it and the 0.1 run ``old`` to step 6: identical weights."""
+    new = Trainer(make_config(new_out, 4), quiet=True, **data)
     new.prepare_run_dir(resume=False, overwrite=False)
     new.fit()
     results = []
-    for run in (old, tmp_path / "new"):
-        t = Trainer(tiny_config(run, **{**kw, "steps": 6}), dataset=tiny_dataset(), quiet=True)
+    for run in (old, new_out):
+        t = Trainer(make_config(run, 6), quiet=True, **data)
         t.prepare_run_dir(resume=True, overwrite=False)
         assert t.step == 4
         t.fit()
@@ -125,25 +123,26 @@ def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
 
 
+def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
+    kw = dict(batch_size=8, hidden=8, layers=1, latent=2, eval_every=100, checkpoint_every=4, seconds=0.0,
+              lr=None, lr_schedule=None)
+
+    def image(out, steps):
+        return tiny_config(out, **kw, steps=steps)
+    _resumes_like_a_new_run(_copy_run("image_v1", tmp_path / "old"), tmp_path / "new", image, dataset=tiny_dataset())
+
+
 def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     from inr_gon.training import SdfConfig
-    old = _copy_run("sdf_v1", tmp_path / "old")
     kw = dict(num_shapes=4, num_unseen=1, pool=128, points=32, batch_size=2, hidden=8, layers=1, latent=2,
               checkpoint_every=4, device="cpu", eval_every=100,
               # the options of the 0.1 run (its defaults then)
               loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
               schedule_by="steps")
-    new = Trainer(SdfConfig(steps=4, out=str(tmp_path / "new"), **kw), quiet=True)
-    new.prepare_run_dir(resume=False, overwrite=False)
-    new.fit()
-    results = []
-    for run in (old, tmp_path / "new"):
-        t = Trainer(SdfConfig(steps=6, out=str(run), **kw), quiet=True)
-        t.prepare_run_dir(resume=True, overwrite=False)
-        assert t.step == 4
-        t.fit()
-        results.append(t.model.state_dict())
-    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+    def sdf(out, steps):
+        return SdfConfig(steps=steps, out=str(out), **kw)
+    _resumes_like_a_new_run(_copy_run("sdf_v1", tmp_path / "old"), tmp_path / "new", sdf)
 
 
 def test_0_1_checkpoints_render_and_evaluate(tmp_path, capsys):

@@ -20,7 +20,7 @@ from inr_gon.core.integrators import GridIntegrator, MonteCarloIntegrator
 from inr_gon.nn.siren import LatentSiren
 from inr_gon.training import ImageConfig, NonFiniteLossError, SdfConfig, Trainer
 
-from conftest import poison, tiny_dataset
+from conftest import load_benchmark, poison, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -381,10 +381,7 @@ def test_torchrun_runs_the_example_data_parallel(tmp_path):
 
 
 def test_gpu_benchmark_runs_quick_on_cpu(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks/gpu.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("gpu")
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--quick", "--device", "cpu", "--scale-limits", "0.2", "--json", str(tmp_path / "b.json")]) == 0
