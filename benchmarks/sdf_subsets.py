@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--sizes", type=int, nargs="+", help="subset sizes to draw from (default: 2 .. all meshes)")
+    p.add_argument("--num-unseen", type=int, default=None,
+                   help="meshes of each subset held out (default: the task's split, a quarter; 0: train on all)")
     p.add_argument("--cache-dir", default=None, help="mesh sample cache (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
             for f in subset:
                 shutil.copy(f, folder / f.name)
             cfg = SdfConfig(meshes=str(folder), steps=a.steps, batch_size=batch, cache_dir=str(cache),
-                            device="cpu", out=None, eval_every=10 ** 9)
+                            device="cpu", out=None, eval_every=10 ** 9, num_unseen=a.num_unseen)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t = Trainer(cfg, quiet=True)
