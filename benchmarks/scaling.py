@@ -219,7 +219,8 @@ def measure(fn, device, *, peak: bool):
 
 def _is_oom(e: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e).lower()
+    text = str(e).lower()
+    return (oom is not None and isinstance(e, oom)) or "out of memory" in text or "can't allocate memory" in text
 
 
 def run_cell(fn, *, device, repeats: int, warmup: bool, max_seconds: float, est_bytes: int,

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,35 @@ def test_two_process_checkpoint_resumes_in_one_process(two_process_run, tmp_path
     ref.fit()
     for a, b in zip(resumed.model.parameters(), ref.model.parameters()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _time_schedule_worker(rank, world, port, tmp):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = config(steps=60, lr=1e-2, lr_schedule="cosine", schedule_by="time", seconds=2.0, eval_every=10 ** 6,
+                 checkpoint_every=10 ** 6, log_every=5)
+    t = Trainer(cfg, dataset=blobs_dataset(), quiet=True, dist=_test_group())
+    try:
+        lrs = []
+        for _ in range(60):
+            if t.step == 0:
+                t._t0 = time.perf_counter() - 0.1 * rank      # the ranks' clocks disagree by 0.1 s
+            t.advance()
+            lrs.append(t.opt.param_groups[0]["lr"])
+        torch.save({"params": [p.detach() for p in t.model.parameters()], "lrs": lrs}, Path(tmp) / f"t{rank}.pt")
+    finally:
+        t.dist.close()
+
+
+def test_time_following_schedule_is_the_same_on_every_rank(tmp_path):
+    """With --schedule-by time each rank would read its own clock; the trainer shares one (the
+    ranks' mean, every log_every steps), so every rank steps with the same learning rate."""
+    run_two_ranks(_time_schedule_worker, str(tmp_path))
+    r0, r1 = (torch.load(tmp_path / f"t{r}.pt", weights_only=False) for r in range(2))
+    assert r0["lrs"] == r1["lrs"]
+    assert len(set(r0["lrs"])) > 5            # the schedule moved with the (shared) clock
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))
 
 
 def test_global_batch_must_divide_evenly(tmp_path):

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import math
+import time
 import typing
 
 import pytest
@@ -61,6 +62,15 @@ def test_dictionaries_of_the_0_1_trainers_load():
     assert cfg.meshes == "/m" and cfg.source == "meshes" and cfg.mesh_resolution == 96 and cfg.num_shapes == 3
     with pytest.raises(ValueError, match="unknown option"):
         SdfConfig.from_dict(old, strict=True)
+    # early 0.2 configs: inner_loss None meant "the same as loss"
+    assert SdfConfig.from_dict({"loss": "l2", "inner_loss": None}).inner_loss == "l2"
+
+
+def test_sdf_cuda_defaults_follow_steps_not_the_cpu_time_budget():
+    cuda = SdfConfig().resolved(type("D", (), {"type": "cuda"})())
+    cpu = SdfConfig().resolved(torch.device("cpu"))
+    assert (cuda.seconds, cuda.schedule_by, cuda.steps) == (0.0, "steps", 20_000)
+    assert (cpu.seconds, cpu.schedule_by) == (420.0, "time")
 
 
 def test_config_json_reruns_its_run(tmp_path, capsys):
@@ -209,3 +219,28 @@ def test_a_schedule_by_time_anneals_a_run_cut_by_its_budget(monkeypatch):
     assert 2 <= len(seen) <= 10 and seen == sorted(seen, reverse=True)
     assert seen[-1] < 0.3e-3                      # by the end of the budget the rate is near lr/20
     assert t.lr_at(0, 100.0) == pytest.approx(5e-5) and t.lr_at(0, 50.0) == pytest.approx(5.25e-4)
+
+
+def test_train_seconds_leave_out_evaluations_and_stop_with_the_loop(tmp_path, monkeypatch):
+    """The training clock (snapshots, metrics) excludes the time of an evaluation that just ran,
+    and stops when the loop ends; a checkpoint stores the clock as of its writing."""
+    t = Trainer(tiny_config(tmp_path / "run", steps=4, eval_every=2, checkpoint_every=3), dataset=tiny_dataset(),
+                quiet=True)
+    evaluate = t.task.evaluate
+
+    def slow_evaluate(trainer):
+        time.sleep(0.3)
+        return evaluate(trainer)
+    monkeypatch.setattr(t.task, "evaluate", slow_evaluate)
+    seen = []
+    monkeypatch.setattr(t.task, "on_step_end", lambda tr: seen.append((tr.step, tr.train_seconds,
+                                                                       time.perf_counter() - tr._t0, tr.eval_seconds)))
+    t.prepare_run_dir(resume=False, overwrite=False)
+    metrics = t.fit()
+    step, train, wall, evaluating = seen[1]          # step 2, right after the first evaluation
+    assert step == 2 and evaluating >= 0.3 and abs(wall - evaluating - train) < 0.02
+    frozen = t.train_seconds
+    time.sleep(0.05)
+    assert t.train_seconds == frozen and metrics["train_seconds"] >= frozen + 0.6
+    state = torch.load(t.out / "ckpt_step0000003.pt", weights_only=False)
+    assert state["elapsed"] - state["eval_seconds"] >= 0 and state["eval_seconds"] >= 0.3

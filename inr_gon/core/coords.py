@@ -29,7 +29,6 @@ __all__ = ["grid", "axis_coordinates", "normalize_resolution", "normalize_bounds
            "uniform_points", "interpolate"]
 
 
-
 def normalize_resolution(resolution, dim: int | None = None) -> tuple[int, ...]:
     """``int`` or sequence of ints -> tuple of ``dim`` positive ints (clear ``ValueError`` otherwise)."""
     if isinstance(resolution, bool):

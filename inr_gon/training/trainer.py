@@ -228,6 +228,7 @@ class Trainer:
         self.history: dict[str, list] = {"step": [], "seconds": [], "eval_step": [], "eval_seconds": []}
         self.last_eval: dict = {}
         self._t0: float | None = None          # fit(): the clock origin of the elapsed training time
+        self._shared_clock: float | None = None  # the ranks' mean clock (time schedule, DDP)
         self.eval_seconds = 0.0                # of the elapsed time, spent in evaluations
 
     # -- messages -----------------------------------------------------------------------------------
@@ -272,13 +273,26 @@ class Trainer:
         return learning_rate(step, lr=cfg.lr, steps=cfg.steps, schedule=cfg.lr_schedule,
                              warmup_steps=cfg.warmup_steps, progress=progress)
 
+    def _schedule_clock(self) -> float | None:
+        """Seconds of training the time-following schedule sees (``None`` when it follows steps).
+        With several processes it is the ranks' mean, refreshed every ``log_every`` steps, so
+        every rank uses the same learning rate (each rank's own clock would let them drift)."""
+        if self.cfg.schedule_by != "time" or not self.cfg.seconds or self._t0 is None:
+            return None
+        now = time.perf_counter() - self._t0
+        if not self.dist.enabled:
+            return now
+        if self._shared_clock is None or self.step % self.cfg.log_every == 0:
+            self._shared_clock = float(self.dist.average(torch.tensor([now], dtype=torch.float64,
+                                                                       device=self.device))[0])
+        return self._shared_clock
+
     def advance(self):
         """One optimisation step on the next batch; returns the detached reported parts
         (``parts["loss"]`` etc., averaged over the ranks), or ``None`` for a step skipped in
         immediate mode."""
-        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else None
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step, elapsed)
+            group["lr"] = self.lr_at(self.step, self._schedule_clock())
         loss, parts = self.train_step(self.next_batch())
         applied = self.guard.step(loss, step=self.step, last_checkpoint=self.last_checkpoint)
         self.step += 1
@@ -291,8 +305,10 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------------------
     @property
     def train_seconds(self) -> float:
-        """Seconds of training so far: :attr:`elapsed` without the time spent in evaluations."""
-        return self.elapsed - self.eval_seconds
+        """Seconds of training so far (now, during :meth:`fit`): the elapsed time without the time
+        spent in evaluations."""
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else self.elapsed
+        return elapsed - self.eval_seconds
 
     def evaluate(self) -> dict:
         """The task's periodic evaluation (every rank calls it); recorded in the history."""
@@ -353,6 +369,8 @@ class Trainer:
         (rank 0 writes; every rank waits for it and gets its path)."""
         if self.out is None:
             return None
+        if self._t0 is not None:                                  # the clock as of now (after any evaluation)
+            self.elapsed = time.perf_counter() - self._t0
         self.guard.check(last_checkpoint=self.last_checkpoint)     # never checkpoint past a bad step
         require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
         self.last_checkpoint = self.dist.run_on_main(
@@ -402,6 +420,7 @@ class Trainer:
             self._loop(bar, t0)
         finally:
             bar.close()
+            self.elapsed, self._t0 = time.perf_counter() - t0, None     # the clock stops with the loop
         self.check_nonfinite()
         self.task.on_fit_end(self)
         self.save()

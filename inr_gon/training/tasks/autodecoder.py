@@ -97,7 +97,6 @@ class AutoDecoderTask(SdfTask):
         return out
 
 
-
 AutoDecoderConfig.task_class = AutoDecoderTask
 
 

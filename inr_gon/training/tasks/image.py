@@ -278,8 +278,10 @@ class ImageTask(ImageDataTask):
         their time is not counted as training. No collectives: safe under DDP."""
         if not self._snap_times or trainer.train_seconds < self._snap_times[0] or not self.test_images.shape[0]:
             return
-        t0 = time.perf_counter()
-        passed = [s for s in self._snap_times if s <= trainer.train_seconds]
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)     # queued training kernels count as training
+        t0, now = time.perf_counter(), trainer.train_seconds
+        passed = [s for s in self._snap_times if s <= now]
         self._snap_times = self._snap_times[len(passed):]
         was = trainer.model.training
         trainer.model.eval()
@@ -287,7 +289,7 @@ class ImageTask(ImageDataTask):
         part = self.test_images[:500]
         rec = self.decode(self.encode(part))
         trainer.model.train(was)
-        self.snapshots.append({"target_seconds": passed[-1], "seconds": round(trainer.train_seconds, 2),
+        self.snapshots.append({"target_seconds": passed[-1], "seconds": round(now, 2),
                                "step": trainer.step, "psnr": float(psnr(rec, part).mean()),
                                "images": rec[:x.shape[0]].detach().cpu()})
         trainer.eval_seconds += time.perf_counter() - t0

@@ -78,8 +78,8 @@ class SdfConfig(SirenConfig, TrainerConfig):
                     lr_schedule="cosine", schedule_by="time", checkpoint_every=1000, keep_checkpoints=2, eval_every=500)
     # a GPU's share: 4x256 SIREN, 4x the points of each shape, bigger batches, longer; to be measured
     # when a GPU is lent (benchmarks/gpu_session.sh)
-    CUDA_DEFAULTS = dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, eval_every=1000,
-                         checkpoint_every=1000)
+    CUDA_DEFAULTS = dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, seconds=0.0,
+                         schedule_by="steps", eval_every=1000, checkpoint_every=1000)
     LEGACY = {"resolution": "mesh_resolution"}
 
     @property
@@ -103,7 +103,8 @@ class SdfConfig(SirenConfig, TrainerConfig):
 
     @classmethod
     def _upgrade(cls, d: dict) -> dict:
-        if "source" in d and "inner_loss" not in d:        # inr_gon 0.1: one loss for both integrals
+        if ("source" in d and "inner_loss" not in d) or ("inner_loss" in d and d["inner_loss"] is None):
+            # inr_gon 0.1 (one loss for both integrals) and early 0.2 configs (None: the same as loss)
             d["inner_loss"] = d.get("loss", "clamped_l1")
         source, data = d.pop("source", None), d.pop("data", None)
         if source in ("meshes", "deepsdf") and data:
@@ -560,7 +561,6 @@ class SdfTask(Task):
         lines += [f"  {name:16s} {path}" for name, path in paths.items()]
         lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
         return lines
-
 
 
 SdfConfig.task_class = SdfTask

@@ -210,5 +210,4 @@ class AutoencoderTask(_VariantTask):
         return f"test MSE {m['test_mse']:.5f}"
 
 
-
 AutoencoderConfig.task_class = AutoencoderTask
