@@ -54,9 +54,10 @@ def main(argv=None) -> int:
         r = rows[name] = {"steps": info["steps"], "train_seconds": info["train_seconds"],
                           "steps_per_second": info["steps"] / max(info["train_seconds"], 1e-9), "wall": round(wall, 1),
                           "test_psnr": m["psnr"], "test_ssim": m["ssim"], "params": info["params"],
-                          "options": opts.strip()}
+                          "options": opts.strip(), "failed": bool(info.get("collapsed"))}
         print(f"{name:>16s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | test PSNR {r['test_psnr']:.2f} dB "
-              f"SSIM {r['test_ssim']:.3f} on {min(a.test_images, t.task.test_images.shape[0])} | {r['params']:,} params",
+              f"SSIM {r['test_ssim']:.3f} on {min(a.test_images, t.task.test_images.shape[0])} | {r['params']:,} params"
+              + (" | FAILED TO LEARN" if r["failed"] else ""),
               flush=True)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def add_train_parsers(sub) -> None:
 def cmd_train(args) -> int:
     from .training.checkpoint import check_run_dir
     from .training.tasks import TASKS
-    from .training.tasks.sdf import CollapseWarning
+    from .training.tasks.base import CollapseWarning
     from .training.trainer import Trainer
     task_cls = TASKS[args.task]
     base = {}
@@ -58,6 +58,14 @@ def cmd_train(args) -> int:
     cfg = task_cls.config_class.from_args(args, base=base)
     if cfg.out is None:
         cfg.out = task_cls.default_out(cfg)
+    saved = Path(cfg.out) / "config.json"
+    if args.resume and not args.config and saved.is_file():
+        # continue the run with its own settings (options given here still win), not today's defaults
+        base = load_config_file(saved)
+        if base.get("task", args.task) != args.task:
+            raise ValueError(f"{cfg.out} holds a {base['task']!r} run, not {args.task!r}")
+        out, cfg = cfg.out, task_cls.config_class.from_args(args, base=base)
+        cfg.out = out
     cfg.validate()
     check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)     # before loading any data
     with warnings.catch_warnings(record=True) as caught:

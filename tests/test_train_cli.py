@@ -32,8 +32,28 @@ def test_trainer_learns_and_writes_every_output(tmp_path):
     for k in ("test_psnr", "test_ssim", "steps", "train_seconds", "params", "dataset", "num_test"):
         assert k in m
     assert m["steps"] == 60 and m["num_test"] == 12
+    assert m["collapsed"] is False and m["test_psnr"] > m["mean_image_psnr"] + 1.0
     assert len(list(t.out.glob("ckpt_step*.pt"))) <= 3      # rotation keeps the newest 3
     assert {p.name for p in paths.values()} >= set(OUTPUTS) - {"config.json"}
+
+
+def test_a_run_that_did_not_learn_says_so(tmp_path):
+    """Reconstructions no better than the mean training image (here: an untrained model, and a
+    diverged one) are a failed run: a warning, ``collapsed`` in the metrics, and status 3 with
+    --strict."""
+    from inr_gon.training.tasks.base import CollapseWarning
+    t = Trainer(tiny_config(tmp_path / "run", steps=1), dataset=tiny_dataset(), quiet=True)
+    untrained = t.task.reconstruction_metrics(t.task.test_images)["psnr"]
+    with pytest.warns(CollapseWarning, match="failed to learn: test PSNR .* mean training image"):
+        m = t.task.failure_check(untrained)
+    assert m["collapsed"] and untrained < m["mean_image_psnr"] + 1.0
+    with pytest.warns(CollapseWarning, match="diverged"):
+        assert t.task.failure_check(float("nan"))["collapsed"]
+    folder = write_image_folder(tmp_path / "imgs", n=8)
+    args = ["train", "image", "--dataset", str(folder), "--steps", "1", "--batch-size", "4", "--hidden", "8",
+            "--layers", "1", "--latent", "2", "--device", "cpu", "--quiet", "--threads", "1", "--strict"]
+    assert main(args + ["--out", str(tmp_path / "strict")]) == 3
+    assert json.loads((tmp_path / "strict" / "metrics.json").read_text())["collapsed"] is True
 
 
 def test_cosine_schedule_and_cpu_defaults(tmp_path):
@@ -135,14 +155,14 @@ def test_convergence_snapshots_at_training_times(tmp_path, monkeypatch):
     import inr_gon.training.trainer as tr
     clock = iter(x * 0.5 for x in range(10 ** 6))        # every reading of the clock: 0.5 s later
     monkeypatch.setattr(tr.time, "perf_counter", lambda: next(clock))
-    t = Trainer(tiny_config(tmp_path / "run", steps=12, snapshots="1,2.5,1000", eval_every=100), dataset=tiny_dataset(),
-                quiet=True)
+    t = Trainer(tiny_config(tmp_path / "run", steps=12, snapshots="5,15,1000", eval_every=100, seconds=0.0),
+                dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     metrics = t.fit()
     monkeypatch.undo()
     paths, metrics = t.write_outputs(metrics)
     conv = metrics["convergence"]
-    assert [c["target_seconds"] for c in conv] == [1.0, 2.5]               # 1000 s never came
+    assert [c["target_seconds"] for c in conv] == [5.0, 15.0]              # 1000 s never came
     assert conv[0]["step"] < conv[1]["step"] and all(np.isfinite(c["psnr"]) for c in conv)
     assert all(c["seconds"] >= c["target_seconds"] for c in conv)
     assert (t.out / "convergence.png").is_file() and "convergence" in paths

@@ -73,6 +73,21 @@ def test_sdf_cuda_defaults_follow_steps_not_the_cpu_time_budget():
     assert (cpu.seconds, cpu.schedule_by) == (420.0, "time")
 
 
+def test_resume_continues_with_the_runs_own_settings(tmp_path):
+    """``--resume`` starts from the run's config.json (options given still win), not from the
+    defaults: a run trained with other settings continues as it was."""
+    folder = write_image_folder(tmp_path / "imgs", n=8)
+    common = ["train", "image", "--dataset", str(folder), "--device", "cpu", "--quiet", "--threads", "1",
+              "--out", str(tmp_path / "run")]
+    assert main(common + ["--steps", "3", "--batch-size", "4", "--hidden", "8", "--layers", "1", "--latent", "2",
+                          "--lr", "1e-3", "--lr-schedule", "constant"]) == 0
+    assert main(common + ["--resume", "--steps", "5"]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["steps"], saved["hidden"], saved["lr"], saved["lr_schedule"], saved["batch_size"]) == \
+        (5, 8, 1e-3, "constant", 4)
+    assert (tmp_path / "run" / "ckpt_step0000005.pt").is_file()
+
+
 def test_config_json_reruns_its_run(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "imgs", n=8)
     args = ["train", "image", "--dataset", str(folder), "--steps", "3", "--batch-size", "4", "--hidden", "8",

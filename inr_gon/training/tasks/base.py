@@ -24,7 +24,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-__all__ = ["Task"]
+__all__ = ["Task", "CollapseWarning"]
+
+
+class CollapseWarning(UserWarning):
+    """A run did not learn: an empty field, a field that ignores the latent, shapes it cannot tell
+    apart, or reconstructions no better than the mean training image."""
 
 
 class Task:

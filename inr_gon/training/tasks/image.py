@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ..checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 from ..config import Check, SirenConfig, at_least, fraction, option, positive
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
-from .base import Task
+from .base import CollapseWarning, Task
 
 __all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset", "load_trained",
            "encode_images", "decode_latents", "write_image_outputs", "IMAGE_CHECKPOINT_KIND"]
@@ -86,8 +87,8 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
     # measurement for a run of a few minutes on 2 cores (README, "Main job").
     CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
                          steps=20_000, eval_every=1000, checkpoint_every=1000)
-    CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=64, lr=5e-4, lr_schedule="cosine", outer_fraction=0.25,
-                        steps=8000, seconds=250.0, eval_every=1000, checkpoint_every=500)
+    CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=32, lr=5e-4, lr_schedule="cosine", schedule_by="time",
+                        outer_fraction=0.25, steps=20_000, seconds=250.0, eval_every=1000, checkpoint_every=500)
 
 
 def load_dataset(cfg: ImageDataConfig):
@@ -276,11 +277,14 @@ class ImageTask(ImageDataTask):
     def on_step_end(self, trainer) -> None:
         """Snapshots of fixed test images at the configured training times (Figure 6 of the paper);
         their time is not counted as training. No collectives: safe under DDP."""
-        if not self._snap_times or trainer.train_seconds < self._snap_times[0] or not self.test_images.shape[0]:
+        if not self._snap_times or not self.test_images.shape[0]:
             return
-        if trainer.device.type == "cuda":
+        if trainer.device.type == "cuda" and trainer.train_seconds >= self._snap_times[0]:
             torch.cuda.synchronize(trainer.device)     # queued training kernels count as training
-        t0, now = time.perf_counter(), trainer.train_seconds
+        now = trainer.train_seconds                    # one reading of the clock
+        if now < self._snap_times[0]:
+            return
+        t0 = time.perf_counter()
         passed = [s for s in self._snap_times if s <= now]
         self._snap_times = self._snap_times[len(passed):]
         was = trainer.model.training
@@ -305,9 +309,30 @@ class ImageTask(ImageDataTask):
         m = (self.reconstruction_metrics(test, with_ssim=True) if test.shape[0]
              else {"psnr": float("nan"), "ssim": float("nan")})
         trainer.model.train(was)
-        return {"test_psnr": m["psnr"], "test_ssim": m["ssim"], "dataset": self.dataset.name,
-                "data_source": self.dataset.source, "num_test": int(test.shape[0]),
-                "num_train": int(self.train_images.shape[0])}
+        out = {"test_psnr": m["psnr"], "test_ssim": m["ssim"], "dataset": self.dataset.name,
+               "data_source": self.dataset.source, "num_test": int(test.shape[0]),
+               "num_train": int(self.train_images.shape[0])}
+        return {**out, **self.failure_check(m["psnr"])}
+
+    def failure_check(self, test_psnr: float) -> dict:
+        """Did the run learn? Its test PSNR against the mean training image's (a reconstruction
+        that ignores the image): within 1 dB of it, or not finite, is a failed run (a warning;
+        ``--strict``: exit status 3)."""
+        test = self.test_images
+        if not test.shape[0]:
+            return {}
+        mean = self.train_images.mean(0, keepdim=True).expand_as(test)
+        baseline = float(psnr(mean, test).mean())
+        reasons = []
+        if not math.isfinite(test_psnr):
+            reasons.append(f"the test PSNR is {test_psnr} (the model diverged)")
+        elif test_psnr < baseline + 1.0:
+            reasons.append(f"test PSNR {test_psnr:.2f} dB is within 1 dB of the mean training image's "
+                           f"{baseline:.2f} dB: the reconstructions ignore the image (diverged or constant output; "
+                           f"try a lower --lr)")
+        for why in reasons:
+            warnings.warn(f"the run failed to learn: {why}", CollapseWarning, stacklevel=2)
+        return {"mean_image_psnr": baseline, "collapsed": bool(reasons), "collapse_reasons": reasons}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "latent_stats": self.latent_stats, "snapshots": self.snapshots}

@@ -24,7 +24,7 @@ from ...nn.siren import LatentSiren
 from ..config import Check, SirenConfig, at_least, nonneg, option, positive
 from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
-from .base import Task
+from .base import CollapseWarning, Task
 from .image import load_trained
 from .sdf_data import SdfShapeSet, analytic_pool, load_shapes
 
@@ -32,10 +32,6 @@ __all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "Collap
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 SDF_LOSSES = ("clamped_l1", "truncated_l1", "l2", "mse", "l1")
-
-
-class CollapseWarning(UserWarning):
-    """A run did not learn: an empty field, a field that ignores the latent, or shapes it cannot tell apart."""
 
 
 @dataclass
