@@ -279,11 +279,12 @@ class ImageTask(ImageDataTask):
         their time is not counted as training. No collectives: safe under DDP."""
         if not self._snap_times or not self.test_images.shape[0]:
             return
-        if trainer.device.type == "cuda" and trainer.train_seconds >= self._snap_times[0]:
-            torch.cuda.synchronize(trainer.device)     # queued training kernels count as training
-        now = trainer.train_seconds                    # one reading of the clock
+        now = trainer.train_seconds
         if now < self._snap_times[0]:
             return
+        if trainer.device.type == "cuda":              # queued training kernels count as training
+            torch.cuda.synchronize(trainer.device)
+            now = trainer.train_seconds
         t0 = time.perf_counter()
         passed = [s for s in self._snap_times if s <= now]
         self._snap_times = self._snap_times[len(passed):]
