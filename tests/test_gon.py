@@ -59,6 +59,26 @@ def test_autograd_method_equals_explicit(shared):
     torch.testing.assert_close(ig.gon_latent(m, c, x, method="autograd"), ig.gon_latent(m, c, x, method="explicit"))
 
 
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("O,K", [(1, 1), (3, 1), (1, 2)])
+@pytest.mark.parametrize("options", [dict(w0_first=60.0, w0_latent=12.0), dict(latent_shifts=True),
+                                     dict(latent_shifts=True, w0_latent=12.0, num_layers=4)])
+def test_latent_options_latents_and_gradients_equal_autograd(shared, O, K, options):
+    """With ``w0_latent != w0_first`` or ``latent_shifts`` the explicit paths (which pull the
+    gradient back through ``latent_readout()``) agree with autograd through the plain forward."""
+    torch.manual_seed(3)
+    options = {"num_layers": 3, **options}
+    m = ig.LatentSiren(2, 6, O, 24, **options).double()
+    c = torch.rand(17, 2, dtype=torch.float64) * 2 - 1 if shared else torch.rand(3, 17, 2, dtype=torch.float64) * 2 - 1
+    x = torch.rand(3, 17, O, dtype=torch.float64)
+    grads = []
+    for method in ("explicit", "autograd"):
+        z = ig.gon_latent(m, c, x, method=method, steps=K, step_size=0.5, create_graph=True)
+        grads.append([z, *torch.autograd.grad(((m(c, z) - x) ** 2).sum(), list(m.parameters()))])
+    for a, b in zip(*grads):
+        assert rel_err(a, b) <= 1e-10
+
+
 def test_output_activation_and_custom_callable_loss():
     torch.manual_seed(0)
     m = ig.LatentSiren(2, 5, 1, 16, 2, out_activation="sigmoid").double()

@@ -57,8 +57,45 @@ def test_forward_equals_explicit_concat(shared, n, O):
     torch.testing.assert_close(m.forward_concat(c, z), ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_separate_latent_frequency_scales_only_the_latent_columns(shared):
+    torch.manual_seed(2)
+    m = ig.LatentSiren(2, 8, 1, 32, 3, w0_first=90.0, w0_latent=20.0).double()
+    B, P = 3, 10
+    c = torch.rand(P, 2, dtype=torch.float64) if shared else torch.rand(B, P, 2, dtype=torch.float64)
+    z = torch.randn(B, 8, dtype=torch.float64)
+    h = torch.sin(90.0 * (c @ m.coord_weight.T + m.first_bias) + (20.0 * z @ m.latent_weight.T)[:, None])
+    for layer in m.hidden:
+        h = torch.sin(30.0 * layer.linear(h))
+    torch.testing.assert_close(m(c, z), m.out(h), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.forward_concat(c, z), m.out(h), rtol=1e-12, atol=1e-12)
+    assert ig.LatentSiren(2, 8, 1, 32, 3).w0_latent == 30.0 and "w0_latent" not in ig.LatentSiren(2, 8, 1, 32, 3).config()
+    with pytest.raises(ValueError, match="w0_latent"):
+        ig.LatentSiren(2, 8, 1, 32, 3, w0_latent=0)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_latent_shifts_forward_equals_written_out_modulated_siren(shared):
+    torch.manual_seed(4)
+    m = ig.LatentSiren(2, 8, 2, 32, 3, latent_shifts=True).double()
+    assert m.shift_weight.shape == (2, 32, 8)
+    B, P = 3, 10
+    c = torch.rand(P, 2, dtype=torch.float64) if shared else torch.rand(B, P, 2, dtype=torch.float64)
+    z = torch.randn(B, 8, dtype=torch.float64)
+    h = torch.sin(30.0 * (c @ m.coord_weight.T + m.first_bias + (z @ m.latent_weight.T)[:, None]))
+    for layer, M in zip(m.hidden, m.shift_weight):
+        h = torch.sin(30.0 * (layer.linear(h) + (z @ M.T)[:, None]))
+    torch.testing.assert_close(m(c, z), m.out(h), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.forward_concat(c, z), m.out(h), rtol=1e-12, atol=1e-12)
+    # the same network at the origin as without shifts (the fast path's premise)
+    plain = ig.LatentSiren(2, 8, 2, 32, 3).double()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != "shift_weight"})
+    z0 = torch.zeros(B, 8, dtype=torch.float64)
+    torch.testing.assert_close(m(c, z0), plain(c, z0), rtol=0, atol=0)
+
+
 def test_config_rebuilds_model():
-    m = ig.LatentSiren(2, 16, 3, 64, 2, w0=20.0, out_activation="sigmoid")
+    m = ig.LatentSiren(2, 16, 3, 64, 2, w0=20.0, w0_latent=7.0, latent_shifts=True, out_activation="sigmoid")
     m2 = ig.LatentSiren(**m.config())
     m2.load_state_dict(m.state_dict())
     c, z = torch.rand(9, 2), torch.randn(2, 16)
@@ -104,7 +141,7 @@ def test_fused_trunk_gradients_equal_plain_autograd(L, O):
     inputs = _trunk_inputs(L, O)
     u1_before = inputs[0].detach().clone()
     g = torch.randn(13, O, dtype=torch.float64)
-    out = _FusedSineTrunk.apply(*inputs)
+    out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     ref, _ = _sine_trunk(inputs[0], inputs[1:])
     torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
     got = torch.autograd.grad(out, inputs, g)                       # the in-place fast path
@@ -117,7 +154,7 @@ def test_fused_trunk_gradients_equal_plain_autograd(L, O):
 def test_fused_trunk_second_and_double_backward_recompute():
     inputs = _trunk_inputs(3, 2)
     g = torch.randn(13, 2, dtype=torch.float64)
-    out = _FusedSineTrunk.apply(*inputs)
+    out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     ref, _ = _sine_trunk(inputs[0], inputs[1:])
     first = torch.autograd.grad(out, inputs, g, retain_graph=True)
     second = torch.autograd.grad(out, inputs, g)                    # buffers consumed: recompute
@@ -126,7 +163,7 @@ def test_fused_trunk_second_and_double_backward_recompute():
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12)
     # create_graph: a gradient penalty differentiated again
-    out = _FusedSineTrunk.apply(*inputs)
+    out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     (gu,) = torch.autograd.grad(out, inputs[0], g, create_graph=True)
     (gu_ref,) = torch.autograd.grad(ref, inputs[0], g, create_graph=True)
     opts = dict(allow_unused=True, materialize_grads=True)      # b_out does not enter ∂F/∂u1
@@ -138,15 +175,44 @@ def test_fused_trunk_second_and_double_backward_recompute():
 
 def test_fused_trunk_gradcheck_and_gradgradcheck():
     inputs = _trunk_inputs(2, 2, N=5, H=4, seed=3)
-    assert torch.autograd.gradcheck(_FusedSineTrunk.apply, inputs)
-    assert torch.autograd.gradgradcheck(_FusedSineTrunk.apply, inputs)
+    fn = lambda u1, *params: _FusedSineTrunk.apply(u1, None, *params)
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("L,O", [(2, 1), (4, 3)])
+def test_fused_trunk_with_shifts_equals_plain_autograd(L, O):
+    """Per-sample shifts of the hidden pre-activations (``latent_shifts``): the fused backward
+    gives the shifts' gradients (sums over each sample's points) and the same others."""
+    B, P, H = 3, 5, 7
+    inputs = _trunk_inputs(L, O, N=B * P, H=H)
+    shifts = torch.randn(B, L - 1, H, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(B * P, O, dtype=torch.float64)
+    out = _FusedSineTrunk.apply(inputs[0], shifts, *inputs[1:])
+    ref, _ = _sine_trunk(inputs[0].view(B, P, H), inputs[1:], shifts)
+    # an independent reference: the shift of sample b added to its rows
+    h = torch.sin(inputs[0])
+    for l in range(L - 1):
+        h = torch.sin(h @ inputs[1 + 2 * l].T + inputs[2 + 2 * l] + shifts[:, l].repeat_interleave(P, 0))
+    torch.testing.assert_close(out, h @ inputs[-2].T + inputs[-1], rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(out, ref.reshape(B * P, O), rtol=1e-13, atol=1e-13)
+    want = torch.autograd.grad(ref.reshape(B * P, O), [*inputs, shifts], g, retain_graph=True)
+    got = torch.autograd.grad(out, [*inputs, shifts], g, retain_graph=True)     # in-place path
+    again = torch.autograd.grad(out, [*inputs, shifts], g)                     # recomputed
+    for a, b, c in zip(got, again, want):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12)
+    small = _trunk_inputs(2, 1, N=4, H=3, seed=5)
+    s2 = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u1, s, *p: _FusedSineTrunk.apply(u1, s, *p), [small[0], s2, *small[1:]])
+
+
+@pytest.mark.parametrize("shifts", [False, True])
 @pytest.mark.parametrize("coords_grad", [False, True])
-def test_fused_model_equals_unfused_model(coords_grad):
+def test_fused_model_equals_unfused_model(coords_grad, shifts):
     torch.manual_seed(0)
-    m = ig.LatentSiren(2, 6, 1, 16, 3).double()
-    plain = ig.LatentSiren(2, 6, 1, 16, 3, fused=False).double()
+    m = ig.LatentSiren(2, 6, 1, 16, 3, latent_shifts=shifts).double()
+    plain = ig.LatentSiren(2, 6, 1, 16, 3, fused=False, latent_shifts=shifts).double()
     plain.load_state_dict(m.state_dict())
     c = torch.rand(3, 11, 2, dtype=torch.float64, requires_grad=coords_grad)
     x = torch.rand(3, 11, 1, dtype=torch.float64)

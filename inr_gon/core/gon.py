@@ -14,7 +14,7 @@ Exact shared-origin fast path
 At ``z0 = 0`` the network's inner pass is the same for every sample and ``z_i`` is linear in
 the residual ``r_ipo = w ∂ℓ/∂F``::
 
-    z_i = -Σ_{p,o} r_ipo J_po W_z,   J_po = ∂F_o(c_p) / ∂a1(c_p)   (a1: first pre-activation)
+    z_i = -Σ_{p,o} r_ipo J_po W_z,   J_po = ∂F_o(c_p) / ∂a_z   (a_z = z W_z^T: the latent's part of the first pre-activation)
 
 so for coordinates shared by the batch, one pass over the ``P`` points (not ``B·P``) gives
 ``F(c_p ⊕ 0)`` and the ``O`` Jacobian rows ``J_po``; the latents are then one contraction.
@@ -88,7 +88,7 @@ def _residual(loss, raw: torch.Tensor, target: torch.Tensor, activation, create_
 
 def _latent_explicit(model, coords, target, loss, weight, create_graph):
     act = getattr(model, "out_activation", None)
-    W_z = model.latent_weight                                       # (H, k)
+    W_z = model.latent_readout()                                    # (H, k) (or (H', k), see the protocol)
     u_c = model.coord_preactivation(coords)                         # (P, H) or (B, P, H)
     raw0, us = model.origin_forward(u_c)                            # (P, O) or (B, P, O)
     r = _residual(loss, raw0, target, act, create_graph) * weight   # (B, P, O)
@@ -203,9 +203,9 @@ def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool) -> torch.Ten
     the same arithmetic as autograd, without a double backward in training."""
     act = getattr(model, "out_activation", None)
     u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
-    raw, us = model.origin_forward(u)                                                  # (B, P, O)
+    raw, us = model.origin_forward(u, z)                                               # (B, P, O)
     r = _residual(loss, raw, t, act, create_graph) * w
-    return model.backward_from(us, r).sum(dim=1) @ model.latent_weight                # (B, k)
+    return model.backward_from(us, r).sum(dim=1) @ model.latent_readout()             # (B, k)
 
 
 def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:

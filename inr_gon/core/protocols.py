@@ -33,23 +33,27 @@ class LatentModel(Protocol):
 class ExplicitLatentModel(Protocol):
     """A latent model whose inner backward pass is written out (the fast paths).
 
-    * ``latent_weight``: ``(H, k)``, the first layer's latent columns ``W_z``;
-    * ``latent_preactivation(z) -> (B, H)``: their contribution to the first pre-activation;
+    * ``latent_preactivation(z) -> (B, H)``: the latent's contribution to the first pre-activation;
     * ``coord_preactivation(coords) -> (…, H)``: the first pre-activation at ``z = 0``;
-    * ``origin_forward(u1) -> (raw (…, O), us)``: the rest of the network from that
-      pre-activation, with the saved pre-activations ``us``;
-    * ``backward_from(us, cotangent (…, O)) -> (…, H)``: the gradient with respect to the first
-      pre-activation, in differentiable tensor operations.
+    * ``origin_forward(u1, z=None) -> (raw (…, O), us)``: the rest of the network from that
+      pre-activation, with the saved pre-activations ``us`` (``z``: wherever else the latent
+      enters the network; ``None`` at the origin);
+    * ``backward_from(us, cotangent (…, O)) -> (…, H')``: the gradient with respect to the
+      latent's (unscaled) contributions to the pre-activations, in differentiable tensor
+      operations;
+    * ``latent_readout() -> (H', k)``: the matrix that turns those into the gradient in ``z``
+      (``W_z``, the first layer's latent columns, when only the first layer sees ``z``).
     """
 
     latent_dim: int
-    latent_weight: torch.Tensor
+
+    def latent_readout(self) -> torch.Tensor: ...
 
     def coord_preactivation(self, coords: torch.Tensor) -> torch.Tensor: ...
 
     def latent_preactivation(self, z: torch.Tensor) -> torch.Tensor: ...
 
-    def origin_forward(self, u1: torch.Tensor): ...
+    def origin_forward(self, u1: torch.Tensor, z: torch.Tensor | None = None): ...
 
     def backward_from(self, us, cotangent: torch.Tensor) -> torch.Tensor: ...
 

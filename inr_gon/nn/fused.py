@@ -12,21 +12,27 @@ import torch.nn.functional as F
 __all__: list[str] = []      # internal to LatentSiren
 
 
-def _sine_trunk(u1: torch.Tensor, params: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _sine_trunk(u1: torch.Tensor, params: list[torch.Tensor],
+                shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The sine stack in ordinary differentiable ops.
 
     Args:
         u1: ``(..., H)`` first pre-activation (already scaled by ``w0_first``).
         params: ``[W_2, b_2, ..., W_L, b_L, W_out, b_out]``, hidden weights/biases already
             scaled by their ``w0``.
+        shifts: ``None`` or ``(B, L - 1, H)``, added to the hidden pre-activations of sample
+            ``b`` (``u1`` is then ``(B, ..., H)``), already scaled by ``w0``.
     Returns:
         raw output ``(..., O)`` and the pre-activations ``[u1, ..., u_L]``.
     """
     us = [u1]
     h = torch.sin(u1)
-    for W, b in zip(params[:-2:2], params[1:-2:2]):
-        us.append(F.linear(h, W, b))
-        h = torch.sin(us[-1])
+    for l, (W, b) in enumerate(zip(params[:-2:2], params[1:-2:2])):
+        u = F.linear(h, W, b)
+        if shifts is not None:        # in u's precision (bf16 under autocast: no float32 promotion)
+            u = u + shifts[:, l].to(u.dtype).reshape(shifts.shape[0], *[1] * (u.dim() - 2), -1)
+        us.append(u)
+        h = torch.sin(u)
     return F.linear(h, params[-2], params[-1]), us
 
 
@@ -45,31 +51,36 @@ class _FusedSineTrunk(torch.autograd.Function):
     The in-place backward runs once. A second backward (``retain_graph=True``) or a
     differentiable one (``create_graph=True``, e.g. a gradient penalty) recomputes the stack
     from the saved inputs with ordinary ops, so every use stays correct.
-    Shapes: ``u1 (N, H)``, params as in :func:`_sine_trunk`; returns ``(N, O)``.
+    Shapes: ``u1 (N, H)`` with ``N = B·P`` when ``shifts`` ``(B, L - 1, H)`` are given (sample
+    ``b``'s rows contiguous), params as in :func:`_sine_trunk`; returns ``(N, O)``.
     """
 
     @staticmethod
-    def forward(ctx, u1, *params):
+    def forward(ctx, u1, shifts, *params):
         hs, us = [], [u1]
         h = torch.sin(u1)
-        for W, b in zip(params[:-2:2], params[1:-2:2]):
+        for l, (W, b) in enumerate(zip(params[:-2:2], params[1:-2:2])):
             hs.append(h)
-            us.append(torch.addmm(b, h, W.t()))
-            h = torch.sin(us[-1])
+            u = torch.addmm(b, h, W.t())
+            if shifts is not None:
+                u.view(shifts.shape[0], -1, u.shape[-1]).add_(shifts[:, l, None])
+            us.append(u)
+            h = torch.sin(u)
         hs.append(h)
-        ctx.save_for_backward(u1, *params)
+        ctx.save_for_backward(u1, shifts, *params)
         ctx.acts = (us, hs)               # intermediates owned by this node only
         return torch.addmm(params[-1], h, params[-2].t())
 
     @staticmethod
     def backward(ctx, g):
-        u1, *params = ctx.saved_tensors
-        need = ctx.needs_input_grad
+        u1, shifts, *params = ctx.saved_tensors
+        need = ctx.needs_input_grad[:1] + ctx.needs_input_grad[2:]       # as if shifts were not there
         if ctx.acts is None or torch.is_grad_enabled():
-            return _FusedSineTrunk._recompute(ctx, g, u1, params)
+            return _FusedSineTrunk._recompute(ctx, g, u1, shifts, params)
         us, hs = ctx.acts
         ctx.acts = None                   # consumed: the buffers are overwritten below
         grads: list[torch.Tensor | None] = [None] * len(params)
+        gs = (torch.empty_like(shifts) if shifts is not None and ctx.needs_input_grad[1] else None)
         W_out = params[-2]                # (O, H)
         if need[-2]:
             grads[-2] = g.t() @ hs[-1]
@@ -87,19 +98,23 @@ class _FusedSineTrunk(torch.autograd.Function):
                 grads[2 * l - 2] = gu.t() @ hs[l - 1]
             if need[2 * l]:
                 grads[2 * l - 1] = gu.sum(0)
+            if gs is not None:
+                gs[:, l - 1] = gu.view(gs.shape[0], -1, gu.shape[-1]).sum(1)
             gh = torch.mm(gu, W, out=hs[l])                       # hs[l] is no longer needed
             gu = gh.mul_(us[l - 1].cos_() if l > 1 else torch.cos(u1, out=hs[0]))
-        return (gu if need[0] else None, *grads)
+        return (gu if need[0] else None, gs, *grads)
 
     @staticmethod
-    def _recompute(ctx, g, u1, params):
-        inputs = [u1, *params]
+    def _recompute(ctx, g, u1, shifts, params):
+        inputs = [u1, shifts, *params]
         create = torch.is_grad_enabled()
         with torch.enable_grad():
             if not create:
-                inputs = [t.detach().requires_grad_(n) for t, n in zip(inputs, ctx.needs_input_grad)]
+                inputs = [t if t is None else t.detach().requires_grad_(n)
+                          for t, n in zip(inputs, ctx.needs_input_grad)]
             wanted = [t for t, n in zip(inputs, ctx.needs_input_grad) if n]
-            out, _ = _sine_trunk(inputs[0], inputs[1:])
-            got = iter(torch.autograd.grad(out, wanted, g, create_graph=create, allow_unused=True))
+            u = inputs[0] if shifts is None else inputs[0].view(shifts.shape[0], -1, u1.shape[-1])
+            out, _ = _sine_trunk(u, inputs[2:], inputs[1])
+            got = iter(torch.autograd.grad(out.reshape(g.shape), wanted, g, create_graph=create, allow_unused=True))
         return tuple(next(got) if n else None for n in ctx.needs_input_grad)
 

@@ -18,6 +18,7 @@ it) is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -113,7 +114,10 @@ class LatentSiren(nn.Module):
         coord_dim: ``n``.  latent_dim: ``k``.  out_dim: ``O``.
         hidden_dim: ``H``.  num_layers: number of sine layers (>= 1).
         w0: frequency factor of the hidden sine layers (and the output init).
-        w0_first: frequency factor of the first sine layer.
+        w0_first: frequency factor of the first sine layer (its coordinate columns and bias).
+        w0_latent: frequency factor of the first layer's latent columns (default ``w0_first``,
+            the paper's single ``nn.Linear(n + k, H)``): a high ``w0_first`` sharpens the
+            coordinates' frequencies without also amplifying the latent.
         out_activation: ``None`` (linear output), ``"sigmoid"``, ``"tanh"``, ``"relu"`` or a
             callable applied to the output. GON losses on logits (e.g. ``"bce"``) expect
             ``None``.
@@ -128,12 +132,18 @@ class LatentSiren(nn.Module):
             inner integral's weight).
         learn_step_size: learn a per-step, per-dimension step size ``α = exp(θ)`` (``(K, k)``,
             initialised to the above) with the network, in place of the hand-set sizes.
+        latent_shifts: the latent also shifts every hidden layer's pre-activation by its own
+            linear map, ``sin(w0 (W_l h + b_l + M_l z))`` (``shift_weight`` ``(L - 1, H, k)``,
+            initialised like the hidden weights; functa's shift modulations). The paper's model
+            (``False``) conditions the first layer only. At ``z = 0`` the network is the same,
+            so the shared-origin fast path holds; the shifts cost ``O(B·k·H)`` per layer, not
+            per point.
     """
 
     def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
                  num_layers: int = 4, *, w0: float = 30.0, w0_first: float = 30.0,
-                 out_activation=None, fused: bool = True, latent_steps: int = 1, step_size: float = 1.0,
-                 learn_step_size: bool = False):
+                 w0_latent: float | None = None, out_activation=None, fused: bool = True, latent_steps: int = 1,
+                 step_size: float = 1.0, learn_step_size: bool = False, latent_shifts: bool = False):
         super().__init__()
         if not isinstance(latent_steps, int) or isinstance(latent_steps, bool) or latent_steps < 1:
             raise ValueError(f"latent_steps must be an int >= 1, got {latent_steps!r}")
@@ -145,7 +155,10 @@ class LatentSiren(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.coord_dim, self.latent_dim, self.out_dim = coord_dim, latent_dim, out_dim
         self.hidden_dim, self.num_layers = hidden_dim, num_layers
+        if w0_latent is not None and not (isinstance(w0_latent, (int, float)) and w0_latent > 0):
+            raise ValueError(f"w0_latent must be > 0, got {w0_latent!r}")
         self.w0, self.w0_first = float(w0), float(w0_first)
+        self.w0_latent = self.w0_first if w0_latent is None else float(w0_latent)
         self.out_activation_spec = out_activation if isinstance(out_activation, str) else None
         self.out_activation = _activation(out_activation)
         self.fused = bool(fused)
@@ -165,6 +178,11 @@ class LatentSiren(nn.Module):
         if self.learn_step_size:
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
             self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))      # (K, k)
+        self.latent_shifts = bool(latent_shifts)
+        if self.latent_shifts:
+            M = torch.empty(num_layers - 1, hidden_dim, latent_dim)
+            siren_uniform_(M, fan_in=hidden_dim + latent_dim, w0=w0, is_first=False)
+            self.shift_weight = nn.Parameter(M)                                         # (L - 1, H, k)
 
     # -- configuration (what a checkpoint needs to rebuild the model) -------------------------
     def config(self) -> dict:
@@ -172,13 +190,17 @@ class LatentSiren(nn.Module):
         cfg = dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
                    hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
                    w0_first=self.w0_first, out_activation=self.out_activation_spec)
-        # the latent-step options only when set (configs of single-step models stay as they were)
+        # the options below only when set (configs of plain models stay as they were)
+        if self.w0_latent != self.w0_first:
+            cfg["w0_latent"] = self.w0_latent
         if self.latent_steps != 1:
             cfg["latent_steps"] = self.latent_steps
         if self.step_size != 1.0:
             cfg["step_size"] = self.step_size
         if self.learn_step_size:
             cfg["learn_step_size"] = True
+        if self.latent_shifts:
+            cfg["latent_shifts"] = True
         return cfg
 
     def latent_step_sizes(self) -> torch.Tensor | float:
@@ -198,8 +220,23 @@ class LatentSiren(nn.Module):
         return F.linear(coords, self.w0_first * self.coord_weight, self.w0_first * self.first_bias)
 
     def latent_preactivation(self, z: torch.Tensor) -> torch.Tensor:
-        """``w0_first z W_z^T``: z ``(B, k)`` -> ``(B, H)``."""
-        return F.linear(z, self.w0_first * self.latent_weight)
+        """``w0_latent z W_z^T``: z ``(B, k)`` -> ``(B, H)``."""
+        return F.linear(z, self.w0_latent * self.latent_weight)
+
+    def hidden_shifts(self, z: torch.Tensor | None) -> torch.Tensor | None:
+        """The latent's shifts of the hidden pre-activations, ``w0 M_l z``: z ``(B, k)`` ->
+        ``(B, L - 1, H)``; ``None`` without ``latent_shifts`` (or for ``z = None``)."""
+        if not self.latent_shifts or z is None:
+            return None
+        return torch.einsum("lhk,bk->blh", self.w0 * self.shift_weight, z)
+
+    def latent_readout(self) -> torch.Tensor:
+        """``(H', k)``: maps :meth:`backward_from`'s ``(…, H')`` to the gradient in ``z``: ``W_z``
+        (``H' = H``), stacked with the shift maps ``M_1 … M_{L-1}`` with ``latent_shifts``
+        (``H' = L·H``)."""
+        if not self.latent_shifts:
+            return self.latent_weight
+        return torch.cat([self.latent_weight, *self.shift_weight], dim=0)
 
     def trunk_params(self) -> list[torch.Tensor]:
         """``[W_2, b_2, ..., W_L, b_L, W_out, b_out]`` with the hidden ``w0`` folded in."""
@@ -208,9 +245,10 @@ class LatentSiren(nn.Module):
             params += [layer.w0 * layer.linear.weight, layer.w0 * layer.linear.bias]
         return params + [self.out.weight, self.out.bias]
 
-    def trunk(self, u1: torch.Tensor, *, fused: bool | None = None) -> torch.Tensor:
+    def trunk(self, u1: torch.Tensor, shifts: torch.Tensor | None = None, *, fused: bool | None = None) -> torch.Tensor:
         """Network after the first pre-activation: ``u1 (..., H)`` (already scaled by w0_first)
-        -> raw output ``(..., O)`` (before ``out_activation``).
+        -> raw output ``(..., O)`` (before ``out_activation``); ``shifts`` ``(B, L - 1, H)``
+        (:meth:`hidden_shifts`, with ``u1`` ``(B, P, H)``) are added to the hidden pre-activations.
 
         ``fused`` (default: ``self.fused``) uses the buffer-reusing backward of
         ``_FusedSineTrunk`` when gradients are recorded, autocast is off and ``torch.compile``
@@ -220,9 +258,9 @@ class LatentSiren(nn.Module):
         # under torch.compile the plain ops are traced (and fused by the compiler) instead
         if (fused and torch.is_grad_enabled() and not torch.is_autocast_enabled(u1.device.type)
                 and not torch.compiler.is_compiling()):
-            out = _FusedSineTrunk.apply(u1.reshape(-1, u1.shape[-1]), *self.trunk_params())
+            out = _FusedSineTrunk.apply(u1.reshape(-1, u1.shape[-1]), shifts, *self.trunk_params())
             return out.reshape(*u1.shape[:-1], out.shape[-1])
-        return _sine_trunk(u1, self.trunk_params())[0]
+        return _sine_trunk(u1, self.trunk_params(), shifts)[0]
 
     def check_inputs(self, coords: torch.Tensor, z: torch.Tensor) -> None:
         """Raise a clear ``TypeError``/``ValueError`` if ``coords``/``z`` do not fit this model."""
@@ -249,11 +287,16 @@ class LatentSiren(nn.Module):
             ``(B, P, O)`` signal values (after ``out_activation`` if any).
         """
         self.check_inputs(coords, z)
-        u_c = self.coord_preactivation(coords)                    # (P, H) or (B, P, H)
-        u1 = u_c + self.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
+        # the first layer stays float32 under autocast: its pre-activations reach tens of radians
+        # (w0_first · (c W_c^T + b)), beyond what bf16's 8-bit mantissa resolves
+        dev = coords.device.type
+        with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else contextlib.nullcontext():
+            u_c = self.coord_preactivation(coords)                # (P, H) or (B, P, H)
+            u1 = u_c + self.latent_preactivation(z).unsqueeze(-2) # (B, P, H)
+            shifts = self.hidden_shifts(z)                        # (B, L - 1, H) or None
         # derivatives w.r.t. the coordinates (eikonal terms) are usually differentiated again:
         # the plain stack serves that directly, the fused one only by recomputing
-        y = self.trunk(u1, fused=self.fused and not coords.requires_grad)
+        y = self.trunk(u1, shifts, fused=self.fused and not coords.requires_grad)
         return y if self.out_activation is None else self.out_activation(y)
 
     def forward_concat(self, coords: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -264,15 +307,17 @@ class LatentSiren(nn.Module):
         if coords.dim() == 2:
             coords = coords.unsqueeze(0).expand(B, -1, -1)
         cz = torch.cat([coords, z.unsqueeze(1).expand(-1, coords.shape[1], -1)], dim=-1)
-        w = torch.cat([self.coord_weight, self.latent_weight], dim=1)
-        y = self.trunk(self.w0_first * F.linear(cz, w, self.first_bias), fused=False)
+        w = torch.cat([self.coord_weight, (self.w0_latent / self.w0_first) * self.latent_weight], dim=1)
+        y = self.trunk(self.w0_first * F.linear(cz, w, self.first_bias), self.hidden_shifts(z), fused=False)
         return y if self.out_activation is None else self.out_activation(y)
 
     # -- the explicit inner gradient used by the gradient-origin latent --------------------------
-    def origin_forward(self, u1: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def origin_forward(self, u1: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Forward from ``u1 (..., H)`` returning the raw output ``(..., O)`` and the list of
-        pre-activations ``[u1, u2, ...]`` (each ``(..., H)``) for :meth:`backward_from`."""
-        return _sine_trunk(u1, self.trunk_params())
+        pre-activations ``[u1, u2, ...]`` (each ``(..., H)``) for :meth:`backward_from`.
+        ``z`` ``(B, k)`` (with ``u1`` ``(B, P, H)``): away from the origin, with the latent's
+        hidden shifts (``None``: at the origin, where they vanish)."""
+        return _sine_trunk(u1, self.trunk_params(), self.hidden_shifts(z))
 
     def backward_from(self, us: list[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor:
         """Explicit VJP given the saved pre-activations of :meth:`origin_forward`.
@@ -281,10 +326,18 @@ class LatentSiren(nn.Module):
             us: pre-activations, each ``(..., H)`` (broadcastable against the cotangent's batch).
             cotangent: ``(..., O)`` cotangent on the raw output.
         Returns:
-            ``(..., H)`` gradient with respect to the unscaled first pre-activation ``a1``.
+            ``(..., H)`` gradient with respect to the latent's unscaled contribution ``z W_z^T``
+            to the first pre-activation (``w0_latent`` times the gradient with respect to it);
+            with ``latent_shifts`` ``(..., L·H)``: that, then the gradients with respect to
+            each hidden layer's unscaled shift ``M_l z`` (the rows of :meth:`latent_readout`).
         """
         g = cotangent @ self.out.weight
+        parts = []
         for i in range(len(self.hidden), 0, -1):
             layer = self.hidden[i - 1]
-            g = (g * torch.cos(us[i])) @ (layer.w0 * layer.linear.weight)
-        return self.w0_first * (g * torch.cos(us[0]))
+            g = g * torch.cos(us[i])
+            if self.latent_shifts:
+                parts.append(layer.w0 * g)
+            g = g @ (layer.w0 * layer.linear.weight)
+        first = self.w0_latent * (g * torch.cos(us[0]))
+        return torch.cat([first, *parts[::-1]], dim=-1) if self.latent_shifts else first
