@@ -55,6 +55,8 @@ def cmd_train(args) -> int:
         base = load_config_file(args.config)
         if base.get("task", args.task) != args.task:
             raise ValueError(f"{args.config} is a {base['task']!r} config, not {args.task!r}")
+        if "task" in base:              # a run's own config.json (a hand-written file takes today's defaults)
+            base = task_cls.config_class.fill_absent(base)
     cfg = task_cls.config_class.from_args(args, base=base)
     if cfg.out is None:
         cfg.out = task_cls.default_out(cfg)
@@ -64,6 +66,7 @@ def cmd_train(args) -> int:
         base = load_config_file(saved)
         if base.get("task", args.task) != args.task:
             raise ValueError(f"{cfg.out} holds a {base['task']!r} run, not {args.task!r}")
+        base = task_cls.config_class.fill_absent(base)
         out, cfg = cfg.out, task_cls.config_class.from_args(args, base=base)
         cfg.out = out
     cfg.validate()

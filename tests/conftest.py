@@ -74,7 +74,8 @@ def tiny_config(out, **kw):
     from inr_gon.training import ImageConfig
     base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
                 eval_images=12, out=str(out) if out is not None else None, device="cpu", lr=1e-3,
-                lr_schedule="constant")
+                lr_schedule="constant", amp="off",      # not the probed CPU default: the same on every machine
+                w0_first=30.0)                          # blobs, not MNIST's strokes (the name says "mnist")
     base.update(kw)
     return ImageConfig(**base)
 

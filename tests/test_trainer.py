@@ -88,6 +88,26 @@ def test_resume_continues_with_the_runs_own_settings(tmp_path):
     assert (tmp_path / "run" / "ckpt_step0000005.pt").is_file()
 
 
+def test_a_run_saved_before_an_option_existed_resumes_with_what_it_used(tmp_path):
+    """A 0.2 run's config.json has no ``latent_shifts`` / ``w0_latent``: resuming (or re-running
+    it with ``--config``) rebuilds its model, not today's CPU defaults (shifts, latent ω0 30)."""
+    folder = write_image_folder(tmp_path / "imgs", n=8)
+    common = ["train", "image", "--dataset", str(folder), "--device", "cpu", "--quiet", "--threads", "1"]
+    run = tmp_path / "run"
+    assert main(common + ["--out", str(run), "--steps", "2", "--batch-size", "4", "--hidden", "8", "--layers", "2",
+                          "--latent", "2", "--w0-first", "60", "--no-latent-shifts", "--w0-latent", "60",
+                          "--amp", "off"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    for key in ("latent_shifts", "w0_latent", "amp"):          # as 0.2 wrote it
+        del saved[key]
+    (run / "config.json").write_text(json.dumps(saved))
+    assert main(common + ["--out", str(run), "--resume", "--steps", "4"]) == 0
+    again = json.loads((run / "config.json").read_text())
+    assert (again["latent_shifts"], again["w0_latent"], again["amp"], again["steps"]) == (False, 60.0, "off", 4)
+    assert main(["train", "image", "--config", str(run / "config.json"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["w0_latent"] == 60.0
+
+
 def test_config_json_reruns_its_run(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "imgs", n=8)
     args = ["train", "image", "--dataset", str(folder), "--steps", "3", "--batch-size", "4", "--hidden", "8",
@@ -196,6 +216,74 @@ def test_sdf_bf16_outer_pass_keeps_a_float32_latent():
     assert abs(float(l16.detach()) - float(l32.detach())) <= 0.2 * abs(float(l32.detach()))
     g = torch.autograd.grad(l16, list(m.parameters()))
     assert all(torch.isfinite(x).all() for x in g)
+
+
+def test_autocast_keeps_the_first_layer_in_float32():
+    """Under bf16 autocast the first pre-activation (tens of radians at w0_first 90) stays float32;
+    the hidden layers run in bf16."""
+    from inr_gon import LatentSiren
+    torch.manual_seed(0)
+    m = LatentSiren(2, 8, 1, 32, 3, w0_first=90.0, latent_shifts=True, fused=False)
+    seen = {}
+    first, trunk = m.coord_preactivation, m.trunk
+    m.coord_preactivation = lambda c: seen.setdefault("first", first(c))
+    m.trunk = lambda u1, shifts=None, **kw: (seen.setdefault("u1", u1), seen.setdefault("out", trunk(u1, shifts, **kw)))[1]
+    c, z = torch.rand(50, 2) * 2 - 1, torch.randn(4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(c, z)
+    assert seen["first"].dtype == torch.float32 and seen["u1"].dtype == torch.float32
+    assert y.dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):       # the float32 shifts do not promote the hidden layers
+        _, us = m.origin_forward(seen["u1"], z)
+    assert [u.dtype for u in us] == [torch.float32, torch.bfloat16, torch.bfloat16]
+
+
+def test_amp_auto_measures_the_cpu_and_records_its_choice(monkeypatch):
+    from inr_gon.training import runtime
+    speedup = runtime.bf16_matmul_speedup("cpu", rows=256, width=32, repeats=2)
+    assert math.isfinite(speedup) and speedup > 0
+    assert runtime.resolve_amp("auto", "cpu") in ("bf16", "off")
+    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 3.0)
+    assert runtime.resolve_amp("auto", "cpu") == "bf16" and runtime.resolve_amp("off", "cpu") == "off"
+    assert runtime.resolve_amp("fp16", "cpu") == "fp16"
+    assert runtime.resolve_amp("auto", torch.device("cuda")) == "off"     # CUDA keeps the paper's float32
+    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 0.7)    # emulated bf16: slower
+    t = Trainer(tiny_config(None, amp="auto"), dataset=tiny_dataset(), quiet=True)
+    assert t.cfg.amp == "off"
+    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 3.0)
+    t = Trainer(tiny_config(None, amp="auto", steps=2), dataset=tiny_dataset(), quiet=True)
+    assert t.cfg.amp == "bf16" and t.objective.amp == "bf16" and t.cfg.to_dict()["amp"] == "bf16"
+    t.fit()
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_grad_clip_bounds_the_gradient_norm():
+    norms = {}
+    for clip in (0.0, 0.05):
+        t = Trainer(tiny_config(None, grad_clip=clip), dataset=tiny_dataset(), quiet=True)
+        t.train_step(t.next_batch())
+        norms[clip] = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in t.model.parameters()])))
+    assert norms[0.0] > 0.1 and norms[0.05] <= 0.05 * (1 + 1e-5)
+
+
+def test_the_first_layer_frequency_default_follows_the_data_it_was_measured_on(tmp_path):
+    cpu, cuda = torch.device("cpu"), type("D", (), {"type": "cuda"})()
+    assert ImageConfig(dataset="mnist").resolved(cpu).w0_first == 90.0
+    assert ImageConfig(dataset="fashion").resolved(cpu).w0_first == 90.0
+    assert ImageConfig(dataset=str(tmp_path)).resolved(cpu).w0_first == 30.0      # an image folder
+    assert ImageConfig(dataset="mnist").resolved(cuda).w0_first == 30.0           # the paper's on CUDA
+    assert ImageConfig(dataset="mnist", w0_first=45.0).resolved(cpu).w0_first == 45.0
+    assert ImageConfig(dataset="mnist").resolved(cpu).w0_latent == 30.0
+
+
+def test_device_dependent_switches_can_be_turned_off():
+    from inr_gon.cli import build_parser
+    parse = lambda *a: ImageConfig.from_args(build_parser().parse_args(["train", "image", *a]))
+    cpu = torch.device("cpu")
+    assert parse().resolved(cpu).latent_shifts is True
+    assert parse("--no-latent-shifts").resolved(cpu).latent_shifts is False
+    assert parse("--latent-shifts").resolved(type("D", (), {"type": "cuda"})()).latent_shifts is True
+    assert parse().resolved(type("D", (), {"type": "cuda"})()).latent_shifts is False
 
 
 @pytest.mark.slow

@@ -97,6 +97,8 @@ class Config:
         DEFAULTS, CPU_DEFAULTS, CUDA_DEFAULTS: values for ``None`` fields; a class's tables
             extend its bases' (device tables win over ``DEFAULTS``).
         LEGACY: ``{old key: new key}`` for dictionaries written by earlier versions.
+        ABSENT: ``{field: value or callable(dict) -> value}``: what a field added later meant for a
+            run whose saved ``config.json`` predates it (:meth:`fill_absent`).
     """
 
     TASK: ClassVar[str] = ""
@@ -105,6 +107,7 @@ class Config:
     CPU_DEFAULTS: ClassVar[dict] = {}
     CUDA_DEFAULTS: ClassVar[dict] = {}
     LEGACY: ClassVar[dict] = {}
+    ABSENT: ClassVar[dict] = {}
 
     # -- checks -------------------------------------------------------------------------------------
     def _checks(self) -> list:
@@ -159,6 +162,16 @@ class Config:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
+    def fill_absent(cls, d: dict) -> dict:
+        """A run's saved dictionary with the fields it predates set to what that version did (so
+        ``--resume`` and ``--config config.json`` rebuild the same model, not today's defaults)."""
+        table: dict = {}
+        for klass in reversed(cls.__mro__):
+            table.update(vars(klass).get("ABSENT", {}))
+        keys = {cls.LEGACY.get(k, k) for k in d}
+        return {**{k: (v(d) if callable(v) else v) for k, v in table.items() if k not in keys}, **d}
+
+    @classmethod
     def _upgrade(cls, d: dict) -> dict:
         """Map an earlier version's dictionary onto this one (subclasses extend)."""
         return d
@@ -182,7 +195,9 @@ class Config:
             kind, optional = _base_type(hints[f.name])
             text = m.get("help", "") + cls._default_text(f)
             if kind is bool:
-                action = "store_false" if m.get("negate") else "store_true"
+                # a device-dependent switch (default None) can be set either way: --x / --no-x
+                action = ("store_false" if m.get("negate") else
+                          argparse.BooleanOptionalAction if optional else "store_true")
                 groups[g].add_argument(*flags, dest=f.name, action=action, default=argparse.SUPPRESS, help=text)
                 continue
             groups[g].add_argument(*flags, dest=f.name, type=_parser(kind, m.get("check"), optional),
@@ -257,17 +272,28 @@ class SirenConfig(Config):
 
     hidden: int | None = option(None, "SIREN width", check=at_least(1), group="model")
     layers: int | None = option(None, "number of sine layers", check=at_least(1), group="model")
-    latent: int = option(32, "latent size", check=at_least(1), group="model")
+    latent: int | None = option(None, "latent size", check=at_least(1), group="model")
     w0: float = option(30.0, "SIREN frequency of the hidden layers", check=positive, group="model")
-    w0_first: float = option(30.0, "SIREN frequency of the first layer", check=positive, group="model")
+    w0_first: float | None = option(None, "SIREN frequency of the first layer (its coordinate columns; the image task on "
+                                          "CPU: 90 for MNIST and Fashion-MNIST)", check=positive,
+                                    group="model")
+    w0_latent: float | None = option(None, "SIREN frequency of the first layer's latent columns (none: as "
+                                           "--w0-first)", check=positive, group="model")
     latent_steps: int = option(1, "gradient steps of the latent (1: the paper's single step; more are "
                                   "differentiated through)", check=at_least(1), group="model")
     step_size: float = option(1.0, "step size of latent steps 2..K relative to the first", check=positive,
                               group="model")
     learn_step_size: bool = option(False, "learn a per-step, per-dimension latent step size with the network",
                                    group="model")
+    latent_shifts: bool | None = option(None, "the latent also shifts every hidden layer (a linear map per layer, "
+                                        "functa's shift modulations); the paper's model conditions the first "
+                                        "layer only", group="model")
+
+    DEFAULTS = dict(latent=32, w0_first=30.0, latent_shifts=False)
+    # runs saved before 0.3 had neither option: no shifts, the latent at the first layer's frequency
+    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0))
 
     def siren_options(self) -> dict:
         """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of these fields."""
-        return dict(w0=self.w0, w0_first=self.w0_first, latent_steps=self.latent_steps, step_size=self.step_size,
-                    learn_step_size=self.learn_step_size)
+        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_steps=self.latent_steps, step_size=self.step_size,
+                    learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts)

@@ -27,6 +27,7 @@ Use::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -42,7 +43,7 @@ from .config import Config, at_least, nonneg, option, positive
 from .distributed import DistContext, init_distributed
 from .guard import NonFiniteGuard, require_finite_parameters
 from .metrics_log import MetricsLog
-from .runtime import configure_tf32, keep_freed_memory
+from .runtime import configure_tf32, keep_freed_memory, resolve_amp
 
 __all__ = ["TrainerConfig", "Trainer", "BatchSampler", "select_device", "learning_rate"]
 
@@ -59,6 +60,8 @@ class TrainerConfig(Config):
     lr_schedule: str | None = option(None, "constant, or cosine decay to lr/20 at --steps",
                                      choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear learning-rate warm-up over the first N steps", check=at_least(0))
+    grad_clip: float = option(0.0, "clip the gradients' global norm to this value before each step (0: off)",
+                              check=nonneg)
     schedule_by: str | None = option(None, "the schedule's progress: step / --steps, or the larger of that and elapsed / "
                                        "--seconds (a run cut by its time budget still anneals; not bit-identical on "
                                        "resume)", choices=("steps", "time"))
@@ -78,8 +81,9 @@ class TrainerConfig(Config):
                                  "shape space); without it a warning is printed and recorded", group="output")
     tensorboard: bool = option(False, "also write TensorBoard event files into <out>/tb (needs the tensorboard "
                                       "package)", group="output")
-    amp: str = option("off", "autocast the outer pass to bf16/fp16 (the latent stays float32)",
-                      choices=("off", "bf16", "fp16"), group="speed")
+    amp: str | None = option(None, "autocast the outer pass to bf16/fp16 (the latent and the first layer stay "
+                                   "float32); auto: bf16 on a CPU whose bf16 matmuls measure >= 1.5x float32's "
+                                   "speed, else off", choices=("off", "bf16", "fp16", "auto"), group="speed")
     tf32: bool = option(False, "allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)", group="speed")
     compile: bool = option(False, "torch.compile the training objective (slow to start; see the README)",
                            group="speed")
@@ -89,10 +93,11 @@ class TrainerConfig(Config):
     threads: int | None = option(None, "CPU threads (default: PyTorch's, one per core)", check=at_least(0),
                                  group="speed")
 
+    ABSENT = dict(amp="off")         # runs saved before --amp existed trained in float32
     CPU_DEFAULTS = dict(nonfinite_check="immediate")
     CUDA_DEFAULTS = dict(nonfinite_check="deferred")
     DEFAULTS = dict(lr_schedule="constant", schedule_by="steps", keep_checkpoints=3, eval_every=1000,
-                    checkpoint_every=1000)
+                    checkpoint_every=1000, amp="off")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -188,8 +193,11 @@ class Trainer:
         device = select_device(task.cfg.device)
         self.dist: DistContext = init_distributed(device=device) if dist == "auto" else dist
         self.device = self.dist.device if self.dist.enabled else device
-        self.cfg = task.cfg = task.cfg.resolved(self.device)
-        cfg = self.cfg
+        cfg = task.cfg.resolved(self.device)
+        if cfg.amp == "auto":      # measured once; the run (and its config.json) records the choice
+            amp = resolve_amp("auto", self.device)
+            cfg = dataclasses.replace(cfg, amp=self.dist.broadcast_object(amp))
+        self.cfg = task.cfg = cfg
         self.quiet = quiet or not self.dist.is_main
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible by the "
@@ -252,6 +260,10 @@ class Trainer:
         loss, _, parts = self.step_module(*batch, generator=self.mc_gen)
         self.opt.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.cfg.grad_clip:            # on the averaged, unscaled gradients; no host sync
+            if self.scaler is not None:
+                self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         if not self.dist.enabled:
             return loss.detach(), parts
         keys = list(parts)
