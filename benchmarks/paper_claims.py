@@ -91,7 +91,9 @@ def mse_psnr(rec, images):
 
 
 def siren(a, hidden, layers=3, latent=32):
-    return dict(hidden=hidden, layers=layers, latent=latent, lr=a.lr)
+    """The paper's network (the latent at the first layer only, ω0 30, float32), whatever the image
+    task's CPU defaults are."""
+    return dict(hidden=hidden, layers=layers, latent=latent, lr=a.lr, latent_shifts=False, w0_first=30.0, amp="off")
 
 
 # -- claims ----------------------------------------------------------------------------------
