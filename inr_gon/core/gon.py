@@ -14,7 +14,10 @@ Exact shared-origin fast path
 At ``z0 = 0`` the network's inner pass is the same for every sample and ``z_i`` is linear in
 the residual ``r_ipo = w ∂ℓ/∂F``::
 
-    z_i = -Σ_{p,o} r_ipo J_po W_z,   J_po = ∂F_o(c_p) / ∂a_z   (a_z = z W_z^T: the latent's part of the first pre-activation)
+    z_i = -Σ_{p,o} r_ipo J_po W_z,   J_po = ∂F_o(c_p) / ∂a_z
+
+(``a_z = z W_z^T``: the latent's part of the first pre-activation; a model whose latent also
+shifts later layers stacks their Jacobians and maps, ``model.latent_readout()``)
 
 so for coordinates shared by the batch, one pass over the ``P`` points (not ``B·P``) gives
 ``F(c_p ⊕ 0)`` and the ``O`` Jacobian rows ``J_po``; the latents are then one contraction.

@@ -295,5 +295,5 @@ class SirenConfig(Config):
 
     def siren_options(self) -> dict:
         """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of these fields."""
-        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_steps=self.latent_steps, step_size=self.step_size,
-                    learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts)
+        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_steps=self.latent_steps,
+                    step_size=self.step_size, learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts)
