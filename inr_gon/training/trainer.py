@@ -194,9 +194,8 @@ class Trainer:
         self.dist: DistContext = init_distributed(device=device) if dist == "auto" else dist
         self.device = self.dist.device if self.dist.enabled else device
         cfg = task.cfg.resolved(self.device)
-        if cfg.amp == "auto":      # measured once; the run (and its config.json) records the choice
-            amp = resolve_amp("auto", self.device)
-            cfg = dataclasses.replace(cfg, amp=self.dist.broadcast_object(amp))
+        if cfg.amp == "auto":      # measured once, on rank 0; the run (and its config.json) records the choice
+            cfg = dataclasses.replace(cfg, amp=self.dist.run_on_main(resolve_amp, "auto", self.device))
         self.cfg = task.cfg = cfg
         self.quiet = quiet or not self.dist.is_main
         if cfg.batch_size % self.dist.world_size:
