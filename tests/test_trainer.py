@@ -270,6 +270,7 @@ def test_the_first_layer_frequency_default_follows_the_data_it_was_measured_on(t
     cpu, cuda = torch.device("cpu"), type("D", (), {"type": "cuda"})()
     assert ImageConfig(dataset="mnist").resolved(cpu).w0_first == 90.0
     assert ImageConfig(dataset="fashion").resolved(cpu).w0_first == 90.0
+    assert ImageConfig(dataset="Fashion_MNIST").resolved(cpu).w0_first == 90.0   # any name load_mnist takes
     assert ImageConfig(dataset=str(tmp_path)).resolved(cpu).w0_first == 30.0      # an image folder
     assert ImageConfig(dataset="mnist").resolved(cuda).w0_first == 30.0           # the paper's on CUDA
     assert ImageConfig(dataset="mnist", w0_first=45.0).resolved(cpu).w0_first == 45.0

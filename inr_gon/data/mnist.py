@@ -51,6 +51,7 @@ __all__ = [
     "download_mnist",
     "load_mnist",
     "load_embedded_mnist",
+    "is_mnist_name",
 ]
 
 ENV_DATA = "INR_GON_DATA"
@@ -106,6 +107,11 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 # IDX type code -> big-endian numpy dtype
+
+
+def is_mnist_name(name) -> bool:
+    """Whether :func:`load_mnist` takes ``name`` (``"mnist"``, ``"fashion"``, ``"fashion-mnist"``, ...)."""
+    return str(name).strip().lower() in _ALIASES
 
 
 def _canonical_name(name: str) -> str:

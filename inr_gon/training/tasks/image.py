@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ...data import is_mnist_name
 from ...core.coords import grid, image_to_points
 from ...core.integrators import GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator
 from ...core.sampling import GaussianLatentSampler
@@ -98,7 +99,7 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
 
     def resolved(self, device):
         if (self.w0_first is None and getattr(device, "type", str(device)) == "cpu"
-                and self.dataset in ("mnist", "fashion", "fashion-mnist")):
+                and is_mnist_name(self.dataset)):
             return dataclasses.replace(self, w0_first=self.MNIST_W0_FIRST).resolved(device)
         return super().resolved(device)
 
@@ -106,7 +107,7 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
 def load_dataset(cfg: ImageDataConfig):
     """The :class:`~inr_gon.data.ImageDataset` named by the config."""
     from ...data import load_image_folder, load_mnist
-    if cfg.dataset in ("mnist", "fashion", "fashion-mnist"):
+    if is_mnist_name(cfg.dataset):
         return load_mnist(cfg.dataset, data_dir=cfg.data_dir)
     if not Path(cfg.dataset).is_dir():
         raise ValueError(f"dataset must be 'mnist', 'fashion' or an image folder; {cfg.dataset!r} is neither")
