@@ -101,6 +101,20 @@ class SphereModel(torch.nn.Module):
         return ((c - z[:, None, :]).norm(dim=-1) - 0.5).unsqueeze(-1)
 
 
+def test_procedural_held_out_shapes_do_not_depend_on_the_training_set_size():
+    """The unseen procedural shapes are their own family: the same shapes and pools for 4 or 9
+    training shapes, none equal to a training shape; the training shapes are a prefix."""
+    from inr_gon.training.tasks.sdf_data import load_shapes
+    a, b = (load_shapes(SdfConfig(num_shapes=n, num_unseen=2, pool=64)) for n in (4, 9))
+    assert [a.names[i] for i in a.unseen_index] == [b.names[i] for i in b.unseen_index] == ["held0000", "held0001"]
+    probe = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for i, j in zip(a.unseen_index, b.unseen_index):
+        assert torch.equal(a.analytic[i](probe), b.analytic[j](probe)) and torch.equal(a.points[i], b.points[j])
+        assert all(not torch.equal(a.analytic[i](probe), a.analytic[t](probe)) for t in a.train_index)
+    for t in a.train_index:            # the training shapes and their pools are a prefix of the larger set
+        assert torch.equal(a.points[t], b.points[t]) and torch.equal(a.analytic[t](probe), b.analytic[t](probe))
+
+
 def test_eikonal_zero_for_exact_sdf_and_matches_finite_differences():
     pts = torch.rand(2, 100, 3, dtype=torch.float64) * 2 - 1
     z = 0.1 * torch.randn(2, 3, dtype=torch.float64)

@@ -227,3 +227,31 @@ def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path
     assert r.step == 3 and r.task._fresh_next == t.task._fresh_next
     with pytest.raises(ValueError, match="procedural"):
         SdfConfig(meshes="x", fresh_shapes=1.0).validate()
+
+
+@pytest.mark.parametrize("share,inner", [(1.0, "per_sample"), (0.5, "per_sample"), (1.0, "shared")])
+def test_fresh_shapes_from_a_bank(tmp_path, share, inner):
+    """``fresh_bank``: the new shapes are distinct shapes of a bank made once (the first shapes of
+    the on-the-fly family), each point with its true distance; no shape is made per step."""
+    t = trainer(steps=3, batch_size=4, fresh_shapes=share, fresh_bank=5, inner=inner, out=str(tmp_path))
+    t.prepare_run_dir(resume=False, overwrite=False)
+    shapes, pts, sdf = t.task.bank
+    assert len(shapes) == 5 and pts.shape == (5, 256, 3) and sdf.shape == (5, 256)
+    from inr_gon.geometry.shapes import ProceduralShapes
+    fam = ProceduralShapes(5, seed=t.cfg.seed + 1_000_003)
+    probe = torch.rand(50, 3) * 2 - 1
+    assert all(torch.equal(shapes[j](probe), fam[j](probe)) for j in range(5))
+    n_new = round(share * 4)
+    for _ in range(3):
+        ip, isdf, op, osdf = t.next_batch()
+        new_out = op[-n_new:]                                    # (n_new, M, 3), from the bank's pools
+        owners = [[j for j in range(5) if torch.allclose(shapes[j](p).float(), d, atol=1e-5)] for p, d in
+                  zip(new_out, osdf[-n_new:])]
+        assert all(len(o) >= 1 for o in owners)
+        assert len({o[0] for o in owners}) == n_new               # distinct shapes in one batch
+        if inner == "per_sample":
+            for p, d in zip(ip[-n_new:], isdf[-n_new:]):           # inner points: the same shapes' pools
+                assert any(torch.allclose(shapes[j](p).float(), d, atol=1e-5) for j in range(5))
+    assert t.task._fresh_next == 0
+    with pytest.raises(ValueError, match="fresh_bank"):
+        SdfConfig(fresh_bank=10).validate()

@@ -133,3 +133,22 @@ def test_sample_uniform():
     assert pts.shape == (1000, 3) and sdf.shape == (1000,)
     assert pts.abs().max() <= 1
     torch.testing.assert_close(sdf, pts.norm(dim=1) - 0.5)
+
+
+def test_interior_check_equals_the_whole_grid():
+    """The early-exit, centre-first interior test answers as the whole grid does, for shapes with
+    and without an interior deeper than the threshold (thin boxes, shells, off-centre spheres)."""
+    from inr_gon.geometry.shapes.procedural import _has_interior
+
+    def naive(shape, resolution=24, thickness=0.02):
+        axis = torch.linspace(-1.0, 1.0, resolution, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+        return bool((shape(grid) < -thickness).any())
+
+    shapes = [S.random_shape(torch.Generator().manual_seed(s)) for s in range(20)]
+    shapes += [S.Box((0.5, 0.5, w)) for w in (0.005, 0.02, 0.03, 0.2)]
+    shapes += [S.Translate(S.Sphere(0.0, r), (0.8, -0.8, 0.8)) for r in (0.01, 0.05, 0.15)]
+    shapes += [S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.78)), S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.7))]
+    answers = [_has_interior(s) for s in shapes]
+    assert answers == [naive(s) for s in shapes]
+    assert True in answers and False in answers

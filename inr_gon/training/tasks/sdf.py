@@ -26,7 +26,7 @@ from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning, Task
 from .image import load_trained
-from .sdf_data import SdfShapeSet, analytic_pool, load_shapes
+from .sdf_data import FRESH_SEED, SdfShapeSet, analytic_pool, load_shapes
 
 __all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
@@ -58,6 +58,9 @@ class SdfConfig(SirenConfig, TrainerConfig):
     fresh_shapes: float = option(0.0, "procedural: the share of each batch made of new random shapes (1: all; "
                                       "unlimited data; the fixed training shapes are still evaluated)",
                                  check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"), group="data")
+    fresh_bank: int = option(0, "procedural fresh_shapes: draw the new shapes from a bank of this many, made once at "
+                                "the start (0: made on the fly every step, never repeated; a bank costs no time per "
+                                "step)", check=at_least(0), group="data")
     inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
                                            "or the same fixed subset of each shape (as it is encoded)",
                                  choices=("random", "fixed"))
@@ -95,7 +98,8 @@ class SdfConfig(SirenConfig, TrainerConfig):
                 ("fresh_shapes", not self.fresh_shapes or self.source == "procedural",
                  "needs the procedural source"),
                 ("fresh_shapes", self.fresh_shapes in (0, 1) or self.inner == "per_sample",
-                 "below 1 needs per-sample inner points")]
+                 "below 1 needs per-sample inner points"),
+                ("fresh_bank", not self.fresh_bank or self.fresh_shapes > 0, "needs fresh_shapes > 0")]
 
     @classmethod
     def _upgrade(cls, d: dict) -> dict:
@@ -202,6 +206,22 @@ class SdfTask(Task):
         S, N = self.sdf.shape
         order = [torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 12345 + i)) for i in range(S)]
         self.fixed_order = torch.stack(order).to(self.device)
+        self.bank = self._make_bank(trainer.quiet) if cfg.fresh_shapes and cfg.fresh_bank else None
+
+    def _make_bank(self, quiet: bool):
+        """``fresh_bank``: ``(shapes, points (F, pool, 3), sdf (F, pool))``, the first shapes of the
+        family the on-the-fly new shapes come from (the same on every rank)."""
+        from tqdm.auto import tqdm
+
+        from ...geometry.shapes import ProceduralShapes
+        fam = ProceduralShapes(self.cfg.fresh_bank, seed=self.cfg.seed + FRESH_SEED)
+        shapes, pts, sdf = [], [], []
+        for j in tqdm(range(len(fam)), desc="fresh-shape bank", disable=quiet, leave=False):
+            shapes.append(fam[j])
+            p, d = analytic_pool(shapes[-1], self.cfg.pool, torch.Generator().manual_seed(j))
+            pts.append(p)
+            sdf.append(d)
+        return shapes, torch.stack(pts).to(self.device), torch.stack(sdf).to(self.device)
 
     def num_train(self) -> int:
         return len(self.shapes.train_index)
@@ -251,11 +271,17 @@ class SdfTask(Task):
         ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
 
-    def _new_shapes(self, B: int, n: int):
+    def _new_shapes(self, B: int, n: int, generator):
         """``B`` new procedural shapes with ``n`` samples each: ``(shapes, points (B, n, 3), sdf (B, n))``,
-        the same on every rank (a counter into a seeded family disjoint from the fixed shapes)."""
+        the same on every rank (a counter into a seeded family disjoint from the fixed shapes, or
+        ``B`` distinct random shapes of the bank, each with ``n`` random points of its pool)."""
+        if self.bank is not None:
+            shapes, pts, sdf = self.bank
+            pick = torch.randperm(len(shapes), generator=generator, device=generator.device)[:B].to(self.device)
+            p, d = random_shape_points(pts[pick], sdf[pick], n, generator)
+            return [shapes[int(i)] for i in pick], p, d
         from ...geometry.shapes import ProceduralShapes
-        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + 1_000_003)
+        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + FRESH_SEED)
         first = self._fresh_next
         self._fresh_next += B
         shapes = [fam[first + j] for j in range(B)]
@@ -266,7 +292,7 @@ class SdfTask(Task):
     def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
         """A batch of ``B`` new procedural shapes (``fresh_shapes=1``)."""
         shared = self.cfg.inner == "shared"
-        shapes, pts, sdf = self._new_shapes(B, m_out if shared else m_in + m_out)
+        shapes, pts, sdf = self._new_shapes(B, m_out if shared else m_in + m_out, generator)
         if shared:
             ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1
             isdf = torch.stack([shapes[j](ip) for j in range(B)[mine]]).float()
@@ -282,7 +308,7 @@ class SdfTask(Task):
         idx = self.train_index[index[:B - n_new]].to(self.device)
         m = m_in + m_out
         fixed_p, fixed_s = random_shape_points(self.points[idx], self.sdf[idx], m, generator)
-        _, new_p, new_s = self._new_shapes(n_new, m)
+        _, new_p, new_s = self._new_shapes(n_new, m, generator)
         ip, isdf, op, osdf = split_points(torch.cat([fixed_p, new_p]), torch.cat([fixed_s, new_s]), m_in, m_out,
                                           generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]

@@ -50,21 +50,29 @@ class SdfShapeSet:
     normalization: list | None = None
 
 
+#: seed offsets of the procedural held-out family and of the new shapes of ``fresh_shapes``
+UNSEEN_SEED, FRESH_SEED = 2_000_003, 1_000_003
+
+
 def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.1) -> tuple:
     """``n`` points of an analytic shape: half uniform in ``[-1, 1]^3``, half with ``|sdf| < band``
     (rejection sampling). Returns ``(points (n, 3), sdf (n,))``."""
     n_uni = n // 2
     pts = [torch.rand(n_uni, 3, generator=generator) * 2 - 1]
-    need, tries = n - n_uni, 0
+    need, tries, size = n - n_uni, 0, max(8 * (n - n_uni), 4096)
     while need > 0:
-        cand = torch.rand(max(8 * need, 4096), 3, generator=generator) * 2 - 1
+        cand = torch.rand(size, 3, generator=generator) * 2 - 1
         with torch.no_grad():
-            near = cand[shape(cand).abs() < band][:need]
+            hit = shape(cand).abs() < band
+        near = cand[hit][:need]
         pts.append(near)
         need -= near.shape[0]
         tries += 1
         if tries > 50:
             raise RuntimeError("could not sample near-surface points of a procedural shape")
+        # a shape with little surface: the next draw sized by the acceptance seen so far
+        rate = max(int(hit.sum()), 1) / size
+        size = int(min(max(size, 1.25 * need / rate), 2 ** 22))
     p = torch.cat(pts)
     with torch.no_grad():
         return p, shape(p).float()
@@ -97,11 +105,15 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
         cfg = cfg.resolved(torch.device("cpu"))
     g = torch.Generator().manual_seed(cfg.seed)
     if cfg.source == "procedural":
+        # the held-out shapes come from a family of their own, so they stay the same whatever
+        # num_shapes is, with pools of their own (and are disjoint from the training and the fresh shapes)
         u = 8 if cfg.num_unseen is None else cfg.num_unseen
-        fam = ProceduralShapes(cfg.num_shapes + u, seed=cfg.seed)
-        shapes = list(fam)
-        pools = [analytic_pool(s, cfg.pool, g) for s in shapes]
-        return SdfShapeSet("procedural", repr(fam), [f"shape{i:04d}" for i in range(len(shapes))],
+        fam, held = ProceduralShapes(cfg.num_shapes, seed=cfg.seed), ProceduralShapes(u, seed=cfg.seed + UNSEEN_SEED)
+        shapes = list(fam) + list(held)
+        g_held = torch.Generator().manual_seed(cfg.seed + UNSEEN_SEED)
+        pools = [analytic_pool(s, cfg.pool, g_held if i >= cfg.num_shapes else g) for i, s in enumerate(shapes)]
+        names = [f"shape{i:04d}" for i in range(cfg.num_shapes)] + [f"held{i:04d}" for i in range(u)]
+        return SdfShapeSet("procedural", f"{fam!r} + held-out {held!r}", names,
                            torch.stack([p for p, _ in pools]), torch.stack([s for _, s in pools]),
                            list(range(cfg.num_shapes)), list(range(cfg.num_shapes, cfg.num_shapes + u)),
                            analytic=shapes, truth=[None] * len(shapes))
