@@ -3,6 +3,8 @@ and uniform point sampling of any SDF."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -46,6 +48,7 @@ def _fit(shape: SDF, *, size: float) -> SDF:
     return Scale(Translate(shape, [-c for c in center]), size / half)
 
 
+@functools.lru_cache(maxsize=4)
 def _centre_first_grid(resolution: int) -> torch.Tensor:
     """The points of a ``resolution^3`` grid over [-1, 1]^3 (float64), nearest the origin first."""
     axis = torch.linspace(-1.0, 1.0, resolution, dtype=torch.float64)
@@ -53,17 +56,12 @@ def _centre_first_grid(resolution: int) -> torch.Tensor:
     return grid[grid.norm(dim=1).argsort(stable=True)]
 
 
-_GRIDS: dict = {}
-
-
 def _has_interior(shape: SDF, *, resolution: int = 24, thickness: float = 0.02, chunk: int = 1024) -> bool:
     """Whether some point of a coarse grid over [-1, 1]^3 lies deeper than ``thickness`` inside.
 
     The grid is tested centre first in chunks and stops at the first point inside: the shapes are
     centred, so most stop after one chunk (the answer is that of the whole grid)."""
-    if resolution not in _GRIDS:
-        _GRIDS[resolution] = _centre_first_grid(resolution)
-    grid = _GRIDS[resolution]
+    grid = _centre_first_grid(resolution)
     return any(bool((shape(grid[i:i + chunk]) < -thickness).any()) for i in range(0, grid.shape[0], chunk))
 
 

@@ -211,14 +211,19 @@ class SdfTask(Task):
     def _make_bank(self, quiet: bool):
         """``fresh_bank``: ``(shapes, points (F, pool, 3), sdf (F, pool))``, the first shapes of the
         family the on-the-fly new shapes come from (the same on every rank)."""
+        return self._family_shapes(0, self.cfg.fresh_bank, self.cfg.pool, quiet=quiet)
+
+    def _family_shapes(self, first: int, B: int, n: int, *, quiet: bool = True):
+        """Shapes ``first .. first + B - 1`` of the new-shape family, each with a pool of ``n``
+        points seeded by its index: ``(shapes, points (B, n, 3), sdf (B, n))`` on the device."""
         from tqdm.auto import tqdm
 
         from ...geometry.shapes import ProceduralShapes
-        fam = ProceduralShapes(self.cfg.fresh_bank, seed=self.cfg.seed + FRESH_SEED)
+        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + FRESH_SEED)
         shapes, pts, sdf = [], [], []
-        for j in tqdm(range(len(fam)), desc="fresh-shape bank", disable=quiet, leave=False):
+        for j in tqdm(range(first, first + B), desc="fresh-shape bank", disable=quiet, leave=False):
             shapes.append(fam[j])
-            p, d = analytic_pool(shapes[-1], self.cfg.pool, torch.Generator().manual_seed(j))
+            p, d = analytic_pool(shapes[-1], n, torch.Generator().manual_seed(j))
             pts.append(p)
             sdf.append(d)
         return shapes, torch.stack(pts).to(self.device), torch.stack(sdf).to(self.device)
@@ -280,14 +285,9 @@ class SdfTask(Task):
             pick = torch.randperm(len(shapes), generator=generator, device=generator.device)[:B].to(self.device)
             p, d = random_shape_points(pts[pick], sdf[pick], n, generator)
             return [shapes[int(i)] for i in pick], p, d
-        from ...geometry.shapes import ProceduralShapes
-        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + FRESH_SEED)
         first = self._fresh_next
         self._fresh_next += B
-        shapes = [fam[first + j] for j in range(B)]
-        pools = [analytic_pool(s, n, torch.Generator().manual_seed(first + j)) for j, s in enumerate(shapes)]
-        return (shapes, torch.stack([p for p, _ in pools]).to(self.device),
-                torch.stack([d for _, d in pools]).to(self.device))
+        return self._family_shapes(first, B, n)
 
     def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
         """A batch of ``B`` new procedural shapes (``fresh_shapes=1``)."""
