@@ -120,7 +120,9 @@ def _resumes_like_a_new_run(old, new_out, make_config, **data):
         assert t.step == 4
         t.fit()
         results.append(t.model.state_dict())
-    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    # equal up to float rounding: the 0.1 run's step-4 weights were computed on another CPU, whose kernels
+    # may sum in another order (1e-9 apart here); a setting resumed differently moves them by far more
+    assert all(torch.allclose(results[0][k], results[1][k], rtol=0, atol=1e-6) for k in results[0])
 
 
 def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):

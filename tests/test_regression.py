@@ -1,5 +1,5 @@
 """Behaviour regression: the same short fixed-seed CPU runs as before the trainer redesign give
-bit-identical parameters.
+the same parameters (up to float rounding).
 
 ``tests/fixtures/regression/*.pt`` were recorded by the pre-redesign trainers and loops (commit
 7396fc4, ``tests/fixtures/record_regression.py`` there): the image and SDF trainers, the
@@ -37,12 +37,26 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+# Equal up to float rounding: the fixtures were recorded on another CPU, whose kernels may sum in
+# another order (parameters 1e-8 apart on a later machine after 30 steps); any change of the step
+# itself (a loss, a schedule, a default) moves them by 1e-4 or more.
+ATOL = 1e-6
+# A convolution's bias right before a BatchNorm has an exactly zero gradient: only rounding noise
+# reaches it, which Adam scales up to steps of ~lr, so it (and the running mean that follows it) is
+# noise on any machine but the recording one; the function does not depend on it.
+NOISE_ONLY = {"variational": {"decoder.main.0.bias", "decoder.main.1.running_mean", "decoder.main.3.bias",
+                              "decoder.main.4.running_mean"}}
+
+
 def assert_same(name: str, model: torch.nn.Module) -> None:
     want = torch.load(FIXTURES / f"{name}.pt", weights_only=True)["params"]
     got = model.state_dict()
     assert set(got) == set(want), name
     for k, v in want.items():
-        assert torch.equal(got[k], v), f"{name}: {k} differs by {float((got[k].double() - v.double()).abs().max()):.3g}"
+        if k in NOISE_ONLY.get(name, ()):
+            continue
+        assert torch.allclose(got[k], v, rtol=0, atol=ATOL), \
+            f"{name}: {k} differs by {float((got[k].double() - v.double()).abs().max()):.3g}"
 
 
 def labels_of(images):
@@ -67,7 +81,8 @@ def test_image_task_is_unchanged():
     m = t.fit()
     assert_same("image", t.model)
     ref = torch.load(FIXTURES / "image.pt", weights_only=True)
-    assert t.history["loss"] == ref["loss"] and m["test_psnr"] == ref["test_psnr"]
+    assert t.history["loss"] == pytest.approx(ref["loss"], rel=1e-6) and m["test_psnr"] == pytest.approx(
+        ref["test_psnr"], rel=1e-6)
 
 
 @pytest.mark.parametrize("name,kw", [("sdf", dict(eikonal=0.1)), ("sdf_shared", dict(inner="shared"))])
@@ -75,11 +90,11 @@ def test_sdf_task_is_unchanged(name, kw):
     # the 0.1 defaults (one clamped L1 for both integrals, inner weight 0.3, constant lr)
     cfg = SdfConfig(num_shapes=6, num_unseen=1, pool=256, points=64, batch_size=2, steps=30, log_every=5, lr=2e-4,
                     loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr_schedule="constant",
-                    eval_every=10, **TINY, **kw)
+                    eval_every=10, fresh_shapes=0.0, **TINY, **kw)
     t = Trainer(cfg, quiet=True)
     t.fit()
     assert_same(name, t.model)
-    assert t.history["loss"] == torch.load(FIXTURES / f"{name}.pt", weights_only=True)["loss"]
+    assert t.history["loss"] == pytest.approx(torch.load(FIXTURES / f"{name}.pt", weights_only=True)["loss"], rel=1e-6)
 
 
 def test_conversion_task_is_unchanged():
