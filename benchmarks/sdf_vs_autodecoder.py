@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--gon", default="", help="options for the GON only")
     p.add_argument("--json", metavar="PATH")
     a = p.parse_args(argv)
-    common = f"--seconds {a.seconds:g} --steps 10000000 --quiet --eval-every 10000000 " + a.common
+    # the same data: the GON too trains on the fixed training shapes only (no new procedural shapes mixed in)
+    common = f"--seconds {a.seconds:g} --steps 10000000 --quiet --eval-every 10000000 --fresh-shapes 0 " + a.common
     if a.meshes:
         common += f" --meshes {shlex.quote(a.meshes)}"
     if a.deepsdf:

@@ -212,7 +212,7 @@ def test_mesh_folders_in_any_units_train_at_any_batch_size(tmp_path, scale, batc
 # -- unlimited data: new procedural shapes every step -----------------------------------------------------
 @pytest.mark.parametrize("share", [1.0, 0.5])
 def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path, share):
-    t = trainer(steps=3, batch_size=4, fresh_shapes=share, out=str(tmp_path), checkpoint_every=3)
+    t = trainer(steps=3, batch_size=4, fresh_shapes=share, fresh_bank=0, out=str(tmp_path), checkpoint_every=3)
     t.prepare_run_dir(resume=False, overwrite=False)
     a = t.next_batch()
     b = t.next_batch()
@@ -222,7 +222,7 @@ def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t.fit()
-    r = trainer(steps=5, batch_size=4, fresh_shapes=share, out=str(tmp_path), checkpoint_every=3)
+    r = trainer(steps=5, batch_size=4, fresh_shapes=share, fresh_bank=0, out=str(tmp_path), checkpoint_every=3)
     r.prepare_run_dir(resume=True, overwrite=False)
     assert r.step == 3 and r.task._fresh_next == t.task._fresh_next
     with pytest.raises(ValueError, match="procedural"):
@@ -231,12 +231,16 @@ def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path
 
 @pytest.mark.parametrize("share,inner", [(1.0, "per_sample"), (0.5, "per_sample"), (1.0, "shared")])
 def test_fresh_shapes_from_a_bank(tmp_path, share, inner):
-    """``fresh_bank``: the new shapes are distinct shapes of a bank made once (the first shapes of
-    the on-the-fly family), each point with its true distance; no shape is made per step."""
+    """``fresh_bank``: the new shapes are distinct shapes of a bank (the first shapes of the
+    on-the-fly family, each made when first drawn and then kept), each point with its true
+    distance; the on-the-fly counter never moves."""
     t = trainer(steps=3, batch_size=4, fresh_shapes=share, fresh_bank=5, inner=inner, out=str(tmp_path))
     t.prepare_run_dir(resume=False, overwrite=False)
-    shapes, pts, sdf = t.task.bank
+    assert len(t.task.bank) == 5 and all(s is None for s in t.task.bank.shapes)     # nothing made up front
+    shapes, pts, sdf = t.task.bank.take(range(5))
     assert len(shapes) == 5 and pts.shape == (5, 256, 3) and sdf.shape == (5, 256)
+    again = t.task.bank.take([3, 1])                                                 # kept, not made anew
+    assert again[0][0] is shapes[3] and torch.equal(again[1], pts[[3, 1]]) and torch.equal(again[2], sdf[[3, 1]])
     from inr_gon.geometry.shapes import ProceduralShapes
     fam = ProceduralShapes(5, seed=t.cfg.seed + 1_000_003)
     probe = torch.rand(50, 3) * 2 - 1
@@ -254,4 +258,23 @@ def test_fresh_shapes_from_a_bank(tmp_path, share, inner):
                 assert any(torch.allclose(shapes[j](p).float(), d, atol=1e-5) for j in range(5))
     assert t.task._fresh_next == 0
     with pytest.raises(ValueError, match="fresh_bank"):
-        SdfConfig(fresh_bank=10).validate()
+        SdfConfig(fresh_bank=10, fresh_shapes=0.0).validate()
+
+
+def test_procedural_default_mixes_a_bank_in_and_other_sources_do_not():
+    """The procedural default trains on a quarter of new shapes from a bank of 2,048; mesh folders,
+    DeepSDF data, shared inner points and the auto-decoder (a code per fixed shape) mix nothing in;
+    options given win; runs saved before the default read as the fixed shapes only."""
+    from inr_gon.training import AutoDecoderConfig
+    cpu = torch.device("cpu")
+    r = SdfConfig().resolved(cpu)
+    assert (r.fresh_shapes, r.fresh_bank) == (0.25, 2048)
+    for cfg in (SdfConfig(meshes="m"), SdfConfig(deepsdf="d"), SdfConfig(inner="shared"), AutoDecoderConfig()):
+        r = cfg.resolved(cpu)
+        assert (r.fresh_shapes, r.fresh_bank) == (0.0, 0)
+    assert (SdfConfig(fresh_shapes=1.0).resolved(cpu).fresh_bank, SdfConfig(fresh_bank=0).resolved(cpu).fresh_bank,
+            SdfConfig(fresh_shapes=0.0).resolved(cpu).fresh_bank) == (2048, 0, 0)
+    with pytest.raises(ValueError, match="auto-decoder"):
+        AutoDecoderConfig(fresh_shapes=0.5).resolved(cpu)
+    old = SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8}))
+    assert (old.fresh_shapes, old.fresh_bank) == (0.0, 0)

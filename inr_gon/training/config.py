@@ -275,7 +275,7 @@ class SirenConfig(Config):
     latent: int | None = option(None, "latent size", check=at_least(1), group="model")
     w0: float = option(30.0, "SIREN frequency of the hidden layers", check=positive, group="model")
     w0_first: float | None = option(None, "SIREN frequency of the first layer (its coordinate columns; the image task on "
-                                          "CPU: 90 for MNIST and Fashion-MNIST)", check=positive,
+                                          "CPU: 90 for MNIST and Fashion-MNIST; the SDF task: 60)", check=positive,
                                     group="model")
     w0_latent: float | None = option(None, "SIREN frequency of the first layer's latent columns (none: as "
                                            "--w0-first)", check=positive, group="model")

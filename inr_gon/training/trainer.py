@@ -194,13 +194,13 @@ class Trainer:
         self.dist: DistContext = init_distributed(device=device) if dist == "auto" else dist
         self.device = self.dist.device if self.dist.enabled else device
         cfg = task.cfg.resolved(self.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible by the "
+                             f"number of processes ({self.dist.world_size})")
         if cfg.amp == "auto":      # measured once, on rank 0; the run (and its config.json) records the choice
             cfg = dataclasses.replace(cfg, amp=self.dist.run_on_main(resolve_amp, "auto", self.device))
         self.cfg = task.cfg = cfg
         self.quiet = quiet or not self.dist.is_main
-        if cfg.batch_size % self.dist.world_size:
-            raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible by the "
-                             f"number of processes ({self.dist.world_size})")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":

@@ -32,6 +32,11 @@ class AutoDecoderConfig(SdfConfig):
     encode_lr: float = option(5e-3, "learning rate of those steps", check=positive)
 
     TASK = "autodecoder"
+    PROCEDURAL_FRESH = dict(fresh_shapes=0.0, fresh_bank=0)     # a code per training shape: no new shapes
+
+    def _checks(self):
+        return super()._checks() + [("fresh_shapes", not self.fresh_shapes,
+                                     "is not for the auto-decoder (it learns a code per fixed training shape)")]
 
 
 class AutoDecoderTask(SdfTask):

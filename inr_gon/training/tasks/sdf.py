@@ -9,6 +9,7 @@ final one extracts meshes and compares them with the ground truth (:mod:`.sdf_ou
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning, Task
 from .image import load_trained
-from .sdf_data import FRESH_SEED, SdfShapeSet, analytic_pool, load_shapes
+from .sdf_data import SdfShapeSet, ShapeBank, family_shapes, load_shapes
 
 __all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
@@ -55,12 +56,13 @@ class SdfConfig(SirenConfig, TrainerConfig):
     delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1", check=positive)
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"))
-    fresh_shapes: float = option(0.0, "procedural: the share of each batch made of new random shapes (1: all; "
-                                      "unlimited data; the fixed training shapes are still evaluated)",
-                                 check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"), group="data")
-    fresh_bank: int = option(0, "procedural fresh_shapes: draw the new shapes from a bank of this many, made once at "
-                                "the start (0: made on the fly every step, never repeated; a bank costs no time per "
-                                "step)", check=at_least(0), group="data")
+    fresh_shapes: float | None = option(None, "procedural: the share of each batch made of new random shapes of the "
+                                             "family (1: all; the fixed training shapes are still the ones evaluated; "
+                                             "default: 0.25 with per-sample inner points, else 0; other sources: 0)",
+                                        check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"), group="data")
+    fresh_bank: int | None = option(None, "procedural fresh_shapes: draw the new shapes from a bank of this many (each "
+                                          "made when first drawn, then kept; default 2,048; 0: new ones made every "
+                                          "step, never repeated, at a cost every step)", check=at_least(0), group="data")
     inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
                                            "or the same fixed subset of each shape (as it is encoded)",
                                  choices=("random", "fixed"))
@@ -73,13 +75,31 @@ class SdfConfig(SirenConfig, TrainerConfig):
 
     TASK = "sdf"
     # measured on the procedural family (README, "SDF shapes"): seven minutes of training on 2 CPU cores
-    DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=5000, seconds=420.0, batch_size=16, lr=5e-4,
-                    lr_schedule="cosine", schedule_by="time", checkpoint_every=1000, keep_checkpoints=2, eval_every=500)
+    # (the first layer at frequency 60, coordinates and latent: finer fields and a better-spread shape space than
+    # SIREN's 30, README "SDF shapes")
+    DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=10_000, seconds=420.0, batch_size=16, lr=5e-4,
+                    lr_schedule="cosine", schedule_by="time", checkpoint_every=1000, keep_checkpoints=2, eval_every=500,
+                    w0_first=60.0, amp="auto")
     # a GPU's share: 4x256 SIREN, 4x the points of each shape, bigger batches, longer; to be measured
     # when a GPU is lent (benchmarks/gpu_session.sh)
     CUDA_DEFAULTS = dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, seconds=0.0,
                          schedule_by="steps", eval_every=1000, checkpoint_every=1000)
     LEGACY = {"resolution": "mesh_resolution"}
+    # runs saved before the procedural default mixed new shapes in trained on the fixed shapes only
+    ABSENT = dict(fresh_shapes=0.0, fresh_bank=0)
+    # procedural, per-sample inner points: a quarter of each batch from a bank of the family's other shapes (the
+    # fixed shapes fit as well, new ones are encoded better; README "SDF shapes", "The default run")
+    PROCEDURAL_FRESH = dict(fresh_shapes=0.25, fresh_bank=2048)
+
+    def resolved(self, device):
+        if self.fresh_shapes is None or self.fresh_bank is None:
+            mix = self.source == "procedural" and self.inner == "per_sample"
+            fresh = self.fresh_shapes if self.fresh_shapes is not None else (
+                self.PROCEDURAL_FRESH["fresh_shapes"] if mix else 0.0)
+            bank = self.fresh_bank if self.fresh_bank is not None else (
+                self.PROCEDURAL_FRESH["fresh_bank"] if fresh > 0 and self.source == "procedural" else 0)
+            return dataclasses.replace(self, fresh_shapes=fresh, fresh_bank=bank).resolved(device)
+        return super().resolved(device)
 
     @property
     def source(self) -> str:
@@ -97,9 +117,9 @@ class SdfConfig(SirenConfig, TrainerConfig):
                  "'shared' needs analytic shapes (the procedural source)"),
                 ("fresh_shapes", not self.fresh_shapes or self.source == "procedural",
                  "needs the procedural source"),
-                ("fresh_shapes", self.fresh_shapes in (0, 1) or self.inner == "per_sample",
+                ("fresh_shapes", self.fresh_shapes in (None, 0, 1) or self.inner == "per_sample",
                  "below 1 needs per-sample inner points"),
-                ("fresh_bank", not self.fresh_bank or self.fresh_shapes > 0, "needs fresh_shapes > 0")]
+                ("fresh_bank", not self.fresh_bank or bool(self.fresh_shapes), "needs fresh_shapes > 0")]
 
     @classmethod
     def _upgrade(cls, d: dict) -> dict:
@@ -206,27 +226,11 @@ class SdfTask(Task):
         S, N = self.sdf.shape
         order = [torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 12345 + i)) for i in range(S)]
         self.fixed_order = torch.stack(order).to(self.device)
-        self.bank = self._make_bank(trainer.quiet) if cfg.fresh_shapes and cfg.fresh_bank else None
+        self.bank = ShapeBank(cfg.seed, cfg.fresh_bank, cfg.pool, device=self.device) if cfg.fresh_shapes and cfg.fresh_bank else None
 
-    def _make_bank(self, quiet: bool):
-        """``fresh_bank``: ``(shapes, points (F, pool, 3), sdf (F, pool))``, the first shapes of the
-        family the on-the-fly new shapes come from (the same on every rank)."""
-        return self._family_shapes(0, self.cfg.fresh_bank, self.cfg.pool, quiet=quiet)
-
-    def _family_shapes(self, first: int, B: int, n: int, *, quiet: bool = True):
-        """Shapes ``first .. first + B - 1`` of the new-shape family, each with a pool of ``n``
-        points seeded by its index: ``(shapes, points (B, n, 3), sdf (B, n))`` on the device."""
-        from tqdm.auto import tqdm
-
-        from ...geometry.shapes import ProceduralShapes
-        fam = ProceduralShapes(2 ** 62, seed=self.cfg.seed + FRESH_SEED)
-        shapes, pts, sdf = [], [], []
-        for j in tqdm(range(first, first + B), desc="fresh-shape bank", disable=quiet, leave=False):
-            shapes.append(fam[j])
-            p, d = analytic_pool(shapes[-1], n, torch.Generator().manual_seed(j))
-            pts.append(p)
-            sdf.append(d)
-        return shapes, torch.stack(pts).to(self.device), torch.stack(sdf).to(self.device)
+    def _family_shapes(self, first: int, B: int, n: int):
+        """Shapes ``first .. first + B - 1`` of the new-shape family (:func:`.sdf_data.family_shapes`)."""
+        return family_shapes(self.cfg.seed, first, B, n, device=self.device)
 
     def num_train(self) -> int:
         return len(self.shapes.train_index)
@@ -281,10 +285,10 @@ class SdfTask(Task):
         the same on every rank (a counter into a seeded family disjoint from the fixed shapes, or
         ``B`` distinct random shapes of the bank, each with ``n`` random points of its pool)."""
         if self.bank is not None:
-            shapes, pts, sdf = self.bank
-            pick = torch.randperm(len(shapes), generator=generator, device=generator.device)[:B].to(self.device)
-            p, d = random_shape_points(pts[pick], sdf[pick], n, generator)
-            return [shapes[int(i)] for i in pick], p, d
+            pick = torch.randperm(len(self.bank), generator=generator, device=generator.device)[:B]
+            shapes, pts, sdf = self.bank.take(pick.tolist())
+            p, d = random_shape_points(pts, sdf, n, generator)
+            return shapes, p, d
         first = self._fresh_next
         self._fresh_next += B
         return self._family_shapes(first, B, n)

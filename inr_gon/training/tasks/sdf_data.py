@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ...geometry.shapes import ProceduralShapes
 
-__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "mesh_files", "MESH_SUFFIXES"]
+__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "family_shapes", "ShapeBank", "mesh_files", "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
@@ -76,6 +76,45 @@ def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.
     p = torch.cat(pts)
     with torch.no_grad():
         return p, shape(p).float()
+
+
+def family_shapes(seed: int, first: int, count: int, n: int, *, device=None) -> tuple:
+    """Shapes ``first .. first + count - 1`` of the new-shape family of a run with ``seed`` (the
+    procedural ``fresh_shapes``: disjoint from the fixed and the held-out shapes), each with a pool
+    of ``n`` points seeded by its index: ``(shapes, points (count, n, 3), sdf (count, n))``."""
+    fam = ProceduralShapes(2 ** 62, seed=seed + FRESH_SEED)
+    shapes, pts, sdf = [], [], []
+    for j in range(first, first + count):
+        shapes.append(fam[j])
+        p, d = analytic_pool(shapes[-1], n, torch.Generator().manual_seed(j))
+        pts.append(p)
+        sdf.append(d)
+    return shapes, torch.stack(pts).to(device), torch.stack(sdf).to(device)
+
+
+class ShapeBank:
+    """``fresh_bank``: the first ``size`` shapes of :func:`family_shapes` with pools of ``pool``
+    points (the same on every rank and after a resume). A shape is made the first time it is
+    drawn and kept, so a run starts at once and no shape is made twice."""
+
+    def __init__(self, seed: int, size: int, pool: int, *, device=None):
+        self.seed, self.pool = seed, pool
+        self.shapes: list = [None] * size
+        self.points = torch.zeros(size, pool, 3, device=device)
+        self.sdf = torch.zeros(size, pool, device=device)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def take(self, index) -> tuple:
+        """``(shapes, points (B, pool, 3), sdf (B, pool))`` of the bank's shapes ``index``."""
+        index = [int(i) for i in index]
+        for j in index:
+            if self.shapes[j] is None:
+                (shape,), p, d = family_shapes(self.seed, j, 1, self.pool, device=self.points.device)
+                self.points[j], self.sdf[j], self.shapes[j] = p[0], d[0], shape
+        sel = torch.tensor(index, device=self.points.device)
+        return [self.shapes[j] for j in index], self.points[sel], self.sdf[sel]
 
 
 def _split(num: int, num_unseen: int | None) -> tuple[list, list]:
