@@ -97,7 +97,7 @@ class SdfConfig(SirenConfig, TrainerConfig):
             fresh = self.fresh_shapes if self.fresh_shapes is not None else (
                 self.PROCEDURAL_FRESH["fresh_shapes"] if mix else 0.0)
             bank = self.fresh_bank if self.fresh_bank is not None else (
-                self.PROCEDURAL_FRESH["fresh_bank"] if fresh > 0 and self.source == "procedural" else 0)
+                self.PROCEDURAL_FRESH["fresh_bank"] if fresh > 0 else 0)
             return dataclasses.replace(self, fresh_shapes=fresh, fresh_bank=bank).resolved(device)
         return super().resolved(device)
 
@@ -228,10 +228,6 @@ class SdfTask(Task):
         self.fixed_order = torch.stack(order).to(self.device)
         self.bank = ShapeBank(cfg.seed, cfg.fresh_bank, cfg.pool, device=self.device) if cfg.fresh_shapes and cfg.fresh_bank else None
 
-    def _family_shapes(self, first: int, B: int, n: int):
-        """Shapes ``first .. first + B - 1`` of the new-shape family (:func:`.sdf_data.family_shapes`)."""
-        return family_shapes(self.cfg.seed, first, B, n, device=self.device)
-
     def num_train(self) -> int:
         return len(self.shapes.train_index)
 
@@ -291,7 +287,7 @@ class SdfTask(Task):
             return shapes, p, d
         first = self._fresh_next
         self._fresh_next += B
-        return self._family_shapes(first, B, n)
+        return family_shapes(self.cfg.seed, first, B, n, device=self.device)
 
     def _fresh_batch(self, B: int, mine, generator, m_in: int, m_out: int):
         """A batch of ``B`` new procedural shapes (``fresh_shapes=1``)."""
