@@ -295,7 +295,8 @@ SDF_MODES = {"per_sample_eikonal": dict(inner="per_sample", eikonal=0.1), "share
 def sdf_config(out=None, **kw):
     base = dict(num_shapes=8, num_unseen=3, pool=256, points=64, steps=4, batch_size=4, hidden=16, layers=2,
                 latent=4, mesh_resolution=16, eval_shapes=3, slerp_frames=2, checkpoint_every=2, log_every=2,
-                lr=1e-3, device="cpu", out=str(out) if out else None, lr_schedule="constant", schedule_by="steps")
+                lr=1e-3, device="cpu", out=str(out) if out else None, lr_schedule="constant", schedule_by="steps",
+                amp="off")                   # float32: equal to one process (auto is bf16 on a CPU with fast bf16)
     base.update(kw)
     return SdfConfig(**base)
 

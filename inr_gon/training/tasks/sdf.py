@@ -79,7 +79,9 @@ class SdfConfig(SirenConfig, TrainerConfig):
     # SIREN's 30, README "SDF shapes")
     DEFAULTS = dict(hidden=128, layers=3, pool=4096, points=1024, steps=10_000, seconds=420.0, batch_size=16, lr=5e-4,
                     lr_schedule="cosine", schedule_by="time", checkpoint_every=1000, keep_checkpoints=2, eval_every=500,
-                    w0_first=60.0, amp="auto")
+                    w0_first=60.0, amp="off")
+    # float32, not amp "auto": on a CPU with AMX (bf16 matmuls 4.9x float32's) the bf16 outer pass made the step only
+    # 1.04-1.09x faster and cost new shapes 0.04 IoU at equal steps (README "SDF shapes", 2026-12-02)
     # a GPU's share: 4x256 SIREN, 4x the points of each shape, bigger batches, longer; to be measured
     # when a GPU is lent (benchmarks/gpu_session.sh)
     CUDA_DEFAULTS = dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, seconds=0.0,
