@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import sys
 import warnings
@@ -85,13 +86,19 @@ def cmd_train(args) -> int:
         trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
         metrics = trainer.fit()
         paths, metrics = trainer.write_outputs(metrics)
+        trainer.dist.barrier()      # every rank done (rank 0 writes the outputs) before the group goes
         if main_rank:
             for line in trainer.task.summary(trainer, metrics, paths):
                 print(line)
             for why in metrics.get("collapse_reasons", []):
                 print(f"warning: the run failed to learn: {why}", file=sys.stderr)
     finally:
-        trainer.dist.close()        # the process group, if torchrun started one
+        # the process group, if torchrun started one; the DDP module holds it, so release the trainer
+        # first (a group left to interpreter shutdown can abort the process: pytorch/pytorch#179291)
+        group = trainer.dist
+        del trainer
+        gc.collect()
+        group.close()
     if metrics.get("collapsed") and cfg.strict:
         print(f"inr-gon: error: the run failed to learn ({'; '.join(metrics['collapse_reasons'])}); --strict",
               file=sys.stderr)

@@ -379,7 +379,8 @@ def test_torchrun_runs_the_sdf_example_data_parallel(tmp_path):
            "--num-shapes", "6", "--num-unseen", "2", "--pool", "256", "--points", "64", "--steps", "4",
            "--batch-size", "4", "--hidden", "16", "--layers", "2", "--latent", "4", "--resolution", "16",
            "--eval-shapes", "2", "--device", "cpu", "--out", str(out), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # faulthandler: a rank that aborts prints where it was
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("data parallel: 2 processes, 2 shapes each per step") == 1     # rank 0 only
@@ -402,7 +403,8 @@ def test_torchrun_runs_the_example_data_parallel(tmp_path):
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "examples/fit_mnist_siren.py"),
            "--dataset", str(folder), "--steps", "4", "--batch-size", "4", "--hidden", "16", "--layers", "2",
            "--latent", "4", "--eval-every", "2", "--device", "cpu", "--out", str(out), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # faulthandler: a rank that aborts prints where it was
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("data parallel: 2 processes, 2 images each per step") == 1     # rank 0 only
