@@ -278,3 +278,22 @@ def test_procedural_default_mixes_a_bank_in_and_other_sources_do_not():
         AutoDecoderConfig(fresh_shapes=0.5).resolved(cpu)
     old = SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8}))
     assert (old.fresh_shapes, old.fresh_bank) == (0.0, 0)
+
+
+@pytest.mark.parametrize("kw", [dict(fresh_shapes=0.0), dict(fresh_shapes=0.5, fresh_bank=5),
+                                dict(fresh_shapes=1.0, fresh_bank=0), dict(fresh_shapes=0.0, inner_sampling="fixed"),
+                                dict(inner="shared", fresh_shapes=0.0)])
+def test_inner_fraction_splits_each_shapes_points(tmp_path, kw):
+    """``inner_fraction``: of ``points`` per shape per step, that share are inner points and the
+    rest outer ones, whatever the source path; per shape the two sets are disjoint."""
+    t = trainer(batch_size=4, inner_fraction=0.25, out=str(tmp_path), **kw)
+    t.prepare_run_dir(resume=False, overwrite=False)
+    ip, isdf, op, osdf = t.next_batch()
+    assert ip.shape[-2] == isdf.shape[1] == 16 and op.shape[1] == osdf.shape[1] == 48      # 64 points: 16 + 48
+    if ip.dim() == 3:
+        for a, b in zip(ip, op):                                  # no point both inner and outer
+            assert not (a[:, None, :] == b[None, :, :]).all(-1).any()
+    assert SdfConfig(points=3, inner_fraction=0.01).num_inner == 1 and SdfConfig(points=3, inner_fraction=0.99).num_inner == 2
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="inner_fraction"):
+            SdfConfig(inner_fraction=bad).validate()

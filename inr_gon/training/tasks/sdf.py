@@ -48,7 +48,10 @@ class SdfConfig(SirenConfig, TrainerConfig):
     pool: int | None = option(None, "points kept per shape (half uniform in [-1, 1]^3, half near the surface)",
                               check=at_least(2), group="data")
     cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
-    points: int | None = option(None, "points per shape per step, half inner, half outer", check=at_least(2))
+    points: int | None = option(None, "points per shape per step, inner and outer (--inner-fraction)", check=at_least(2))
+    inner_fraction: float = option(0.5, "the share of each shape's points per step that are inner points (the latent's "
+                                         "gradient); the rest are the outer loss's",
+                                   check=Check(lambda v: 0 < v < 1, "must be in (0, 1)"))
     loss: str = option("truncated_l1", "point loss of the outer integral (truncated_l1: DeepSDF's clamped L1 "
                                        "without its dead zones)", choices=SDF_LOSSES)
     inner_loss: str = option("l2", "point loss whose gradient is the latent (L2: the residual's size counts, "
@@ -111,6 +114,11 @@ class SdfConfig(SirenConfig, TrainerConfig):
     def data(self) -> str | None:
         return self.meshes or self.deepsdf
 
+    @property
+    def num_inner(self) -> int:
+        """Inner points per shape per step (at least one inner and one outer point)."""
+        return min(self.points - 1, max(1, round(self.points * self.inner_fraction)))
+
     def _checks(self):
         return [("meshes", not (self.meshes and self.deepsdf), "and deepsdf: give one of them"),
                 ("pool", self.pool is None or self.points is None or self.pool >= self.points,
@@ -161,7 +169,7 @@ def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tenso
         from ...variants.autodecoder import fit_codes
         return fit_codes(model.net, points, sdf, iterations=cfg.encode_iterations, lr=cfg.encode_lr, loss=cfg.loss,
                          delta=cfg.delta, code_reg=cfg.code_reg, init_std=cfg.code_init_std, generator=g)
-    n = min(cfg.points // 2 if cfg.inner_sampling == "fixed" else 8192, points.shape[1])
+    n = min(cfg.num_inner if cfg.inner_sampling == "fixed" else 8192, points.shape[1])
     sel = torch.stack([torch.randperm(points.shape[1], generator=g, device=points.device)[:n]
                        for _ in range(points.shape[0])])
     return sdf_gon_latent(model, points.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel),
@@ -245,7 +253,7 @@ class SdfTask(Task):
     # -- batches --------------------------------------------------------------------------------------
     @property
     def num_inner(self) -> int:
-        return self.cfg.points // 2
+        return self.cfg.num_inner
 
     def make_batch(self, index, mine, generator):
         """Inner and outer points of the shapes ``train_index[index]``: the random subsets are
