@@ -12,7 +12,7 @@ import torch
 
 import inr_gon as ig
 from inr_gon.cli import main
-from inr_gon.core.losses import ClampedL1, TruncatedL1
+from inr_gon.core.losses import MSE, ClampedL1, TruncatedL1, TruncatedL2
 from inr_gon.training import AutoDecoderConfig, SdfConfig, Trainer
 from inr_gon.variants.autodecoder import fit_codes
 
@@ -46,12 +46,32 @@ def test_truncated_l1_is_clamped_l1_without_dead_zones():
     assert bool((t.grad(pred, target)[right] == 0).all()) and bool((t(pred, target)[right] == 0).all())
 
 
-def test_truncated_l1_latent_matches_autograd():
+def test_truncated_l2_is_the_squared_truncated_l1():
+    """``truncated_l2`` = (truncated L1)²: its closed-form gradient is autograd's, it is the plain L2
+    wherever target and prediction are within ±δ, and far points on the right side are free."""
+    d = 0.1
+    pred = torch.linspace(-0.5, 0.5, 101, dtype=torch.float64).repeat(5)
+    target = torch.tensor([-0.3, -0.1, 0.0, 0.05, 0.4], dtype=torch.float64).repeat_interleave(101)
+    t2, t1 = TruncatedL2(delta=d), TruncatedL1(delta=d)
+    p = pred.clone().requires_grad_()
+    (g_auto,) = torch.autograd.grad(t2(p, target).sum(), p)
+    torch.testing.assert_close(t2.grad(pred, target), g_auto)
+    torch.testing.assert_close(t2(pred, target), t1(pred, target).square())
+    near = (pred.abs() <= d) & (target.abs() <= d)
+    torch.testing.assert_close(t2(pred, target)[near], MSE()(pred, target)[near])
+    right = (target >= d) & (pred > d)
+    assert bool((t2.grad(pred, target)[right] == 0).all())
+    from inr_gon.core.sdf import sdf_point_loss
+    assert sdf_point_loss("truncated_l2", delta=0.2) == TruncatedL2(delta=0.2)
+
+
+@pytest.mark.parametrize("loss", ["truncated_l1", "truncated_l2"])
+def test_truncated_latent_matches_autograd(loss):
     torch.manual_seed(0)
     m = ig.LatentSiren(3, 4, 1, 16, 2).double()
     pts, sdf = torch.rand(2, 30, 3, dtype=torch.float64) * 2 - 1, (torch.rand(2, 30, dtype=torch.float64) - 0.5) * 0.5
-    a = ig.sdf_gon_latent(m, pts, sdf, loss="truncated_l1")
-    b = ig.sdf_gon_latent(m, pts, sdf, loss="truncated_l1", method="autograd")
+    a = ig.sdf_gon_latent(m, pts, sdf, loss=loss)
+    b = ig.sdf_gon_latent(m, pts, sdf, loss=loss, method="autograd")
     torch.testing.assert_close(a, b)
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PointLoss", "MSE", "BCE", "L1", "ClampedL1", "TruncatedL1", "get_loss"]
+__all__ = ["PointLoss", "MSE", "BCE", "L1", "ClampedL1", "TruncatedL1", "TruncatedL2", "get_loss"]
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,33 @@ class TruncatedL1(PointLoss):
         d = self.delta
         return (self._pred(pred, target) - target.clamp(-d, d)).abs()
 
-    def grad(self, pred, target):
+    def _live(self, pred, target):
+        """Where the clamped prediction still moves (not far on the far target's side)."""
         d = self.delta
-        dead = ((target >= d) & (pred > d)) | ((target <= -d) & (pred < -d))
-        return torch.sign(self._pred(pred, target) - target.clamp(-d, d)) * ~dead
+        return ~(((target >= d) & (pred > d)) | ((target <= -d) & (pred < -d)))
+
+    def grad(self, pred, target):
+        return torch.sign(self._pred(pred, target) - target.clamp(-self.delta, self.delta)) * self._live(pred, target)
+
+
+@dataclass(frozen=True)
+class TruncatedL2(TruncatedL1):
+    """The squared counterpart of :class:`TruncatedL1`: ``(F_c - clamp(target, ±δ))²`` with the
+    same one-sided clamp of the prediction (no dead zones). As an inner loss at the origin
+    (``|F| <= δ``) the latent is affine in the *clamped* distances: far points count by their side
+    of the surface only."""
+
+    name: str = "truncated_l2"
+
+    def __call__(self, pred, target):
+        return (self._pred(pred, target) - target.clamp(-self.delta, self.delta)).square()
+
+    def grad(self, pred, target):
+        return 2 * (self._pred(pred, target) - target.clamp(-self.delta, self.delta)) * self._live(pred, target)
 
 
 _NAMED = {"mse": MSE(), "l2": MSE(), "bce": BCE(), "l1": L1(), "clamped_l1": ClampedL1(),
-          "truncated_l1": TruncatedL1()}
+          "truncated_l1": TruncatedL1(), "truncated_l2": TruncatedL2()}
 
 
 def get_loss(loss: str | PointLoss | Callable) -> PointLoss | Callable:

@@ -38,7 +38,7 @@ import torch
 
 from .gon import gon_latent
 from .integrators import GridIntegrator
-from .losses import ClampedL1, TruncatedL1, get_loss
+from .losses import ClampedL1, TruncatedL1, TruncatedL2, get_loss
 
 __all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "latent_sdf",
            "LatentSDF", "split_points", "random_shape_points", "DEFAULT_INNER_WEIGHT"]
@@ -52,12 +52,13 @@ def _autocast(device_type: str, dtype):
 
 
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
-    """The pointwise loss object for a name: ``"clamped_l1"`` or ``"truncated_l1"`` (with ``delta``), ``"l2"``/``"mse"``,
+    """The pointwise loss object for a name: ``"clamped_l1"``, ``"truncated_l1"`` or ``"truncated_l2"`` (with ``delta``), ``"l2"``/``"mse"``,
     ``"l1"``, or a :class:`~inr_gon.losses.PointLoss` / callable passed through."""
-    if loss in ("clamped_l1", "truncated_l1"):
+    kinds = {"clamped_l1": ClampedL1, "truncated_l1": TruncatedL1, "truncated_l2": TruncatedL2}
+    if isinstance(loss, str) and loss in kinds:
         if not delta > 0:
             raise ValueError(f"delta must be > 0, got {delta}")
-        return (ClampedL1 if loss == "clamped_l1" else TruncatedL1)(delta=float(delta))
+        return kinds[loss](delta=float(delta))
     if loss == "bce":
         raise ValueError("loss 'bce' is for occupancies, not signed distances; use 'clamped_l1' or 'l2'")
     return get_loss(loss)

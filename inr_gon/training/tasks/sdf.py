@@ -32,7 +32,7 @@ from .sdf_data import SdfShapeSet, ShapeBank, family_shapes, load_shapes
 __all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
-SDF_LOSSES = ("clamped_l1", "truncated_l1", "l2", "mse", "l1")
+SDF_LOSSES = ("clamped_l1", "truncated_l1", "truncated_l2", "l2", "mse", "l1")
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SdfConfig(SirenConfig, TrainerConfig):
                                        "without its dead zones)", choices=SDF_LOSSES)
     inner_loss: str = option("l2", "point loss whose gradient is the latent (L2: the residual's size counts, "
                                    "so different shapes get different latents)", choices=SDF_LOSSES)
-    delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1", check=positive)
+    delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1 / truncated_l2", check=positive)
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"))
     fresh_shapes: float | None = option(None, "procedural: the share of each batch made of new random shapes of the "
