@@ -27,13 +27,19 @@ def trainer(**kw):
 
 
 # -- the truncated L1 ------------------------------------------------------------------------------------
-def test_truncated_l1_is_clamped_l1_without_dead_zones():
-    d = 0.1
+def _grid_and_autograd(loss):
+    """Predictions across ±0.5 against five targets (far, at ±δ, near), and autograd's gradient of ``loss``."""
     pred = torch.linspace(-0.5, 0.5, 101, dtype=torch.float64).repeat(5)
     target = torch.tensor([-0.3, -0.1, 0.0, 0.05, 0.4], dtype=torch.float64).repeat_interleave(101)
-    t, c = TruncatedL1(delta=d), ClampedL1(delta=d)
     p = pred.clone().requires_grad_()
-    (g_auto,) = torch.autograd.grad(t(p, target).sum(), p)
+    (g_auto,) = torch.autograd.grad(loss(p, target).sum(), p)
+    return pred, target, g_auto
+
+
+def test_truncated_l1_is_clamped_l1_without_dead_zones():
+    d = 0.1
+    t, c = TruncatedL1(delta=d), ClampedL1(delta=d)
+    pred, target, g_auto = _grid_and_autograd(t)
     torch.testing.assert_close(t.grad(pred, target), g_auto)            # the closed form is autograd's
     inside = pred.abs() <= d
     torch.testing.assert_close(t(pred, target)[inside], c(pred, target)[inside])
@@ -50,11 +56,8 @@ def test_truncated_l2_is_the_squared_truncated_l1():
     """``truncated_l2`` = (truncated L1)²: its closed-form gradient is autograd's, it is the plain L2
     wherever target and prediction are within ±δ, and far points on the right side are free."""
     d = 0.1
-    pred = torch.linspace(-0.5, 0.5, 101, dtype=torch.float64).repeat(5)
-    target = torch.tensor([-0.3, -0.1, 0.0, 0.05, 0.4], dtype=torch.float64).repeat_interleave(101)
     t2, t1 = TruncatedL2(delta=d), TruncatedL1(delta=d)
-    p = pred.clone().requires_grad_()
-    (g_auto,) = torch.autograd.grad(t2(p, target).sum(), p)
+    pred, target, g_auto = _grid_and_autograd(t2)
     torch.testing.assert_close(t2.grad(pred, target), g_auto)
     torch.testing.assert_close(t2(pred, target), t1(pred, target).square())
     near = (pred.abs() <= d) & (target.abs() <= d)
