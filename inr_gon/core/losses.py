@@ -106,21 +106,22 @@ class TruncatedL1(PointLoss):
     name: str = "truncated_l1"
     delta: float = 0.1
 
-    def _pred(self, pred, target):
+    def _residual(self, pred, target):
+        """``F_c - clamp(target, ±δ)``, with ``F_c`` clamped only on a far target's side."""
         d = self.delta
-        return torch.where(target >= d, pred.clamp(max=d), torch.where(target <= -d, pred.clamp(min=-d), pred))
-
-    def __call__(self, pred, target):
-        d = self.delta
-        return (self._pred(pred, target) - target.clamp(-d, d)).abs()
+        f_c = torch.where(target >= d, pred.clamp(max=d), torch.where(target <= -d, pred.clamp(min=-d), pred))
+        return f_c - target.clamp(-d, d)
 
     def _live(self, pred, target):
         """Where the clamped prediction still moves (not far on the far target's side)."""
         d = self.delta
         return ~(((target >= d) & (pred > d)) | ((target <= -d) & (pred < -d)))
 
+    def __call__(self, pred, target):
+        return self._residual(pred, target).abs()
+
     def grad(self, pred, target):
-        return torch.sign(self._pred(pred, target) - target.clamp(-self.delta, self.delta)) * self._live(pred, target)
+        return torch.sign(self._residual(pred, target)) * self._live(pred, target)
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,10 @@ class TruncatedL2(TruncatedL1):
     name: str = "truncated_l2"
 
     def __call__(self, pred, target):
-        return (self._pred(pred, target) - target.clamp(-self.delta, self.delta)).square()
+        return self._residual(pred, target).square()
 
     def grad(self, pred, target):
-        return 2 * (self._pred(pred, target) - target.clamp(-self.delta, self.delta)) * self._live(pred, target)
+        return 2 * self._residual(pred, target) * self._live(pred, target)
 
 
 _NAMED = {"mse": MSE(), "l2": MSE(), "bce": BCE(), "l1": L1(), "clamped_l1": ClampedL1(),

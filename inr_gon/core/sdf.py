@@ -51,14 +51,17 @@ def _autocast(device_type: str, dtype):
     return torch.autocast(device_type=device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+#: The SDF losses that take a clamp ``delta``.
+_CLAMPED = {"clamped_l1": ClampedL1, "truncated_l1": TruncatedL1, "truncated_l2": TruncatedL2}
+
+
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
     """The pointwise loss object for a name: ``"clamped_l1"``, ``"truncated_l1"`` or ``"truncated_l2"`` (with ``delta``), ``"l2"``/``"mse"``,
     ``"l1"``, or a :class:`~inr_gon.losses.PointLoss` / callable passed through."""
-    kinds = {"clamped_l1": ClampedL1, "truncated_l1": TruncatedL1, "truncated_l2": TruncatedL2}
-    if isinstance(loss, str) and loss in kinds:
+    if isinstance(loss, str) and loss in _CLAMPED:
         if not delta > 0:
             raise ValueError(f"delta must be > 0, got {delta}")
-        return kinds[loss](delta=float(delta))
+        return _CLAMPED[loss](delta=float(delta))
     if loss == "bce":
         raise ValueError("loss 'bce' is for occupancies, not signed distances; use 'clamped_l1' or 'l2'")
     return get_loss(loss)
