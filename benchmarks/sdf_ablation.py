@@ -7,7 +7,8 @@ Each variant is a string of ``inr-gon train sdf`` options added to the common on
 Every run trains through the one trainer for ``--seconds`` (the step count is the cap), then
 encodes the training and unseen shapes in one gradient step (or the model's K steps), extracts
 meshes and prints Chamfer (DeepSDF's), IoU, normal consistency, the shape-space health
-(zero crossings, latent sensitivity, shapes identified) and steps/s; ``--json`` writes them.
+(zero crossings, latent sensitivity, shapes identified) and steps/s; ``--json`` writes them,
+with each run's periodic evaluations (``curve``: sign IoU on the shapes' own points by step).
 """
 
 from __future__ import annotations
@@ -51,7 +52,18 @@ def run(cfg: SdfConfig, shapes) -> dict:
         out.update({f"{split}_{k}": m[k] for k in ("chamfer", "iou", "normal_consistency", "empty_meshes")})
         out[f"{split}_per_shape"] = m["per_shape"]
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    out["curve"] = eval_curve(t.metrics_log.path)
     return out
+
+
+def eval_curve(path) -> list:
+    """The periodic evaluations of a run (``metrics.jsonl`` rows of kind ``eval``): step, seconds
+    and the sign IoU of the training and unseen shapes on their own points."""
+    if path is None or not Path(path).exists():
+        return []
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    keys = ("step", "seconds", "train_sign_iou", "unseen_sign_iou")
+    return [{k: r[k] for k in keys if k in r} for r in rows if r.get("kind") == "eval"]
 
 
 def fmt(v, f=".4f"):
