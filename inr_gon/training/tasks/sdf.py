@@ -251,17 +251,13 @@ class SdfTask(Task):
                                inner_weight=c.inner_weight, eikonal_weight=c.eikonal, check=False, amp=c.amp)
 
     # -- batches --------------------------------------------------------------------------------------
-    @property
-    def num_inner(self) -> int:
-        return self.cfg.num_inner
-
     def make_batch(self, index, mine, generator):
         """Inner and outer points of the shapes ``train_index[index]``: the random subsets are
         drawn for the whole global batch (the same generator state on every rank), then each rank
         keeps its slice ``mine``. Returns ``(inner_points (b, P, 3) or shared (P, 3),
         inner_sdf (b, P), outer_points (b, M, 3), outer_sdf (b, M))``."""
         cfg = self.cfg
-        m_in, m_out = self.num_inner, cfg.points - self.num_inner
+        m_in, m_out = cfg.num_inner, cfg.points - cfg.num_inner
         if cfg.fresh_shapes == 1:
             return self._fresh_batch(index.numel(), mine, generator, m_in, m_out)
         if cfg.fresh_shapes > 0:
@@ -353,7 +349,7 @@ class SdfTask(Task):
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
             return sdf_gon_latent(model, ip, isdf, **common)
         if self.cfg.inner_sampling == "fixed":
-            sel = self.fixed_order[index][:, :self.num_inner]
+            sel = self.fixed_order[index][:, :self.cfg.num_inner]
             pts = self.points[index].gather(1, sel[..., None].expand(-1, -1, 3))
             return sdf_gon_latent(model, pts, self.sdf[index].gather(1, sel), **common)
         n = min(num_points, self.points.shape[1])
