@@ -252,7 +252,7 @@ def test_fresh_shapes_are_new_every_step_and_resume_where_they_left_off(tmp_path
         SdfConfig(meshes="x", fresh_shapes=1.0).validate()
 
 
-@pytest.mark.parametrize("share,inner", [(1.0, "per_sample"), (0.5, "per_sample"), (1.0, "shared")])
+@pytest.mark.parametrize("share,inner", [(1.0, "per_sample"), (0.5, "per_sample"), (1.0, "shared"), (0.5, "shared")])
 def test_fresh_shapes_from_a_bank(tmp_path, share, inner):
     """``fresh_bank``: the new shapes are distinct shapes of a bank (the first shapes of the
     on-the-fly family, each made when first drawn and then kept), each point with its true
@@ -279,6 +279,13 @@ def test_fresh_shapes_from_a_bank(tmp_path, share, inner):
         if inner == "per_sample":
             for p, d in zip(ip[-n_new:], isdf[-n_new:]):           # inner points: the same shapes' pools
                 assert any(torch.allclose(shapes[j](p).float(), d, atol=1e-5) for j in range(5))
+        else:                                                      # one set of uniform points, each row its shape's SDF
+            assert ip.dim() == 2 and isdf.shape == (4, ip.shape[0])
+            for r, o in enumerate(owners):
+                assert torch.allclose(isdf[4 - n_new + r], shapes[o[0]](ip).float(), atol=1e-5)
+            for r in range(4 - n_new):                             # the fixed shapes: the analytic SDF of the row's own shape
+                assert any(torch.allclose(a(op[r]).float(), osdf[r], atol=1e-5) and
+                           torch.allclose(a(ip).float(), isdf[r], atol=1e-5) for a in t.task.shapes.analytic)
     assert t.task._fresh_next == 0
     with pytest.raises(ValueError, match="fresh_bank"):
         SdfConfig(fresh_bank=10, fresh_shapes=0.0).validate()

@@ -127,8 +127,6 @@ class SdfConfig(SirenConfig, TrainerConfig):
                  "'shared' needs analytic shapes (the procedural source)"),
                 ("fresh_shapes", not self.fresh_shapes or self.source == "procedural",
                  "needs the procedural source"),
-                ("fresh_shapes", self.fresh_shapes in (None, 0, 1) or self.inner == "per_sample",
-                 "below 1 needs per-sample inner points"),
                 ("fresh_bank", not self.fresh_bank or bool(self.fresh_shapes), "needs fresh_shapes > 0")]
 
     @classmethod
@@ -266,9 +264,8 @@ class SdfTask(Task):
         dev_idx = idx.to(self.device)
         pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
         if cfg.inner == "shared":
-            ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1   # (P, 3)
+            ip, isdf = self._shared_inner([self.shapes.analytic[int(i)] for i in idx[mine]], m_in, generator)
             op, osdf = random_shape_points(pts, sdf, m_out, generator)
-            isdf = torch.stack([self.shapes.analytic[int(i)](ip) for i in idx[mine]]).float()
             return ip, isdf, op[mine], osdf[mine]
         if cfg.inner_sampling == "fixed":
             fixed = self.fixed_order[dev_idx]                                # (B, N): inner first
@@ -281,6 +278,11 @@ class SdfTask(Task):
             return ip[mine], isdf[mine], op[mine], osdf[mine]
         ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
+
+    def _shared_inner(self, sdfs, m_in: int, generator):
+        """``m_in`` uniform points ``(P, 3)`` for the batch and each of ``sdfs`` there ``(b, P)``."""
+        ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1
+        return ip, torch.stack([f(ip) for f in sdfs]).float()
 
     def _new_shapes(self, B: int, n: int, generator):
         """``B`` new procedural shapes with ``n`` samples each: ``(shapes, points (B, n, 3), sdf (B, n))``,
@@ -300,23 +302,27 @@ class SdfTask(Task):
         shared = self.cfg.inner == "shared"
         shapes, pts, sdf = self._new_shapes(B, m_out if shared else m_in + m_out, generator)
         if shared:
-            ip = torch.rand(m_in, 3, generator=generator, device=self.device) * 2 - 1
-            isdf = torch.stack([shapes[j](ip) for j in range(B)[mine]]).float()
+            ip, isdf = self._shared_inner([shapes[j] for j in range(B)[mine]], m_in, generator)
             return ip, isdf, pts[mine], sdf[mine]
         ip_, isdf_, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip_[mine], isdf_[mine], op[mine], osdf[mine]
 
     def _mixed_batch(self, index, mine, generator, m_in: int, m_out: int):
         """The global batch's first shapes from the fixed training set, the last
-        ``round(fresh_shapes · B)`` new ones; per-sample inner points."""
+        ``round(fresh_shapes · B)`` new ones; per-sample or shared inner points."""
         B = index.numel()
         n_new = min(B, max(1, round(self.cfg.fresh_shapes * B)))
         idx = self.train_index[index[:B - n_new]].to(self.device)
-        m = m_in + m_out
+        shared = self.cfg.inner == "shared"
+        m = m_out if shared else m_in + m_out
         fixed_p, fixed_s = random_shape_points(self.points[idx], self.sdf[idx], m, generator)
-        _, new_p, new_s = self._new_shapes(n_new, m, generator)
-        ip, isdf, op, osdf = split_points(torch.cat([fixed_p, new_p]), torch.cat([fixed_s, new_s]), m_in, m_out,
-                                          generator=generator)
+        shapes, new_p, new_s = self._new_shapes(n_new, m, generator)
+        pts, sdf = torch.cat([fixed_p, new_p]), torch.cat([fixed_s, new_s])
+        if shared:
+            analytic = [self.shapes.analytic[int(i)] for i in idx.tolist()] + list(shapes)
+            ip, isdf = self._shared_inner([analytic[j] for j in range(B)[mine]], m_in, generator)
+            return ip, isdf, pts[mine], sdf[mine]
+        ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
 
     def progress(self, parts, last_eval):
