@@ -10,11 +10,14 @@ frame with 30,000 points), IoU, normal consistency, the fraction of reconstructi
 own ground truth, and the seconds it took to encode the unseen shapes: one gradient step (or the
 model's K steps) for the GON, ``--encode-iterations`` Adam steps on a fresh code for the
 auto-decoder. Extra options for both go in ``--common`` (``inr-gon train sdf`` options).
+``--encode-sweep 1,5,20,50,200`` also evaluates the auto-decoder's unseen shapes after each of
+those numbers of Adam steps (the same trained network): how many it needs to match the GON's one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -36,7 +39,7 @@ def config(task: str, options: str):
     return (SdfConfig if task == "sdf" else AutoDecoderConfig).from_args(args)
 
 
-def evaluate(cfg, shapes) -> dict:
+def evaluate(cfg, shapes, sweep=()) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = Trainer(cfg, shapes=shapes, quiet=True)
@@ -53,7 +56,26 @@ def evaluate(cfg, shapes) -> dict:
         m = task.evaluate_shapes(idx, num_samples=10_000)
         for k in ("chamfer", "chamfer_deepsdf", "iou", "normal_consistency", "nearest_own_truth", "empty_meshes"):
             row[f"{split}_{k}"] = m.get(k)
+    idx = shapes.unseen_index[:cfg.eval_shapes]
+    for n in sweep if idx else ():            # the same network, n Adam steps on each unseen shape's fresh code
+        task.cfg = dataclasses.replace(task.cfg, encode_iterations=n)
+        t0 = time.perf_counter()
+        task.encode(idx)
+        sec = round(time.perf_counter() - t0, 3)
+        m = task.evaluate_shapes(idx, num_samples=10_000)
+        row.setdefault("unseen_by_encode_iterations", {})[str(n)] = {
+            "encode_seconds": sec, **{k: m.get(k) for k in ("iou", "chamfer", "chamfer_deepsdf")}}
     return row
+
+
+def iterations(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        out = None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step counts >= 0, got {text!r}")
+    return out
 
 
 def fmt(v, f=".4f"):
@@ -67,6 +89,8 @@ def main(argv=None) -> int:
     g.add_argument("--deepsdf", metavar="DIR")
     p.add_argument("--seconds", type=float, default=240.0, help="training budget of each method (default: 240)")
     p.add_argument("--encode-iterations", type=int, default=200, help="auto-decoder steps per unseen shape")
+    p.add_argument("--encode-sweep", type=iterations, default=[], metavar="N,N,...",
+                   help="also evaluate the auto-decoder's unseen shapes after each of these numbers of Adam steps")
     p.add_argument("--common", default="", help="more options for both (inr-gon train sdf options)")
     p.add_argument("--gon", default="", help="options for the GON only")
     p.add_argument("--json", metavar="PATH")
@@ -82,7 +106,7 @@ def main(argv=None) -> int:
     shapes = load_shapes(gon)
     print(f"data: {shapes.name} ({len(shapes.train_index)} train, {len(shapes.unseen_index)} unseen); "
           f"{a.seconds:g} s of training each; {torch.get_num_threads()} threads", flush=True)
-    rows = {"gon": evaluate(gon, shapes), "autodecoder": evaluate(ad, shapes)}
+    rows = {"gon": evaluate(gon, shapes), "autodecoder": evaluate(ad, shapes, a.encode_sweep)}
     print(f"{'':12s} {'steps':>6s} | {'train CD':>8s} {'IoU':>5s} {'NC':>5s} {'own':>4s} | {'unseen CD':>9s} {'IoU':>5s} "
           f"{'NC':>5s} {'own':>4s} {'enc s':>6s}")
     for name, r in rows.items():
@@ -94,10 +118,15 @@ def main(argv=None) -> int:
         if r.get("train_chamfer_deepsdf") is not None:
             print(f"{'':12s} DeepSDF frame, 30k points: train CD {fmt(r['train_chamfer_deepsdf'], '.2e')}, "
                   f"unseen CD {fmt(r.get('unseen_chamfer_deepsdf'), '.2e')}")
+    gon_iou = rows["gon"].get("unseen_iou")
+    for n, r in rows["autodecoder"].get("unseen_by_encode_iterations", {}).items():
+        print(f"auto-decoder, {n:>4s} Adam steps per unseen shape: IoU {fmt(r['iou'], '.3f')}, "
+              f"CD {fmt(r['chamfer'])}, {fmt(r['encode_seconds'], '.2f')} s (GON, one step: IoU {fmt(gon_iou, '.3f')})")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"seconds": a.seconds, "common": common, "gon_options": a.gon,
-                                            "encode_iterations": a.encode_iterations, "results": rows}, indent=2))
+                                            "encode_iterations": a.encode_iterations, "encode_sweep": a.encode_sweep,
+                                            "results": rows}, indent=2))
     return 0
 
 
