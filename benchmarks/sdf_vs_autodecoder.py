@@ -39,6 +39,14 @@ def config(task: str, options: str):
     return (SdfConfig if task == "sdf" else AutoDecoderConfig).from_args(args)
 
 
+def timed_evaluation(task, idx) -> tuple[float, dict]:
+    """``(seconds of the encoding alone, task.evaluate_shapes(idx))`` for shapes ``idx``."""
+    t0 = time.perf_counter()
+    task.encode(idx)
+    seconds = round(time.perf_counter() - t0, 3)
+    return seconds, task.evaluate_shapes(idx, num_samples=10_000)
+
+
 def evaluate(cfg, shapes, sweep=()) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -50,19 +58,13 @@ def evaluate(cfg, shapes, sweep=()) -> dict:
         idx = idx[:cfg.eval_shapes]
         if not idx:
             continue
-        t0 = time.perf_counter()
-        task.encode(idx)                                      # the encoding alone, timed
-        row[f"{split}_encode_seconds"] = round(time.perf_counter() - t0, 3)
-        m = task.evaluate_shapes(idx, num_samples=10_000)
+        row[f"{split}_encode_seconds"], m = timed_evaluation(task, idx)
         for k in ("chamfer", "chamfer_deepsdf", "iou", "normal_consistency", "nearest_own_truth", "empty_meshes"):
             row[f"{split}_{k}"] = m.get(k)
     idx = shapes.unseen_index[:cfg.eval_shapes]
     for n in sweep if idx else ():            # the same network, n Adam steps on each unseen shape's fresh code
         task.cfg = dataclasses.replace(task.cfg, encode_iterations=n)
-        t0 = time.perf_counter()
-        task.encode(idx)
-        sec = round(time.perf_counter() - t0, 3)
-        m = task.evaluate_shapes(idx, num_samples=10_000)
+        sec, m = timed_evaluation(task, idx)
         row.setdefault("unseen_by_encode_iterations", {})[str(n)] = {
             "encode_seconds": sec, **{k: m.get(k) for k in ("iou", "chamfer", "chamfer_deepsdf")}}
     return row
