@@ -284,3 +284,95 @@ def test_a_model_with_k_learned_steps_encodes_with_them_and_learns_them():
     assert set(plain.config()) == {"coord_dim", "latent_dim", "out_dim", "hidden_dim", "num_layers", "w0",
                                    "w0_first", "out_activation"}
     assert "log_step_size" not in plain.state_dict()
+
+
+# -- Gauss–Newton steps ------------------------------------------------------------------------------
+CURVATURE = {                      # ℓ'' in the raw output, analytic (the explicit path differentiates the loss)
+    "mse": lambda p, x: torch.full_like(p, 2.0),
+    "l1": lambda p, x: torch.zeros_like(p),
+    "bce": lambda p, x: torch.sigmoid(p) * (1 - torch.sigmoid(p)),
+}
+
+
+def naive_gauss_newton(m, coords, target, loss_fn, curv, K, lam, weight=1.0):
+    """z_0 = 0, z_{t+1} = z_t - (λI + Σ_p w ℓ''(F_p) J_pᵀ J_p)⁻¹ ∇_z Σ_p w ℓ(F_p), sample by sample,
+    with J from torch.autograd.functional.jacobian through the model's plain forward."""
+    B, k = target.shape[0], m.latent_dim
+    z = torch.zeros(B, k, dtype=target.dtype, requires_grad=True)
+    for _ in range(K):
+        rows = []
+        for b in range(B):
+            cb = coords if coords.dim() == 2 else coords[b]
+            f = lambda zz: m(cb, zz[None])[0]                                    # (P, O)
+            zb = z[b]
+            Fb = f(zb)
+            (g,) = torch.autograd.grad((loss_fn(Fb, target[b]) * weight).sum(), zb, create_graph=True)
+            J = torch.autograd.functional.jacobian(f, zb, create_graph=True).reshape(-1, k)   # (P·O, k)
+            h = (curv(Fb, target[b]) * weight).reshape(-1, 1)
+            A = lam * torch.eye(k, dtype=target.dtype) + J.T @ (h * J)
+            rows.append(zb - torch.linalg.solve(A, g))
+        z = torch.stack(rows)
+    return z
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce"])
+@pytest.mark.parametrize("O,K,lam,options", [(1, 1, 1.0, {}), (2, 1, 0.3, {}), (1, 2, 1.0, {}),
+                                             (2, 2, 0.5, dict(latent_shifts=True))])
+def test_gauss_newton_latents_and_gradients_equal_naive(shared, loss, O, K, lam, options):
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 5, O, 16, 3, fused=False, **options).double()
+    c = (torch.rand(13, 2) if shared else torch.rand(3, 13, 2)).double() * 2 - 1
+    x = torch.rand(3, 13, O, dtype=torch.float64)
+    w = 0.7
+    z = ig.gon_latent(m, c, x, loss=loss, steps=K, gauss_newton=lam, integrator=ig.GridIntegrator(scale=w),
+                      create_graph=True)
+    zn = naive_gauss_newton(m, c, x, LOSSES[loss], CURVATURE[loss], K, lam, weight=w)
+    assert rel_err(z, zn) <= 1e-10
+    params = list(m.parameters())
+    L, Ln = LOSSES[loss](m(c, z), x).sum(), LOSSES[loss](m(c, zn), x).sum()
+    for a_, b_ in zip(torch.autograd.grad(L, params), torch.autograd.grad(Ln, params)):
+        assert rel_err(a_, b_) <= 1e-9
+    z_inf = ig.gon_latent(m, c, x, loss=loss, steps=K, gauss_newton=lam, integrator=ig.GridIntegrator(scale=w))
+    assert not z_inf.requires_grad and rel_err(z_inf, zn) <= 1e-10
+
+
+def test_gauss_newton_step_minimises_the_damped_quadratic_model_and_tends_to_the_plain_step():
+    m, c, x = make(2, 1, torch.float64, False)
+    w = 0.5
+    z = ig.gon_latent(m, c, x, gauss_newton=1.0, integrator=ig.GridIntegrator(scale=w))
+    # the Gauss–Newton model of the inner integral plus ½‖z‖²: its gradient vanishes at the step
+    z0 = torch.zeros_like(z)
+    for b in range(z.shape[0]):
+        f = lambda zz: m.forward_concat(c[b], zz[None])[0, :, 0]
+        J = torch.autograd.functional.jacobian(f, z0[b])                        # (P, k)
+        r = f(z0[b]) - x[b, :, 0]
+        model_grad = 2 * w * J.T @ (r + J @ z[b]) + z[b]
+        assert model_grad.abs().max() < 1e-10
+    # heavily damped, the step is the plain gradient step scaled by 1/λ
+    torch.testing.assert_close(ig.gon_latent(m, c, x, gauss_newton=1e8) * 1e8, ig.gon_latent(m, c, x),
+                               rtol=1e-6, atol=1e-12)
+
+
+def test_a_gauss_newton_model_encodes_with_it_and_rebuilds_from_its_config():
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 4, 1, 16, 2, gauss_newton=0.5).double()
+    assert m.config()["gauss_newton"] == 0.5 and "gauss_newton" not in ig.LatentSiren(2, 4, 1, 16, 2).config()
+    c, x = torch.rand(10, 2, dtype=torch.float64), torch.rand(2, 10, 1, dtype=torch.float64)
+    z = ig.gon_latent(m, c, x)
+    torch.testing.assert_close(z, ig.gon_latent(m, c, x, gauss_newton=0.5), rtol=0, atol=0)
+    assert rel_err(z, ig.gon_latent(ig.LatentSiren(2, 4, 1, 16, 2).double().requires_grad_(False), c, x)) > 0
+    again = ig.LatentSiren(**m.config()).double()
+    again.load_state_dict(m.state_dict())
+    torch.testing.assert_close(ig.gon_latent(again, c, x), z)
+
+
+def test_bad_gauss_newton_dampings_and_models():
+    m, c, x = make(2, 1, torch.float64, True)
+    for bad in (0.0, -1.0, True, "1"):
+        with pytest.raises(ValueError, match="gauss_newton must be a damping > 0"):
+            ig.gon_latent(m, c, x, gauss_newton=bad)
+        with pytest.raises(ValueError, match="gauss_newton must be a damping > 0"):
+            ig.LatentSiren(2, 4, 1, gauss_newton=bad)
+    with pytest.raises(TypeError, match="gauss_newton needs the explicit"):
+        ig.gon_latent(m, c, x, gauss_newton=1.0, method="autograd")

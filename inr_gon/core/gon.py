@@ -26,6 +26,21 @@ operations (:meth:`LatentSiren.backward_from`), so the training step needs one o
 backward pass instead of a double backward through autograd — and the result is the same
 (checked against the naive ``autograd.grad(create_graph=True)`` formulation in the tests).
 Any other model ``model(coords, z) -> (B, P, O)`` uses that naive formulation.
+
+Gauss–Newton steps
+------------------
+With ``gauss_newton=λ`` each step is preconditioned by the inner integral's Gauss–Newton
+curvature in ``z``::
+
+    z ← z - α (λI + H)⁻¹ ∇_z E,   H = Σ_{p,o} w ℓ''(F_po) J_poᵀ J_po,   J_po = ∂F_o(c_p ⊕ z)/∂z
+
+(``ℓ''`` the loss's second derivative in the raw output, clipped at 0). The Jacobian rows come
+from the same explicit backward pass as the plain gradient (with unit cotangents), so the step
+costs one ``(k, k)`` solve per sample more. From the origin with ``λ = 1`` it is the minimiser
+of the inner integral's quadratic (Gauss–Newton) model plus ``½‖z‖²``; the paper's step is
+that minimiser without the curvature. For a squared-error inner loss it is ridge regression of
+the residual on the Jacobian's columns: the latent is the best linear fit of the signal by the
+network's own tangent directions, instead of their inner products with it.
 """
 
 from __future__ import annotations
@@ -89,22 +104,58 @@ def _residual(loss, raw: torch.Tensor, target: torch.Tensor, activation, create_
     return torch.autograd.grad(loss(pred, target).sum(), raw_b, create_graph=create_graph)[0]
 
 
-def _latent_explicit(model, coords, target, loss, weight, create_graph):
+def _curvature(loss, raw: torch.Tensor, target: torch.Tensor, activation, create_graph: bool) -> torch.Tensor:
+    """``max(∂²ℓ(act(raw), target)/∂raw², 0)`` of a pointwise loss, ``(B, P, O)``."""
+    with torch.enable_grad():
+        x = raw.expand(target.shape)
+        if not x.requires_grad:                                     # inference: a local copy
+            x = x.detach().requires_grad_()
+        pred = x if activation is None else activation(x)
+        (d,) = torch.autograd.grad(loss(pred, target).sum(), x, create_graph=True)
+        if not d.requires_grad:                                     # a piecewise-linear loss
+            return torch.zeros_like(target)
+        (h,) = torch.autograd.grad(d.sum(), x, create_graph=create_graph, allow_unused=True)
+    if h is None:
+        return torch.zeros_like(target)
+    h = h.clamp_min(0)
+    return h if create_graph else h.detach()
+
+
+def _jacobian_rows(model, us, raw: torch.Tensor) -> torch.Tensor:
+    """``∂F_o(c_p)/∂a`` for every point and output, ``(Q, H')`` shared or ``(B, Q, H')``
+    (``Q = P·O``), from the saved pre-activations of a pass with raw outputs ``raw``."""
+    O = raw.shape[-1]
+    if O == 1:
+        return model.backward_from(us, torch.ones_like(raw))        # (..., P, H')
+    eye = torch.eye(O, device=raw.device, dtype=raw.dtype)
+    return model.backward_from([u.unsqueeze(-2) for u in us], eye).flatten(-3, -2)    # (..., P·O, H')
+
+
+def _inner_gradient(model, us, raw, target, loss, weight, create_graph, gauss_newton):
+    """``∇_z`` of the inner integral ``(B, k)`` — with ``gauss_newton = λ`` the direction
+    ``(λI + H)⁻¹ ∇_z`` — from the saved pre-activations ``us`` of a pass whose raw outputs are
+    ``raw`` (``(P, O)``: at the origin, shared by the batch, or ``(B, P, O)``)."""
     act = getattr(model, "out_activation", None)
-    W_z = model.latent_readout()                                    # (H, k) (or (H', k), see the protocol)
+    W = model.latent_readout()                                      # (H', k)
+    r = _residual(loss, raw, target, act, create_graph) * weight    # (B, P, O)
+    if gauss_newton is None:
+        if raw.dim() == 3:                                          # per-sample points
+            return model.backward_from(us, r).sum(dim=1) @ W        # (B, P, H') -> (B, k)
+        J = _jacobian_rows(model, us, raw)                          # (P·O, H')
+        return (r.flatten(1) @ J) @ W                               # (B, P·O) @ (P·O, H') @ (H', k)
+    Jz = _jacobian_rows(model, us, raw) @ W                         # (P·O, k) or (B, P·O, k)
+    g = (r.flatten(1).unsqueeze(-2) @ Jz).squeeze(-2)               # (B, k)
+    hw = (_curvature(loss, raw, target, act, create_graph) * weight).expand(target.shape).flatten(1)
+    H = (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz              # (B, k, k)
+    dt = torch.promote_types(g.dtype, torch.float32)                # no low-precision solves
+    A = H.to(dt) + gauss_newton * torch.eye(H.shape[-1], device=H.device, dtype=dt)
+    return torch.linalg.solve(A, g.to(dt).unsqueeze(-1)).squeeze(-1).to(g.dtype)
+
+
+def _latent_explicit(model, coords, target, loss, weight, create_graph, gauss_newton=None):
     u_c = model.coord_preactivation(coords)                         # (P, H) or (B, P, H)
     raw0, us = model.origin_forward(u_c)                            # (P, O) or (B, P, O)
-    r = _residual(loss, raw0, target, act, create_graph) * weight   # (B, P, O)
-    if coords.dim() == 3:                                           # per-sample points
-        g = model.backward_from(us, r)                              # (B, P, H)
-        return -(g.sum(dim=1) @ W_z)
-    O = raw0.shape[-1]
-    if O == 1:
-        J = model.backward_from(us, torch.ones_like(raw0))          # (P, H): the one Jacobian row
-        return -((r.squeeze(-1) @ J) @ W_z)                         # (B, P) @ (P, H) @ (H, k)
-    eye = torch.eye(O, device=raw0.device, dtype=raw0.dtype)
-    J = model.backward_from([u.unsqueeze(-2) for u in us], eye)     # (P, O, H)
-    return -((r.flatten(1) @ J.flatten(0, 1)) @ W_z)                # (B, P·O) @ (P·O, H) @ (H, k)
+    return -_inner_gradient(model, us, raw0, target, loss, weight, create_graph, gauss_newton)
 
 
 def _latent_autograd(model, coords, target, loss, weight, create_graph):
@@ -120,17 +171,19 @@ def _latent_autograd(model, coords, target, loss, weight, create_graph):
 def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
                integrator: Integrator | None = None, create_graph: bool = False,
                generator: torch.Generator | None = None, method: str = "auto",
-               check: bool = True, steps: int | None = None, step_size=None) -> torch.Tensor:
+               check: bool = True, steps: int | None = None, step_size=None,
+               gauss_newton: float | None = None) -> torch.Tensor:
     """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``, optionally
     refined by further gradient steps.
 
     With ``steps = K``: ``z_1 = -α_1 ⊙ g(0)``, ``z_{t+1} = z_t - α_{t+1} ⊙ g(z_t)``, where ``g(z)``
     is the gradient of the inner integral at ``z`` (on the same points, for all steps) and ``α``
-    the ``step_size``. The first step takes the exact shared-origin fast path; for the others an
-    explicit model computes ``g(z_t)`` with its explicit latent backward (no double backward;
-    equal to autograd), any other model with autograd, keeping the graph for training
-    (``create_graph=True``: the outer loss differentiates through all ``K`` steps, still second
-    order). ``K = 1``, ``α = 1`` is the paper's single step.
+    the ``step_size`` (with ``gauss_newton``, ``g`` is preconditioned: the module docstring). The
+    first step takes the exact shared-origin fast path; for the others an explicit model computes
+    ``g(z_t)`` with its explicit latent backward (no double backward; equal to autograd), any
+    other model with autograd, keeping the graph for training (``create_graph=True``: the outer
+    loss differentiates through all ``K`` steps, still second order). ``K = 1``, ``α = 1`` is the
+    paper's single step.
 
     Args:
         model: an :class:`~inr_gon.core.protocols.ExplicitLatentModel` such as
@@ -150,6 +203,9 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
             parameter) or ``(K, k)`` (per step and dimension); it multiplies the integrator's
             weights (``α = 1``: the plain gradient). Default: the model's
             ``latent_step_sizes()``, else 1.
+        gauss_newton: the damping ``λ > 0`` of Gauss–Newton steps ``(λI + H)⁻¹ ∇`` (module
+            docstring; explicit models only), or ``None``: plain gradient steps. Default: the
+            model's ``gauss_newton``, else ``None``.
     Returns:
         ``(B, k)`` latents.
     """
@@ -157,8 +213,13 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
         steps = getattr(model, "latent_steps", 1)
     if step_size is None:
         step_size = model.latent_step_sizes() if hasattr(model, "latent_step_sizes") else 1.0
+    if gauss_newton is None:
+        gauss_newton = getattr(model, "gauss_newton", None)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if gauss_newton is not None and (isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float))
+                                     or not gauss_newton > 0):
+        raise ValueError(f"gauss_newton must be a damping > 0 or None, got {gauss_newton!r}")
     if check:
         check_target(model, coords, target)
     loss = get_loss(loss)
@@ -168,18 +229,23 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
     explicit = _is_explicit(model) if method == "auto" else method == "explicit"
     if explicit and not _is_explicit(model):
         raise TypeError(f"{type(model).__name__} does not support the explicit gradient-origin path")
-    fn = _latent_explicit if explicit else _latent_autograd
+    if gauss_newton is not None and not explicit:
+        raise TypeError(f"gauss_newton needs the explicit gradient-origin path, which {type(model).__name__} "
+                        "does not support")
     alphas = _step_sizes(step_size, steps, getattr(model, "latent_dim", None))
     graph = create_graph and torch.is_grad_enabled()
     with torch.set_grad_enabled(graph):
         c, t, w = integrator.select(coords, target, generator=generator)
-        z = fn(model, c, t, loss, w, create_graph)
+        if explicit:
+            z = _latent_explicit(model, c, t, loss, w, create_graph, gauss_newton)
+        else:
+            z = _latent_autograd(model, c, t, loss, w, create_graph)
         if alphas is not None:
             alphas = alphas.to(z)
             z = alphas[0] * z
-        grad = _gradient_explicit if explicit else _gradient_at
         for k in range(1, steps):
-            g = grad(model, c, t, loss, w, z, graph)
+            g = (_gradient_explicit(model, c, t, loss, w, z, graph, gauss_newton) if explicit
+                 else _gradient_at(model, c, t, loss, w, z, graph))
             z = z - (alphas[k] * g if alphas is not None else g)
     return z if create_graph else z.detach()
 
@@ -200,15 +266,13 @@ def _step_sizes(step_size, steps: int, k):
     return a
 
 
-def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:
-    """``∇_z`` of the inner integral at latents ``z (B, k)`` with the model's explicit backward
-    (the per-sample path of :func:`_latent_explicit`, its first pre-activation shifted by ``z``):
-    the same arithmetic as autograd, without a double backward in training."""
-    act = getattr(model, "out_activation", None)
+def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool, gauss_newton=None) -> torch.Tensor:
+    """``∇_z`` of the inner integral at latents ``z (B, k)`` (or its Gauss–Newton direction) with
+    the model's explicit backward (the per-sample path of :func:`_latent_explicit`, its first
+    pre-activation shifted by ``z``): the same arithmetic as autograd, without a double backward."""
     u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
     raw, us = model.origin_forward(u, z)                                               # (B, P, O)
-    r = _residual(loss, raw, t, act, create_graph) * w
-    return model.backward_from(us, r).sum(dim=1) @ model.latent_readout()             # (B, k)
+    return _inner_gradient(model, us, raw, t, loss, w, create_graph, gauss_newton)
 
 
 def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:
@@ -225,7 +289,7 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
              inner_coords: torch.Tensor | None = None, inner_target: torch.Tensor | None = None,
              create_graph: bool = True, generator: torch.Generator | None = None,
              method: str = "auto", check: bool = True, steps: int | None = None,
-             step_size=None) -> tuple[torch.Tensor, torch.Tensor]:
+             step_size=None, gauss_newton: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """GON training objective: the outer integral through the gradient-origin latent.
 
     The inner integral (which gives ``z``) and the outer integral (the loss) are chosen
@@ -239,7 +303,7 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
         inner_loss, outer_loss: losses (``outer_loss`` defaults to ``inner_loss``).
         inner_coords, inner_target: inner points/values (default: the outer ones).
         create_graph: ``True`` for training (the loss differentiates through ``z``).
-        steps, step_size: gradient steps of the latent (see :func:`gon_latent`).
+        steps, step_size, gauss_newton: the latent's steps (see :func:`gon_latent`).
     Returns:
         ``(loss, z)``: the batch mean of the outer integral estimates (scalar) and ``(B, k)``
         latents.
@@ -255,7 +319,7 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
             raise ValueError(f"inner_target has batch {it.shape[0]} but target has {target.shape[0]}")
     z = gon_latent(model, ic, it, loss=inner_loss, integrator=inner_integrator,
                    create_graph=create_graph, generator=generator, method=method, check=False,
-                   steps=steps, step_size=step_size)
+                   steps=steps, step_size=step_size, gauss_newton=gauss_newton)
     outer = get_loss(outer_loss if outer_loss is not None else inner_loss)
     c, t, w = (outer_integrator or GridIntegrator()).select(coords, target, generator=generator)
     loss = integrate(outer(model(c, z), t), w).mean()

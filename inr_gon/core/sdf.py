@@ -90,7 +90,8 @@ def _check(points: torch.Tensor, sdf: torch.Tensor, name: str, *, shared_ok: boo
 def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clamped_l1",
                    delta: float = 0.1, inner_scale: float | None = None,
                    inner_weight: float = DEFAULT_INNER_WEIGHT, create_graph: bool = False,
-                   method: str = "auto", check: bool = True, steps: int | None = None, step_size=None) -> torch.Tensor:
+                   method: str = "auto", check: bool = True, steps: int | None = None, step_size=None,
+                   gauss_newton: float | None = None) -> torch.Tensor:
     """Gradient-origin latents of shapes from their signed distances.
 
     Args:
@@ -103,7 +104,8 @@ def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clam
         inner_scale: weight per point ``w``; default ``inner_weight / P``.
         create_graph: keep the graph (training); ``False`` returns a detached latent.
         method: ``"auto"``, ``"explicit"`` or ``"autograd"`` (see :func:`~inr_gon.core.gon.gon_latent`).
-        steps, step_size: further gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`).
+        steps, step_size, gauss_newton: further gradient steps of the latent, Gauss–Newton steps
+            (see :func:`~inr_gon.core.gon.gon_latent`; default: the model's).
     Returns:
         ``(B, k)`` latents.
     """
@@ -112,7 +114,7 @@ def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clam
     w = _scale(inner_scale, inner_weight, sdf.shape[1])
     return gon_latent(model, points, sdf.unsqueeze(-1), loss=sdf_point_loss(loss, delta=delta),
                       integrator=GridIntegrator(scale=w), create_graph=create_graph,
-                      method=method, check=check, steps=steps, step_size=step_size)
+                      method=method, check=check, steps=steps, step_size=step_size, gauss_newton=gauss_newton)
 
 
 def _scale(inner_scale, inner_weight, P):

@@ -138,17 +138,24 @@ class LatentSiren(nn.Module):
             (``False``) conditions the first layer only. At ``z = 0`` the network is the same,
             so the shared-origin fast path holds; the shifts cost ``O(B·k·H)`` per layer, not
             per point.
+        gauss_newton: the damping ``λ > 0`` of Gauss–Newton latent steps
+            ``z ← z - α (λI + H)⁻¹ ∇_z`` (:func:`~inr_gon.core.gon.gon_latent` takes it from the
+            model unless told otherwise); ``None``: the paper's plain gradient steps.
     """
 
     def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
                  num_layers: int = 4, *, w0: float = 30.0, w0_first: float = 30.0,
                  w0_latent: float | None = None, out_activation=None, fused: bool = True, latent_steps: int = 1,
-                 step_size: float = 1.0, learn_step_size: bool = False, latent_shifts: bool = False):
+                 step_size: float = 1.0, learn_step_size: bool = False, latent_shifts: bool = False,
+                 gauss_newton: float | None = None):
         super().__init__()
         if not isinstance(latent_steps, int) or isinstance(latent_steps, bool) or latent_steps < 1:
             raise ValueError(f"latent_steps must be an int >= 1, got {latent_steps!r}")
         if not (isinstance(step_size, (int, float)) and step_size > 0):
             raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        if gauss_newton is not None and (isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float))
+                                         or not gauss_newton > 0):
+            raise ValueError(f"gauss_newton must be a damping > 0 or None, got {gauss_newton!r}")
         for name, v in (("coord_dim", coord_dim), ("latent_dim", latent_dim),
                         ("out_dim", out_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if not isinstance(v, int) or v < 1:
@@ -178,6 +185,7 @@ class LatentSiren(nn.Module):
         if self.learn_step_size:
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
             self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))      # (K, k)
+        self.gauss_newton = None if gauss_newton is None else float(gauss_newton)
         self.latent_shifts = bool(latent_shifts)
         if self.latent_shifts:
             M = torch.empty(num_layers - 1, hidden_dim, latent_dim)
@@ -201,6 +209,8 @@ class LatentSiren(nn.Module):
             cfg["learn_step_size"] = True
         if self.latent_shifts:
             cfg["latent_shifts"] = True
+        if self.gauss_newton is not None:
+            cfg["gauss_newton"] = self.gauss_newton
         return cfg
 
     def latent_step_sizes(self) -> torch.Tensor | float:
