@@ -5,7 +5,7 @@
 
 Each variant is a string of ``inr-gon train sdf`` options added to the common ones (``--common``).
 Every run trains through the one trainer for ``--seconds`` (the step count is the cap), then
-encodes the training and unseen shapes in one gradient step (or the model's K steps), extracts
+encodes the training and unseen shapes in the model's one step (or K steps), extracts
 meshes and prints Chamfer (DeepSDF's), IoU, normal consistency, the shape-space health
 (zero crossings, latent sensitivity, shapes identified) and steps/s; ``--json`` writes them,
 with each run's periodic evaluations (``curve``: sign IoU on the shapes' own points by step).

@@ -5,9 +5,12 @@ Per-sample: every shape's latent comes from its own points (half uniform, half n
 whole batch (SDFs evaluated analytically), the exact shared-origin fast path: ``P`` inner passes.
 The outer loss is the same in both (fresh points from each shape's pool).
 
-Prints (1) seconds per step and the ratio, (2) the exactness of the fast path on identical
+Both take the SDF default latent step (one Gauss–Newton step); the per-sample step is also timed
+with the paper's plain gradient step (``--gauss-newton 0``).
+
+Prints (1) seconds per step and the ratios, (2) the exactness of the fast path on identical
 points, (3) quality after the same number of steps (IoU / Chamfer of training and unseen shapes,
-unseen encoded in one gradient step) and the ratios; ``--scales`` adds a sweep of the inner
+unseen encoded in one step) and the ratios; ``--scales`` adds a sweep of the inner
 weight (``latent = -w ∇ mean_p ℓ``).
 
     python benchmarks/sdf_step.py [--steps 150] [--repeats 10] [--scales 0.03 0.1 0.3 1]
@@ -83,6 +86,9 @@ def main(argv=None) -> None:
     t_per = time_steps(make(inner="per_sample"), args.repeats)
     t_sh = time_steps(make(inner="shared"), args.repeats)
     print(f"seconds/step  per-sample {t_per:.4f}   shared {t_sh:.4f}   ratio per-sample/shared {t_per / t_sh:.2f}x")
+    t_plain = time_steps(make(inner="per_sample", gauss_newton=0.0), args.repeats)
+    print(f"seconds/step  per-sample with the plain gradient step {t_plain:.4f}   ratio Gauss-Newton/plain "
+          f"{t_per / t_plain:.2f}x")
 
     # exactness of the fast path: shared points given as (P, 3) vs the same points per sample
     t = make()

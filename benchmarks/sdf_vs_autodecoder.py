@@ -7,9 +7,9 @@ shape set, with the same SIREN, points per step, batch, learning-rate schedule a
 ``--seconds`` each. Then, for the training and the unseen shapes: Chamfer (DeepSDF's: the sum of
 the two mean squared nearest-neighbour distances; with ``--deepsdf`` also in DeepSDF's original
 frame with 30,000 points), IoU, normal consistency, the fraction of reconstructions nearest their
-own ground truth, and the seconds it took to encode the unseen shapes: one gradient step (or the
-model's K steps) for the GON, ``--encode-iterations`` Adam steps on a fresh code for the
-auto-decoder. Extra options for both go in ``--common`` (``inr-gon train sdf`` options).
+own ground truth, and the seconds it took to encode the unseen shapes: the model's one step (by
+default Gauss–Newton) or K steps for the GON, ``--encode-iterations`` Adam steps on a fresh code
+for the auto-decoder. Extra options for both go in ``--common`` (``inr-gon train sdf`` options).
 ``--encode-sweep 1,5,20,50,200`` also evaluates the auto-decoder's unseen shapes after each of
 those numbers of Adam steps (the same trained network): how many it needs to match the GON's one.
 """

@@ -5,7 +5,7 @@
     python examples/fit_sdf_shapes.py --deepsdf DIR       # DeepSDF SdfSamples
     python examples/fit_sdf_shapes.py --help              # every option
 
-Writes meshes (PLY) of training shapes and of unseen shapes encoded in one gradient step, a
+Writes meshes (PLY) of training shapes and of unseen shapes encoded in one step (Gauss–Newton), a
 slerp between two shapes (PLY + slice strip), SDF slices with the zero level set, metrics.json,
 metrics.jsonl, config.json and a checkpoint into --out (default runs/sdf_<source>). Same as
 ``inr-gon train sdf``.

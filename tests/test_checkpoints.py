@@ -140,7 +140,7 @@ def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
               checkpoint_every=4, device="cpu", eval_every=100,
               # the options of the 0.1 run (its defaults then)
               loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
-              schedule_by="steps", w0_first=30.0, fresh_shapes=0.0, amp="off")
+              schedule_by="steps", w0_first=30.0, fresh_shapes=0.0, amp="off", gauss_newton=0.0)
 
     def sdf(out, steps):
         return SdfConfig(steps=steps, out=str(out), **kw)

@@ -384,7 +384,7 @@ def test_torchrun_runs_the_sdf_example_data_parallel(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("data parallel: 2 processes, 2 shapes each per step") == 1     # rank 0 only
-    assert r.stdout.count("unseen shapes (one gradient step)") == 1
+    assert r.stdout.count("unseen shapes (one Gauss-Newton step)") == 1
     m = json.loads((out / "metrics.json").read_text())
     assert m["processes"] == 2 and m["steps"] == 4
     assert len(list((out / "meshes").glob("unseen_*.ply"))) >= 1 and (out / "ckpt_step0000004.pt").is_file()

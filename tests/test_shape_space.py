@@ -310,6 +310,25 @@ def test_procedural_default_mixes_a_bank_in_and_other_sources_do_not():
     assert (old.fresh_shapes, old.fresh_bank) == (0.0, 0)
 
 
+def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_the_plain_step():
+    """The SDF task's model takes a Gauss–Newton step of damping 1 (and encodes with it); the image
+    task and runs saved before the option existed take the paper's plain gradient step."""
+    from inr_gon.training import ImageConfig
+    cpu = torch.device("cpu")
+    assert SdfConfig().resolved(cpu).gauss_newton == 1.0 and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0
+    assert SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8})).resolved(cpu).gauss_newton == 0
+    gn, plain = trainer(steps=0), trainer(steps=0, gauss_newton=0.0)
+    assert gn.model.gauss_newton == 1.0 and gn.model.config()["gauss_newton"] == 1.0 and plain.model.gauss_newton is None
+    plain.model.load_state_dict(gn.model.state_dict())
+    index = gn.task.shapes.train_index[:3]
+    z_gn, z_plain = gn.task.encode(index), plain.task.encode(index)
+    pts, sdf = gn.task.points[index], gn.task.sdf[index]
+    kw = dict(loss="l2", inner_weight=gn.task.cfg.inner_weight)
+    torch.testing.assert_close(z_gn, ig.sdf_gon_latent(gn.model, pts, sdf, gauss_newton=1.0, **kw))
+    torch.testing.assert_close(z_plain, ig.sdf_gon_latent(plain.model, pts, sdf, **kw))
+    assert (z_gn - z_plain).abs().max() > 1e-4
+
+
 @pytest.mark.parametrize("kw", [dict(fresh_shapes=0.0), dict(fresh_shapes=0.5, fresh_bank=5),
                                 dict(fresh_shapes=1.0, fresh_bank=0), dict(fresh_shapes=0.0, inner_sampling="fixed"),
                                 dict(inner="shared", fresh_shapes=0.0)])

@@ -288,12 +288,17 @@ class SirenConfig(Config):
     latent_shifts: bool | None = option(None, "the latent also shifts every hidden layer (a linear map per layer, "
                                         "functa's shift modulations); the paper's model conditions the first "
                                         "layer only", group="model")
+    gauss_newton: float | None = option(None, "damping of Gauss-Newton latent steps, z = -(damping I + H)^-1 grad "
+                                              "(H: the inner loss's Gauss-Newton curvature in z; 0: the paper's plain "
+                                              "gradient step; the SDF task: 1)", check=nonneg, group="model")
 
-    DEFAULTS = dict(latent=32, w0_first=30.0, latent_shifts=False)
-    # runs saved before 0.3 had neither option: no shifts, the latent at the first layer's frequency
-    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0))
+    DEFAULTS = dict(latent=32, w0_first=30.0, latent_shifts=False, gauss_newton=0.0)
+    # runs saved before 0.3 had neither option: no shifts, the latent at the first layer's frequency; runs saved
+    # before the Gauss-Newton step took plain gradient steps
+    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0), gauss_newton=0.0)
 
     def siren_options(self) -> dict:
         """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of these fields."""
         return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_steps=self.latent_steps,
-                    step_size=self.step_size, learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts)
+                    step_size=self.step_size, learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts,
+                    gauss_newton=self.gauss_newton or None)

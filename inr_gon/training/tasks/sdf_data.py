@@ -3,7 +3,7 @@
 Sources: the procedural family of analytic shapes (:class:`~inr_gon.geometry.shapes.ProceduralShapes`,
 offline), a folder of mesh files (normalised DeepSDF-style, sampled with libigl signed
 distances, cached), or DeepSDF ``SdfSamples`` files. Some shapes are held out as *unseen*
-shapes: never trained on, encoded by the single gradient step at evaluation.
+shapes: never trained on, encoded by the model's single step at evaluation.
 """
 
 from __future__ import annotations

@@ -128,7 +128,9 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
         "params": sum(p.numel() for p in t.trainer.model.parameters()),
         "source": t.shapes.name, "data": t.shapes.source, "num_train": len(t.shapes.train_index),
         "num_unseen": len(t.shapes.unseen_index), "inner": cfg.inner, "loss": cfg.loss,
-        "inner_loss": cfg.inner_loss, "latent_steps": cfg.latent_steps,
+        "inner_loss": cfg.inner_loss, "latent_steps": cfg.latent_steps, "gauss_newton": cfg.gauss_newton,
+        "encoding": (f"{cfg.latent_steps} " if cfg.latent_steps > 1 else "one ")
+        + ("Gauss-Newton" if cfg.gauss_newton else "gradient") + (" steps" if cfg.latent_steps > 1 else " step"),
         "mesh_resolution": cfg.mesh_resolution, "device": str(t.device), "processes": t.trainer.dist.world_size,
         "checkpoint": str(t.trainer.last_checkpoint) if t.trainer.last_checkpoint else None,
         "collapsed": fit_info.get("collapsed", False), "collapse_reasons": fit_info.get("collapse_reasons", []),
