@@ -317,6 +317,7 @@ def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_
     cpu = torch.device("cpu")
     assert SdfConfig().resolved(cpu).gauss_newton == 1.0 and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0
     assert SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8})).resolved(cpu).gauss_newton == 0
+    assert AutoDecoderConfig().resolved(cpu).gauss_newton == 0
     gn, plain = trainer(steps=0), trainer(steps=0, gauss_newton=0.0)
     assert gn.model.gauss_newton == 1.0 and gn.model.config()["gauss_newton"] == 1.0 and plain.model.gauss_newton is None
     plain.model.load_state_dict(gn.model.state_dict())

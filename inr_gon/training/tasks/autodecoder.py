@@ -33,6 +33,7 @@ class AutoDecoderConfig(SdfConfig):
 
     TASK = "autodecoder"
     PROCEDURAL_FRESH = dict(fresh_shapes=0.0, fresh_bank=0)     # a code per training shape: no new shapes
+    DEFAULTS = dict(gauss_newton=0.0)                            # codes are optimised, not a gradient step
 
     def _checks(self):
         return super()._checks() + [("fresh_shapes", not self.fresh_shapes,
