@@ -36,7 +36,10 @@ curvature in ``z``::
 
 (``ℓ''`` the loss's second derivative in the raw output, clipped at 0). The Jacobian rows come
 from the same explicit backward pass as the plain gradient (with unit cotangents), so the step
-costs one ``(k, k)`` solve per sample more. From the origin with ``λ = 1`` it is the minimiser
+costs one ``(k, k)`` solve per sample more. At the shared origin with a loss whose curvature
+does not depend on the target (squared error, BCE on logits) ``H`` is the same for the whole
+batch: one ``(k, k)`` matrix and one solve with ``B`` right-hand sides, so the step costs about
+what the plain one does. From the origin with ``λ = 1`` it is the minimiser
 of the inner integral's quadratic (Gauss–Newton) model plus ``½‖z‖²``; the paper's step is
 that minimiser without the curvature. For a squared-error inner loss it is ridge regression of
 the residual on the Jacobian's columns: the latent is the best linear fit of the signal by the
@@ -145,11 +148,29 @@ def _inner_gradient(model, us, raw, target, loss, weight, create_graph, gauss_ne
         return (r.flatten(1) @ J) @ W                               # (B, P·O) @ (P·O, H') @ (H', k)
     Jz = _jacobian_rows(model, us, raw) @ W                         # (P·O, k) or (B, P·O, k)
     g = (r.flatten(1).unsqueeze(-2) @ Jz).squeeze(-2)               # (B, k)
+    dt = torch.promote_types(g.dtype, torch.float32)                # no low-precision solves
+    eye = gauss_newton * torch.eye(Jz.shape[-1], device=Jz.device, dtype=dt)
+    shared = _shared_curvature(loss, raw, act)
+    if shared is not None:                                          # one (k, k) matrix for the batch
+        hw = (shared * weight).flatten()                            # (P·O,)
+        A = ((Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz).to(dt) + eye
+        return torch.linalg.solve(A, g.to(dt).transpose(0, 1)).transpose(0, 1).to(g.dtype)
     hw = (_curvature(loss, raw, target, act, create_graph) * weight).expand(target.shape).flatten(1)
     H = (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz              # (B, k, k)
-    dt = torch.promote_types(g.dtype, torch.float32)                # no low-precision solves
-    A = H.to(dt) + gauss_newton * torch.eye(H.shape[-1], device=H.device, dtype=dt)
+    A = H.to(dt) + eye
     return torch.linalg.solve(A, g.to(dt).unsqueeze(-1)).squeeze(-1).to(g.dtype)
+
+
+def _shared_curvature(loss, raw: torch.Tensor, activation) -> torch.Tensor | None:
+    """The curvature ``ℓ''(F_po)`` ``(P, O)`` when it is the same for every sample — shared
+    points at a shared latent (``raw`` ``(P, O)``) and a loss whose second derivative does not
+    depend on the target (squared error, BCE on logits, L1) — else ``None``. Then ``H`` is one
+    ``(k, k)`` matrix and the step one solve with ``B`` right-hand sides, instead of ``B``
+    curvatures of ``P·k²`` each."""
+    if raw.dim() != 2 or activation is not None or not isinstance(loss, PointLoss):
+        return None
+    h = loss.target_free_curvature(raw)
+    return None if h is None else h.clamp_min(0)
 
 
 def _latent_explicit(model, coords, target, loss, weight, create_graph, gauss_newton=None):

@@ -34,6 +34,12 @@ class PointLoss:
         """``∂ℓ/∂pred``, same shape as ``pred``."""
         raise NotImplementedError
 
+    def target_free_curvature(self, pred: torch.Tensor) -> torch.Tensor | None:
+        """``∂²ℓ/∂pred²`` (same shape as ``pred``) where it does not depend on the target, else
+        ``None``. Where it exists, the Gauss–Newton curvature at the shared origin is one matrix
+        for the whole batch (:mod:`inr_gon.core.gon`)."""
+        return None
+
 
 @dataclass(frozen=True)
 class MSE(PointLoss):
@@ -46,6 +52,9 @@ class MSE(PointLoss):
 
     def grad(self, pred, target):
         return 2 * (pred - target)
+
+    def target_free_curvature(self, pred):
+        return torch.full_like(pred, 2.0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,10 @@ class BCE(PointLoss):
     def grad(self, pred, target):
         return torch.sigmoid(pred) - target
 
+    def target_free_curvature(self, pred):
+        s = torch.sigmoid(pred)
+        return s * (1 - s)
+
 
 @dataclass(frozen=True)
 class L1(PointLoss):
@@ -72,6 +85,9 @@ class L1(PointLoss):
 
     def grad(self, pred, target):
         return torch.sign(pred - target)
+
+    def target_free_curvature(self, pred):
+        return torch.zeros_like(pred)
 
 
 @dataclass(frozen=True)
