@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from inr_gon.cli import main
+from inr_gon.eval.image import psnr, ssim
 from inr_gon.training import ImageConfig, Trainer
 
 from conftest import tiny_config, tiny_dataset, write_image_folder
@@ -35,6 +36,30 @@ def test_trainer_learns_and_writes_every_output(tmp_path):
     assert m["collapsed"] is False and m["test_psnr"] > m["mean_image_psnr"] + 1.0
     assert len(list(t.out.glob("ckpt_step*.pt"))) <= 3      # rotation keeps the newest 3
     assert {p.name for p in paths.values()} >= set(OUTPUTS) - {"config.json"}
+    # the linear baseline beside the GON: PCA of the latent's size, scored by the same psnr/ssim
+    for k in ("pca_test_psnr", "pca_test_ssim", "pca_margin_psnr", "pca_margin_ssim", "pca_seconds",
+              "below_linear_baseline"):
+        assert k in m, k
+    ds = tiny_dataset()
+    X, Y = ds.train_images.flatten(1).double(), ds.test_images.flatten(1).double()
+    mean = X.mean(0)
+    V = torch.linalg.svd(X - mean, full_matrices=False)[2][:4]           # latent 4
+    ref = (mean + (Y - mean) @ V.T @ V).float().view_as(ds.test_images)
+    assert m["pca_test_psnr"] == pytest.approx(float(psnr(ref, ds.test_images).mean()), abs=1e-4)
+    assert m["pca_test_ssim"] == pytest.approx(float(ssim(ref, ds.test_images).mean()), abs=1e-4)
+    assert m["pca_margin_psnr"] == pytest.approx(m["test_psnr"] - m["pca_test_psnr"])
+    assert m["below_linear_baseline"] is (m["pca_margin_psnr"] < 0)
+
+
+def test_the_summary_names_the_linear_baseline_and_a_run_behind_it(tmp_path):
+    from inr_gon.training.tasks.image import baseline_lines
+    ahead = dict(pca_test_psnr=20.0, pca_test_ssim=0.8, pca_margin_psnr=1.5, pca_seconds=0.4,
+                 below_linear_baseline=False)
+    (line,) = baseline_lines(ahead, 32)
+    assert "PCA, 32 components" in line and "1.50 dB ahead" in line and "BELOW" not in line
+    (line,) = baseline_lines({**ahead, "pca_margin_psnr": -1.27, "below_linear_baseline": True}, 128)
+    assert "1.27 dB behind" in line and "BELOW ITS LINEAR BASELINE" in line
+    assert baseline_lines({"pca_test_psnr": None}, 8) == []
 
 
 def test_a_run_that_did_not_learn_says_so(tmp_path):

@@ -25,6 +25,7 @@ from ...core.coords import grid, image_to_points
 from ...core.integrators import GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator
 from ...core.sampling import GaussianLatentSampler
 from ...eval.image import psnr, ssim
+from ...eval.pca import PCA
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
 from ..checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
@@ -326,7 +327,25 @@ class ImageTask(ImageDataTask):
         out = {"test_psnr": m["psnr"], "test_ssim": m["ssim"], "dataset": self.dataset.name,
                "data_source": self.dataset.source, "num_test": int(test.shape[0]),
                "num_train": int(self.train_images.shape[0])}
-        return {**out, **self.failure_check(m["psnr"])}
+        return {**out, **self.linear_baseline(m["psnr"], m["ssim"]), **self.failure_check(m["psnr"])}
+
+    def linear_baseline(self, test_psnr: float, test_ssim: float) -> dict:
+        """The best linear code of the run's latent size: PCA with ``k = latent`` fitted on the
+        training images, the same test images reconstructed, scored by the same ``psnr`` and
+        ``ssim``. A one-step latent of a squared-error inner loss is affine in the image, so this
+        is the figure a GON has to beat; ``pca_margin_psnr`` is the GON's lead (negative: behind)."""
+        test, k = self.test_images, self.cfg.latent
+        n_train = int(self.train_images.shape[0])
+        if not test.shape[0] or k > min(n_train, self.train_images[0].numel()):
+            return {"pca_test_psnr": None, "pca_test_ssim": None, "pca_margin_psnr": None, "pca_margin_ssim": None,
+                    "pca_seconds": 0.0, "below_linear_baseline": None}
+        t0 = time.perf_counter()
+        pca = PCA(k).fit(self.train_images.flatten(1))
+        recon = pca.reconstruct(test.flatten(1)).view_as(test)
+        p, q = float(psnr(recon, test).mean()), float(ssim(recon, test).mean())
+        return {"pca_test_psnr": p, "pca_test_ssim": q, "pca_margin_psnr": test_psnr - p,
+                "pca_margin_ssim": test_ssim - q, "pca_seconds": round(time.perf_counter() - t0, 2),
+                "below_linear_baseline": bool(test_psnr < p)}
 
     def failure_check(self, test_psnr: float) -> dict:
         """Did the run learn? Its test PSNR against the mean training image's (a reconstruction
@@ -380,7 +399,22 @@ class ImageTask(ImageDataTask):
             files.append(Path(metrics["checkpoint"]).name)
         return [f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
                 f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)",
+                *baseline_lines(metrics, trainer.cfg.latent),
                 f"wrote to {trainer.out}/: " + ", ".join(files)]
+
+
+def baseline_lines(metrics: dict, k: int) -> list[str]:
+    """The summary's line on the linear baseline (PCA of the latent's size), with the margin;
+    a run behind it says so."""
+    p = metrics.get("pca_test_psnr")
+    if p is None:
+        return []
+    margin = metrics["pca_margin_psnr"]
+    line = (f"linear baseline (PCA, {k} components, fitted in {metrics['pca_seconds']:.1f} s): PSNR {p:.2f} dB, SSIM "
+            f"{metrics['pca_test_ssim']:.4f}; the GON is {abs(margin):.2f} dB {'ahead' if margin >= 0 else 'behind'}")
+    if metrics.get("below_linear_baseline"):
+        line += " -- BELOW ITS LINEAR BASELINE: a linear code of the same size reconstructs these images better"
+    return [line]
 
 
 ImageConfig.task_class = ImageTask
