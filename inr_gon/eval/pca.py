@@ -60,7 +60,7 @@ class PCA:
             return "covariance"
         return "gram" if N <= 4096 else "randomized"
 
-    def fit(self, X: torch.Tensor) -> "PCA":
+    def fit(self, X: torch.Tensor) -> PCA:
         """Fit on ``X`` ``(N, D)`` (any float dtype; flattened signals). Returns ``self``."""
         if not isinstance(X, torch.Tensor) or X.dim() != 2 or not X.is_floating_point():
             raise ValueError(f"PCA fits a floating-point (N, D) tensor, got "
