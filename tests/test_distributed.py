@@ -330,7 +330,7 @@ def test_sdf_two_processes_equal_one_process_with_the_global_batch(two_process_s
     mode, tmp, ranks = two_process_sdf_run
     single = Trainer(sdf_config(tmp_path / "single", **SDF_MODES[mode]), quiet=True, dist=SINGLE)
     single.prepare_run_dir(resume=False, overwrite=False)
-    single.fit()
+    info = single.fit()
     ev = single.task.evaluate_shapes(single.task.shapes.unseen_index, num_samples=2000)
     _, _, op, _ = single.next_batch()
     for r in ranks:                   # identical on both ranks and equal to one process
@@ -339,8 +339,11 @@ def test_sdf_two_processes_equal_one_process_with_the_global_batch(two_process_s
         assert r["info"]["steps"] == 4
         # the split evaluation, gathered, is the whole evaluation of one process
         assert r["eval"]["per_shape"]["names"] == ev["per_shape"]["names"]
-        for k in ("chamfer", "iou", "normal_consistency"):
+        for k in ("chamfer", "iou", "normal_consistency", "grid_iou"):
             assert r["eval"][k] == pytest.approx(ev[k], rel=1e-3, abs=1e-6)
+        # the linear baseline: rank 0's on every rank, the same as one process's
+        for k in ("pca_train_iou", "pca_unseen_iou", "pca_num_train", "pca_components"):
+            assert r["info"][k] == info[k] and info[k] is not None, k
     for a, b in zip(ranks[0]["params"], ranks[1]["params"]):
         assert torch.equal(a, b)
     # each rank took its own half of the same global batch, with the points one process draws

@@ -149,6 +149,8 @@ def test_autodecoder_task_trains_and_writes_outputs(tmp_path):
         paths, m = t.write_outputs(info)
     assert not torch.equal(codes0, t.model.codes.weight)       # the codes trained
     assert m["steps"] == 6 and m["unseen_iou"] is not None and (tmp_path / "meshes.png").is_file()
+    # the linear baseline beside it, fitted on the training shapes (no new shapes for an auto-decoder)
+    assert m["pca_num_train"] == 6 and m["pca_unseen_iou"] is not None and m["grid_unseen_iou"] is not None
     # the checkpoint rebuilds the model; a new shape is encoded by optimising a fresh code
     from inr_gon.training.tasks.autodecoder import load_shape_model
     from inr_gon.training.tasks.sdf import encode_samples

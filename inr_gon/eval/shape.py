@@ -1,4 +1,4 @@
-"""Shape metrics: chamfer distance, normal consistency and volumetric IoU.
+"""Shape metrics: chamfer distance, normal consistency, volumetric IoU and the sign IoU of sampled fields.
 
 Meshes are ``trimesh.Trimesh``; point sets are ``(N, 3)`` arrays or tensors; an "sdf" is any
 callable mapping a ``(N, 3)`` float32 tensor to ``(N,)`` or ``(N, 1)`` signed distances (negative
@@ -21,6 +21,8 @@ __all__ = [
     "normal_consistency",
     "volumetric_iou",
     "mesh_contains",
+    "nearest_own_truth",
+    "sign_iou",
 ]
 
 SDFCallable = Callable[[torch.Tensor], torch.Tensor]
@@ -190,3 +192,35 @@ def volumetric_iou(
     ib = _inside(b, points, chunk_size=chunk_size, device=device, name="b")
     union = np.count_nonzero(ia | ib)
     return 1.0 if union == 0 else float(np.count_nonzero(ia & ib) / union)
+
+
+def sign_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of the insides (value < 0) of two fields sampled at the same points: ``(..., P)`` pairs
+    -> ``(...,)`` float64, ``1.0`` where both are empty.
+
+    On the points of a regular grid it is the volumetric IoU at the grid's resolution.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"sign_iou needs two fields on the same points, got {tuple(a.shape)} and {tuple(b.shape)}")
+    ia, ib = a < 0, b < 0
+    inter = (ia & ib).sum(-1).double()
+    union = (ia | ib).sum(-1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def nearest_own_truth(meshes: Sequence, truths: Sequence, num_samples: int = 5000) -> list:
+    """For each reconstruction ``meshes[a]``, whether it is nearer (:func:`chamfer_distance` on
+    ``num_samples`` surface samples, at most 5,000) to its own ground truth ``truths[a]`` (a mesh or
+    a point set) than to any other's: a list of bools, ``None`` for an empty mesh, all ``None``
+    when a ground truth is missing or there are fewer than two shapes."""
+    n = len(meshes)
+    if n < 2 or any(t is None for t in truths):
+        return [None] * n
+    out = []
+    for a in range(n):
+        if not len(meshes[a].faces):
+            out.append(None)
+            continue
+        d = [chamfer_distance(meshes[a], truths[b], num_samples=min(num_samples, 5000)) for b in range(n)]
+        out.append(bool(np.argmin(d) == a))
+    return out

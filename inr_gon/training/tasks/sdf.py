@@ -19,7 +19,12 @@ import torch
 import trimesh
 
 from ...core.sdf import latent_sdf, random_shape_points, sdf_gon_latent, split_points
-from ...eval.shape import chamfer_distance, normal_consistency, volumetric_iou
+from ...eval.shape import (
+    chamfer_distance,
+    nearest_own_truth,
+    normal_consistency,
+    volumetric_iou,
+)
 from ...geometry.mesh import extract_mesh
 from ...nn.siren import LatentSiren
 from ..config import Check, SirenConfig, at_least, nonneg, option, positive
@@ -27,6 +32,7 @@ from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning, Task
 from .image import load_trained
+from .sdf_baseline import baseline_lines, gon_grid_iou, linear_baseline
 from .sdf_data import SdfShapeSet, ShapeBank, family_shapes, load_shapes
 
 __all__ = ["SdfConfig", "SdfTask", "load_sdf_trained", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
@@ -140,22 +146,6 @@ class SdfConfig(SirenConfig, TrainerConfig):
         return d
 
 
-def _nearest_own_truth(meshes, truths, num_samples: int) -> list:
-    """For each reconstruction, whether it is nearer (Chamfer) to its own ground truth than to any
-    other evaluated shape's (``None`` without a ground truth or for an empty mesh)."""
-    n = len(meshes)
-    if n < 2 or any(t is None for t in truths):
-        return [None] * n
-    out = []
-    for a in range(n):
-        if not len(meshes[a].faces):
-            out.append(None)
-            continue
-        d = [chamfer_distance(meshes[a], truths[b], num_samples=min(num_samples, 5000)) for b in range(n)]
-        out.append(bool(np.argmin(d) == a))
-    return out
-
-
 @torch.no_grad()
 def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tensor) -> torch.Tensor:
     """Latents ``(B, k)`` of new shapes from their own samples ``points (B, N, 3)``, ``sdf (B, N)``
@@ -198,6 +188,7 @@ class SdfTask(Task):
         super().__init__(config)
         self.shapes = shapes
         self._truth_cache: dict = {}
+        self._grid_cache: dict = {}      # ground-truth SDF grids of the linear baseline (sdf_baseline)
         self._fresh_next = 0             # fresh_shapes: the next new shape's index
 
     @classmethod
@@ -461,7 +452,8 @@ class SdfTask(Task):
         why = self.collapse(h)
         for w in why:
             warnings.warn(f"the shape space collapsed: {w}", CollapseWarning, stacklevel=2)
-        return {"collapsed": bool(why), "collapse_reasons": why, "health": h}
+        base = trainer.dist.run_on_main(linear_baseline, self, trainer.step)     # the PCA shape model, from rank 0
+        return {"collapsed": bool(why), "collapse_reasons": why, "health": h, **base}
 
     def describe_eval(self, m):
         text = f"train sign IoU {m['train_sign_iou']:.3f}, near-surface L1 {m['train_near_l1']:.4f}"
@@ -486,7 +478,8 @@ class SdfTask(Task):
         """Encode shapes ``index`` in one step, extract meshes and compare with the ground truth.
 
         Returns per-shape lists and means of ``chamfer`` (DeepSDF's, squared units),
-        ``normal_consistency`` and ``iou`` (``None`` where the ground truth cannot give it), and
+        ``normal_consistency``, ``iou`` and ``grid_iou`` (the sign IoU on the linear baseline's grid,
+        :mod:`.sdf_baseline`; ``None`` where the ground truth cannot give them), and
         ``empty_meshes``. Writes ``<prefix>_<name>.ply`` (and the ground-truth ``..._gt.ply`` for
         analytic shapes) into ``write_dir`` if given. A collective under DDP: each rank
         evaluates its share of the shapes; every rank returns the whole result and rank 0 writes.
@@ -510,17 +503,18 @@ class SdfTask(Task):
                 elif gt is not None and not hasattr(gt, "faces"):          # surface samples (DeepSDF)
                     trimesh.PointCloud(np.asarray(gt)).export(Path(write_dir) / f"{prefix}_{r['name']}_gt.ply")
         rows = {"names": [r["name"] for r in results]}
-        for k in ("chamfer", "normal_consistency", "iou", "chamfer_deepsdf"):
+        for k in ("chamfer", "normal_consistency", "iou", "grid_iou", "chamfer_deepsdf"):
             if k == "chamfer_deepsdf" and not any(k in r for r in results):
                 continue
             rows[k] = [r.get(k) for r in results]
         mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
                           else None)
-        own = _nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
+        own = nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
         rows["nearest_own_truth"] = own
         return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
                 "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
-                "iou": mean(rows["iou"]), "nearest_own_truth": mean([float(x) for x in own if x is not None]),
+                "iou": mean(rows["iou"]), "grid_iou": mean(rows["grid_iou"]),
+                "nearest_own_truth": mean([float(x) for x in own if x is not None]),
                 "chamfer_deepsdf": mean(rows["chamfer_deepsdf"]) if "chamfer_deepsdf" in rows else None,
                 "per_shape": rows, "meshes": [r["mesh"] for r in results], "truths": [r["truth"] for r in results]}
 
@@ -548,7 +542,7 @@ class SdfTask(Task):
             union = int((s_pred | s_true).sum())
             iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
         out = {"name": self.shapes.names[i], "mesh": mesh, "truth": gt, "chamfer": ch, "normal_consistency": nc,
-               "iou": iou}
+               "iou": iou, "grid_iou": gon_grid_iou(self, i, f)}
         norm = self.shapes.normalization[i] if self.shapes.normalization else None
         if norm is not None:       # DeepSDF's convention: in the original frame, 30,000 points
             offset, scale, original = norm
@@ -591,7 +585,8 @@ class SdfTask(Task):
                  f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
                  f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}",
                  f"unseen shapes ({m.get('encoding', 'one gradient step')}): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
-                 f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}"]
+                 f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}",
+                 *baseline_lines(m)]
         lines += [f"  {name:16s} {path}" for name, path in paths.items()]
         lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
         return lines

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from ...geometry.shapes import ProceduralShapes
 
-__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "family_shapes", "ShapeBank", "mesh_files", "MESH_SUFFIXES"]
+__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "new_shape_family", "family_shapes", "ShapeBank", "mesh_files",
+           "MESH_SUFFIXES"]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
@@ -78,11 +79,16 @@ def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.
         return p, shape(p).float()
 
 
+def new_shape_family(seed: int) -> ProceduralShapes:
+    """The family the new shapes of a run with ``seed`` come from (``fresh_shapes``, ``fresh_bank``)."""
+    return ProceduralShapes(2 ** 62, seed=seed + FRESH_SEED)
+
+
 def family_shapes(seed: int, first: int, count: int, n: int, *, device=None) -> tuple:
     """Shapes ``first .. first + count - 1`` of the new-shape family of a run with ``seed`` (the
     procedural ``fresh_shapes``: disjoint from the fixed and the held-out shapes), each with a pool
     of ``n`` points seeded by its index: ``(shapes, points (count, n, 3), sdf (count, n))``."""
-    fam = ProceduralShapes(2 ** 62, seed=seed + FRESH_SEED)
+    fam = new_shape_family(seed)
     shapes, pts, sdf = [], [], []
     for j in range(first, first + count):
         shapes.append(fam[j])

@@ -14,6 +14,7 @@ from ...core.sampling import slerp_path
 from ...geometry.mesh import extract_mesh, sdf_slice
 from ...viz import save_mesh_grid, save_slices_with_truth
 from ..checkpoint import atomic_write_bytes
+from .sdf_baseline import baseline_metrics
 
 __all__ = ["write_sdf_outputs", "truth_slice"]
 
@@ -57,8 +58,10 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
     * ``slerp/slerp_<t>.ply``, ``slerp.png`` (the meshes along a slerp between two shapes) and
       ``slerp_slices.png``;
     * ``metrics.json``: Chamfer, IoU, normal consistency and the fraction of reconstructions
-      nearest their own ground truth (train and unseen), the shape-space health and whether the
-      run collapsed, steps, seconds, parameters.
+      nearest their own ground truth (train and unseen), the linear baseline (a PCA shape model,
+      :mod:`.sdf_baseline`: ``pca_train_iou``, ``pca_unseen_iou`` beside the GON's IoU on the same
+      grid, ``grid_train_iou``, ``grid_unseen_iou``, and the margins), the shape-space health and
+      whether the run collapsed, steps, seconds, parameters.
 
     With several processes every rank must call it (the evaluation is split over the ranks);
     rank 0 writes everything and the other ranks return ``({}, {})``.
@@ -123,6 +126,8 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
         e = evals.get(split)
         for k in ("chamfer", "iou", "normal_consistency", "nearest_own_truth", "chamfer_deepsdf"):
             metrics[f"{split}_{k}"] = e[k] if e else None
+    metrics.update(baseline_metrics(fit_info, evals["train"]["grid_iou"],
+                                    evals["unseen"]["grid_iou"] if "unseen" in evals else None))
     metrics.update({
         "eval_seconds": round(time.perf_counter() - t0, 2),
         "params": sum(p.numel() for p in t.trainer.model.parameters()),
@@ -142,7 +147,10 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
                  "[-1,1]^3 box); iou: 50k uniform points in [-1,1]^3 (DeepSDF data: sign agreement on the shape's "
                  "samples); chamfer_deepsdf (DeepSDF data): DeepSDF's convention, the reconstruction mapped to the "
                  "original frame against the SurfaceSamples, 30k points; nearest_own_truth: fraction of reconstructions nearer (Chamfer) their own ground truth "
-                 "than any other evaluated shape's",
+                 "than any other evaluated shape's; pca_*: the linear baseline, a PCA shape model of the latent's size "
+                 "fitted on pca_num_train training shapes' truncated SDFs (clamped to +-delta) at the cell centres of a "
+                 "pca_grid^3 grid over [-1,1]^3, the evaluated shapes' ground-truth grids projected on it, sign IoU on "
+                 "that grid; grid_*_iou: the GON's sign IoU on the same grid, pca_margin_*_iou: the GON's lead there",
     })
     paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     return paths, metrics
