@@ -60,6 +60,16 @@ def test_pca_is_the_best_rank_k_code_in_psnr_terms():
     assert psnr(pca.reconstruct(X), X).mean() > psnr(rand, X).mean()
 
 
+@pytest.mark.parametrize("method", ["gram", "covariance", "auto"])
+def test_pca_with_k_beyond_the_rank_still_projects(method):
+    """k = N signals span only N - 1 centred directions: the fit stays finite and reconstructs
+    the training signals exactly."""
+    X = torch.randn(4, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    pca = PCA(4, method=method).fit(X)
+    assert bool(torch.isfinite(pca.components).all())
+    torch.testing.assert_close(pca.reconstruct(X), X, rtol=0, atol=1e-9)
+
+
 def test_pca_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         PCA(0)

@@ -41,7 +41,8 @@ class PCA:
 
     Attributes:
         mean: ``(D,)`` the training mean.
-        components: ``(k, D)`` orthonormal principal directions, by decreasing variance.
+        components: ``(k, D)`` orthonormal principal directions, by decreasing variance (a
+            direction without variance — ``k`` beyond the centred data's rank — is zero).
         explained_variance: ``(k,)`` the variance along each direction.
     """
 
@@ -90,7 +91,9 @@ class PCA:
         elif method == "gram":
             xc = X.double() - mean
             evals, U = _top_eigh(xc @ xc.T, self.k)                      # (k,), (N, k)
+            live = evals > evals[0] * 1e-12                                # k may exceed the rank N - 1
             V = (U.T @ xc) / evals.clamp_min(1e-300).sqrt().unsqueeze(1)  # (k, D): u_i^T X / s_i
+            V = V * live.unsqueeze(1)                                    # no variance: a zero component
         else:
             xc = X - mean.to(X.dtype)
             q = min(self.k + 10, N, D)
