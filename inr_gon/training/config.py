@@ -290,7 +290,7 @@ class SirenConfig(Config):
                                         "layer only", group="model")
     gauss_newton: float | None = option(None, "damping of Gauss-Newton latent steps, z = -(damping I + H)^-1 grad "
                                               "(H: the inner loss's Gauss-Newton curvature in z; 0: the paper's plain "
-                                              "gradient step; the SDF task: 1)", check=nonneg, group="model")
+                                              "gradient step; the SDF task: 1; the image task on CPU: 0.01)", check=nonneg, group="model")
 
     DEFAULTS = dict(latent=32, w0_first=30.0, latent_shifts=False, gauss_newton=0.0)
     # runs saved before 0.3 had neither option: no shifts, the latent at the first layer's frequency; runs saved

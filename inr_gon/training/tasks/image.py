@@ -86,13 +86,14 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                             group="output")
 
     TASK = "image"
-    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by
-    # measurement for a run of a few minutes on 2 cores (README, "Main job").
+    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by measurement for
+    # a run of a few minutes on 2 cores, by the margin over PCA at the same latent size (README, "Main job"):
+    # latent 64 shifting every layer, one Gauss-Newton latent step of damping 0.01.
     CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
                          steps=20_000, eval_every=1000, checkpoint_every=1000)
     CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=32, lr=5e-4, lr_schedule="cosine", schedule_by="time",
                         outer_fraction=0.25, steps=20_000, seconds=250.0, eval_every=1000, checkpoint_every=500,
-                        latent=128, latent_shifts=True, w0_latent=30.0, amp="auto")
+                        latent=64, latent_shifts=True, w0_latent=30.0, gauss_newton=0.01, amp="auto")
     # the first layer's frequency sets the finest detail per pixel: 90 was measured on the 28²
     # digits and garments (sharp strokes, +0.4-0.6 dB); elsewhere (untested data, e.g. smooth
     # or larger images) the paper's 30 stays the default
