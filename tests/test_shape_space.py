@@ -313,11 +313,14 @@ def test_procedural_default_mixes_a_bank_in_and_other_sources_do_not():
 
 
 def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_the_plain_step():
-    """The SDF task's model takes a Gauss–Newton step of damping 1 (and encodes with it); the image
-    task and runs saved before the option existed take the paper's plain gradient step."""
+    """The SDF task's model takes a Gauss–Newton step of damping 1 (and encodes with it), the image
+    task's on CPU one of damping 0.01; the image task on CUDA and runs saved before the option
+    existed take the paper's plain gradient step."""
     from inr_gon.training import ImageConfig
-    cpu = torch.device("cpu")
-    assert SdfConfig().resolved(cpu).gauss_newton == 1.0 and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0
+    cpu, cuda = torch.device("cpu"), type("D", (), {"type": "cuda"})()
+    assert SdfConfig().resolved(cpu).gauss_newton == 1.0 and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0.01
+    assert ImageConfig(dataset="mnist").resolved(cuda).gauss_newton == 0
+    assert ImageConfig.from_dict(ImageConfig.fill_absent({"latent": 8})).resolved(cpu).gauss_newton == 0
     assert SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8})).resolved(cpu).gauss_newton == 0
     assert AutoDecoderConfig().resolved(cpu).gauss_newton == 0
     gn, plain = trainer(steps=0), trainer(steps=0, gauss_newton=0.0)
