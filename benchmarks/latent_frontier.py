@@ -72,6 +72,10 @@ def ints(text: str) -> list[int]:
     return out
 
 
+def fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def words(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -373,8 +377,8 @@ def main(argv=None) -> int:
                               "date": time.strftime("%Y-%m-%d")}
                 save(results, path)
                 shown = (f"PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f}" if a.task == "image"
-                         else f"train / unseen IoU on the 32³ grid {row.get('train_grid_iou')} / "
-                              f"{row.get('unseen_grid_iou')}")
+                         else f"train / unseen IoU on the 32³ grid {fmt(row.get('train_grid_iou'))} / "
+                              f"{fmt(row.get('unseen_grid_iou'))}")
                 print(f"{key}: {shown} ({cells[key]['wall_seconds']:.0f} s)", flush=True)
     out = plot(results, Path(a.plot) if a.plot else path.with_name("frontier.png"))
     print(f"wrote {path} and {out}")

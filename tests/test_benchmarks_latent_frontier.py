@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import load_benchmark
 
 METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
@@ -31,3 +33,21 @@ def test_quick_frontier_writes_every_cell_and_the_plot_and_resumes(tmp_path, cap
     after = json.loads(out.read_text())["cells"]
     assert after["mnist/4/gon"] == before["mnist/4/gon"] and (tmp_path / "p.png").is_file()
     assert after["mnist/4/pca"]["test_psnr"] == before["mnist/4/pca"]["test_psnr"]     # deterministic
+
+
+def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
+    bench = load_benchmark("latent_frontier")
+    out = tmp_path / "s.json"
+    assert bench.main(["--task", "sdf", "--quick", "--ks", "4", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["task"] == "sdf"
+    assert set(res["cells"]) == {f"procedural/4/{m}" for m in ("pca", "gon", "gon_gn", "autodecoder")}
+    for key, c in res["cells"].items():
+        assert 0 <= c["train_grid_iou"] <= 1 and 0 <= c["unseen_grid_iou"] <= 1, key
+    for m in ("gon", "gon_gn", "autodecoder"):
+        c = res["cells"][f"procedural/4/{m}"]
+        assert c["unseen_encode_seconds"] >= 0 and c["steps"] >= 1 and "unseen_chamfer" in c
+    # an image run may not write into a shape frontier
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--ks", "4", "--json", str(out)])
+    assert (tmp_path / "frontier.png").is_file()
