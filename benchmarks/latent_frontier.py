@@ -267,11 +267,11 @@ def plot(results: dict, path: Path) -> Path:
     ylabel = "test PSNR (dB)" if results["task"] == "image" else "unseen IoU (32³ grid)"
     fig, axes = plt.subplots(1, len(sets) + 1, figsize=(5 * (len(sets) + 1), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
-        for method in LABELS:
+        for method, label in LABELS.items():
             pts = sorted((c["k"], c[metric]) for c in cells.values()
                          if c["dataset"] == name and c["method"] == method and c.get(metric) is not None)
             if pts:
-                ax.plot(*zip(*pts), "o-" if method != "pca" else "s--", label=LABELS[method])
+                ax.plot(*zip(*pts), "o-" if method != "pca" else "s--", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("latent size k")
         ax.set_ylabel(ylabel)
@@ -280,14 +280,14 @@ def plot(results: dict, path: Path) -> Path:
         ax.legend(fontsize=7)
     ax = axes[0][-1]
     enc = "encode_seconds" if results["task"] == "image" else "unseen_encode_seconds"
-    for method in LABELS:
+    for method, label in LABELS.items():
         pts = [(c[enc], c[metric]) for c in cells.values() if c["method"] == method and c.get(enc)
                and c.get(metric) is not None]
         for c in cells.values():
             if c["method"] == method and c.get("by_test_steps"):
                 pts += [(v["encode_seconds"], v["test_psnr"]) for v in c["by_test_steps"].values()]
         if pts:
-            ax.scatter(*zip(*pts), label=LABELS[method], s=14)
+            ax.scatter(*zip(*pts), label=label, s=14)
     ax.set_xscale("log")
     ax.set_xlabel("seconds to encode the test set" if results["task"] == "image" else "seconds to encode the unseen shapes")
     ax.set_ylabel(ylabel)

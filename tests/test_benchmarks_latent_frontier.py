@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import load_benchmark
 
 METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
