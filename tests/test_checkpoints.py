@@ -127,7 +127,7 @@ def _resumes_like_a_new_run(old, new_out, make_config, **data):
 
 def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     kw = dict(batch_size=8, hidden=8, layers=1, latent=2, eval_every=100, checkpoint_every=4, seconds=0.0,
-              lr=None, lr_schedule=None, w0_first=30.0, latent_shifts=False)     # the 0.1 run's model
+              lr=None, lr_schedule=None, w0_first=30.0, latent_shifts=False, gauss_newton=0.0)   # the 0.1 run's model
 
     def image(out, steps):
         return tiny_config(out, **kw, steps=steps)
