@@ -337,7 +337,7 @@ class ImageTask(ImageDataTask):
         is the figure a GON has to beat; ``pca_margin_psnr`` is the GON's lead (negative: behind)."""
         test, k = self.test_images, self.cfg.latent
         n_train = int(self.train_images.shape[0])
-        if not test.shape[0] or k > min(n_train, self.train_images[0].numel()):
+        if not test.shape[0] or n_train < 2 or k > min(n_train, self.train_images[0].numel()):
             return {"pca_test_psnr": None, "pca_test_ssim": None, "pca_margin_psnr": None, "pca_margin_ssim": None,
                     "pca_seconds": 0.0, "below_linear_baseline": None}
         t0 = time.perf_counter()
