@@ -50,7 +50,7 @@ from inr_gon.core.coords import grid, image_to_points, points_to_image
 from inr_gon.data import load_mnist
 from inr_gon.eval.image import psnr, ssim
 from inr_gon.eval.pca import PCA
-from inr_gon.training import Trainer
+from inr_gon.training import ImageConfig, Trainer
 from inr_gon.training.checkpoint import atomic_write_bytes
 from inr_gon.training.tasks import TASKS
 from inr_gon.training.tasks.image import load_dataset
