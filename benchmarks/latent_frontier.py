@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import fnmatch
 import json
-import math
 import shlex
 import sys
 import time
@@ -54,6 +53,7 @@ from inr_gon.training import ImageConfig, Trainer
 from inr_gon.training.checkpoint import atomic_write_bytes
 from inr_gon.training.tasks import TASKS
 from inr_gon.training.tasks.image import load_dataset
+from inr_gon.training.trainer import learning_rate
 
 IMAGE_METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
 SDF_METHODS = ("pca", "gon", "gon_gn", "autodecoder")
@@ -109,9 +109,10 @@ def pca_cell(ds, k: int, a) -> dict:
     return {**scores(pca.decode(z).view_as(test), test), "train_seconds": round(fit, 2), "encode_seconds": round(enc, 3)}
 
 
-def common_options(a, k: int) -> str:
+def common_options(a, k: int, *, image: bool = True) -> str:
+    """The options every trained image cell shares (``image``: the image task's own as well)."""
     return (f"--latent {k} --seconds {a.seconds:g} --steps 1000000 --schedule-by time --device {a.device} --quiet "
-            f"--eval-every 1000000 --snapshots '' --seed {a.seed} {a.common}")
+            f"--eval-every 1000000 --seed {a.seed}" + (f" --snapshots '' {a.common}" if image else ""))
 
 
 def gon_cell(ds, k: int, a, method: str) -> dict:
@@ -134,9 +135,7 @@ def autoencoder_cell(ds, k: int, a) -> dict:
     dec = (f"--hidden {r.hidden} --layers {r.layers} --w0-first {r.w0_first:g} --w0-latent {r.w0_latent:g} "
            f"--batch-size {r.batch_size} --lr {r.lr:g} --lr-schedule {r.lr_schedule}"
            + (" --latent-shifts" if r.latent_shifts else ""))
-    opts = (f"--latent {k} --seconds {a.seconds:g} --steps 1000000 --schedule-by time --device {a.device} --quiet "
-            f"--eval-every 1000000 --seed {a.seed} {dec}")
-    cfg = train_args("autoencoder", opts)
+    cfg = train_args("autoencoder", common_options(a, k, image=False) + " " + dec)
     t, info = fit_quietly(cfg, dataset=ds)
     test = t.task.test_images
     t0 = time.perf_counter()
@@ -176,9 +175,9 @@ def autodecoder_cell(ds, k: int, a) -> dict:
         loss.backward()
         opt.step()
         steps += 1
-        frac = min(1.0, (time.perf_counter() - t0) / a.seconds)            # the GON's cosine to lr/20
+        frac = (time.perf_counter() - t0) / a.seconds                       # the GON's cosine, by the clock
         for group, base in zip(opt.param_groups, (image.lr, a.ad_lr)):
-            group["lr"] = base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = learning_rate(steps, lr=base, steps=0, schedule=image.lr_schedule, progress=frac)
     train_seconds = time.perf_counter() - t0
     net.requires_grad_(False)
     z = torch.zeros(test.shape[0], k, device=dev, requires_grad=True)
