@@ -23,6 +23,7 @@ from ...eval.shape import (
     chamfer_distance,
     nearest_own_truth,
     normal_consistency,
+    sign_iou,
     volumetric_iou,
 )
 from ...geometry.mesh import extract_mesh
@@ -381,9 +382,7 @@ class SdfTask(Task):
         for j, i in enumerate(index):
             pred = self.sdf_of(z[j])(self.points[i])
             true = self.sdf[i]
-            inside_p, inside_t = pred < 0, true < 0
-            union = int((inside_p | inside_t).sum())
-            ious.append(1.0 if union == 0 else int((inside_p & inside_t).sum()) / union)
+            ious.append(float(sign_iou(pred, true)))
             near = true.abs() < self.cfg.delta
             errs.append(float((pred - true)[near].abs().mean()) if bool(near.any()) else float("nan"))
         return {"sign_iou": float(np.mean(ious)), "near_l1": float(np.nanmean(errs)) if any(
@@ -410,11 +409,7 @@ class SdfTask(Task):
         preds = [[self.sdf_of(z[a])(self.points[j]) for j in index] for a in range(n)]   # [a][b]: F_a on pool_b
         truth = [self.sdf[j] for j in index]
         cross = [bool((preds[a][a] < 0).any() and (preds[a][a] > 0).any()) for a in range(n)]
-
-        def iou(p, t):
-            union = int(((p < 0) | (t < 0)).sum())
-            return 1.0 if union == 0 else int(((p < 0) & (t < 0)).sum()) / union
-        m = [[iou(preds[a][b], truth[b]) for b in range(n)] for a in range(n)]
+        m = [[float(sign_iou(preds[a][b], truth[b])) for b in range(n)] for a in range(n)]
         identified = [all(m[a][a] > m[a][b] for b in range(n) if b != a) for a in range(n)] if n > 1 else [True]
         spread = float(np.mean([float(t.std()) for t in truth])) or 1.0
         moves = [float((preds[a][b] - preds[b][b]).abs().mean()) for a in range(n) for b in range(n) if a != b]
@@ -537,10 +532,7 @@ class SdfTask(Task):
         elif gt_mesh is not None:
             iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
         else:       # DeepSDF: agreement of inside/outside on the shape's own samples
-            s_pred = f(self.points[i]) < 0
-            s_true = self.sdf[i] < 0
-            union = int((s_pred | s_true).sum())
-            iou = 1.0 if union == 0 else int((s_pred & s_true).sum()) / union
+            iou = float(sign_iou(f(self.points[i]), self.sdf[i]))
         out = {"name": self.shapes.names[i], "mesh": mesh, "truth": gt, "chamfer": ch, "normal_consistency": nc,
                "iou": iou, "grid_iou": gon_grid_iou(self, i, f)}
         norm = self.shapes.normalization[i] if self.shapes.normalization else None
