@@ -1,6 +1,6 @@
 """GPU benchmark: GON step throughput, time to a test PSNR on MNIST, render/mesh throughput.
 
-    python benchmarks/gpu.py                      # on a GPU: about 8 minutes in all
+    python benchmarks/gpu.py                      # on a GPU: time limits total ~8 minutes
     python benchmarks/gpu.py --quick              # tiny sizes (runs on CPU in seconds; for tests)
     python benchmarks/gpu.py --json results.json  # also write the rows as JSON
 
@@ -22,8 +22,8 @@ and the next section runs):
    dense ``inr_gon.extract_mesh`` at 256³ on a network SDF (a sphere plus a random 3-D
    ``LatentSiren``), marching cubes included.
 
-``--compile`` adds a ``torch.compile`` row to the step section (its compile time is reported
-separately; on 2 CPU cores it took minutes).
+``--compile`` adds a ``torch.compile`` row to the step section (its compile time, which can be
+long, is reported separately).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Claims and what is measured (test = the 10,000 MNIST test images unless the embe
     nats per image and bits per dimension (BCE on continuous [0, 1] targets: the paper's
     BCE-based bound, not a discrete log-likelihood), and samples from the prior.
 
-``--quick`` runs everything on CPU in about 10-15 minutes on 2 cores; the step counts are far
+``--quick`` runs everything on a CPU with short step counts; they are far
 below the paper's (which trains for many epochs), so the figures show the trends, not the
 paper's final numbers. Without ``--quick`` every step count is multiplied by ``--scale``
 (default 20) — use a GPU; ``--scale 0.05`` makes a seconds-long smoke run.
@@ -169,8 +169,9 @@ def linear_pixel_accuracy(ds, a) -> float:
 def claim_d(ds, a):
     res = {"linear_pixel_accuracy": linear_pixel_accuracy(ds, a)}
     print(f"    linear softmax on the pixels: {res['linear_pixel_accuracy']:.4f}", flush=True)
-    # solely a classifier (and with two latent steps): the recipe measured for it (lr, inner scale,
-    # cosine schedule); jointly: the reconstruction GON's settings, whose inner scale the decoder needs
+    # solely a classifier (and with two latent steps): its own recipe (lr, inner scale, cosine
+    # schedule; evidence: the README's "The paper's claims"); jointly: the reconstruction GON's
+    # settings, whose inner scale the decoder needs
     recipe = dict(lr=a.lr_cls, inner_scale=a.inner_scale_cls)
     runs = (("classifier", a.steps_cls, 1, recipe, a.lr_schedule_cls),
             ("joint", a.steps_joint, 1, dict(lr=a.lr, inner_scale=a.inner_scale), "constant"),

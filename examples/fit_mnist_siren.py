@@ -1,6 +1,6 @@
 """Fit an implicit GON (SIREN over pixel coordinates) to MNIST, end to end.
 
-    python examples/fit_mnist_siren.py                      # CPU: ~4 min; CUDA: the paper's model
+    python examples/fit_mnist_siren.py                      # CPU: time budget; CUDA: paper's model
     python examples/fit_mnist_siren.py --dataset fashion    # Fashion-MNIST
     python examples/fit_mnist_siren.py --help               # every option
 

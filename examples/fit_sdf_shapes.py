@@ -1,6 +1,6 @@
 """Fit an implicit GON over signed distance fields (SDF shapes), end to end.
 
-    python examples/fit_sdf_shapes.py                     # procedural shapes, offline, about 8 minutes on 2 CPU cores
+    python examples/fit_sdf_shapes.py                     # procedural shapes, offline
     python examples/fit_sdf_shapes.py --meshes DIR        # a folder of meshes (normalised, sampled, cached)
     python examples/fit_sdf_shapes.py --deepsdf DIR       # DeepSDF SdfSamples
     python examples/fit_sdf_shapes.py --help              # every option

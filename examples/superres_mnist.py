@@ -6,7 +6,7 @@ MNIST test set, each 14² input is encoded with one gradient step and rendered a
 the PSNR is compared with classical upsampling of the same 14² input (bicubic, bilinear,
 nearest; ``align_corners=False``, clamped to [0, 1]).
 
-    python examples/superres_mnist.py                       # CPU: a few minutes
+    python examples/superres_mnist.py                       # CPU: the CPU defaults
     python examples/superres_mnist.py --device cuda --steps 20000 --hidden 256 --layers 4
     python examples/superres_mnist.py --help
 

@@ -43,10 +43,25 @@ from .eval.shape import chamfer_distance, normal_consistency, volumetric_iou
 from .variants import modality
 from . import _compat
 
-__version__ = "0.2.0"
+from importlib.metadata import PackageNotFoundError as _NotInstalled, version as _version
+
+try:    # pyproject.toml is the version's one source, read here through the installed metadata
+    __version__ = _version("inr_gon")
+except _NotInstalled:       # a source checkout that is not installed
+    __version__ = "0+unknown"
+
+
+
+def load(path, *, device="auto"):
+    """A trained run from its checkpoint (or run folder): ``run.model``, ``run.config``,
+    ``run.task_name``, ``run.state`` (:class:`inr_gon.training.run.LoadedRun`; safe loading, a
+    one-line error for a bad file)."""
+    from .training.run import load_run
+    return load_run(path, device=device)
+
 
 __all__ = [
-    "LatentSiren", "Siren", "SineLayer",
+    "load", "LatentSiren", "Siren", "SineLayer",
     "grid", "image_to_points", "points_to_image", "random_subset", "jittered_grid",
     "uniform_points", "interpolate",
     "GridIntegrator", "MonteCarloIntegrator", "StratifiedIntegrator", "ContinuousIntegrator", "integrate",

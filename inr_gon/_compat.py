@@ -1,6 +1,6 @@
-"""Module paths of inr_gon 0.1 (a flat package) kept importable: ``import inr_gon.siren`` is
-:mod:`inr_gon.nn.siren`, with a ``DeprecationWarning`` naming the new path. The 0.1 trainers
-(``inr_gon.train``, ``inr_gon.sdf_train``) are gone: see :mod:`inr_gon.training`."""
+"""Deprecated flat module paths (``inr_gon.<module>``) kept importable: ``import inr_gon.siren`` is
+:mod:`inr_gon.nn.siren`, with a ``DeprecationWarning`` naming the new path. ``inr_gon.train`` and
+``inr_gon.sdf_train`` have no alias: training is :mod:`inr_gon.training`."""
 
 from __future__ import annotations
 

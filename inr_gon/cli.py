@@ -12,7 +12,6 @@ missing/corrupt data or checkpoints, an occupied output folder, a non-finite los
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import sys
@@ -106,73 +105,68 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load(args):
-    from .training.tasks.image import load_trained
-    from .training.trainer import select_device
-    device = select_device(args.device)
-    model, state = load_trained(args.checkpoint, device=device)
-    return model, state, device
+def _load(args, command: str):
+    from .training.run import load_run
+    run = load_run(args.checkpoint, device=args.device)
+    run.require(command)
+    return run
 
 
-def _dataset_for(state, args):
-    from .training.tasks.image import ImageConfig, load_dataset
-    cfg = ImageConfig.from_dict(state["config"])
-    if getattr(args, "data_dir", None):
-        cfg.data_dir = args.data_dir
-    return load_dataset(cfg)
+def _dataset_for(run, args):
+    return run.trainer(data_dir=getattr(args, "data_dir", None)).task.dataset
 
 
-def _encode(model, state, images):
+def _encode(run, images):
     from .training.tasks.image import encode_images
-    return encode_images(model, images, loss=state["config"]["loss"], inner_scale=state["config"]["inner_scale"])
+    return encode_images(run.model, images, loss=run.config.inner_loss, inner_weight=run.config.inner_weight)
 
 
-def _decode(model, state, z, resolution, chunk):
+def _decode(run, z, resolution, chunk):
     from .training.tasks.image import decode_latents
-    return decode_latents(model, z, resolution, loss=state["config"]["loss"], chunk_size=chunk)
+    return decode_latents(run.model, z, resolution, loss=run.config.outer_loss, chunk_size=chunk)
 
 
-def _read_images(files, state, device):
+def _read_images(files, run):
     from .data.images import read_image
     import torch.nn.functional as F
-    C, H, W = state["dataset"]["image_shape"]
+    C, H, W = run.state["dataset"]["image_shape"]
     imgs = []
     for f in files:
         a = torch.from_numpy(read_image(f, channels=C)).float()
         a = a.permute(2, 0, 1) if a.dim() == 3 else a[None]
         imgs.append(F.interpolate(a[None], size=(H, W), mode="area")[0] if a.shape[1:] != (H, W) else a)
-    return torch.stack(imgs).to(device)
+    return torch.stack(imgs).to(run.device)
 
 
 def cmd_render(args) -> int:
     from .core.sampling import GaussianLatentSampler, slerp_path
     from .viz import save_gif, save_grid
-    model, state, device = _load(args)
+    run = _load(args, "render")
     res = args.resolution
     out = Path(args.out)
     modes = sum(x is not None and x is not False for x in (args.images, args.sample, args.slerp))
     if modes != 1:
         raise ValueError("give exactly one of --images, --sample or --slerp")
     if args.images:
-        z = _encode(model, state, _read_images(args.images, state, device))
+        z = _encode(run, _read_images(args.images, run))
     elif args.sample is not None:
-        stats = state.get("latent_stats")
+        stats = run.state.get("latent_stats")
         if stats is not None:
             sampler = GaussianLatentSampler.from_moments(stats["mean"], stats["cov"])
         else:
-            ds = _dataset_for(state, args)
-            sampler = GaussianLatentSampler(_encode(model, state, ds.train_images[:5000].to(device)))
-        z = sampler.sample(args.sample, generator=torch.Generator().manual_seed(args.seed)).to(device)
+            ds = _dataset_for(run, args)
+            sampler = GaussianLatentSampler(_encode(run, ds.train_images[:5000].to(run.device)))
+        z = sampler.sample(args.sample, generator=torch.Generator().manual_seed(args.seed)).to(run.device)
     else:
         a, b = args.slerp
         if a.isdigit() and b.isdigit():
-            ds = _dataset_for(state, args)
-            pair = ds.test_images[[int(a), int(b)]].to(device)
+            ds = _dataset_for(run, args)
+            pair = ds.test_images[[int(a), int(b)]].to(run.device)
         else:
-            pair = _read_images([a, b], state, device)
-        za, zb = _encode(model, state, pair)
+            pair = _read_images([a, b], run)
+        za, zb = _encode(run, pair)
         z = slerp_path(za, zb, args.frames)
-    imgs = _decode(model, state, z, res, args.chunk_size)
+    imgs = _decode(run, z, res, args.chunk_size)
     if out.suffix.lower() == ".gif":
         save_gif(imgs, out)                 # one frame per image
     else:
@@ -182,34 +176,36 @@ def cmd_render(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """Test metrics of any run's checkpoint: images (PSNR/SSIM of one-step reconstructions),
+    shapes (field and mesh metrics), the other tasks (their final evaluation)."""
     from .eval.image import psnr, ssim
-    from .training.checkpoint import load_checkpoint
-    if load_checkpoint(args.checkpoint).get("kind") == "inr_gon.sdf_gon":
-        return _eval_sdf(args)
-    model, state, device = _load(args)
-    ds = _dataset_for(state, args)
-    x = ds.test_images[:args.num].to(device)
+    from .training.tasks.image import ImageTask
+    from .training.tasks.shapes import ShapeTask
+    run = _load(args, "eval")
+    if issubclass(run.task_class, ShapeTask):
+        return _eval_shapes(run)
+    if not issubclass(run.task_class, ImageTask):
+        t = run.trainer(data_dir=args.data_dir)
+        res = {"task": run.task_name, "step": run.step, **t.task.final_metrics(t)}
+        print(json.dumps(res, indent=2, default=str))
+        return 0
+    ds = _dataset_for(run, args)
+    x = ds.test_images[:args.num].to(run.device)
     if x.shape[0] == 0:
         raise ValueError("the data set has no test images")
-    rec = _decode(model, state, _encode(model, state, x), tuple(x.shape[2:]), args.chunk_size)
+    rec = _decode(run, _encode(run, x), tuple(x.shape[2:]), args.chunk_size)
     res = {"test_psnr": float(psnr(rec, x).mean()), "test_ssim": float(ssim(rec, x).mean()),
-           "num_test": int(x.shape[0]), "dataset": ds.name, "step": state["step"]}
+           "num_test": int(x.shape[0]), "dataset": ds.name, "step": run.step}
     print(json.dumps(res, indent=2))
     return 0
 
 
-def _eval_sdf(args) -> int:
-    """Field and mesh metrics of an SDF checkpoint on its training and unseen shapes."""
-    from .training.tasks.sdf import SdfConfig, load_sdf_trained
-    from .training.trainer import Trainer
-    model, state = load_sdf_trained(args.checkpoint)
-    cfg = SdfConfig.from_dict(state["config"])
-    cfg.out, cfg.device, cfg.threads = None, args.device, None
-    t = Trainer(cfg, quiet=True)
-    t.model.load_state_dict(state["model"])
-    t.model.eval()
-    task = t.task
-    res = {"step": state["step"], **task.evaluate(t)}
+def _eval_shapes(run) -> int:
+    """Field and mesh metrics of a shape checkpoint (SDF GON or auto-decoder) on its training and
+    unseen shapes."""
+    t = run.trainer()
+    task, cfg = t.task, run.config
+    res = {"task": run.task_name, "step": run.step, **task.evaluate(t)}
     for split, idx in (("train", task.shapes.train_index), ("unseen", task.shapes.unseen_index)):
         if idx:
             m = task.evaluate_shapes(idx[:cfg.eval_shapes])
@@ -237,29 +233,18 @@ def cmd_mesh(args) -> int:
     """Meshes from an SDF checkpoint: a training shape, a new mesh file, a slerp or samples."""
     from .core.sampling import GaussianLatentSampler, slerp_path
     from .geometry.mesh import extract_mesh
-    from .training.tasks.autodecoder import load_shape_model
     from .training.tasks.sdf import encode_samples
-    from .training.trainer import Trainer, select_device
     from .viz import save_mesh_grid
-    device = select_device(args.device)
-    model, cfg, state = load_shape_model(args.checkpoint, device=device)
+    run = _load(args, "mesh")
+    model, cfg, state, device = run.model, run.config, run.state, run.device
     modes = sum(x is not None for x in (args.shape, args.mesh, args.slerp, args.sample))
     if modes != 1:
         raise ValueError("give exactly one of --shape, --mesh, --slerp or --sample")
     out = Path(args.out)
     if out.suffix.lower() not in (".ply", ".obj", ".glb", ".stl", ".off"):
         raise ValueError(f"--out must end in .ply, .obj, .glb, .stl or .off, got {out.name!r}")
-    task = None
-
-    def shapes_task():
-        nonlocal task
-        if task is None:       # the checkpoint's shape set, rebuilt from its config
-            c = dataclasses.replace(cfg, out=None, device=str(device), threads=None)
-            t = Trainer(c, quiet=True)
-            t.model.load_state_dict(model.state_dict())
-            t.model.eval()
-            task = t.task
-        return task
+    def shapes_task():         # the checkpoint's shape set, rebuilt from its config
+        return run.trainer().task
 
     def latent_of(ref: str):
         if ref.isdigit():
@@ -317,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parsers(sub)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train'")
+    common.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train' (or its run folder: the newest checkpoint there)")
     common.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
     common.add_argument("--chunk-size", type=_positive_int, default=2 ** 16,
@@ -336,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render)
     e = sub.add_parser("eval", parents=[common], help="print test metrics of a checkpoint",
                        description="Image checkpoints: encode the test set in one gradient step each and print "
-                                   "PSNR/SSIM. SDF checkpoints: field and mesh metrics of training and unseen shapes.")
+                                   "PSNR/SSIM. Shape checkpoints (SDF GON, auto-decoder): field and mesh metrics of "
+                                   "training and unseen shapes. Other tasks: their final evaluation.")
     e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
     e.set_defaults(func=cmd_eval)
     m = sub.add_parser("mesh", help="meshes from an SDF checkpoint (a shape, a new mesh, a slerp, samples)",

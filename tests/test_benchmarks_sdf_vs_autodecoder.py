@@ -8,7 +8,7 @@ import pytest
 from conftest import load_benchmark
 
 TINY = ("--num-shapes 4 --num-unseen 2 --eval-shapes 2 --pool 256 --points 64 --hidden 16 --latent 4 "
-        "--batch-size 2 --resolution 12 --slerp-frames 2 --amp off")
+        "--batch-size 2 --mesh-resolution 12 --slerp-frames 2 --amp off")
 
 
 def test_both_methods_and_the_encode_sweep(tmp_path, capsys):

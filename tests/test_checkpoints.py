@@ -139,7 +139,7 @@ def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     kw = dict(num_shapes=4, num_unseen=1, pool=128, points=32, batch_size=2, hidden=8, layers=1, latent=2,
               checkpoint_every=4, device="cpu", eval_every=100,
               # the options of the 0.1 run (its defaults then)
-              loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
+              outer_loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
               schedule_by="steps", w0_first=30.0, fresh_shapes=0.0, amp="off", gauss_newton=0.0)
 
     def sdf(out, steps):

@@ -81,7 +81,7 @@ def cli_cases(e) -> dict[str, tuple[list, bool, str]]:
         # impossible options (argparse-level validation)
         "negative_steps": (_train(e, "--steps", -5), True, "must be >= 0"),
         "zero_batch": (_train(e, "--batch-size", 0), True, "must be >= 1"),
-        "resolution_0": (_train(e, "--resolution", 0), True, "must be >= 1"),
+        "image_size_0": (_train(e, "--image-size", 0), True, "must be >= 1"),
         "mc_fraction_0": (_train(e, "--outer-fraction", 0), True, r"\(0, 1\]"),
         "mc_fraction_1.5": (_train(e, "--outer-fraction", 1.5), True, r"\(0, 1\]"),
         "lr_nan": (_train(e, "--lr", "nan"), True, "must be > 0"),

@@ -380,7 +380,7 @@ def test_torchrun_runs_the_sdf_example_data_parallel(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "examples/fit_sdf_shapes.py"),
            "--num-shapes", "6", "--num-unseen", "2", "--pool", "256", "--points", "64", "--steps", "4",
-           "--batch-size", "4", "--hidden", "16", "--layers", "2", "--latent", "4", "--resolution", "16",
+           "--batch-size", "4", "--hidden", "16", "--layers", "2", "--latent", "4", "--mesh-resolution", "16",
            "--eval-shapes", "2", "--device", "cpu", "--out", str(out), "--quiet"]
     # faulthandler: a rank that aborts prints where it was
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}

@@ -95,7 +95,7 @@ def test_fit_conversion_learns_a_tiny_superresolution_task():
     torch.manual_seed(0)
     model = ig.LatentSiren(2, 8, 1, 24, 2)
     before = float(((convert(model, lo, 16, inner_scale=0.25) - hi) ** 2).mean())
-    hist = fit_conversion(model, lo, hi, steps=40, batch_size=16, lr=1e-3, inner_scale=0.25, log_every=20,
+    hist = fit_conversion(model, lo, hi, steps=40, batch_size=16, lr=1e-3, inner_weight=0.25, log_every=20,
                           outer_fraction=0.5)
     after = float(((convert(model, lo, 16, inner_scale=0.25) - hi) ** 2).mean())
     assert hist["steps"] == 40 and hist["step"] == [20, 40] and len(hist["loss"]) == 2
@@ -108,7 +108,7 @@ def test_superres_example_writes_its_outputs(tmp_path):
     out = tmp_path / "sr"
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "superres_mnist.py"), "--steps", "3",
                         "--hidden", "8", "--layers", "1", "--latent", "4", "--batch-size", "8",
-                        "--test-images", "24", "--threads", "1", "--device", "cpu", "--out", str(out)],
+                        "--max-test-images", "24", "--threads", "1", "--device", "cpu", "--out", str(out)],
                        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (out / "superres_vs_bicubic.png").is_file()

@@ -148,7 +148,7 @@ def test_the_fit_set_is_the_shapes_the_run_trained_on():
 def test_a_run_behind_its_baseline_says_so(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "sdf", "--num-shapes", "6", "--num-unseen", "2", "--pool", "256", "--points", "64",
-            "--hidden", "8", "--layers", "1", "--latent", "4", "--steps", "1", "--resolution", "16",
+            "--hidden", "8", "--layers", "1", "--latent", "4", "--steps", "1", "--mesh-resolution", "16",
             "--eval-shapes", "3", "--device", "cpu", "--quiet", "--lr", "1e-9", "--fresh-shapes", "0",
             "--out", str(out)]
     assert main(args) == 0                     # behind its baseline is not an error

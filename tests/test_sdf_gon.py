@@ -13,7 +13,7 @@ import inr_gon as ig
 from inr_gon.core.sdf import (eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points)
 from inr_gon.cli import sdf_main as main
 from inr_gon.training import SdfConfig, Trainer
-from inr_gon.training.tasks.sdf import load_sdf_trained
+from inr_gon.training.run import load_run
 from inr_gon.training.tasks.sdf_data import mesh_files
 
 LOSSES = {"clamped_l1": lambda p, s: (p.clamp(-0.1, 0.1) - s.clamp(-0.1, 0.1)).abs(),
@@ -176,7 +176,7 @@ def test_clear_errors():
 # end to end
 # ------------------------------------------------------------------------------------------------
 TINY = ["--hidden", "16", "--layers", "2", "--latent", "4", "--points", "128", "--pool", "512",
-        "--batch-size", "2", "--resolution", "24", "--eval-shapes", "1", "--device", "cpu", "--quiet"]
+        "--batch-size", "2", "--mesh-resolution", "24", "--eval-shapes", "1", "--device", "cpu", "--quiet"]
 
 
 def test_example_end_to_end_procedural(tmp_path, capsys):
@@ -200,8 +200,8 @@ def test_example_end_to_end_procedural(tmp_path, capsys):
     assert "holds another run" in capsys.readouterr().err
     assert main(argv[:-6] + ["--steps", "6", "--out", str(out), "--eikonal", "0.1", "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 6
-    model, state = load_sdf_trained(sorted(out.glob("ckpt_step*.pt"))[-1])
-    assert state["step"] == 6 and model.latent_dim == 4
+    run = load_run(sorted(out.glob("ckpt_step*.pt"))[-1])
+    assert run.step == 6 and run.task_name == "sdf" and run.model.latent_dim == 4
 
 
 def test_shared_inner_trains(tmp_path):

@@ -113,7 +113,7 @@ def test_collapse_check_is_quiet_on_a_field_that_is_each_shape():
 def test_a_collapsed_run_says_so_and_strict_makes_it_an_error(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "sdf", "--num-shapes", "4", "--num-unseen", "1", "--pool", "256", "--points", "64",
-            "--hidden", "8", "--layers", "1", "--latent", "2", "--steps", "1", "--resolution", "16",
+            "--hidden", "8", "--layers", "1", "--latent", "2", "--steps", "1", "--mesh-resolution", "16",
             "--eval-shapes", "3", "--device", "cpu", "--quiet", "--lr", "1e-9", "--out", str(out)]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -152,10 +152,10 @@ def test_autodecoder_task_trains_and_writes_outputs(tmp_path):
     # the linear baseline beside it, fitted on the training shapes (no new shapes for an auto-decoder)
     assert m["pca_num_train"] == 6 and m["pca_unseen_iou"] is not None and m["grid_unseen_iou"] is not None
     # the checkpoint rebuilds the model; a new shape is encoded by optimising a fresh code
-    from inr_gon.training.tasks.autodecoder import load_shape_model
     from inr_gon.training.tasks.sdf import encode_samples
-    model, c, state = load_shape_model(sorted(tmp_path.glob("ckpt_step*.pt"))[-1])
-    assert c.encode_iterations == 5 and torch.equal(model.codes.weight, t.model.codes.weight)
+    run = ig.load(tmp_path, device="cpu")        # the run folder: its newest checkpoint
+    model, c = run.model, run.config
+    assert run.task_name == "autodecoder" and c.encode_iterations == 5 and torch.equal(model.codes.weight, t.model.codes.weight)
     pts = torch.rand(1, 200, 3) * 2 - 1
     z = encode_samples(model, c, pts, ig.shapes.Sphere(0.0, 0.5)(pts[0])[None])
     assert z.shape == (1, 4) and bool(torch.isfinite(z).all())
@@ -173,8 +173,8 @@ def sdf_run(tmp_path_factory):
                            trimesh.creation.box((0.4, 1.0, 1.0))]):
         m.export(folder / f"m{k}.obj")
     args = ["train", "sdf", "--meshes", str(folder), "--pool", "1024", "--points", "256",
-            "--hidden", "32", "--layers", "2", "--latent", "8", "--steps", "60", "--loss", "l2", "--inner-weight",
-            "10", "--lr", "1e-3", "--resolution", "24", "--eval-shapes", "2", "--device", "cpu", "--quiet",
+            "--hidden", "32", "--layers", "2", "--latent", "8", "--steps", "60", "--outer-loss", "l2", "--inner-weight",
+            "10", "--lr", "1e-3", "--mesh-resolution", "24", "--eval-shapes", "2", "--device", "cpu", "--quiet",
             "--out", str(d / "run"), "--batch-size", "4"]
     assert main(args) == 0
     return d, sorted((d / "run").glob("ckpt_step*.pt"))[-1]
@@ -226,7 +226,7 @@ def test_mesh_folders_in_any_units_train_at_any_batch_size(tmp_path, scale, batc
     trimesh.creation.box(extents=(scale, 0.6 * scale, 0.8 * scale)).export(folder / "box.ply")
     out = tmp_path / "run"
     assert main(["train", "sdf", "--meshes", str(folder), "--steps", "3", "--batch-size", str(batch), "--pool", "512",
-                 "--points", "128", "--hidden", "16", "--layers", "2", "--latent", "4", "--resolution", "24",
+                 "--points", "128", "--hidden", "16", "--layers", "2", "--latent", "4", "--mesh-resolution", "24",
                  "--device", "cpu", "--quiet", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train"] == 1 and m["num_unseen"] == 1
@@ -322,7 +322,7 @@ def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_
     assert ImageConfig(dataset="mnist").resolved(cuda).gauss_newton == 0
     assert ImageConfig.from_dict(ImageConfig.fill_absent({"latent": 8})).resolved(cpu).gauss_newton == 0
     assert SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8})).resolved(cpu).gauss_newton == 0
-    assert AutoDecoderConfig().resolved(cpu).gauss_newton == 0
+    assert not hasattr(AutoDecoderConfig().resolved(cpu), "gauss_newton")      # codes are fitted, not a step
     gn, plain = trainer(steps=0), trainer(steps=0, gauss_newton=0.0)
     assert gn.model.gauss_newton == 1.0 and gn.model.config()["gauss_newton"] == 1.0 and plain.model.gauss_newton is None
     plain.model.load_state_dict(gn.model.state_dict())

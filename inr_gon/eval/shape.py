@@ -110,7 +110,7 @@ def mesh_contains(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
 
     Uses libigl's fast generalised winding number (``> 0.5`` is inside; robust to small holes and
     fast) when ``igl`` is installed, else ``mesh.contains`` (ray tests: correct for watertight
-    meshes but slow, about 1,000 points/s on a 1,280-face sphere).
+    meshes but far slower).
     """
     points = np.ascontiguousarray(points, dtype=np.float64)
     try:

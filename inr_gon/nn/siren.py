@@ -180,7 +180,8 @@ class LatentSiren(nn.Module):
                                     for _ in range(num_layers - 1))
         self.out = nn.Linear(hidden_dim, out_dim)
         siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
-        # the latent's gradient steps (created last: the network's initialisation is unchanged)
+        # the latent's gradient steps (created last, so the network's own initialisation does not
+        # depend on these options)
         self.latent_steps, self.step_size, self.learn_step_size = int(latent_steps), float(step_size), bool(learn_step_size)
         if self.learn_step_size:
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
@@ -198,7 +199,7 @@ class LatentSiren(nn.Module):
         cfg = dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
                    hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
                    w0_first=self.w0_first, out_activation=self.out_activation_spec)
-        # the options below only when set (configs of plain models stay as they were)
+        # the options below only when set, so a plain model's config holds the base keys alone
         if self.w0_latent != self.w0_first:
             cfg["w0_latent"] = self.w0_latent
         if self.latent_steps != 1:

@@ -1,19 +1,31 @@
 """One config system: typed dataclass fields with their help text, checks and command-line flags.
 
-A run's configuration is one flat ``@dataclass`` per task, composed by inheritance from the
-parts it shares (:class:`~inr_gon.training.trainer.TrainerConfig` for the loop,
-:class:`SirenConfig` for the network) and the task's own fields. Each field is declared once,
-with :func:`option`: its default, help text, check and (optionally) its flag. From that one
-declaration come
+A run's configuration is composed of parts, each of one concern, and a task's config declares
+the parts it takes by deriving from them (``PARTS`` lists them):
+
+* :class:`~inr_gon.training.trainer.TrainerConfig`: the loop (steps, learning rate, checkpoints);
+* a data part (images, shapes);
+* :class:`LatentConfig`: the latent's size;
+* a decoder: :class:`SirenConfig` (or a task's own, e.g. a convolutional decoder);
+* an encoder: :class:`GradientOriginConfig` (the latent is a gradient at the origin) or per-item
+  codes fitted by Adam (the auto-decoder's part);
+* the task's objective, evaluation and output fields.
+
+An option exists for a task only if the task takes the part that reads it, and
+:meth:`Config.inactive` names the options the run's other choices ignore (given one, the run fails with
+one line naming it).
+Each field is declared once, with :func:`option`: its default, help text, check and
+(optionally) its flag. From that one declaration come
 
 * :meth:`Config.validate` (a one-line ``ValueError`` naming the field and its value),
 * :meth:`Config.add_arguments` (argparse options, grouped; defaults shown in ``--help``),
-* :meth:`Config.to_dict` / :meth:`Config.from_dict` (``config.json`` and checkpoints).
+* :meth:`Config.to_dict` / :meth:`Config.from_dict` (``config.json`` and checkpoints; flat, one
+  key per field).
 
-Defaults that depend on the device (the paper's network on CUDA, a smaller one on CPU) are
-``None`` in the dataclass and filled by :meth:`Config.resolved` from the class's
-``DEFAULTS`` / ``CPU_DEFAULTS`` / ``CUDA_DEFAULTS`` tables, so a task states its defaults in
-one place and ``--help`` prints them per device.
+Defaults that depend on the run's scale (a few minutes on a CPU, the paper's network, a GPU)
+are ``None`` in the dataclass and filled by :meth:`Config.resolved` from a named
+:class:`Preset` (``--preset``; by default the device's), over the parts' ``DEFAULTS``.
+``config.json`` records the preset and every resolved value.
 """
 
 from __future__ import annotations
@@ -28,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-__all__ = ["Check", "option", "Config", "SirenConfig", "at_least", "positive", "nonneg", "fraction",
-           "one_of", "load_config_file"]
+__all__ = ["Check", "option", "Config", "Preset", "LatentConfig", "SirenConfig", "GradientOriginConfig", "at_least",
+           "positive", "nonneg", "fraction", "one_of", "load_config_file"]
 
 
 @dataclass(frozen=True)
@@ -89,24 +101,34 @@ def _base_type(hint):
     return hint, False
 
 
-class Config:
-    """Base of the run-configuration dataclasses (see the module docstring).
+@dataclass(frozen=True)
+class Preset:
+    """A named table of defaults (``inr-gon train TASK --preset NAME``) and the one line that
+    says what it is for (listed in ``--help``)."""
 
-    Class attributes a task's config may set:
+    about: str
+    values: dict
+
+
+class Config:
+    """Base of the run configurations and of the parts they are composed of (see the module docstring).
+
+    Class attributes a part or task config may set:
         TASK: the task's name (``inr-gon train TASK``).
-        DEFAULTS, CPU_DEFAULTS, CUDA_DEFAULTS: values for ``None`` fields; a class's tables
-            extend its bases' (device tables win over ``DEFAULTS``).
-        LEGACY: ``{old key: new key}`` for dictionaries written by earlier versions.
-        ABSENT: ``{field: value or callable(dict) -> value}``: what a field added later meant for a
-            run whose saved ``config.json`` predates it (:meth:`fill_absent`).
+        DEFAULTS: values for ``None`` fields; a class's table extends its bases'.
+        PRESETS: ``{name: Preset}``, named tables over ``DEFAULTS`` (a task's extend its bases'
+            tables of the same name); DEVICE_PRESETS: the preset a run on each device type takes
+            when none is given (``"cpu"``, ``"cuda"``).
+        ABSENT: ``{field: value or callable(dict) -> value}``: what a field meant for a run whose
+            saved ``config.json`` lacks it (:meth:`fill_absent`).
+    Renamed fields of earlier versions are mapped in :mod:`inr_gon.training.compat`.
     """
 
     TASK: ClassVar[str] = ""
     task_class: ClassVar[type | None] = None      # the task this config configures (set by the task's module)
     DEFAULTS: ClassVar[dict] = {}
-    CPU_DEFAULTS: ClassVar[dict] = {}
-    CUDA_DEFAULTS: ClassVar[dict] = {}
-    LEGACY: ClassVar[dict] = {}
+    PRESETS: ClassVar[dict] = {}
+    DEVICE_PRESETS: ClassVar[dict] = {}
     ABSENT: ClassVar[dict] = {}
 
     # -- checks -------------------------------------------------------------------------------------
@@ -114,32 +136,77 @@ class Config:
         """Cross-field checks: ``(field, ok, why)`` triples (subclasses extend)."""
         return []
 
+    def inactive(self) -> dict:
+        """``{field: why}``: the fields this run's other choices never read (e.g. the SIREN's
+        options with a convolutional decoder). They are not filled by :meth:`resolved` and a
+        value given for one is refused by :meth:`validate`. Subclasses extend."""
+        return {}
+
     def validate(self) -> None:
-        """Raise a one-line ``ValueError`` ("<field>=<value> <why>") for the first impossible value."""
+        """Raise a one-line ``ValueError`` ("<field>=<value> <why>") for the first impossible value
+        or ignored option."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             check = f.metadata.get("check")
             if v is not None and check is not None and not check(v):
                 raise ValueError(f"{f.name}={v!r} {check.why}")
+        presets = self.presets()
+        if getattr(self, "preset", None) is not None and self.preset not in presets:
+            raise ValueError(f"preset={self.preset!r} is not a preset of task {self.TASK!r} "
+                             f"({', '.join(presets) or 'it has none'})")
         for name, ok, why in self._checks():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {why}")
+        for name, why in self.inactive().items():
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}={getattr(self, name)!r} {why}")
 
-    # -- device defaults ------------------------------------------------------------------------------
+    # -- defaults and presets -------------------------------------------------------------------------
     @classmethod
-    def device_defaults(cls, device_type: str) -> dict:
-        """The values ``None`` fields take on ``device_type`` (``"cpu"``, ``"cuda"``, ...)."""
+    def _merged(cls, attr: str) -> dict:
         table: dict = {}
-        for klass in reversed(cls.__mro__):         # the base classes' tables, then the task's
-            table.update(vars(klass).get("DEFAULTS", {}))
+        for klass in reversed(cls.__mro__):         # the bases' tables, then the class's own
+            table.update(vars(klass).get(attr, {}))
+        return table
+
+    @classmethod
+    def presets(cls) -> dict:
+        """``{name: Preset}`` of this config (the values merged over its bases' presets of that name)."""
+        out: dict = {}
         for klass in reversed(cls.__mro__):
-            table.update(vars(klass).get("CUDA_DEFAULTS" if device_type == "cuda" else "CPU_DEFAULTS", {}))
+            for name, p in vars(klass).get("PRESETS", {}).items():
+                prev = out.get(name)
+                out[name] = Preset(p.about, {**(prev.values if prev else {}), **p.values})
+        return out
+
+    @classmethod
+    def default_preset(cls, device_type: str) -> str | None:
+        """The preset a run on ``device_type`` takes when none is given (``None``: no presets)."""
+        table = cls._merged("DEVICE_PRESETS")
+        return table.get("cuda" if device_type == "cuda" else "cpu")
+
+    @classmethod
+    def preset_defaults(cls, preset: str | None) -> dict:
+        """The values ``None`` fields take under ``preset`` (``DEFAULTS``, then the preset's table)."""
+        table = cls._merged("DEFAULTS")
+        if preset is not None:
+            table.update(cls.presets()[preset].values)
         return table
 
     def resolved(self, device) -> "Config":
-        """A validated copy with ``None`` fields filled from the device's defaults."""
-        table = self.device_defaults(getattr(device, "type", str(device)))
-        cfg = dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k) is None})
+        """A validated copy with the preset named (the device's when none was given) and ``None``
+        fields filled from it."""
+        preset = getattr(self, "preset", None)
+        if preset is None:
+            preset = self.default_preset(getattr(device, "type", str(device)))
+        if preset is not None and preset not in self.presets():
+            self.validate()                         # names the unknown preset
+        table = self.preset_defaults(preset)
+        for k in self.inactive():
+            table.pop(k, None)
+        if hasattr(self, "preset"):
+            table["preset"] = preset
+        cfg = dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k, v) is None})
         cfg.validate()
         return cfg
 
@@ -149,12 +216,12 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict, *, strict: bool = False):
-        """Rebuild from :meth:`to_dict`'s output (or an earlier version's, via ``LEGACY``).
+        """Rebuild from :meth:`to_dict`'s output (or an earlier version's, via :mod:`.compat`).
 
         Unknown keys are ignored (``strict=False``: a checkpoint from another version) or a
         one-line ``ValueError`` (``strict=True``: a config file a person wrote)."""
-        d = {cls.LEGACY.get(k, k): v for k, v in d.items() if k != "task"}
-        d = cls._upgrade(d)
+        from .compat import upgrade
+        d = upgrade(cls.TASK, {k: v for k, v in d.items() if k != "task"})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if strict and unknown:
@@ -165,16 +232,10 @@ class Config:
     def fill_absent(cls, d: dict) -> dict:
         """A run's saved dictionary with the fields it predates set to what that version did (so
         ``--resume`` and ``--config config.json`` rebuild the same model, not today's defaults)."""
-        table: dict = {}
-        for klass in reversed(cls.__mro__):
-            table.update(vars(klass).get("ABSENT", {}))
-        keys = {cls.LEGACY.get(k, k) for k in d}
+        from .compat import upgrade
+        table = cls._merged("ABSENT")
+        keys = set(upgrade(cls.TASK, dict(d)))
         return {**{k: (v(d) if callable(v) else v) for k, v in table.items() if k not in keys}, **d}
-
-    @classmethod
-    def _upgrade(cls, d: dict) -> dict:
-        """Map an earlier version's dictionary onto this one (subclasses extend)."""
-        return d
 
     # -- the command line -----------------------------------------------------------------------------------
     @classmethod
@@ -182,7 +243,7 @@ class Config:
         """One option per field (defaults suppressed, so :meth:`from_args` sees only what was given)."""
         hints = typing.get_type_hints(cls)
         groups: dict[str, argparse._ArgumentGroup] = {}
-        order = ("data", "model", "training", "output", "speed")
+        order = ("data", "model", "encoder", "training", "output", "speed")
         fields = sorted((f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)),
                         key=lambda f: order.index(f.metadata.get("group", "training"))
                         if f.metadata.get("group", "training") in order else len(order))
@@ -194,6 +255,9 @@ class Config:
             flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *m.get("aliases", ())]
             kind, optional = _base_type(hints[f.name])
             text = m.get("help", "") + cls._default_text(f)
+            choices = m.get("choices")
+            if f.name == "preset":
+                text, choices = cls._preset_help(), tuple(cls.presets())
             if kind is bool:
                 # a device-dependent switch (default None) can be set either way: --x / --no-x
                 action = ("store_false" if m.get("negate") else
@@ -201,23 +265,32 @@ class Config:
                 groups[g].add_argument(*flags, dest=f.name, action=action, default=argparse.SUPPRESS, help=text)
                 continue
             groups[g].add_argument(*flags, dest=f.name, type=_parser(kind, m.get("check"), optional),
-                                   choices=m.get("choices"), default=argparse.SUPPRESS, help=text,
+                                   choices=choices, default=argparse.SUPPRESS, help=text,
                                    metavar=m.get("metavar"))
 
     @classmethod
     def _default_text(cls, f) -> str:
         if f.metadata.get("negate"):
             return ""
-        cpu, cuda = cls.device_defaults("cpu").get(f.name), cls.device_defaults("cuda").get(f.name)
         if f.default is not None:
             d = f.default
-        elif cpu is not None and cpu != cuda:
-            return f" (default: {_fmt(cpu)} on CPU, {_fmt(cuda)} on CUDA)"
         else:
-            d = cpu
+            names = list(cls.presets())
+            per = {n: cls.preset_defaults(n).get(f.name) for n in names}
+            if len(names) > 1 and len({repr(v) for v in per.values()}) > 1:
+                return " (default: " + ", ".join(f"{_fmt(v)} with --preset {n}" for n, v in per.items()
+                                                if v is not None) + ")"
+            d = cls.preset_defaults(names[0] if names else None).get(f.name)
         if d is None or d is False or d == "":
             return ""
         return f" (default: {_fmt(d)})"
+
+    @classmethod
+    def _preset_help(cls) -> str:
+        devices = cls._merged("DEVICE_PRESETS")
+        by = {v: k.upper() if k == "cpu" else "CUDA" for k, v in devices.items()}
+        return "named defaults: " + "; ".join(
+            f"{n}: {p.about}" + (f" (default on {by[n]})" if n in by else "") for n, p in cls.presets().items())
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, base: dict | None = None):
@@ -267,38 +340,60 @@ def load_config_file(path) -> dict:
 
 
 @dataclass
+class LatentConfig(Config):
+    """The latent code's size (every task's, whatever its decoder or encoder)."""
+
+    latent: int | None = option(None, "latent size", check=at_least(1), group="model")
+
+    DEFAULTS = dict(latent=32)
+
+
+@dataclass
 class SirenConfig(Config):
-    """The latent-conditioned SIREN every task's network is (``None``: the task's device default)."""
+    """The latent-conditioned SIREN decoder (``None``: the task's default or preset)."""
 
     hidden: int | None = option(None, "SIREN width", check=at_least(1), group="model")
     layers: int | None = option(None, "number of sine layers", check=at_least(1), group="model")
-    latent: int | None = option(None, "latent size", check=at_least(1), group="model")
-    w0: float = option(30.0, "SIREN frequency of the hidden layers", check=positive, group="model")
-    w0_first: float | None = option(None, "SIREN frequency of the first layer (its coordinate columns; the image task on "
-                                          "CPU: 90 for MNIST and Fashion-MNIST; the SDF task: 60)", check=positive,
-                                    group="model")
+    w0: float | None = option(None, "SIREN frequency of the hidden layers", check=positive, group="model")
+    w0_first: float | None = option(None, "SIREN frequency of the first layer (its coordinate columns)",
+                                    check=positive, group="model")
     w0_latent: float | None = option(None, "SIREN frequency of the first layer's latent columns (none: as "
                                            "--w0-first)", check=positive, group="model")
-    latent_steps: int = option(1, "gradient steps of the latent (1: the paper's single step; more are "
-                                  "differentiated through)", check=at_least(1), group="model")
-    step_size: float = option(1.0, "step size of latent steps 2..K relative to the first", check=positive,
-                              group="model")
-    learn_step_size: bool = option(False, "learn a per-step, per-dimension latent step size with the network",
-                                   group="model")
     latent_shifts: bool | None = option(None, "the latent also shifts every hidden layer (a linear map per layer, "
-                                        "functa's shift modulations); the paper's model conditions the first "
-                                        "layer only", group="model")
-    gauss_newton: float | None = option(None, "damping of Gauss-Newton latent steps, z = -(damping I + H)^-1 grad "
-                                              "(H: the inner loss's Gauss-Newton curvature in z; 0: the paper's plain "
-                                              "gradient step; the SDF task: 1; the image task on CPU: 0.01)", check=nonneg, group="model")
+                                              "functa's shift modulations); the paper's model conditions the first "
+                                              "layer only", group="model")
 
-    DEFAULTS = dict(latent=32, w0_first=30.0, latent_shifts=False, gauss_newton=0.0)
-    # runs saved before 0.3 had neither option: no shifts, the latent at the first layer's frequency; runs saved
-    # before the Gauss-Newton step took plain gradient steps
-    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0), gauss_newton=0.0)
+    DEFAULTS = dict(w0=30.0, w0_first=30.0, latent_shifts=False)
+    # what a run saved without these fields did: no shifts, the latent at the first layer's frequency
+    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0))
+    SIREN_FIELDS: ClassVar[tuple] = ("hidden", "layers", "w0", "w0_first", "w0_latent", "latent_shifts")
 
     def siren_options(self) -> dict:
-        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of these fields."""
-        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_steps=self.latent_steps,
-                    step_size=self.step_size, learn_step_size=self.learn_step_size, latent_shifts=self.latent_shifts,
+        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of the decoder's fields."""
+        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_shifts=self.latent_shifts)
+
+
+@dataclass
+class GradientOriginConfig(Config):
+    """The gradient-origin encoder: the latent is ``-inner_weight ·`` the gradient of the inner
+    loss at the origin (one step, or K differentiated steps, plain or Gauss-Newton)."""
+
+    inner_weight: float | None = option(None, "the latent's scale: z = -inner_weight * the gradient of the inner "
+                                              "integral at the origin", check=positive, group="encoder")
+    latent_steps: int = option(1, "gradient steps of the latent (1: the paper's single step; more are "
+                                  "differentiated through)", check=at_least(1), group="encoder")
+    step_size: float = option(1.0, "step size of latent steps 2..K relative to the first", check=positive,
+                              group="encoder")
+    learn_step_size: bool = option(False, "learn a per-step, per-dimension latent step size with the network",
+                                   group="encoder")
+    gauss_newton: float | None = option(None, "damping of Gauss-Newton latent steps, z = -(damping I + H)^-1 grad "
+                                              "(H: the inner loss's Gauss-Newton curvature in z; 0: the paper's plain "
+                                              "gradient step)", check=nonneg, group="encoder")
+
+    DEFAULTS = dict(gauss_newton=0.0)
+    ABSENT = dict(gauss_newton=0.0)      # a run saved without the option took plain gradient steps
+
+    def step_options(self) -> dict:
+        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of the latent's steps."""
+        return dict(latent_steps=self.latent_steps, step_size=self.step_size, learn_step_size=self.learn_step_size,
                     gauss_newton=self.gauss_newton or None)

@@ -44,17 +44,19 @@ class GONObjective(nn.Module):
 
     Args:
         model: a :class:`~inr_gon.nn.siren.LatentSiren` (or any model ``gon_latent`` accepts).
-        loss: inner and outer point loss (``"mse"``, ``"bce"``, ``"l1"``, ...).
+        loss: the inner point loss (``"mse"``, ``"bce"``, ``"l1"``, ...); ``outer_loss``: the
+            outer integral's (default: the same).
         inner, outer: integrators (default: the full grid, weight 1).
         amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast dtype of the outer pass.
     """
 
-    def __init__(self, model: nn.Module, *, loss="mse", inner: Integrator | None = None,
+    def __init__(self, model: nn.Module, *, loss="mse", outer_loss=None, inner: Integrator | None = None,
                  outer: Integrator | None = None, amp: str = "off"):
         super().__init__()
         self.dtype = _amp_dtype(amp)
         self.model = model
         self.loss = loss
+        self.outer_loss = loss if outer_loss is None else outer_loss
         self.inner = inner or GridIntegrator()
         self.outer = outer or GridIntegrator()
         self.amp = amp
@@ -80,7 +82,7 @@ class GONObjective(nn.Module):
             with torch.autocast(device_type=target.device.type, dtype=self.dtype):
                 y = self.model(c, z)
             y = y.float()
-        loss = integrate(get_loss(self.loss)(y, t), w).mean()
+        loss = integrate(get_loss(self.outer_loss)(y, t), w).mean()
         return ObjectiveResult(loss, z, {"loss": loss.detach() / (target.shape[1] * target.shape[2])})
 
 

@@ -52,6 +52,7 @@ __all__ = ["TrainerConfig", "Trainer", "BatchSampler", "select_device", "learnin
 class TrainerConfig(Config):
     """The loop's options, shared by every task (``None``: the task's default for the device)."""
 
+    preset: str | None = option(None, "named defaults (see the task's --help)")
     steps: int | None = option(None, "total steps; with --resume, continue up to this step", check=at_least(0))
     seconds: float | None = option(None, "stop training after this many seconds (0: no limit)", check=nonneg)
     batch_size: int | None = option(None, "items per step, in all (under torchrun: the global batch, split "
@@ -93,11 +94,15 @@ class TrainerConfig(Config):
     threads: int | None = option(None, "CPU threads (default: PyTorch's, one per core)", check=at_least(0),
                                  group="speed")
 
-    ABSENT = dict(amp="off")         # runs saved before --amp existed trained in float32
-    CPU_DEFAULTS = dict(nonfinite_check="immediate")
-    CUDA_DEFAULTS = dict(nonfinite_check="deferred")
+    ABSENT = dict(amp="off")         # a run saved without the option trained in float32
     DEFAULTS = dict(lr_schedule="constant", schedule_by="steps", keep_checkpoints=3, eval_every=1000,
                     checkpoint_every=1000, amp="off")
+
+    def resolved(self, device):
+        if self.nonfinite_check is None:   # a host sync per step costs little on a CPU, much on a GPU
+            check = "deferred" if getattr(device, "type", str(device)) == "cuda" else "immediate"
+            return dataclasses.replace(self, nonfinite_check=check).resolved(device)
+        return super().resolved(device)
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -2,8 +2,8 @@
 
 One code per training shape is optimised with the network (clamped L1 on each shape's points,
 plus ``code_reg · ||z||²``); unseen shapes are encoded by ``encode_iterations`` Adam steps on a
-fresh code with the network frozen (DeepSDF uses 800). Everything else — shape sets, batches of
-points, evaluation, meshes, pictures, the collapse check — is the SDF task's.
+fresh code with the network frozen (DeepSDF uses 800). Everything else — shape sets,
+evaluation, meshes, pictures, the collapse check — is every shape task's (:mod:`.shapes`).
 """
 
 from __future__ import annotations
@@ -14,43 +14,54 @@ import torch
 
 from ...nn.siren import LatentSiren
 from ...variants.autodecoder import AutoDecoder, fit_codes
-from ..checkpoint import CheckpointError, load_checkpoint
-from ..config import at_least, nonneg, option, positive
+from ..config import Config, LatentConfig, SirenConfig, at_least, nonneg, option, positive
 from ..objectives import LossObjective
-from .sdf import SDF_CHECKPOINT_KIND, SdfConfig, SdfTask, load_sdf_trained
+from ..trainer import TrainerConfig
+from .shapes import SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig, ShapeTask
 
-__all__ = ["AutoDecoderConfig", "AutoDecoderTask", "load_shape_model"]
+__all__ = ["CodeFittingConfig", "AutoDecoderConfig", "AutoDecoderTask"]
+
+AUTODECODER_CHECKPOINT_KIND = "inr_gon.autodecoder"
 
 
 @dataclass
-class AutoDecoderConfig(SdfConfig):
-    """A DeepSDF-style auto-decoder on a shape set (the SDF task's options, plus the codes')."""
+class CodeFittingConfig(Config):
+    """The auto-decoder's encoder: one code per training shape, learned with the network; an
+    unseen shape's code fitted by Adam with the network frozen."""
 
-    code_reg: float = option(1e-4, "weight of the codes' mean squared norm", check=nonneg)
-    code_init_std: float = option(0.01, "standard deviation of the initial codes", check=positive)
-    encode_iterations: int = option(200, "Adam steps that encode an unseen shape (DeepSDF: 800)", check=at_least(0))
-    encode_lr: float = option(5e-3, "learning rate of those steps", check=positive)
+    code_reg: float = option(1e-4, "weight of the codes' mean squared norm", check=nonneg, group="encoder")
+    code_init_std: float = option(0.01, "standard deviation of the initial codes", check=positive, group="encoder")
+    encode_iterations: int = option(200, "Adam steps that encode an unseen shape (DeepSDF: 800)", check=at_least(0),
+                                    group="encoder")
+    encode_lr: float = option(5e-3, "learning rate of those steps", check=positive, group="encoder")
+
+
+@dataclass
+class AutoDecoderConfig(ShapeDataConfig, LatentConfig, SirenConfig, CodeFittingConfig, ShapeLossConfig,
+                        ShapeOutputConfig, TrainerConfig):
+    """A DeepSDF-style auto-decoder on a shape set (the shape tasks' data, network and outputs;
+    codes instead of the gradient-origin step)."""
 
     TASK = "autodecoder"
-    PROCEDURAL_FRESH = dict(fresh_shapes=0.0, fresh_bank=0)     # a code per training shape: no new shapes
-    DEFAULTS = dict(gauss_newton=0.0)                            # codes are optimised, not a gradient step
-
-    def _checks(self):
-        return super()._checks() + [("fresh_shapes", not self.fresh_shapes,
-                                     "is not for the auto-decoder (it learns a code per fixed training shape)")]
+    PARTS = ("trainer", "shape data", "latent", "siren", "code fitting", "shape loss", "shape outputs")
+    DEFAULTS = dict(lr=5e-4, lr_schedule="cosine", keep_checkpoints=2, w0_first=60.0, amp="off")
+    PRESETS = SHAPE_PRESETS
+    DEVICE_PRESETS = dict(cpu="cpu", cuda="gpu")
 
 
-class AutoDecoderTask(SdfTask):
-    """DeepSDF's auto-decoder (a code per training shape) on the SDF task's data and network."""
+class AutoDecoderTask(ShapeTask):
+    """DeepSDF's auto-decoder (a code per training shape) on the shape tasks' data and network."""
 
     name = "autodecoder"
     about = "DeepSDF-style auto-decoder baseline (a learned code per training shape)"
     config_class = AutoDecoderConfig
-    checkpoint_kind = "inr_gon.autodecoder"
+    checkpoint_kind = AUTODECODER_CHECKPOINT_KIND
+    commands = ("eval", "mesh")
 
     @classmethod
-    def default_out(cls, cfg) -> str:
-        return f"runs/autodecoder_{cfg.source}"
+    def model_from_checkpoint(cls, state):
+        mc = state["model_config"]
+        return AutoDecoder(LatentSiren(**mc["net"]), mc["num_codes"], init_std=mc["init_std"])
 
     def build_model(self):
         return AutoDecoder(super().build_model(), len(self.shapes.train_index), init_std=self.cfg.code_init_std)
@@ -60,7 +71,7 @@ class AutoDecoderTask(SdfTask):
 
     def build_objective(self, model):
         from ...core.sdf import sdf_point_loss
-        point_loss = sdf_point_loss(self.cfg.loss, delta=self.cfg.delta)
+        point_loss = sdf_point_loss(self.cfg.outer_loss, delta=self.cfg.delta)
         reg = self.cfg.code_reg
 
         def loss_fn(m, codes_index, points, sdf):
@@ -98,28 +109,13 @@ class AutoDecoderTask(SdfTask):
             pts = self.points[rows].gather(1, sel[..., None].expand(-1, -1, 3))
             sdf = self.sdf[rows].gather(1, sel)
             out[new] = fit_codes(model.net, pts, sdf, iterations=self.cfg.encode_iterations, lr=self.cfg.encode_lr,
-                                 loss=self.cfg.loss, delta=self.cfg.delta, code_reg=self.cfg.code_reg,
+                                 loss=self.cfg.outer_loss, delta=self.cfg.delta, code_reg=self.cfg.code_reg,
                                  init_std=self.cfg.code_init_std, generator=g)
         return out
 
+    def encoder_metrics(self) -> dict:
+        return {"encode_iterations": self.cfg.encode_iterations,
+                "encoding": f"{self.cfg.encode_iterations} Adam steps on a fresh code"}
+
 
 AutoDecoderConfig.task_class = AutoDecoderTask
-
-
-def load_shape_model(path, *, device=None):
-    """``(model, config, checkpoint dict)`` of an SDF-GON or auto-decoder checkpoint (safe loading;
-    one-line :class:`~inr_gon.training.checkpoint.CheckpointError` for anything else)."""
-    state = load_checkpoint(path, map_location="cpu")
-    kind = state.get("kind")
-    if kind == SDF_CHECKPOINT_KIND:
-        model, state = load_sdf_trained(path, device=device)
-        return model, SdfConfig.from_dict(state["config"]), state
-    if kind != "inr_gon.autodecoder":
-        raise CheckpointError(f"{path}: expected an SDF or auto-decoder checkpoint, found {kind!r}")
-    try:
-        mc = state["model_config"]
-        model = AutoDecoder(LatentSiren(**mc["net"]), mc["num_codes"], init_std=mc["init_std"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval(), AutoDecoderConfig.from_dict(state["config"]), state

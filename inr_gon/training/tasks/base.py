@@ -40,6 +40,7 @@ class Task:
     about: ClassVar[str] = ""             # one line for ``inr-gon train --help``
     config_class: ClassVar[type] = type(None)
     checkpoint_kind: ClassVar[str] = ""
+    commands: ClassVar[tuple] = ("eval",)  # the ``inr-gon`` commands that take this task's checkpoints
 
     def __init__(self, config):
         if not isinstance(config, self.config_class):
@@ -64,6 +65,13 @@ class Task:
     def model_config(self, model: nn.Module) -> dict:
         """What rebuilds the model (stored in checkpoints; a resume must match it)."""
         return model.config()
+
+    @classmethod
+    def model_from_checkpoint(cls, state: dict) -> nn.Module | None:
+        """The untrained model of a checkpoint ``state``, from its ``model_config`` alone
+        (``None``: it needs the data set too, so :func:`~inr_gon.training.run.load_run` builds
+        the run's task)."""
+        return None
 
     def build_objective(self, model: nn.Module) -> nn.Module:
         """``objective(*batch, generator=g) -> (loss, z, parts)`` (see :mod:`..objectives`)."""

@@ -9,6 +9,7 @@ input. :func:`fit_conversion` trains a given model on given pairs through the sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ from ...data.dataset import ImageDataset
 from ...eval.image import psnr, ssim
 from ...variants.modality import area_downsample, check_pair, convert, upsample
 from ..checkpoint import atomic_write_bytes
-from ..config import at_least, fraction, option, positive
+from ...nn.siren import LatentSiren
+from ..config import GradientOriginConfig, LatentConfig, SirenConfig, at_least, fraction, option
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
-from .image import ImageDataConfig, ImageDataTask
+from .image import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks
 
 __all__ = ["ConversionConfig", "ConversionTask", "fit_conversion", "CONVERSION_CHECKPOINT_KIND"]
 
@@ -34,25 +36,34 @@ CONVERSION_CHECKPOINT_KIND = "inr_gon.conversion_gon"
 
 
 @dataclass
-class ConversionConfig(ImageDataConfig, TrainerConfig):
+class ConversionConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
     """Super-resolution by modality conversion (``None`` fields: the defaults below)."""
 
-    factor: int = option(2, "downsampling factor of the inputs (28 -> 28/factor)", check=at_least(1))
-    loss: str = option("mse", "inner and outer loss", choices=("mse", "bce", "l1"))
-    inner_scale: float | None = option(None, "weight of each input pixel in the inner sum (default: factor²/64, "
-                                             "the 28² trainer's 1/64 per unit area)", check=positive)
+    factor: int = option(2, "downsampling factor of the inputs (28 -> 28/factor)", check=at_least(1), group="data")
+    inner_loss: str = option("mse", "point loss of the inner integral on the input", choices=IMAGE_LOSSES,
+                             group="encoder")
+    outer_loss: str | None = option(None, "point loss of the outer integral on the target (default: the inner "
+                                          "loss)", choices=IMAGE_LOSSES)
     outer_fraction: float = option(0.25, "fraction of the target pixels in the Monte-Carlo outer loss",
                                    check=fraction)
-    test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0))
+    max_test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0),
+                                  group="output")
 
     TASK = "superres"
+    PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
     # the main job's recipe (cosine lr 5e-4 following the time budget, Monte-Carlo outer integral)
     DEFAULTS = dict(hidden=128, layers=3, steps=12_000, seconds=300.0, batch_size=64, lr=5e-4, lr_schedule="cosine",
                     schedule_by="time", eval_every=1000, checkpoint_every=1000)
 
-    @property
-    def scale(self) -> float:
-        return self.inner_scale if self.inner_scale is not None else self.factor ** 2 / 64
+    def resolved(self, device):
+        if self.outer_loss is None:
+            return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
+        if self.inner_weight is None:      # the 28² trainer's 1/64 per unit area, at the input's pixel size
+            return dataclasses.replace(self, inner_weight=self.factor ** 2 / 64).resolved(device)
+        return super().resolved(device)
+
+    def _checks(self):
+        return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
 
 
 class ConversionTask(ImageDataTask):
@@ -69,6 +80,11 @@ class ConversionTask(ImageDataTask):
     about = "modality conversion: learned super-resolution (14² in, 28² out)"
     config_class = ConversionConfig
     checkpoint_kind = CONVERSION_CHECKPOINT_KIND
+    commands = ("eval",)
+
+    @classmethod
+    def model_from_checkpoint(cls, state):
+        return LatentSiren(**state["model_config"])
 
     def __init__(self, config, *, dataset=None, sources=None, targets=None):
         if (sources is None) != (targets is None):
@@ -90,7 +106,7 @@ class ConversionTask(ImageDataTask):
         f = self.cfg.factor
         self.lo_train = (self._sources.to(self.device) if self._sources is not None
                          else area_downsample(self.train_images, f))
-        n_test = self.cfg.test_images or None
+        n_test = self.cfg.max_test_images or None
         self.test_images = self.test_images[:n_test]
         self.lo_test = area_downsample(self.test_images, f) if self.test_images.shape[0] else self.test_images
         self.inner_coords = grid(tuple(self.lo_train.shape[2:]), device=self.device)
@@ -101,14 +117,15 @@ class ConversionTask(ImageDataTask):
     def build_objective(self, model):
         c = self.cfg
         outer = MonteCarloIntegrator(fraction=c.outer_fraction) if c.outer_fraction < 1 else GridIntegrator()
-        return GONObjective(model, loss=c.loss, inner=GridIntegrator(scale=c.scale), outer=outer, amp=c.amp)
+        return GONObjective(model, loss=c.inner_loss, outer_loss=c.outer_loss, inner=GridIntegrator(scale=c.inner_weight),
+                            outer=outer, amp=c.amp)
 
     def make_batch(self, index, mine, generator):
         i = index[mine].to(self.device)
         return self.coords, image_to_points(self.train_images[i]), self.inner_coords, image_to_points(self.lo_train[i])
 
     def predict(self, lo: torch.Tensor) -> torch.Tensor:
-        return convert(self.trainer.model, lo, self.resolution, loss=self.cfg.loss, inner_scale=self.cfg.scale)
+        return convert(self.trainer.model, lo, self.resolution, loss=self.cfg.inner_loss, inner_scale=self.cfg.inner_weight)
 
     def evaluate(self, trainer) -> dict:
         n = min(self.cfg.eval_images, self.test_images.shape[0])
@@ -149,7 +166,7 @@ class ConversionTask(ImageDataTask):
                   "final_train_mse": trainer.history["loss"][-1] if trainer.history.get("loss") else None,
                   "num_test": int(hi.shape[0]), "input_size": list(lo.shape[2:]), "output_size": list(self.resolution),
                   "dataset": self.dataset.name, "data_source": self.dataset.source,
-                  "threads": torch.get_num_threads(), "inner_scale": self.cfg.scale})
+                  "threads": torch.get_num_threads(), "inner_weight": self.cfg.inner_weight})
         return m
 
     def write_outputs(self, trainer, metrics, out):
@@ -192,7 +209,7 @@ class _GivenModel(ConversionTask):
 
 
 def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps: int, seconds: float | None = None,
-                   batch_size: int = 64, lr: float = 3e-4, loss="mse", inner_scale: float = 1.0,
+                   batch_size: int = 64, lr: float = 3e-4, loss="mse", inner_weight: float = 1.0,
                    outer_fraction: float = 1.0, seed: int = 0, log_every: int = 50, quiet: bool = True) -> dict:
     """Train ``model`` in place for source -> target conversion through the :class:`Trainer`
     (constant learning rate, no checkpoints).
@@ -200,6 +217,8 @@ def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps
     Args:
         sources: ``(N, C, h, w)`` training inputs; targets: ``(N, C, H, W)`` matching outputs.
         steps: maximum number of steps; seconds: optional wall-clock budget.
+        loss: the inner and outer point loss; inner_weight: the latent's scale (each input
+            pixel's weight in the inner sum).
         outer_fraction: fraction of target pixels in a Monte-Carlo outer integral (1: all).
     Returns:
         ``{"steps", "seconds", "step": [...], "loss": [...]}`` with the per-pixel losses logged
@@ -210,8 +229,8 @@ def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps
     """
     from ..trainer import Trainer
     dev = next(model.parameters()).device
-    cfg = ConversionConfig(steps=steps, seconds=seconds or 0.0, batch_size=batch_size, lr=lr, loss=loss,
-                           inner_scale=inner_scale, outer_fraction=outer_fraction, seed=seed, log_every=log_every,
+    cfg = ConversionConfig(steps=steps, seconds=seconds or 0.0, batch_size=batch_size, lr=lr, inner_loss=loss,
+                           outer_loss=loss, inner_weight=inner_weight, outer_fraction=outer_fraction, seed=seed, log_every=log_every,
                            lr_schedule="constant", eval_every=10 ** 9, checkpoint_every=10 ** 9,
                            device=str(dev), keep_freed_memory=False, hidden=1, layers=1)
     cfg.validate()

@@ -28,29 +28,30 @@ from ...eval.image import psnr, ssim
 from ...eval.pca import PCA
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
-from ..checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
-from ..config import Check, SirenConfig, at_least, fraction, option, positive
+from ..checkpoint import atomic_write_bytes
+from ..config import (Check, Config, GradientOriginConfig, LatentConfig, Preset, SirenConfig, at_least, fraction,
+                      option)
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning, Task
 
-__all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset", "load_trained",
+__all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset",
            "encode_images", "decode_latents", "write_image_outputs", "IMAGE_CHECKPOINT_KIND"]
 
 IMAGE_CHECKPOINT_KIND = "inr_gon.image_gon"
 
 
 @dataclass
-class ImageDataConfig(SirenConfig):
-    """Which images (shared by every image-data task)."""
+class ImageDataConfig(Config):
+    """Which images (the data part of every image-data task)."""
 
     dataset: str = option("mnist", "'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become "
                                    "labels)", group="data")
     data_dir: str | None = option(None, "folder holding the four IDX files of the data set (else "
                                         "$INR_GON_DATA/<name>, then datasets/, then download, then the embedded "
                                         "MNIST subset)", group="data")
-    resolution: int | None = option(None, "image folders: resize images to this size", check=at_least(1),
-                                    group="data")
+    image_size: int | None = option(None, "image folders: resize images to this size (pixels per side)",
+                                    check=at_least(1), group="data")
     channels: int = option(1, "image folders: 1 (gray) or 3 (RGB)", choices=(1, 3), group="data")
     eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
                               check=at_least(1))
@@ -67,14 +68,23 @@ def _seconds_list_ok(text: str) -> bool:
         return False
 
 
-@dataclass
-class ImageConfig(ImageDataConfig, TrainerConfig):
-    """An implicit GON on images (``None`` fields: the device's defaults below)."""
+IMAGE_LOSSES = ("mse", "bce", "l1")
 
-    loss: str = option("mse", "inner and outer loss", choices=("mse", "bce", "l1"))
-    inner_scale: float = option(1.0 / 64, "weight of each pixel in the inner integral: z = -scale * grad of the "
-                                          "per-image sum (1/64 = cwkx/GON's latent at batch 64, independent of "
-                                          "the batch)", check=positive)
+
+def _loss_checks(cfg) -> list:
+    """The inner and outer losses must read the network's output alike (BCE: logits)."""
+    return [("outer_loss", (cfg.inner_loss == "bce") == (cfg.outer_loss == "bce"),
+             f"and inner_loss={cfg.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce")]
+
+
+@dataclass
+class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
+    """An implicit GON on images (``None`` fields: the preset's values)."""
+
+    inner_loss: str = option("mse", "point loss of the inner integral (whose gradient at the origin is the latent)",
+                             choices=IMAGE_LOSSES, group="encoder")
+    outer_loss: str | None = option(None, "point loss of the outer integral (default: the inner loss)",
+                                    choices=IMAGE_LOSSES)
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
                                           check=fraction)
     outer_sampling: str = option("random", "the outer integral's pixels: a uniform random subset, or stratified "
@@ -86,24 +96,35 @@ class ImageConfig(ImageDataConfig, TrainerConfig):
                             group="output")
 
     TASK = "image"
-    # CUDA: the paper's configuration (SIREN 4x256, latent 32, batch 64). CPU: chosen by measurement for
-    # a run of a few minutes on 2 cores, by the margin over PCA at the same latent size (README, "Main job"):
-    # latent 64 shifting every layer, one Gauss-Newton latent step of damping 0.01.
-    CUDA_DEFAULTS = dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
-                         steps=20_000, eval_every=1000, checkpoint_every=1000)
-    CPU_DEFAULTS = dict(hidden=128, layers=3, batch_size=32, lr=5e-4, lr_schedule="cosine", schedule_by="time",
-                        outer_fraction=0.25, steps=20_000, seconds=250.0, eval_every=1000, checkpoint_every=500,
-                        latent=64, latent_shifts=True, w0_latent=30.0, gauss_newton=0.01, amp="auto")
-    # the first layer's frequency sets the finest detail per pixel: 90 was measured on the 28²
-    # digits and garments (sharp strokes, +0.4-0.6 dB); elsewhere (untested data, e.g. smooth
-    # or larger images) the paper's 30 stays the default
+    PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
+    # inner_weight 1/64: each pixel's weight in the inner sum (cwkx/GON's latent at batch 64, independent of the batch)
+    DEFAULTS = dict(inner_weight=1.0 / 64)
+    PRESETS = {
+        "cpu": Preset("a run of a few minutes on a CPU: a smaller SIREN, a time budget, latent 64 shifting every "
+                      "layer, one Gauss-Newton latent step (chosen by the margin over PCA at the same latent size)",
+                      dict(hidden=128, layers=3, batch_size=32, lr=5e-4, lr_schedule="cosine", schedule_by="time",
+                           outer_fraction=0.25, steps=20_000, seconds=250.0, eval_every=1000, checkpoint_every=500,
+                           latent=64, latent_shifts=True, w0_latent=30.0, gauss_newton=0.01, amp="auto")),
+        "paper": Preset("the paper's configuration: SIREN 4x256, latent 32, batch 64, lr 1e-4, 20,000 steps",
+                        dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
+                             steps=20_000, eval_every=1000, checkpoint_every=1000)),
+    }
+    DEVICE_PRESETS = dict(cpu="cpu", cuda="paper")
+    # the first layer's frequency sets the finest detail per pixel: the sharp strokes of the 28²
+    # digits and garments need more than the paper's 30 (README, "Main job"); elsewhere (smooth or
+    # larger images) the paper's 30 stays the default
     MNIST_W0_FIRST = 90.0
 
     def resolved(self, device):
-        if (self.w0_first is None and getattr(device, "type", str(device)) == "cpu"
-                and is_mnist_name(self.dataset)):
+        if self.outer_loss is None:
+            return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
+        preset = self.preset or self.default_preset(getattr(device, "type", str(device)))
+        if self.w0_first is None and preset == "cpu" and is_mnist_name(self.dataset):
             return dataclasses.replace(self, w0_first=self.MNIST_W0_FIRST).resolved(device)
         return super().resolved(device)
+
+    def _checks(self):
+        return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
 
 
 def load_dataset(cfg: ImageDataConfig):
@@ -113,29 +134,14 @@ def load_dataset(cfg: ImageDataConfig):
         return load_mnist(cfg.dataset, data_dir=cfg.data_dir)
     if not Path(cfg.dataset).is_dir():
         raise ValueError(f"dataset must be 'mnist', 'fashion' or an image folder; {cfg.dataset!r} is neither")
-    return load_image_folder(cfg.dataset, resolution=cfg.resolution, channels=cfg.channels, seed=cfg.seed)
+    return load_image_folder(cfg.dataset, resolution=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
 
 
-def load_trained(path, *, device=None, kind: str = IMAGE_CHECKPOINT_KIND):
-    """Rebuild ``(LatentSiren, checkpoint dict)`` from a checkpoint of ``kind`` (safe loading).
-
-    Raises :class:`~inr_gon.training.checkpoint.CheckpointError` (one line) for a missing,
-    corrupt, unsafe or foreign file.
-    """
-    state = load_checkpoint(path, kind=kind, map_location="cpu")
-    try:
-        model = LatentSiren(**state["model_config"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval(), state
-
-
-def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_scale: float = 1 / 64,
+def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64,
                   batch_size: int = 500) -> torch.Tensor:
     """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
     with the inner integral a trained model was trained with."""
-    return encode(model, images, loss=loss, integrator=GridIntegrator(scale=inner_scale), batch_size=batch_size,
+    return encode(model, images, loss=loss, integrator=GridIntegrator(scale=inner_weight), batch_size=batch_size,
                   check=False)
 
 
@@ -186,8 +192,9 @@ class ImageDataTask(Task):
 
     def siren(self, out_dim: int | None = None, *, latent: int | None = None) -> LatentSiren:
         c = self.cfg
+        steps = c.step_options() if isinstance(c, GradientOriginConfig) else {}
         return LatentSiren(2, c.latent if latent is None else latent, out_dim or self.channels, c.hidden, c.layers,
-                           **c.siren_options())
+                           **c.siren_options(), **steps)
 
     def state_dict(self) -> dict:
         return {"dataset": {"name": self.dataset.name, "source": self.dataset.source,
@@ -212,6 +219,11 @@ class ImageTask(ImageDataTask):
     about = "implicit GON on MNIST, Fashion-MNIST or an image folder (the main job)"
     config_class = ImageConfig
     checkpoint_kind = IMAGE_CHECKPOINT_KIND
+    commands = ("render", "eval")
+
+    @classmethod
+    def model_from_checkpoint(cls, state):
+        return LatentSiren(**state["model_config"])
 
     def __init__(self, config, *, dataset=None):
         super().__init__(config, dataset=dataset)
@@ -239,7 +251,8 @@ class ImageTask(ImageDataTask):
             outer = StratifiedIntegrator(self.resolution, block=b)
         else:
             outer = MonteCarloIntegrator(fraction=c.outer_fraction)
-        return GONObjective(model, loss=c.loss, inner=GridIntegrator(scale=c.inner_scale), outer=outer, amp=c.amp)
+        return GONObjective(model, loss=c.inner_loss, outer_loss=c.outer_loss, inner=GridIntegrator(scale=c.inner_weight),
+                            outer=outer, amp=c.amp)
 
     def make_batch(self, index, mine, generator):
         return self.coords, image_to_points(self.images_of(index, mine))
@@ -254,11 +267,11 @@ class ImageTask(ImageDataTask):
     # -- encoding ---------------------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Gradient-origin latents ``(N, k)`` of ``images (N, C, H, W)`` (one gradient step each)."""
-        return encode_images(self.trainer.model, images, loss=self.cfg.loss, inner_scale=self.cfg.inner_scale)
+        return encode_images(self.trainer.model, images, loss=self.cfg.inner_loss, inner_weight=self.cfg.inner_weight)
 
     def decode(self, z: torch.Tensor, resolution=None) -> torch.Tensor:
         """Images ``(N, C, *resolution)`` in [0, 1] for latents ``(N, k)`` (default: training size)."""
-        return decode_latents(self.trainer.model, z, resolution or self.resolution, loss=self.cfg.loss)
+        return decode_latents(self.trainer.model, z, resolution or self.resolution, loss=self.cfg.outer_loss)
 
     def reconstruction_metrics(self, images: torch.Tensor, *, with_ssim: bool = False) -> dict:
         """Encode unseen images in one step, decode; mean PSNR (and SSIM). Under DDP each rank

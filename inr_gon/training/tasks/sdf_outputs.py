@@ -4,17 +4,16 @@ zero levels, a slerp between shapes, and ``metrics.json``."""
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 from ...core.sampling import slerp_path
 from ...geometry.mesh import extract_mesh, sdf_slice
 from ...viz import save_mesh_grid, save_slices_with_truth
 from ..checkpoint import atomic_write_bytes
-from .sdf_baseline import baseline_metrics
 
 __all__ = ["write_sdf_outputs", "truth_slice"]
 
@@ -44,42 +43,32 @@ def _mesh(f, resolution):
         return extract_mesh(f, resolution, (-1.0, 1.0))
 
 
-def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
-    """Meshes, pictures, slices, slerp and ``metrics.json`` of a trained run, written into ``out``.
+def write_sdf_outputs(task, metrics: dict, out) -> tuple[dict, dict]:
+    """Meshes, pictures, slices, slerp and ``metrics.json`` of a trained run, written into ``out``
+    (the final evaluation is :meth:`~.shapes.ShapeTask.final_metrics`'s; this only writes).
 
     * ``meshes/train_<name>.ply``, ``meshes/unseen_<name>.ply`` (unseen shapes encoded from their
-      points by the latent's gradient step(s)) and beside each its ground truth
-      ``..._gt.ply`` in the same frame (the analytic shape, the normalised mesh file, or DeepSDF's
-      surface samples as a point cloud);
+      points) and beside each its ground truth ``..._gt.ply`` in the same frame (the analytic
+      shape, the normalised mesh file, or DeepSDF's surface samples as a point cloud);
     * ``meshes.png``: the evaluated training and unseen reconstructions, each above its ground
       truth (shaded, same view and scale);
-    * ``slices_train.png``, ``slices_unseen.png``: ``z = 0`` slices of the GON's field with its zero
+    * ``slices_train.png``, ``slices_unseen.png``: ``z = 0`` slices of the field with its zero
       level (black) and the ground truth's (dashed);
     * ``slerp/slerp_<t>.ply``, ``slerp.png`` (the meshes along a slerp between two shapes) and
       ``slerp_slices.png``;
-    * ``metrics.json``: Chamfer, IoU, normal consistency and the fraction of reconstructions
-      nearest their own ground truth (train and unseen), the linear baseline (a PCA shape model,
-      :mod:`.sdf_baseline`: ``pca_train_iou``, ``pca_unseen_iou`` beside the GON's IoU on the same
-      grid, ``grid_train_iou``, ``grid_unseen_iou``, and the margins), the shape-space health and
-      whether the run collapsed, steps, seconds, parameters.
+    * ``metrics.json``: ``metrics`` with the fields' meanings (``notes``).
 
-    With several processes every rank must call it (the evaluation is split over the ranks);
-    rank 0 writes everything and the other ranks return ``({}, {})``.
-
-    Returns ``(paths, metrics)``.
+    Rank 0 writes; the other ranks return ``({}, metrics)``. Returns ``(paths, metrics)``.
     """
     t, cfg, out = task, task.cfg, Path(out)
+    if not t.trainer.dist.is_main:
+        return {}, metrics
+    evals = t._evals
     paths = {}
     train_idx = t.shapes.train_index[:cfg.eval_shapes]
     unseen_idx = t.shapes.unseen_index[:cfg.eval_shapes]
-    t0 = time.perf_counter()
-    evals = {"train": t.evaluate_shapes(train_idx, write_dir=out / "meshes", prefix="train")}
-    if unseen_idx:
-        evals["unseen"] = t.evaluate_shapes(unseen_idx, write_dir=out / "meshes", prefix="unseen")
-    if not t.trainer.dist.is_main:
-        return {}, {}
     out.mkdir(parents=True, exist_ok=True)
-    paths["meshes"] = out / "meshes"
+    paths["meshes"] = _write_meshes(evals, out / "meshes")
     # meshes.png: per split a row of reconstructions above a row of ground truths
     rows, labels, titles = [], [], []
     ncols = max(len(e["meshes"]) for e in evals.values())
@@ -87,9 +76,9 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
         names = e["per_shape"]["names"]
         pad = [None] * (ncols - len(names))
         rows += [list(e["meshes"]) + pad, list(e["truths"]) + pad]
-        labels += [f"{split} GON", f"{split} truth"]
-        titles += [[f"{n}  IoU {v:.2f}" if v is not None else n for n, v in zip(names, e["per_shape"]["iou"])] + [""] * len(pad),
-                   [""] * ncols]
+        labels += [f"{split} {t.name}", f"{split} truth"]
+        titles += [[f"{n}  IoU {v:.2f}" if v is not None else n for n, v in zip(names, e["per_shape"]["iou"])]
+                   + [""] * len(pad), [""] * ncols]
     paths["meshes_png"] = save_mesh_grid(rows, out / "meshes.png", titles=titles, row_labels=labels)
     # slices with both zero levels
     for split, idx in (("train", train_idx), ("unseen", unseen_idx)):
@@ -120,37 +109,31 @@ def write_sdf_outputs(task, fit_info: dict, out) -> tuple[dict, dict]:
         paths["slerp_meshes"] = out / "slerp"
         paths["slerp"] = save_mesh_grid([meshes], out / "slerp.png", titles=ts, row_labels=[f"{a} -> {b}"])
         paths["slerp_slices"] = save_slices_with_truth(slices, out / "slerp_slices.png", titles=ts)
-    metrics = {"steps": fit_info["steps"], "train_seconds": fit_info["train_seconds"],
-               "skipped_steps": fit_info.get("skipped_steps", 0)}
-    for split in ("train", "unseen"):
-        e = evals.get(split)
-        for k in ("chamfer", "iou", "normal_consistency", "nearest_own_truth", "chamfer_deepsdf"):
-            metrics[f"{split}_{k}"] = e[k] if e else None
-    metrics.update(baseline_metrics(fit_info, evals["train"]["grid_iou"],
-                                    evals["unseen"]["grid_iou"] if "unseen" in evals else None))
-    metrics.update({
-        "eval_seconds": round(time.perf_counter() - t0, 2),
-        "params": sum(p.numel() for p in t.trainer.model.parameters()),
-        "source": t.shapes.name, "data": t.shapes.source, "num_train": len(t.shapes.train_index),
-        "num_unseen": len(t.shapes.unseen_index), "inner": cfg.inner, "loss": cfg.loss,
-        "inner_loss": cfg.inner_loss, "latent_steps": cfg.latent_steps, "gauss_newton": cfg.gauss_newton,
-        "encoding": (f"{cfg.latent_steps} " if cfg.latent_steps > 1 else "one ")
-        + ("Gauss-Newton" if cfg.gauss_newton else "gradient") + (" steps" if cfg.latent_steps > 1 else " step"),
-        "mesh_resolution": cfg.mesh_resolution, "device": str(t.device), "processes": t.trainer.dist.world_size,
-        "checkpoint": str(t.trainer.last_checkpoint) if t.trainer.last_checkpoint else None,
-        "collapsed": fit_info.get("collapsed", False), "collapse_reasons": fit_info.get("collapse_reasons", []),
-        "health": fit_info.get("health"),
-        "train": {k: v for k, v in evals["train"].items() if k not in ("meshes", "truths")},
-        "unseen": {k: v for k, v in evals["unseen"].items() if k not in ("meshes", "truths")} if "unseen" in evals
-        else None,
-        "notes": "chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, units of the "
-                 "[-1,1]^3 box); iou: 50k uniform points in [-1,1]^3 (DeepSDF data: sign agreement on the shape's "
-                 "samples); chamfer_deepsdf (DeepSDF data): DeepSDF's convention, the reconstruction mapped to the "
-                 "original frame against the SurfaceSamples, 30k points; nearest_own_truth: fraction of reconstructions nearer (Chamfer) their own ground truth "
-                 "than any other evaluated shape's; pca_*: the linear baseline, a PCA shape model of the latent's size "
-                 "fitted on pca_num_train training shapes' truncated SDFs (clamped to +-delta) at the cell centres of a "
-                 "pca_grid^3 grid over [-1,1]^3, the evaluated shapes' ground-truth grids projected on it, sign IoU on "
-                 "that grid; grid_*_iou: the GON's sign IoU on the same grid, pca_margin_*_iou: the GON's lead there",
-    })
+    metrics = {**metrics, "checkpoint": str(t.trainer.last_checkpoint) if t.trainer.last_checkpoint else None,
+               "notes": NOTES}
     paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     return paths, metrics
+
+
+def _write_meshes(evals: dict, folder: Path) -> Path:
+    """``<split>_<name>.ply`` and its ground truth ``<split>_<name>_gt.ply`` for every evaluated shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, e in evals.items():
+        for name, mesh, gt in zip(e["per_shape"]["names"], e["meshes"], e["truths"]):
+            if len(mesh.faces):
+                mesh.export(folder / f"{split}_{name}.ply")
+            if hasattr(gt, "faces") and len(gt.faces):
+                gt.export(folder / f"{split}_{name}_gt.ply")
+            elif gt is not None and not hasattr(gt, "faces"):          # surface samples (DeepSDF)
+                trimesh.PointCloud(np.asarray(gt)).export(folder / f"{split}_{name}_gt.ply")
+    return folder
+
+
+NOTES = ("chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, units of the [-1,1]^3 box); "
+         "iou: 50k uniform points in [-1,1]^3 (DeepSDF data: sign agreement on the shape's samples); chamfer_deepsdf "
+         "(DeepSDF data): DeepSDF's convention, the reconstruction mapped to the original frame against the "
+         "SurfaceSamples, 30k points; nearest_own_truth: fraction of reconstructions nearer (Chamfer) their own "
+         "ground truth than any other evaluated shape's; pca_*: the linear baseline, a PCA shape model of the "
+         "latent's size fitted on pca_num_train training shapes' truncated SDFs (clamped to +-delta) at the cell "
+         "centres of a pca_grid^3 grid over [-1,1]^3, the evaluated shapes' ground-truth grids projected on it, sign "
+         "IoU on that grid; grid_*_iou: the GON's sign IoU on the same grid, pca_margin_*_iou: the GON's lead there")

@@ -17,7 +17,7 @@ from ...core.coords import points_to_image
 from ...variants.autoencoder import VAE, Autoencoder
 from ...variants.classifier import ClassifierGON
 from ...variants.variational import ConvDecoder, VariationalGON
-from ..config import at_least, nonneg, option, positive
+from ..config import GradientOriginConfig, LatentConfig, SirenConfig, at_least, nonneg, option
 from ..objectives import LossObjective
 from ..trainer import TrainerConfig
 from .image import ImageDataConfig, ImageDataTask
@@ -56,17 +56,25 @@ class _VariantTask(ImageDataTask):
 
 # -- the classifier GON ----------------------------------------------------------------------------------
 @dataclass
-class ClassifierConfig(ImageDataConfig, TrainerConfig):
+class ClassifierConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
     """A classifier GON (a linear softmax on the gradient-origin latent, Eq. 4)."""
 
     mode: str = option("classifier", "train solely by cross-entropy, or jointly with the reconstruction",
                        choices=("classifier", "joint"))
-    loss: str = option("mse", "the inner loss whose gradient at the origin is the latent", choices=("mse", "bce"))
-    inner_scale: float = option(1.0 / 64, "weight of each pixel in the inner sum", check=positive)
-    ce_weight: float = option(1.0, "weight of the cross-entropy in joint mode", check=nonneg)
+    inner_loss: str = option("mse", "point loss of the inner integral (whose gradient at the origin is the latent)",
+                             choices=("mse", "bce"), group="encoder")
+    ce_weight: float | None = option(None, "weight of the cross-entropy in joint mode", check=nonneg)
 
     TASK = "classifier"
-    DEFAULTS = dict(hidden=64, layers=3, steps=400, batch_size=64, lr=3e-4, eval_every=200, checkpoint_every=1000)
+    PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
+    DEFAULTS = dict(hidden=64, layers=3, steps=400, batch_size=64, lr=3e-4, eval_every=200, checkpoint_every=1000,
+                    inner_weight=1.0 / 64, ce_weight=1.0)
+
+    def inactive(self):
+        out = super().inactive()
+        if self.mode != "joint":
+            out["ce_weight"] = "is read in joint mode only (--mode joint)"
+        return out
 
 
 class ClassifierTask(_VariantTask):
@@ -78,8 +86,8 @@ class ClassifierTask(_VariantTask):
     def build_model(self):
         c = self.cfg
         k = int(self.dataset.train_labels.max()) + 1 if self.dataset.train_labels.numel() else 2
-        return ClassifierGON(self.siren(), max(k, 2), inner_loss=c.loss, inner_scale=c.inner_scale, mode=c.mode,
-                             ce_weight=c.ce_weight)
+        return ClassifierGON(self.siren(), max(k, 2), inner_loss=c.inner_loss, inner_scale=c.inner_weight, mode=c.mode,
+                             ce_weight=c.ce_weight or 0.0)
 
     def build_objective(self, model):
         def loss_fn(m, images, labels):
@@ -109,18 +117,27 @@ ClassifierConfig.task_class = ClassifierTask
 
 # -- the variational GON ---------------------------------------------------------------------------------
 @dataclass
-class VariationalConfig(ImageDataConfig, TrainerConfig):
-    """A variational GON (Eq. 2): the negative ELBO through the gradient-origin latent."""
+class VariationalConfig(ImageDataConfig, LatentConfig, SirenConfig, TrainerConfig):
+    """A variational GON (Eq. 2): the negative ELBO through the gradient-origin latent. The SIREN
+    options are read with ``--decoder siren`` only, ``--base-channels`` with the conv decoder."""
 
     decoder: str = option("conv", "the paper's convolutional decoder, or a SIREN", choices=("conv", "siren"),
                           group="model")
-    base_channels: int = option(32, "convolutional decoder: channels of its last hidden layer", check=at_least(1),
-                                group="model")
+    base_channels: int | None = option(None, "convolutional decoder: channels of its last hidden layer",
+                                       check=at_least(1), group="model")
     kl_weight: float = option(1.0, "weight of the KL term", check=nonneg)
 
     TASK = "variational"
+    PARTS = ("trainer", "image data", "latent", "siren or conv decoder")
     DEFAULTS = dict(latent=48, hidden=64, layers=3, steps=700, batch_size=64, lr=1e-3, eval_every=350,
-                    checkpoint_every=1000)
+                    checkpoint_every=1000, base_channels=32)
+
+    def inactive(self):
+        if self.decoder == "conv":
+            return {**super().inactive(), **{
+                k: "is a SIREN option; the conv decoder does not read it (--decoder siren does)"
+                for k in self.SIREN_FIELDS}}
+        return {**super().inactive(), "base_channels": "is the conv decoder's; the SIREN decoder does not read it"}
 
 
 class VariationalTask(_VariantTask):
@@ -160,7 +177,7 @@ VariationalConfig.task_class = VariationalTask
 
 # -- the autoencoder baselines ---------------------------------------------------------------------------
 @dataclass
-class AutoencoderConfig(ImageDataConfig, TrainerConfig):
+class AutoencoderConfig(ImageDataConfig, LatentConfig, SirenConfig, TrainerConfig):
     """An autoencoder (``kind="ae"``) or VAE (``"vae"``) with the GON's implicit decoder and an MLP
     encoder sized to the decoder (the paper's comparison)."""
 
@@ -170,6 +187,7 @@ class AutoencoderConfig(ImageDataConfig, TrainerConfig):
                                         check=at_least(1), group="model")
 
     TASK = "autoencoder"
+    PARTS = ("trainer", "image data", "latent", "siren", "MLP encoder")
     DEFAULTS = dict(hidden=64, layers=3, steps=500, batch_size=64, lr=3e-4, eval_every=250, checkpoint_every=1000)
 
 

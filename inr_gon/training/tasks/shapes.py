@@ -1,0 +1,375 @@
+"""What every shape task shares: the shape set, its evaluation and outputs.
+
+:class:`ShapeTask` is the base of the SDF GON (:mod:`.sdf`, latents by the gradient-origin step)
+and DeepSDF's auto-decoder (:mod:`.autodecoder`, a code per shape fitted by Adam): the two
+differ only in the model, the objective, the batches and :meth:`ShapeTask.encode` (the
+encoder interface). Everything after encoding is here: the cheap periodic evaluation (the
+field on the shapes' own points), the shape-space checks, the final evaluation (meshes against
+the ground truth, the linear baseline) and the outputs (:mod:`.sdf_outputs`).
+
+The config parts of shape tasks: :class:`ShapeDataConfig` (which shapes),
+:class:`ShapeLossConfig` (points per shape, the reconstruction loss),
+:class:`ShapeOutputConfig` (what is evaluated and written); :data:`SHAPE_PRESETS`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...core.sdf import latent_sdf
+from ...eval.shape import chamfer_distance, nearest_own_truth, normal_consistency, sign_iou, volumetric_iou
+from ...eval.shape_space import collapse_reasons, field_agreement, shape_space_health
+from ...geometry.mesh import extract_mesh
+from ...nn.siren import LatentSiren
+from ..config import Config, Preset, at_least, option, positive
+from .base import CollapseWarning, Task
+from .sdf_baseline import baseline_lines, gon_grid_iou, linear_baseline
+from .sdf_data import SdfShapeSet, load_shapes
+
+__all__ = ["ShapeDataConfig", "ShapeLossConfig", "ShapeOutputConfig", "ShapeTask", "SHAPE_PRESETS", "SDF_LOSSES"]
+
+SDF_LOSSES = ("clamped_l1", "truncated_l1", "truncated_l2", "l2", "mse", "l1")
+
+
+@dataclass
+class ShapeDataConfig(Config):
+    """Which shapes: procedural (the default), a folder of meshes, or DeepSDF samples."""
+
+    meshes: str | None = option(None, "a folder of mesh files (normalised, sampled, cached)", metavar="DIR",
+                                group="data")
+    deepsdf: str | None = option(None, "a DeepSDF data folder (SdfSamples/...)", metavar="DIR", group="data")
+    num_shapes: int = option(64, "procedural: training shapes", check=at_least(1), group="data")
+    num_unseen: int | None = option(None, "shapes held out (default: procedural 8, folders 1/4)", check=at_least(0),
+                                    group="data")
+    pool: int | None = option(None, "points kept per shape (half uniform in [-1, 1]^3, half near the surface)",
+                              check=at_least(2), group="data")
+    cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
+
+    @property
+    def source(self) -> str:
+        return "meshes" if self.meshes else "deepsdf" if self.deepsdf else "procedural"
+
+    @property
+    def data(self) -> str | None:
+        return self.meshes or self.deepsdf
+
+    def inactive(self):
+        out = super().inactive()
+        if self.source != "meshes":
+            out["cache_dir"] = "is the mesh folders' sample cache (--meshes)"
+        return out
+
+    def _checks(self):
+        return super()._checks() + [("meshes", not (self.meshes and self.deepsdf), "and deepsdf: give one of them")]
+
+
+@dataclass
+class ShapeLossConfig(Config):
+    """How a shape's reconstruction is scored: points per shape per step and the point loss."""
+
+    points: int | None = option(None, "points per shape per step", check=at_least(2))
+    outer_loss: str = option("truncated_l1", "point loss of the reconstruction (truncated_l1: DeepSDF's clamped L1 "
+                                             "without its dead zones)", choices=SDF_LOSSES)
+    delta: float = option(0.1, "clamp of clamped_l1 / truncated_l1 / truncated_l2 (and the band of the "
+                               "near-surface error)", check=positive)
+
+    def _checks(self):
+        return super()._checks() + [("pool", self.pool is None or self.points is None or self.pool >= self.points,
+                                     f"must be >= points ({self.points})")]
+
+
+@dataclass
+class ShapeOutputConfig(Config):
+    """What a shape run evaluates and writes."""
+
+    eval_shapes: int = option(6, "training/unseen shapes evaluated and written", check=at_least(1), group="output")
+    mesh_resolution: int = option(64, "marching-cubes samples per axis of the evaluated meshes", check=at_least(8),
+                                  group="output")
+    slerp_frames: int = option(6, "meshes along the slerp between two shapes", check=at_least(2), group="output")
+
+
+#: the shape tasks' presets (over their ``DEFAULTS``)
+SHAPE_PRESETS = {
+    "cpu": Preset("a run of a few minutes on a CPU: SIREN 3x128, 1,024 points per shape, batch 16, a time budget",
+                  dict(hidden=128, layers=3, pool=4096, points=1024, steps=10_000, seconds=420.0, batch_size=16,
+                       schedule_by="time", checkpoint_every=1000, eval_every=500)),
+    "gpu": Preset("a GPU's share: SIREN 4x256, 4x the points per shape, batch 64, 20,000 steps",
+                  dict(hidden=256, layers=4, pool=16384, points=4096, batch_size=64, steps=20_000, seconds=0.0,
+                       schedule_by="steps", eval_every=1000, checkpoint_every=1000)),
+}
+
+
+class ShapeTask(Task):
+    """Base of the shape tasks (see the module docstring). Subclasses implement
+    :meth:`build_objective`, :meth:`make_batch`, :meth:`encode` and :meth:`encoder_metrics`.
+
+    Args:
+        config: the run's config (a :class:`ShapeDataConfig`, :class:`ShapeLossConfig` and
+            :class:`ShapeOutputConfig`).
+        shapes: an :class:`~inr_gon.training.tasks.sdf_data.SdfShapeSet` (default: loaded from
+            the config).
+    """
+
+    def __init__(self, config, *, shapes: SdfShapeSet | None = None):
+        super().__init__(config)
+        self.shapes = shapes
+        self._truth_cache: dict = {}
+        self._grid_cache: dict = {}      # ground-truth SDF grids of the linear baseline (sdf_baseline)
+        self._evals: dict = {}           # the final evaluation's meshes (final_metrics -> write_outputs)
+
+    @classmethod
+    def default_out(cls, cfg) -> str:
+        return f"runs/{cls.name}_{cfg.source}"
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def setup(self, trainer) -> None:
+        super().setup(trainer)
+        cfg, dist = self.cfg, trainer.dist
+        if self.shapes is None:
+            with dist.main_first():        # rank 0 samples and caches mesh folders first
+                self.shapes = load_shapes(cfg, quiet=trainer.quiet)
+        if not self.shapes.train_index:
+            raise ValueError("the training set is empty")
+        if dist.enabled:
+            if len(self.shapes.train_index) < cfg.batch_size:
+                raise ValueError(f"{len(self.shapes.train_index)} training shapes are fewer than the global "
+                                 f"batch_size={cfg.batch_size}")
+            total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
+            if dist.broadcast_object(total) != total:
+                raise ValueError("the ranks loaded different shape pools (the same --seed and data are needed)")
+        if self.shapes.points.shape[1] < cfg.points:
+            raise ValueError(f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than "
+                             f"points={cfg.points}")
+        self.device = trainer.device
+        self.points = self.shapes.points.to(self.device)
+        self.sdf = self.shapes.sdf.to(self.device)
+        self.train_index = torch.tensor(self.shapes.train_index)
+        self.setup_encoder()
+
+    def num_train(self) -> int:
+        return len(self.shapes.train_index)
+
+    def build_model(self):
+        c = self.cfg
+        steps = c.step_options() if hasattr(c, "step_options") else {}
+        return LatentSiren(3, c.latent, 1, c.hidden, c.layers, **c.siren_options(), **steps)
+
+    def setup_encoder(self) -> None:
+        """After the shapes are on the device: the encoder's own set-up (e.g. fixed point orders)."""
+
+    # -- encoding ---------------------------------------------------------------------------------------
+    def encode(self, index) -> torch.Tensor:
+        """Latents ``(len(index), k)`` of shapes ``index`` (training or unseen)."""
+        raise NotImplementedError
+
+    def encoder_metrics(self) -> dict:
+        """What ``metrics.json`` records of the encoder; ``"encoding"``: how a shape is encoded, in words."""
+        raise NotImplementedError
+
+    def progress(self, parts, last_eval):
+        out = {"loss": f"{parts['loss']:.4f}"}
+        if "unseen_sign_iou" in last_eval:
+            out["iou"] = f"{last_eval['train_sign_iou']:.2f}/{last_eval['unseen_sign_iou']:.2f}"
+        elif "train_sign_iou" in last_eval:
+            out["iou"] = f"{last_eval['train_sign_iou']:.2f}"
+        return out
+
+    def on_fit_end(self, trainer) -> None:
+        from ...core.sampling import GaussianLatentSampler
+        z = self.encode(self.shapes.train_index)
+        if z.shape[0] >= 2:
+            s = GaussianLatentSampler(z)
+            self.latent_stats = {"mean": s.mean, "cov": s.cov}
+
+    def sdf_of(self, z: torch.Tensor):
+        """The ``(N, 3) -> (N,)`` SDF callable of one latent ``(k,)``."""
+        return latent_sdf(self.trainer.model, z)
+
+    # -- periodic evaluation: the field on the shapes' own points --------------------------------------
+    @torch.no_grad()
+    def field_metrics(self, index) -> dict:
+        """:func:`~inr_gon.eval.shape_space.field_agreement` of the encoded shapes ``index`` on their pools."""
+        index = [int(i) for i in index]
+        z = self.encode(index) if index else None
+        return field_agreement([self.sdf_of(z[j]) for j in range(len(index))], [self.points[i] for i in index],
+                               [self.sdf[i] for i in index], self.cfg.delta)
+
+    @torch.no_grad()
+    def health(self, index) -> dict:
+        """:func:`~inr_gon.eval.shape_space.shape_space_health` of the encoded training shapes ``index``."""
+        index = [int(i) for i in index]
+        z = self.encode(index) if index else None
+        return shape_space_health([self.sdf_of(z[j]) for j in range(len(index))], [self.points[i] for i in index],
+                                  [self.sdf[i] for i in index])
+
+    def evaluate(self, trainer) -> dict:
+        out = {}
+        for split, idx in (("train", self.shapes.train_index), ("unseen", self.shapes.unseen_index)):
+            m = self.field_metrics(idx[:self.cfg.eval_shapes])
+            out.update({f"{split}_{k}": v for k, v in m.items()})
+        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+        out.update({k: v for k, v in h.items() if k != "shapes"})
+        return out
+
+    def final_metrics(self, trainer) -> dict:
+        """The shape-space checks, the meshes of ``eval_shapes`` training and unseen shapes against
+        their ground truth, and the linear baseline (a collective under DDP)."""
+        import time
+        from .sdf_baseline import baseline_metrics
+        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+        why = collapse_reasons(h)
+        for w in why:
+            warnings.warn(f"the shape space collapsed: {w}", CollapseWarning, stacklevel=2)
+        base = trainer.dist.run_on_main(linear_baseline, self, trainer.step)     # the PCA shape model, from rank 0
+        t0 = time.perf_counter()
+        model = trainer.model
+        was = model.training
+        model.eval()
+        self._evals = {"train": self.evaluate_shapes(self.shapes.train_index[:self.cfg.eval_shapes])}
+        if self.shapes.unseen_index:
+            self._evals["unseen"] = self.evaluate_shapes(self.shapes.unseen_index[:self.cfg.eval_shapes])
+        model.train(was)
+        m = {}
+        for split in ("train", "unseen"):
+            e = self._evals.get(split)
+            for k in ("chamfer", "iou", "normal_consistency", "nearest_own_truth", "chamfer_deepsdf"):
+                m[f"{split}_{k}"] = e[k] if e else None
+        m.update(baseline_metrics(base, self._evals["train"]["grid_iou"],
+                                  self._evals["unseen"]["grid_iou"] if "unseen" in self._evals else None))
+        m.update({"eval_seconds": round(time.perf_counter() - t0, 2),
+                  "params": sum(p.numel() for p in model.parameters()),
+                  "source": self.shapes.name, "data": self.shapes.source, "num_train": len(self.shapes.train_index),
+                  "num_unseen": len(self.shapes.unseen_index), "outer_loss": self.cfg.outer_loss,
+                  **self.encoder_metrics(), "mesh_resolution": self.cfg.mesh_resolution, "device": str(self.device),
+                  "processes": trainer.dist.world_size, "collapsed": bool(why), "collapse_reasons": why, "health": h,
+                  **{split: {k: v for k, v in e.items() if k not in ("meshes", "truths")}
+                     for split, e in self._evals.items()}})
+        m.setdefault("unseen", None)
+        return {**base, **m}
+
+    def describe_eval(self, m):
+        text = f"train sign IoU {m['train_sign_iou']:.3f}, near-surface L1 {m['train_near_l1']:.4f}"
+        if "unseen_sign_iou" in m:
+            text += f"; unseen {m['unseen_sign_iou']:.3f}, {m['unseen_near_l1']:.4f}"
+        return text
+
+    # -- the final evaluation: meshes against the ground truth ----------------------------------------
+    def truth_mesh(self, i: int):
+        """Ground-truth mesh of shape ``i`` (analytic: extracted at 2× the output resolution), or
+        ``None`` when there is only a point cloud or nothing."""
+        if self.shapes.analytic is not None:
+            if i not in self._truth_cache:
+                res = min(2 * self.cfg.mesh_resolution, 192)
+                self._truth_cache[i] = extract_mesh(self.shapes.analytic[i], res, method="coarse_to_fine",
+                                                    device="cpu")
+            return self._truth_cache[i]
+        t = self.shapes.truth[i] if self.shapes.truth else None
+        return t if hasattr(t, "faces") else None
+
+    def evaluate_shapes(self, index, *, num_samples: int = 10_000) -> dict:
+        """Encode shapes ``index``, extract meshes and compare them with the ground truth.
+
+        Returns per-shape lists and means of ``chamfer`` (DeepSDF's, squared units),
+        ``normal_consistency``, ``iou`` and ``grid_iou`` (the sign IoU on the linear baseline's grid,
+        :mod:`.sdf_baseline`; ``None`` where the ground truth cannot give them), and
+        ``empty_meshes``, and the ``meshes`` and ``truths`` themselves. A collective under DDP:
+        each rank evaluates its share of the shapes; every rank returns the whole result.
+        """
+        model, dist = self.trainer.model, self.trainer.dist
+        was = model.training
+        model.eval()
+        index = [int(i) for i in index]
+        mine = index[dist.shard(len(index))]
+        z = self.encode(mine)
+        results = dist.gather_list([self._evaluate_one(i, z[j], num_samples) for j, i in enumerate(mine)])
+        model.train(was)
+        rows = {"names": [r["name"] for r in results]}
+        for k in ("chamfer", "normal_consistency", "iou", "grid_iou", "chamfer_deepsdf"):
+            if k == "chamfer_deepsdf" and not any(k in r for r in results):
+                continue
+            rows[k] = [r.get(k) for r in results]
+        mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
+                          else None)
+        own = nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
+        rows["nearest_own_truth"] = own
+        return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
+                "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
+                "iou": mean(rows["iou"]), "grid_iou": mean(rows["grid_iou"]),
+                "nearest_own_truth": mean([float(x) for x in own if x is not None]),
+                "chamfer_deepsdf": mean(rows["chamfer_deepsdf"]) if "chamfer_deepsdf" in rows else None,
+                "per_shape": rows, "meshes": [r["mesh"] for r in results], "truths": [r["truth"] for r in results]}
+
+    def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
+        """Mesh and metrics of shape ``i`` encoded as ``z (k,)``; ``gt_mesh``: the analytic
+        ground-truth mesh to write (``None`` for data shapes)."""
+        f = self.sdf_of(z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            mesh = extract_mesh(f, self.cfg.mesh_resolution, (-1.0, 1.0))
+        gt_mesh = self.truth_mesh(i)
+        gt = gt_mesh if gt_mesh is not None else (self.shapes.truth[i] if self.shapes.truth else None)
+        ch = nc = None
+        if gt is not None and len(mesh.faces):
+            ch = chamfer_distance(mesh, gt, num_samples=num_samples)
+            if gt_mesh is not None:
+                nc = normal_consistency(mesh, gt_mesh, num_samples=num_samples)
+        if self.shapes.analytic is not None:
+            iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
+        elif gt_mesh is not None:
+            iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
+        else:       # DeepSDF: agreement of inside/outside on the shape's own samples
+            iou = float(sign_iou(f(self.points[i]), self.sdf[i]))
+        out = {"name": self.shapes.names[i], "mesh": mesh, "truth": gt, "chamfer": ch, "normal_consistency": nc,
+               "iou": iou, "grid_iou": gon_grid_iou(self, i, f)}
+        norm = self.shapes.normalization[i] if self.shapes.normalization else None
+        if norm is not None:       # DeepSDF's convention: in the original frame, 30,000 points
+            offset, scale, original = norm
+            if len(mesh.faces):
+                m = mesh.copy()
+                m.vertices = m.vertices / scale - offset
+                out["chamfer_deepsdf"] = chamfer_distance(m, original, num_samples=30_000)
+            else:
+                out["chamfer_deepsdf"] = None
+        return out
+
+    # -- checkpoints and outputs ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        s = self.shapes
+        return {"shapes": {"name": s.name, "source": s.source, "names": list(s.names),
+                           "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)},
+                "latent_stats": getattr(self, "latent_stats", None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.latent_stats = state.get("latent_stats")
+
+    def write_outputs(self, trainer, metrics, out):
+        from .sdf_outputs import write_sdf_outputs
+        return write_sdf_outputs(self, metrics, out)
+
+    def describe(self, trainer) -> list[str]:
+        lines = []
+        if trainer.dist.enabled:
+            c = trainer.cfg
+            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
+                         f" shapes each per step (global batch {c.batch_size})")
+        return lines
+
+    def summary(self, trainer, m, paths) -> list[str]:
+        fmt = lambda v, f: "n/a" if v is None else format(v, f)
+        lines = [f"data: {self.shapes.name} ({len(self.shapes.train_index)} train, "
+                 f"{len(self.shapes.unseen_index)} unseen shapes)",
+                 f"trained {m['steps']} steps in {m['train_seconds']:.1f} s ({m['params']:,} parameters, {m['device']})",
+                 f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
+                 f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}",
+                 f"unseen shapes ({m['encoding']}): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
+                 f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}",
+                 *baseline_lines(m)]
+        lines += [f"  {name:16s} {path}" for name, path in paths.items()]
+        lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
+        return lines
+
+
