@@ -186,7 +186,7 @@ def section_time_to_psnr(args, device, limit):
     if args.quick:
         cfg = ImageConfig(device=str(device), hidden=32, layers=2, batch_size=16, steps=10 ** 9, lr=1e-3)
         every, n_eval = 10, 100
-    else:       # the main job's defaults on this device (CUDA_DEFAULTS on a GPU)
+    else:       # the main job's defaults on this device (the paper preset on a GPU)
         cfg = ImageConfig(device=str(device), steps=10 ** 9)
         every, n_eval = 100, 1000
     t = Trainer(cfg, dataset=ds, quiet=True)

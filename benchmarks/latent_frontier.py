@@ -312,7 +312,7 @@ def main(argv=None) -> int:
                                                             "DATASET/K/METHOD with * wildcards")
     p.add_argument("--seconds", type=float, default=None, help="training budget of each trained cell "
                                                              "(default: the main job's, 250; sdf 420)")
-    p.add_argument("--damping", type=float, default=ImageConfig.CPU_DEFAULTS["gauss_newton"],
+    p.add_argument("--damping", type=float, default=ImageConfig.presets()["cpu"].values["gauss_newton"],
                    help="Gauss–Newton damping of the image GON cells (default: the image task's)")
     p.add_argument("--sdf-damping", type=float, default=1.0, help="Gauss–Newton damping of the SDF GON cells "
                                                                   "(default: the SDF task's)")

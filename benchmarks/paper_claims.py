@@ -99,7 +99,7 @@ def siren(a, hidden, layers=3, latent=32):
 # -- claims ----------------------------------------------------------------------------------
 def claim_a(ds, a):
     t = fit("(a) tiny GON", ImageConfig(**siren(a, 32), steps=a.steps_tiny, outer_fraction=1.0,
-                                        inner_scale=a.inner_scale), ds, a)
+                                        inner_weight=a.inner_scale), ds, a)
     ntr = min(ds.train_images.shape[0], a.eval_train)
     rec_tr, _ = gon_reconstruct(t, ds.train_images[:ntr])
     rec_te, _ = gon_reconstruct(t, ds.test_images)
@@ -112,7 +112,7 @@ def claim_a(ds, a):
     rows = []
     for layers, latent in ((3, 32), (4, 32), (4, 34)):
         cfg = ImageConfig(**{**siren(a, 32, layers=layers, latent=latent)}, steps=a.steps_tiny, outer_fraction=1.0,
-                          inner_scale=a.inner_scale)
+                          inner_weight=a.inner_scale)
         tt = fit(f"(a) 32x{layers}, latent {latent}", cfg, ds, a, eval_every=max(1, a.steps_tiny // 6))
         rows.append({"layers": layers, "hidden": 32, "latent": latent, "params": count_parameters(tt.model),
                      "test_psnr_1000": tt.history["test_psnr"][-1] if tt.history.get("test_psnr") else None,
@@ -123,7 +123,7 @@ def claim_a(ds, a):
 
 def claim_b_c(ds, a):
     gon = fit("(b) GON", ImageConfig(**siren(a, a.hidden), steps=a.steps_ae, outer_fraction=1.0,
-                                     inner_scale=a.inner_scale), ds, a)
+                                     inner_weight=a.inner_scale), ds, a)
     ae = fit("(b) AE", AutoencoderConfig(**siren(a, a.hidden), kind="ae", steps=a.steps_ae), ds, a)
     rec_g, z_gon = gon_reconstruct(gon, ds.test_images)
     ae.model.eval()
@@ -178,12 +178,12 @@ def claim_d(ds, a):
             ("classifier_k2", a.steps_cls_k2, 2, recipe, a.lr_schedule_cls))
     for mode, steps, k, opts, schedule in runs:
         t = fit(f"(d) {mode}", ClassifierConfig(**{**siren(a, a.hidden), "lr": opts["lr"]}, mode=mode.split("_")[0],
-                                                steps=steps, inner_scale=opts["inner_scale"], latent_steps=k),
+                                                steps=steps, inner_weight=opts["inner_scale"], latent_steps=k),
                 ds, a, lr_schedule=schedule)
         t.model.eval()
         res[mode] = t.model.accuracy(ds.test_images, ds.test_labels, device=t.device)
     t2 = fit("(d) 2-D latent", ClassifierConfig(**siren(a, a.hidden, latent=2), steps=a.steps_cls,
-                                                 inner_scale=a.inner_scale), ds, a)
+                                                 inner_weight=a.inner_scale), ds, a)
     m2 = t2.model.eval()
     n = min(5000, ds.test_images.shape[0])
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Side-by-side SDF-GON runs: the same data, seed and wall-clock budget, one option changed.
 
-    python benchmarks/sdf_ablation.py --seconds 60 --variant base "" --variant truncated "--loss truncated_l1"
+    python benchmarks/sdf_ablation.py --seconds 60 --variant base "" --variant truncated "--outer-loss truncated_l1"
     python benchmarks/sdf_ablation.py --meshes ../shared/datasets/meshes --variant a "..." --variant b "..."
 
 Each variant is a string of ``inr-gon train sdf`` options added to the common ones (``--common``).

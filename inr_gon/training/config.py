@@ -215,13 +215,16 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, *, strict: bool = False):
+    def from_dict(cls, d: dict, *, strict: bool = False, saved: bool = True):
         """Rebuild from :meth:`to_dict`'s output (or an earlier version's, via :mod:`.compat`).
 
         Unknown keys are ignored (``strict=False``: a checkpoint from another version) or a
-        one-line ``ValueError`` (``strict=True``: a config file a person wrote)."""
+        one-line ``ValueError`` (``strict=True``: a config file a person wrote). ``saved=False``:
+        ``d`` holds options given now (today's names, nothing mapped or dropped)."""
         from .compat import upgrade
-        d = upgrade(cls.TASK, {k: v for k, v in d.items() if k != "task"})
+        d = {k: v for k, v in d.items() if k != "task"}
+        if saved:
+            d = upgrade(cls.TASK, d)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if strict and unknown:
@@ -297,7 +300,9 @@ class Config:
         """The config from parsed options, over ``base`` (e.g. a ``--config`` file's values)."""
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in vars(args).items() if k in names}
-        return cls.from_dict({**(base or {}), **given}, strict=True)
+        from .compat import upgrade
+        base = upgrade(cls.TASK, {k: v for k, v in (base or {}).items() if k != "task"})
+        return cls.from_dict({**base, **given}, strict=True, saved=False)
 
 
 def _fmt(v) -> str:

@@ -118,16 +118,21 @@ def gon_grid_iou(task, i: int, f, resolution: int = GRID) -> float | None:
     return float(sign_iou(pred, truth))
 
 
+def _fresh(task) -> float:
+    """The share of new shapes in the run's batches (0 for a task that draws none)."""
+    return getattr(task.cfg, "fresh_shapes", 0.0) or 0.0
+
+
 def _new_shapes_drawn(task, step: int) -> int:
     """How many shapes of the new-shape family the run drew in ``step`` steps (at most how many exist
     for it to draw: the bank's size, or the counter of shapes made so far)."""
-    cfg = task.cfg
-    if not cfg.fresh_shapes:
+    fresh = _fresh(task)
+    if not fresh:
         return 0
     if task.bank is None:
         return task._fresh_next
-    B = cfg.batch_size
-    per_step = B if cfg.fresh_shapes == 1 else min(B, max(1, round(cfg.fresh_shapes * B)))
+    B = task.cfg.batch_size
+    per_step = B if fresh == 1 else min(B, max(1, round(fresh * B)))
     return min(len(task.bank), step * per_step)
 
 
@@ -144,7 +149,7 @@ def fit_shapes(task, step: int) -> list:
     """
     s = task.shapes
     if s.analytic is not None:
-        fixed = [] if task.cfg.fresh_shapes == 1 else [("shape", int(i)) for i in s.train_index[:FIT_FIXED]]
+        fixed = [] if _fresh(task) == 1 else [("shape", int(i)) for i in s.train_index[:FIT_FIXED]]
         return fixed + [("new", j) for j in range(min(FIT_NEW, _new_shapes_drawn(task, step)))]
     return [("shape", int(i)) for i in s.train_index[:FIT_MESHES] if task.truth_mesh(int(i)) is not None]
 
