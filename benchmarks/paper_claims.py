@@ -244,7 +244,7 @@ def save_figures(out, z2, labels2, gon_vals, vae_vals, samples, recon):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short CPU run (~10-15 min on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="a short CPU run (small models, few steps)")
     p.add_argument("--scale", type=float, default=None,
                    help="multiply every step count (default 1 with --quick, 20 without)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")

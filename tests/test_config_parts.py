@@ -16,7 +16,7 @@ import inr_gon as ig
 from inr_gon.cli import build_parser, main
 from inr_gon.training import Trainer
 from inr_gon.training.compat import upgrade
-from inr_gon.training.config import GradientOriginConfig, SirenConfig
+from inr_gon.training.parts import GradientOriginConfig, SirenConfig
 from inr_gon.training.tasks import (TASKS, AutoDecoderConfig, ClassifierConfig, ImageConfig, SdfConfig,
                                     VariationalConfig)
 

@@ -135,7 +135,7 @@ def signed_distance(
     except ImportError:
         warnings.warn(
             "libigl (pip install libigl) is not installed: falling back to trimesh, which is very "
-            "slow (about 100 points/s)",
+            "slow",
             UserWarning,
             stacklevel=2,
         )

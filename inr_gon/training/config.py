@@ -3,11 +3,11 @@
 A run's configuration is composed of parts, each of one concern, and a task's config declares
 the parts it takes by deriving from them (``PARTS`` lists them):
 
-* :class:`~inr_gon.training.trainer.TrainerConfig`: the loop (steps, learning rate, checkpoints);
+* :class:`~inr_gon.training.parts.TrainerConfig`: the loop (steps, learning rate, checkpoints);
 * a data part (images, shapes);
-* :class:`LatentConfig`: the latent's size;
-* a decoder: :class:`SirenConfig` (or a task's own, e.g. a convolutional decoder);
-* an encoder: :class:`GradientOriginConfig` (the latent is a gradient at the origin) or per-item
+* :class:`~inr_gon.training.parts.LatentConfig`: the latent's size;
+* a decoder: :class:`~inr_gon.training.parts.SirenConfig` (or a task's own, e.g. a convolutional decoder);
+* an encoder: :class:`~inr_gon.training.parts.GradientOriginConfig` (the latent is a gradient at the origin) or per-item
   codes fitted by Adam (the auto-decoder's part);
 * the task's objective, evaluation and output fields.
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-__all__ = ["Check", "option", "Config", "Preset", "LatentConfig", "SirenConfig", "GradientOriginConfig", "at_least",
-           "positive", "nonneg", "fraction", "one_of", "load_config_file"]
+__all__ = ["Check", "option", "Config", "Preset", "at_least", "positive", "nonneg", "fraction", "one_of",
+           "load_config_file"]
 
 
 @dataclass(frozen=True)
@@ -342,63 +342,3 @@ def load_config_file(path) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a config file holds one JSON object")
     return d
-
-
-@dataclass
-class LatentConfig(Config):
-    """The latent code's size (every task's, whatever its decoder or encoder)."""
-
-    latent: int | None = option(None, "latent size", check=at_least(1), group="model")
-
-    DEFAULTS = dict(latent=32)
-
-
-@dataclass
-class SirenConfig(Config):
-    """The latent-conditioned SIREN decoder (``None``: the task's default or preset)."""
-
-    hidden: int | None = option(None, "SIREN width", check=at_least(1), group="model")
-    layers: int | None = option(None, "number of sine layers", check=at_least(1), group="model")
-    w0: float | None = option(None, "SIREN frequency of the hidden layers", check=positive, group="model")
-    w0_first: float | None = option(None, "SIREN frequency of the first layer (its coordinate columns)",
-                                    check=positive, group="model")
-    w0_latent: float | None = option(None, "SIREN frequency of the first layer's latent columns (none: as "
-                                           "--w0-first)", check=positive, group="model")
-    latent_shifts: bool | None = option(None, "the latent also shifts every hidden layer (a linear map per layer, "
-                                              "functa's shift modulations); the paper's model conditions the first "
-                                              "layer only", group="model")
-
-    DEFAULTS = dict(w0=30.0, w0_first=30.0, latent_shifts=False)
-    # what a run saved without these fields did: no shifts, the latent at the first layer's frequency
-    ABSENT = dict(latent_shifts=False, w0_latent=lambda d: d.get("w0_first", 30.0))
-    SIREN_FIELDS: ClassVar[tuple] = ("hidden", "layers", "w0", "w0_first", "w0_latent", "latent_shifts")
-
-    def siren_options(self) -> dict:
-        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of the decoder's fields."""
-        return dict(w0=self.w0, w0_first=self.w0_first, w0_latent=self.w0_latent, latent_shifts=self.latent_shifts)
-
-
-@dataclass
-class GradientOriginConfig(Config):
-    """The gradient-origin encoder: the latent is ``-inner_weight ·`` the gradient of the inner
-    loss at the origin (one step, or K differentiated steps, plain or Gauss-Newton)."""
-
-    inner_weight: float | None = option(None, "the latent's scale: z = -inner_weight * the gradient of the inner "
-                                              "integral at the origin", check=positive, group="encoder")
-    latent_steps: int = option(1, "gradient steps of the latent (1: the paper's single step; more are "
-                                  "differentiated through)", check=at_least(1), group="encoder")
-    step_size: float = option(1.0, "step size of latent steps 2..K relative to the first", check=positive,
-                              group="encoder")
-    learn_step_size: bool = option(False, "learn a per-step, per-dimension latent step size with the network",
-                                   group="encoder")
-    gauss_newton: float | None = option(None, "damping of Gauss-Newton latent steps, z = -(damping I + H)^-1 grad "
-                                              "(H: the inner loss's Gauss-Newton curvature in z; 0: the paper's plain "
-                                              "gradient step)", check=nonneg, group="encoder")
-
-    DEFAULTS = dict(gauss_newton=0.0)
-    ABSENT = dict(gauss_newton=0.0)      # a run saved without the option took plain gradient steps
-
-    def step_options(self) -> dict:
-        """The :class:`~inr_gon.nn.siren.LatentSiren` keyword arguments of the latent's steps."""
-        return dict(latent_steps=self.latent_steps, step_size=self.step_size, learn_step_size=self.learn_step_size,
-                    gauss_newton=self.gauss_newton or None)

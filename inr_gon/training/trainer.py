@@ -31,7 +31,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,70 +38,14 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (atomic_write_bytes, open_run_dir, restore_generator, retarget_adam,
                          save_step_checkpoint)
-from .config import Config, at_least, nonneg, option, positive
+from .config import Config
+from .parts import TrainerConfig
 from .distributed import DistContext, init_distributed
 from .guard import NonFiniteGuard, require_finite_parameters
 from .metrics_log import MetricsLog
 from .runtime import configure_tf32, keep_freed_memory, resolve_amp
 
 __all__ = ["TrainerConfig", "Trainer", "BatchSampler", "select_device", "learning_rate"]
-
-
-@dataclass
-class TrainerConfig(Config):
-    """The loop's options, shared by every task (``None``: the task's default for the device)."""
-
-    preset: str | None = option(None, "named defaults (see the task's --help)")
-    steps: int | None = option(None, "total steps; with --resume, continue up to this step", check=at_least(0))
-    seconds: float | None = option(None, "stop training after this many seconds (0: no limit)", check=nonneg)
-    batch_size: int | None = option(None, "items per step, in all (under torchrun: the global batch, split "
-                                          "evenly over the processes)", check=at_least(1))
-    lr: float | None = option(None, "Adam learning rate", check=positive)
-    lr_schedule: str | None = option(None, "constant, or cosine decay to lr/20 at --steps",
-                                     choices=("constant", "cosine"))
-    warmup_steps: int = option(0, "linear learning-rate warm-up over the first N steps", check=at_least(0))
-    grad_clip: float = option(0.0, "clip the gradients' global norm to this value before each step (0: off)",
-                              check=nonneg)
-    schedule_by: str | None = option(None, "the schedule's progress: step / --steps, or the larger of that and elapsed / "
-                                       "--seconds (a run cut by its time budget still anneals; not bit-identical on "
-                                       "resume)", choices=("steps", "time"))
-    eval_every: int | None = option(None, "steps between evaluations", check=at_least(1))
-    checkpoint_every: int | None = option(None, "steps between checkpoints", check=at_least(1))
-    keep_checkpoints: int | None = option(None, "checkpoints kept", check=at_least(1))
-    log_every: int = option(10, "steps between log lines (and deferred non-finite checks)", check=at_least(1))
-    seed: int = option(0, "random seed")
-    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
-    on_nonfinite: str = option("stop", "on a NaN/Inf loss: stop (the last good checkpoint stays) or skip the batch",
-                               choices=("stop", "skip"))
-    nonfinite_check: str | None = option(None, "check the loss every step (a host sync) or read a device-side "
-                                               "flag every log interval, never applying a non-finite update",
-                                         choices=("immediate", "deferred"))
-    out: str | None = option(None, "run folder (default: runs/<task name>)", group="output")
-    strict: bool = option(False, "exit with an error (status 3) when the run failed to learn (e.g. a collapsed "
-                                 "shape space); without it a warning is printed and recorded", group="output")
-    tensorboard: bool = option(False, "also write TensorBoard event files into <out>/tb (needs the tensorboard "
-                                      "package)", group="output")
-    amp: str | None = option(None, "autocast the outer pass to bf16/fp16 (the latent and the first layer stay "
-                                   "float32); auto: bf16 on a CPU whose bf16 matmuls measure >= 1.5x float32's "
-                                   "speed, else off", choices=("off", "bf16", "fp16", "auto"), group="speed")
-    tf32: bool = option(False, "allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)", group="speed")
-    compile: bool = option(False, "torch.compile the training objective (slow to start; see the README)",
-                           group="speed")
-    keep_freed_memory: bool = option(True, "CPU: keep glibc's default of returning large freed blocks to the OS "
-                                           "(slower steps; by default freed memory is kept for reuse)",
-                                     flag="--release-memory", negate=True, group="speed")
-    threads: int | None = option(None, "CPU threads (default: PyTorch's, one per core)", check=at_least(0),
-                                 group="speed")
-
-    ABSENT = dict(amp="off")         # a run saved without the option trained in float32
-    DEFAULTS = dict(lr_schedule="constant", schedule_by="steps", keep_checkpoints=3, eval_every=1000,
-                    checkpoint_every=1000, amp="off")
-
-    def resolved(self, device):
-        if self.nonfinite_check is None:   # a host sync per step costs little on a CPU, much on a GPU
-            check = "deferred" if getattr(device, "type", str(device)) == "cuda" else "immediate"
-            return dataclasses.replace(self, nonfinite_check=check).resolved(device)
-        return super().resolved(device)
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -14,7 +14,8 @@ import torch
 
 from ...nn.siren import LatentSiren
 from ...variants.autodecoder import AutoDecoder, fit_codes
-from ..config import Config, LatentConfig, SirenConfig, at_least, nonneg, option, positive
+from ..config import Config, at_least, nonneg, option, positive
+from ..parts import LatentConfig, SirenConfig
 from ..objectives import LossObjective
 from ..trainer import TrainerConfig
 from .shapes import SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig, ShapeTask

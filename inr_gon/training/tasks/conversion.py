@@ -25,7 +25,8 @@ from ...eval.image import psnr, ssim
 from ...variants.modality import area_downsample, check_pair, convert, upsample
 from ..checkpoint import atomic_write_bytes
 from ...nn.siren import LatentSiren
-from ..config import GradientOriginConfig, LatentConfig, SirenConfig, at_least, fraction, option
+from ..config import at_least, fraction, option
+from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .image import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks

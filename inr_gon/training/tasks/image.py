@@ -1,8 +1,5 @@
 """The image task: implicit GONs on MNIST, Fashion-MNIST or a folder of images.
 
-:class:`ImageDataTask` is the base of every image-data task (this one, modality conversion, the
-classifier and variational GONs, the autoencoder baselines): it loads the data set named by an
-:class:`ImageDataConfig`, refuses NaN/Inf data and keeps the images on the device.
 :class:`ImageTask` trains ``LatentSiren(2, k, C)`` over pixel coordinates: exact GON steps,
 the outer integral optionally on a Monte-Carlo subset, unseen test images encoded by the single
 gradient step for evaluation, and the pictures of :func:`write_image_outputs`.
@@ -11,7 +8,6 @@ gradient step for evaluation, and the pictures of :func:`write_image_outputs`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import warnings
@@ -21,40 +17,26 @@ from pathlib import Path
 import torch
 
 from ...data import is_mnist_name
-from ...core.coords import grid, image_to_points
+from ...core.coords import image_to_points
 from ...core.integrators import GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator
 from ...core.sampling import GaussianLatentSampler
 from ...eval.image import psnr, ssim
 from ...eval.pca import PCA
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
-from ..checkpoint import atomic_write_bytes
-from ..config import (Check, Config, GradientOriginConfig, LatentConfig, Preset, SirenConfig, at_least, fraction,
+from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
+from ..config import (Check, Preset, fraction,
                       option)
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
-from .base import CollapseWarning, Task
+from .base import CollapseWarning
+from .image_data import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks, load_dataset
+from .image_outputs import baseline_lines, write_image_outputs
 
 __all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset",
            "encode_images", "decode_latents", "write_image_outputs", "IMAGE_CHECKPOINT_KIND"]
 
 IMAGE_CHECKPOINT_KIND = "inr_gon.image_gon"
-
-
-@dataclass
-class ImageDataConfig(Config):
-    """Which images (the data part of every image-data task)."""
-
-    dataset: str = option("mnist", "'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become "
-                                   "labels)", group="data")
-    data_dir: str | None = option(None, "folder holding the four IDX files of the data set (else "
-                                        "$INR_GON_DATA/<name>, then datasets/, then download, then the embedded "
-                                        "MNIST subset)", group="data")
-    image_size: int | None = option(None, "image folders: resize images to this size (pixels per side)",
-                                    check=at_least(1), group="data")
-    channels: int = option(1, "image folders: 1 (gray) or 3 (RGB)", choices=(1, 3), group="data")
-    eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
-                              check=at_least(1))
 
 
 def _seconds_list(text: str) -> list[float]:
@@ -66,15 +48,6 @@ def _seconds_list_ok(text: str) -> bool:
         return all(v > 0 and math.isfinite(v) for v in _seconds_list(text))
     except ValueError:
         return False
-
-
-IMAGE_LOSSES = ("mse", "bce", "l1")
-
-
-def _loss_checks(cfg) -> list:
-    """The inner and outer losses must read the network's output alike (BCE: logits)."""
-    return [("outer_loss", (cfg.inner_loss == "bce") == (cfg.outer_loss == "bce"),
-             f"and inner_loss={cfg.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce")]
 
 
 @dataclass
@@ -127,16 +100,6 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
         return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
 
 
-def load_dataset(cfg: ImageDataConfig):
-    """The :class:`~inr_gon.data.ImageDataset` named by the config."""
-    from ...data import load_image_folder, load_mnist
-    if is_mnist_name(cfg.dataset):
-        return load_mnist(cfg.dataset, data_dir=cfg.data_dir)
-    if not Path(cfg.dataset).is_dir():
-        raise ValueError(f"dataset must be 'mnist', 'fashion' or an image folder; {cfg.dataset!r} is neither")
-    return load_image_folder(cfg.dataset, resolution=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
-
-
 def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64,
                   batch_size: int = 500) -> torch.Tensor:
     """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
@@ -147,69 +110,6 @@ def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_weigh
 
 # latents -> images in [0, 1] (sigmoid for BCE-trained models)
 decode_latents = decode
-
-
-class ImageDataTask(Task):
-    """Base of the image-data tasks: data on the device, batches of images.
-
-    Args:
-        config: an :class:`ImageDataConfig` subclass.
-        dataset: an :class:`~inr_gon.data.ImageDataset` (default: loaded from the config).
-    """
-
-    def __init__(self, config, *, dataset=None):
-        super().__init__(config)
-        self.dataset = dataset
-
-    def setup(self, trainer) -> None:
-        super().setup(trainer)
-        if self.dataset is None:
-            with trainer.dist.main_first():       # rank 0 downloads/unpacks first
-                self.dataset = load_dataset(self.cfg)
-        for split in ("train", "test"):
-            imgs = getattr(self.dataset, f"{split}_images")
-            if not bool(torch.isfinite(imgs).all()):
-                raise ValueError(f"{split} images contain NaN or Inf values")
-        # data on the device (MNIST is 188 MB as float32; fits any GPU)
-        self.device = trainer.device
-        self.train_images = self.dataset.train_images.to(self.device)
-        self.test_images = self.dataset.test_images.to(self.device)
-        self.train_labels = self.dataset.train_labels.to(self.device)
-        self.test_labels = self.dataset.test_labels.to(self.device)
-        C, H, W = self.train_images.shape[1:]
-        self.channels, self.resolution = C, (H, W)
-        self.coords = grid((H, W), device=self.device)
-
-    def num_train(self) -> int:
-        return int(self.train_images.shape[0])
-
-    def images_of(self, index: torch.Tensor, mine: slice) -> torch.Tensor:
-        """This rank's ``(b, C, H, W)`` training images of the global batch ``index``."""
-        return self.train_images[index[mine].to(self.device)]
-
-    def make_batch(self, index, mine, generator):
-        return (self.images_of(index, mine),)
-
-    def siren(self, out_dim: int | None = None, *, latent: int | None = None) -> LatentSiren:
-        c = self.cfg
-        steps = c.step_options() if isinstance(c, GradientOriginConfig) else {}
-        return LatentSiren(2, c.latent if latent is None else latent, out_dim or self.channels, c.hidden, c.layers,
-                           **c.siren_options(), **steps)
-
-    def state_dict(self) -> dict:
-        return {"dataset": {"name": self.dataset.name, "source": self.dataset.source,
-                            "image_shape": list(self.train_images.shape[1:])}}
-
-    def describe(self, trainer) -> list[str]:
-        c = trainer.cfg
-        lines = [f"data: {self.train_images.shape[0]} train / {self.test_images.shape[0]} test images from "
-                 f"{self.dataset.source}",
-                 f"model: {type(trainer.model).__name__}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-                 f"parameters on {trainer.device}; batch {c.batch_size}, lr {c.lr:g}, steps {c.steps}"]
-        if trainer.dist.enabled:
-            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
-                         f" images each per step (global batch {c.batch_size})")
-        return lines
 
 
 class ImageTask(ImageDataTask):
@@ -418,80 +318,4 @@ class ImageTask(ImageDataTask):
                 f"wrote to {trainer.out}/: " + ", ".join(files)]
 
 
-def baseline_lines(metrics: dict, k: int) -> list[str]:
-    """The summary's line on the linear baseline (PCA of the latent's size), with the margin;
-    a run behind it says so."""
-    p = metrics.get("pca_test_psnr")
-    if p is None:
-        return []
-    margin = metrics["pca_margin_psnr"]
-    line = (f"linear baseline (PCA, {k} components, fitted in {metrics['pca_seconds']:.1f} s): PSNR {p:.2f} dB, SSIM "
-            f"{metrics['pca_test_ssim']:.4f}; the GON is {abs(margin):.2f} dB {'ahead' if margin >= 0 else 'behind'}")
-    if metrics.get("below_linear_baseline"):
-        line += " -- BELOW ITS LINEAR BASELINE: a linear code of the same size reconstructs these images better"
-    return [line]
-
-
 ImageConfig.task_class = ImageTask
-
-
-def write_image_outputs(task: ImageTask, metrics: dict, out, *, num_show: int = 16, seed: int = 0) -> tuple[dict, dict]:
-    """Write the run's pictures and figures into ``out``; returns ``({name: path}, metrics)``.
-
-    ``recon_train.png`` / ``recon_test.png`` (originals above their one-step reconstructions),
-    ``samples.png`` (latents from a full-covariance Gaussian fitted to training latents),
-    ``slerp.png`` / ``slerp.gif`` (spherical interpolation between test latents),
-    ``superres.png`` (test latents rendered at 1×, 4× and 10×, shown at the same size),
-    ``curves.png``, ``convergence.png`` (the paper's Figure 6: fixed test images reconstructed at
-    the configured training times, PSNR under each), ``metrics.json``.
-    """
-    import torch.nn.functional as F
-
-    from ...core.sampling import slerp_path
-    from ...viz import image_grid, plot_curves, save_convergence_figure, save_gif, save_grid
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    g = torch.Generator().manual_seed(seed)
-    t = task
-    t.trainer.model.eval()
-    H, W = t.resolution
-    for split, imgs in (("train", t.train_images), ("test", t.test_images)):
-        if imgs.shape[0] == 0:
-            continue
-        x = imgs[:num_show]
-        rec = t.decode(t.encode(x))
-        paths[f"recon_{split}"] = save_grid(torch.cat([x, rec]), out / f"recon_{split}.png", nrow=x.shape[0])
-    stats = t.latent_stats
-    sampler = (GaussianLatentSampler.from_moments(stats["mean"], stats["cov"]) if stats is not None
-               else GaussianLatentSampler(t.encode(t.train_images[:5000])))
-    paths["samples"] = save_grid(t.decode(sampler.sample(64, generator=g).to(t.device)), out / "samples.png", nrow=8)
-    src = t.test_images if t.test_images.shape[0] >= 2 else t.train_images
-    z_src = t.encode(src[:16])
-    pairs = [(i, (i + 1) % z_src.shape[0]) for i in range(0, min(16, z_src.shape[0]), 2)]
-    frames = 10
-    rows = [slerp_path(z_src[a], z_src[b], frames) for a, b in pairs]
-    paths["slerp"] = save_grid(t.decode(torch.cat(rows)), out / "slerp.png", nrow=frames)
-    # GIF: the first four pairs at 4x resolution, there and back
-    n_gif = min(4, len(pairs))
-    steps = 24
-    path_z = torch.stack([slerp_path(z_src[a], z_src[b], steps) for a, b in pairs[:n_gif]], 1)   # (T, n, k)
-    gif_frames = []
-    for k in list(range(steps)) + list(range(steps - 2, 0, -1)):
-        gif_frames.append(image_grid(t.decode(path_z[k], (4 * H, 4 * W)), nrow=n_gif, pad=4))
-    paths["slerp_gif"] = save_gif(gif_frames, out / "slerp.gif")
-    # super-resolution: originals (nearest ×10), renders at 4× and 10× (shown at 10× size)
-    x = src[:8]
-    z = t.encode(x)
-    big = (10 * H, 10 * W)
-    shown = [F.interpolate(x, size=big, mode="nearest"),
-             F.interpolate(t.decode(z, (4 * H, 4 * W)), size=big, mode="nearest"),
-             t.decode(z, big)]
-    paths["superres"] = save_grid(torch.cat(shown), out / "superres.png", nrow=x.shape[0], pad=4)
-    paths["curves"] = plot_curves(t.trainer.history, out / "curves.png")
-    if t.snapshots:
-        paths["convergence"] = save_convergence_figure(t.test_images[:8], t.snapshots, out / "convergence.png")
-        metrics = {**metrics, "convergence": [{k: v for k, v in s.items() if k != "images"} for s in t.snapshots]}
-    paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
-    return paths, metrics

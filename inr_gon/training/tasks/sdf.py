@@ -15,7 +15,8 @@ import torch
 
 from ...core.sdf import random_shape_points, sdf_gon_latent, split_points
 from ...nn.siren import LatentSiren
-from ..config import Check, GradientOriginConfig, LatentConfig, SirenConfig, at_least, nonneg, option
+from ..config import Check, at_least, nonneg, option
+from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning

@@ -17,7 +17,8 @@ from ...core.coords import points_to_image
 from ...variants.autoencoder import VAE, Autoencoder
 from ...variants.classifier import ClassifierGON
 from ...variants.variational import ConvDecoder, VariationalGON
-from ..config import GradientOriginConfig, LatentConfig, SirenConfig, at_least, nonneg, option
+from ..config import at_least, nonneg, option
+from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import LossObjective
 from ..trainer import TrainerConfig
 from .image import ImageDataConfig, ImageDataTask
