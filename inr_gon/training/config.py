@@ -247,7 +247,8 @@ class Config:
         hints = typing.get_type_hints(cls)
         groups: dict[str, argparse._ArgumentGroup] = {}
         order = ("data", "model", "encoder", "training", "output", "speed")
-        fields = sorted((f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)),
+        fields = sorted((f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)
+                         and not (f.name == "preset" and not cls.presets())),        # a task without presets
                         key=lambda f: order.index(f.metadata.get("group", "training"))
                         if f.metadata.get("group", "training") in order else len(order))
         for f in fields:

@@ -18,7 +18,8 @@ from ..config import Config, at_least, nonneg, option, positive
 from ..parts import LatentConfig, SirenConfig
 from ..objectives import LossObjective
 from ..trainer import TrainerConfig
-from .shapes import SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig, ShapeTask
+from .shape_parts import SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig
+from .shapes import ShapeTask
 
 __all__ = ["CodeFittingConfig", "AutoDecoderConfig", "AutoDecoderTask"]
 

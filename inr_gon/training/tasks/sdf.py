@@ -21,7 +21,8 @@ from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning
 from .sdf_data import ShapeBank, family_shapes
-from .shapes import SDF_LOSSES, SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig, ShapeTask
+from .shape_parts import SDF_LOSSES, SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig
+from .shapes import ShapeTask
 
 __all__ = ["SdfConfig", "SdfTask", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
