@@ -126,6 +126,11 @@ def test_one_loader_for_every_checkpoint(tmp_path, capsys):
     assert img.task_name == "image" and img.config.outer_loss == img.config.inner_loss and img.step == 4
     sdf = ig.load(FIXTURES / "sdf_v1", device="cpu")                  # a run folder: its newest checkpoint
     assert sdf.task_name == "sdf" and sdf.config.outer_loss == "clamped_l1"
+    # the 0.1 SDF fixture meshes a training shape
+    assert main(["mesh", "--checkpoint", str(sdf.path), "--shape", "0", "--resolution", "24", "--device", "cpu",
+                 "--out", str(tmp_path / "m0.ply")]) == 0
+    assert (tmp_path / "m0.ply").is_file()
+    capsys.readouterr()
     # a command that does not fit the checkpoint names the ones that do
     assert main(["render", "--checkpoint", str(sdf.path), "--sample", "1", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
