@@ -30,6 +30,9 @@ def test_every_option_has_help_a_flag_and_a_valid_default(name):
     flags = {a.dest: a for a in p._actions if a.dest != "help"}
     for f in dataclasses.fields(cfg):
         assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+        if f.name == "preset" and not cfg.presets():
+            assert f.name not in flags, f"{name} offers --preset without presets"
+            continue
         assert f.name in flags, f"{name}.{f.name} has no option"
     # the defaults of both devices are valid
     for device in ("cpu", "cuda"):
@@ -40,11 +43,13 @@ def test_every_option_has_help_a_flag_and_a_valid_default(name):
             assert v is None and optional or isinstance(v, (kind, int) if kind is float else kind), (f.name, v)
 
 
-def test_help_prints_the_defaults_of_each_device(capsys):
+def test_help_prints_the_defaults_of_each_preset(capsys):
     with pytest.raises(SystemExit):
         main(["train", "image", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "(default: 128 on CPU, 256 on CUDA)" in out and "(default: 0.25 on CPU, 1 on CUDA)" in out
+    assert "(default: 128 with --preset cpu, 256 with --preset paper)" in out
+    assert "(default: 0.25 with --preset cpu, 1 with --preset paper)" in out
+    assert "(default on CPU)" in out and "(default on CUDA)" in out
 
 
 def test_a_check_failing_names_the_field_and_value():

@@ -54,8 +54,13 @@ def upgrade(task: str, d: dict) -> dict:
         drop = _SIREN if d.get("decoder", "conv") == "conv" else ("base_channels",)
         for k in drop:
             d.pop(k, None)
+    # options saved although the run's other choices never read them
     if task == "classifier" and d.get("mode", "classifier") != "joint":
-        d.pop("ce_weight", None)       # read in joint mode only
+        d.pop("ce_weight", None)
+    if task == "image" and (d.get("outer_fraction") or 0) >= 1:
+        d.pop("outer_sampling", None)
+    if task == "sdf" and d.get("inner") == "shared":
+        d.pop("inner_sampling", None)
     for old, new in RENAMED.get(task, {}).items():
         if old in d:
             v = d.pop(old)

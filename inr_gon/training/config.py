@@ -195,18 +195,18 @@ class Config:
 
     def resolved(self, device) -> "Config":
         """A validated copy with the preset named (the device's when none was given) and ``None``
-        fields filled from it."""
+        fields filled from it; the fields its choices leave :meth:`inactive` stay ``None``."""
         preset = getattr(self, "preset", None)
         if preset is None:
             preset = self.default_preset(getattr(device, "type", str(device)))
         if preset is not None and preset not in self.presets():
             self.validate()                         # names the unknown preset
         table = self.preset_defaults(preset)
-        for k in self.inactive():
-            table.pop(k, None)
         if hasattr(self, "preset"):
             table["preset"] = preset
-        cfg = dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k, v) is None})
+        filled = dataclasses.replace(self, **{k: v for k, v in table.items() if getattr(self, k, v) is None})
+        # inactive given the filled choices (e.g. a preset's outer fraction): unset unless given
+        cfg = dataclasses.replace(filled, **{k: None for k in filled.inactive() if getattr(self, k) is None})
         cfg.validate()
         return cfg
 

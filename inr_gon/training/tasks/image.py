@@ -60,9 +60,9 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
                                     choices=IMAGE_LOSSES)
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
                                           check=fraction)
-    outer_sampling: str = option("random", "the outer integral's pixels: a uniform random subset, or stratified "
-                                           "(one random pixel per block; the fraction must be 1/b² for an integer b)",
-                                 choices=("random", "stratified"))
+    outer_sampling: str | None = option(None, "the outer integral's pixels when --outer-fraction < 1: a uniform "
+                                              "random subset, or stratified (one random pixel per block; the fraction "
+                                              "must be 1/b² for an integer b)", choices=("random", "stratified"))
     snapshots: str = option("3,10,30,60", "training seconds at which 8 fixed test images are reconstructed for "
                                           "convergence.png (comma-separated; empty: none)", check=Check(
                                               _seconds_list_ok, "must be comma-separated positive seconds"),
@@ -71,7 +71,7 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
     TASK = "image"
     PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
     # inner_weight 1/64: each pixel's weight in the inner sum (cwkx/GON's latent at batch 64, independent of the batch)
-    DEFAULTS = dict(inner_weight=1.0 / 64)
+    DEFAULTS = dict(inner_weight=1.0 / 64, outer_sampling="random")
     PRESETS = {
         "cpu": Preset("a run of a few minutes on a CPU: a smaller SIREN, a time budget, latent 64 shifting every "
                       "layer, one Gauss-Newton latent step (chosen by the margin over PCA at the same latent size)",
@@ -98,6 +98,12 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
 
     def _checks(self):
         return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
+
+    def inactive(self):
+        out = super().inactive()
+        if self.outer_fraction is not None and self.outer_fraction >= 1:
+            out["outer_sampling"] = "is read with --outer-fraction < 1 only (the whole grid is the outer integral)"
+        return out
 
 
 def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64,

@@ -42,9 +42,9 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
     inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
                                       "(procedural; the exact fast path)", choices=("per_sample", "shared"),
                         group="encoder")
-    inner_sampling: str = option("random", "per-sample inner points: a fresh random subset of the pool every step, "
-                                           "or the same fixed subset of each shape (as it is encoded)",
-                                 choices=("random", "fixed"), group="encoder")
+    inner_sampling: str | None = option(None, "per-sample inner points: a fresh random subset of the pool every "
+                                              "step, or the same fixed subset of each shape (as it is encoded)",
+                                        choices=("random", "fixed"), group="encoder")
     fresh_shapes: float | None = option(None, "procedural: the share of each batch made of new random shapes of the "
                                              "family (1: all; the fixed training shapes are still the ones evaluated; "
                                              "default: 0.25 with per-sample inner points, else 0; other sources: 0)",
@@ -61,7 +61,7 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
     # latent one Gauss-Newton step of damping 1 (new shapes encoded far better than by the plain gradient
     # step), float32 (README, "SDF shapes")
     DEFAULTS = dict(lr=5e-4, lr_schedule="cosine", keep_checkpoints=2, w0_first=60.0, amp="off", gauss_newton=1.0,
-                    inner_weight=10.0)
+                    inner_weight=10.0, inner_sampling="random")
     PRESETS = SHAPE_PRESETS
     DEVICE_PRESETS = dict(cpu="cpu", cuda="gpu")
     # what a run saved without the options did: it trained on the fixed shapes only
@@ -84,6 +84,12 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
     def num_inner(self) -> int:
         """Inner points per shape per step (at least one inner and one outer point)."""
         return min(self.points - 1, max(1, round(self.points * self.inner_fraction)))
+
+    def inactive(self):
+        out = super().inactive()
+        if self.inner == "shared":
+            out["inner_sampling"] = "is read with per-sample inner points only (--inner per_sample)"
+        return out
 
     def _checks(self):
         return super()._checks() + [
