@@ -63,7 +63,7 @@ def official_step(F, opt, c, x, nz, mc_idx=None):
     g = F(torch.cat((c, z.repeat(1, P, 1)), dim=-1))
     L_inner = ((g - x) ** 2).sum(1).sum()
     z = -torch.autograd.grad(L_inner, [z], create_graph=True, retain_graph=True)[0]
-    if mc_idx is not None:                    # the outer integral on a Monte-Carlo subset
+    if mc_idx is not None:  # the outer integral on a Monte-Carlo subset
         c, x = c[:, mc_idx], x[:, mc_idx]
         w = P / len(mc_idx)
     else:
@@ -85,7 +85,7 @@ def ours_step(model, opt, c, x, outer):
 
 
 def timeit(fn, repeats, sync):
-    fn()                       # warm-up
+    fn()  # warm-up
     sync()
     times = []
     for _ in range(repeats):
@@ -103,7 +103,7 @@ def run(hidden, layers, batch, res, fraction, repeats, device):
     c = ig.grid(res, dim=2, device=device)
     x = torch.rand(batch, res * res, 1, device=device)
     c_rep = c.unsqueeze(0).expand(batch, -1, -1)
-    opt_o = torch.optim.Adam(F.parameters(), lr=0.0)     # lr 0: both keep identical weights
+    opt_o = torch.optim.Adam(F.parameters(), lr=0.0)  # lr 0: both keep identical weights
     opt_n = torch.optim.Adam(model.parameters(), lr=0.0)
     outer = ig.MonteCarloIntegrator(fraction=fraction) if fraction < 1 else None
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -125,21 +125,30 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="let glibc keep freed memory for reuse (process-wide: both formulations)")
+    ap.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="let glibc keep freed memory for reuse (process-wide: both formulations)",
+    )
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     kept = keep_freed_memory() if args.keep_freed_memory else False
-    print(f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  B={args.batch}  28x28  "
-          f"allocator={'glibc, freed memory kept' if kept else 'default'}")
-    print(f"{'model':>14} {'outer':>8} {'params':>8} {'official s/step':>16} {'inr_gon s/step':>15} "
-          f"{'speed-up':>9} {'fused=False s/step':>19} {'fused gain':>11}")
+    print(
+        f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  B={args.batch}  28x28  "
+        f"allocator={'glibc, freed memory kept' if kept else 'default'}"
+    )
+    print(
+        f"{'model':>14} {'outer':>8} {'params':>8} {'official s/step':>16} {'inr_gon s/step':>15} "
+        f"{'speed-up':>9} {'fused=False s/step':>19} {'fused gain':>11}"
+    )
     for hidden, layers in ((256, 4), (32, 3)):
         for fraction in (1.0, 0.25):
             params, t_off, t_ours, t_plain = run(hidden, layers, args.batch, 28, fraction, args.repeats, device)
-            print(f"{f'{layers}x{hidden} SIREN':>14} {('grid' if fraction == 1 else f'MC {fraction:.0%}'):>8} "
-                  f"{params:>8,} {t_off:>16.4f} {t_ours:>15.4f} {t_off / t_ours:>8.1f}x "
-                  f"{t_plain:>19.4f} {t_plain / t_ours:>10.2f}x")
+            print(
+                f"{f'{layers}x{hidden} SIREN':>14} {('grid' if fraction == 1 else f'MC {fraction:.0%}'):>8} "
+                f"{params:>8,} {t_off:>16.4f} {t_ours:>15.4f} {t_off / t_ours:>8.1f}x "
+                f"{t_plain:>19.4f} {t_plain / t_ours:>10.2f}x"
+            )
 
 
 if __name__ == "__main__":

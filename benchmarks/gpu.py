@@ -43,7 +43,7 @@ import inr_gon as ig  # noqa: E402
 from inr_gon.training.objectives import GONObjective  # noqa: E402
 from inr_gon.training.runtime import configure_tf32  # noqa: E402
 
-GB = 2 ** 30
+GB = 2**30
 
 
 class Section:
@@ -75,7 +75,9 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def time_steps(step, device: torch.device, *, seconds: float, warmup: int = 3, max_steps: int = 10_000) -> tuple[float, int]:
+def time_steps(
+    step, device: torch.device, *, seconds: float, warmup: int = 3, max_steps: int = 10_000
+) -> tuple[float, int]:
     """Run ``step()`` ``warmup`` times, then repeatedly for about ``seconds``; returns
     ``(steps per second, timed steps)``."""
     for _ in range(warmup):
@@ -85,7 +87,7 @@ def time_steps(step, device: torch.device, *, seconds: float, warmup: int = 3, m
     while n < max_steps:
         step()
         n += 1
-        if n in (1, 2, 4) or n % 8 == 0:     # check the clock (and sync) only now and then
+        if n in (1, 2, 4) or n % 8 == 0:  # check the clock (and sync) only now and then
             sync(device)
             if time.perf_counter() - t0 >= seconds:
                 break
@@ -93,8 +95,7 @@ def time_steps(step, device: torch.device, *, seconds: float, warmup: int = 3, m
     return n / (time.perf_counter() - t0), n
 
 
-def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, device: torch.device,
-                compile: bool = False):
+def gon_step_fn(model, *, batch: int, res: int, fraction: float, amp: str, device: torch.device, compile: bool = False):
     """A closure doing one full training step (forward, backward, Adam) on random targets."""
     c = ig.grid((res, res), device=device)
     x = torch.rand(batch, res * res, 1, device=device)
@@ -123,15 +124,25 @@ def row_step(name, *, hidden, layers, batch, res, fraction, amp, tf32, device, s
     try:
         step = gon_step_fn(model, batch=batch, res=res, fraction=fraction, amp=amp, device=device, compile=compile)
         if compile:
-            step()                    # compilation, not timed as steps
+            step()  # compilation, not timed as steps
         warm_s = time.perf_counter() - t0
         rate, n = time_steps(step, device, seconds=seconds)
     finally:
         configure_tf32(False)
-    return {"name": name, "model": f"{layers}x{hidden}", "params": sum(p.numel() for p in model.parameters()),
-            "batch": batch, "outer": "grid" if fraction == 1 else f"MC {fraction:g}", "amp": amp, "tf32": tf32,
-            "steps_per_s": round(rate, 2), "points_per_s": round(rate * batch * res * res),
-            "timed_steps": n, "peak_gb": peak_gb(device), **({"compile_s": round(warm_s, 1)} if compile else {})}
+    return {
+        "name": name,
+        "model": f"{layers}x{hidden}",
+        "params": sum(p.numel() for p in model.parameters()),
+        "batch": batch,
+        "outer": "grid" if fraction == 1 else f"MC {fraction:g}",
+        "amp": amp,
+        "tf32": tf32,
+        "steps_per_s": round(rate, 2),
+        "points_per_s": round(rate * batch * res * res),
+        "timed_steps": n,
+        "peak_gb": peak_gb(device),
+        **({"compile_s": round(warm_s, 1)} if compile else {}),
+    }
 
 
 def section_step(args, device, limit):
@@ -143,17 +154,44 @@ def section_step(args, device, limit):
         variants += [("tf32", "off", True), ("bf16 outer", "bf16", False), ("bf16 outer + tf32", "bf16", True)]
     rows = []
     if args.compile:
-        rows.append(guard(lambda: row_step("exact fp32 torch.compile", hidden=h, layers=L, batch=B, res=res,
-                                           fraction=1.0, amp="off", tf32=False, device=device,
-                                           seconds=min(per, max(sec.left(), 0.05)), compile=True)))
+        rows.append(
+            guard(
+                lambda: row_step(
+                    "exact fp32 torch.compile",
+                    hidden=h,
+                    layers=L,
+                    batch=B,
+                    res=res,
+                    fraction=1.0,
+                    amp="off",
+                    tf32=False,
+                    device=device,
+                    seconds=min(per, max(sec.left(), 0.05)),
+                    compile=True,
+                )
+            )
+        )
     for fraction in (1.0, 0.25):
         for label, amp, tf32 in variants:
             if sec.over:
                 rows.append({"name": f"{'exact' if fraction == 1 else 'MC'} {label}", "error": "time limit"})
                 continue
-            rows.append(guard(lambda: row_step(f"{'exact' if fraction == 1 else 'MC'} {label}", hidden=h, layers=L,
-                                               batch=B, res=res, fraction=fraction, amp=amp, tf32=tf32, device=device,
-                                               seconds=min(per, max(sec.left(), 0.05)))))
+            rows.append(
+                guard(
+                    lambda: row_step(
+                        f"{'exact' if fraction == 1 else 'MC'} {label}",
+                        hidden=h,
+                        layers=L,
+                        batch=B,
+                        res=res,
+                        fraction=fraction,
+                        amp=amp,
+                        tf32=tf32,
+                        device=device,
+                        seconds=min(per, max(sec.left(), 0.05)),
+                    )
+                )
+            )
     return rows
 
 
@@ -167,10 +205,22 @@ def section_large_batch(args, device, limit):
         if sec.over:
             rows.append({"name": f"exact B={B}", "error": "time limit"})
             break
-        r = guard(lambda: row_step(f"exact B={B}", hidden=h, layers=L, batch=B, res=res, fraction=1.0, amp="off",
-                                   tf32=False, device=device, seconds=min(per, max(sec.left(), 0.05))))
+        r = guard(
+            lambda: row_step(
+                f"exact B={B}",
+                hidden=h,
+                layers=L,
+                batch=B,
+                res=res,
+                fraction=1.0,
+                amp="off",
+                tf32=False,
+                device=device,
+                seconds=min(per, max(sec.left(), 0.05)),
+            )
+        )
         rows.append(r)
-        if "error" in r:             # out of memory: larger batches will not fit either
+        if "error" in r:  # out of memory: larger batches will not fit either
             break
     return rows
 
@@ -178,22 +228,23 @@ def section_large_batch(args, device, limit):
 def section_time_to_psnr(args, device, limit):
     from inr_gon.data import load_mnist
     from inr_gon.training import ImageConfig, Trainer
+
     t_setup = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = load_mnist("mnist", download=False)
     targets = (18.0, 24.0)
     if args.quick:
-        cfg = ImageConfig(device=str(device), hidden=32, layers=2, batch_size=16, steps=10 ** 9, lr=1e-3)
+        cfg = ImageConfig(device=str(device), hidden=32, layers=2, batch_size=16, steps=10**9, lr=1e-3)
         every, n_eval = 10, 100
-    else:       # the main job's defaults on this device (the paper preset on a GPU)
-        cfg = ImageConfig(device=str(device), steps=10 ** 9)
+    else:  # the main job's defaults on this device (the paper preset on a GPU)
+        cfg = ImageConfig(device=str(device), steps=10**9)
         every, n_eval = 100, 1000
     t = Trainer(cfg, dataset=ds, quiet=True)
     t.model.train()
     eval_set = t.task.test_images[:n_eval]
     setup_s = time.perf_counter() - t_setup
-    sec = Section(max(limit - setup_s, 0.0))   # at least one chunk runs even past the limit
+    sec = Section(max(limit - setup_s, 0.0))  # at least one chunk runs even past the limit
     reached, train_s, curve = {}, 0.0, []
     while (not curve or not sec.over) and len(reached) < len(targets):
         t0 = time.perf_counter()
@@ -211,14 +262,21 @@ def section_time_to_psnr(args, device, limit):
                 reached[thr] = {"seconds": round(train_s, 2), "steps": t.step}
     rows = []
     for thr in targets:
-        r = {"name": f"time to {thr:g} dB", "config": f"{t.cfg.layers}x{t.cfg.hidden} B={t.cfg.batch_size} "
-                                                      f"lr={t.cfg.lr:g} outer={t.cfg.outer_fraction:g}",
-             "data": t.task.dataset.source, "eval_images": int(eval_set.shape[0]), "setup_s": round(setup_s, 1)}
+        r = {
+            "name": f"time to {thr:g} dB",
+            "config": f"{t.cfg.layers}x{t.cfg.hidden} B={t.cfg.batch_size} "
+            f"lr={t.cfg.lr:g} outer={t.cfg.outer_fraction:g}",
+            "data": t.task.dataset.source,
+            "eval_images": int(eval_set.shape[0]),
+            "setup_s": round(setup_s, 1),
+        }
         if thr in reached:
             r.update(reached[thr])
         else:
-            r.update(error=f"not reached in {train_s:.0f} s of training ({t.step} steps, best "
-                           f"{max((c[2] for c in curve), default=float('nan')):.2f} dB)")
+            r.update(
+                error=f"not reached in {train_s:.0f} s of training ({t.step} steps, best "
+                f"{max((c[2] for c in curve), default=float('nan')):.2f} dB)"
+            )
         rows.append(r)
     rows.append({"name": "psnr curve (step, train s, dB)", "curve": curve[-40:]})
     return rows
@@ -243,8 +301,11 @@ def section_render_mesh(args, device, limit):
             reps += 1
         sync(device)
         dt = (time.perf_counter() - t0) / max(reps, 1) if reps else t_first
-        return {"name": f"render {B}x{res}²", "megapixels_per_s": round(B * res * res / dt / 1e6, 2),
-                "seconds": round(dt, 4)}
+        return {
+            "name": f"render {B}x{res}²",
+            "megapixels_per_s": round(B * res * res / dt / 1e6, 2),
+            "seconds": round(dt, 4),
+        }
 
     rows.append(guard(render_row))
     model3 = ig.LatentSiren(3, 32, 1, h, L).to(device).eval()
@@ -259,8 +320,12 @@ def section_render_mesh(args, device, limit):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mesh, st = ig.extract_mesh(sdf, mres, method="dense", return_stats=True, device=device)
-        return {"name": f"mesh dense {mres}³", "points_per_s": round(st["evaluations"] / st["seconds"]),
-                "seconds": round(st["seconds"], 3), "faces": int(len(mesh.faces))}
+        return {
+            "name": f"mesh dense {mres}³",
+            "points_per_s": round(st["evaluations"] / st["seconds"]),
+            "seconds": round(st["seconds"], 3),
+            "faces": int(len(mesh.faces)),
+        }
 
     rows.append(guard(mesh_row))
     return rows
@@ -270,14 +335,18 @@ def guard(fn) -> dict:
     """Run one benchmark row; an out-of-memory or other runtime failure becomes the row's error."""
     try:
         return fn()
-    except (RuntimeError, ValueError, MemoryError) as e:      # torch.OutOfMemoryError is a RuntimeError
+    except (RuntimeError, ValueError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return {"name": getattr(fn, "__name__", "row"), "error": str(e).strip().splitlines()[0][:200]}
 
 
-SECTIONS = {"step": (section_step, 70), "large_batch": (section_large_batch, 60),
-            "time_to_psnr": (section_time_to_psnr, 270), "render_mesh": (section_render_mesh, 60)}
+SECTIONS = {
+    "step": (section_step, 70),
+    "large_batch": (section_large_batch, 60),
+    "time_to_psnr": (section_time_to_psnr, 270),
+    "render_mesh": (section_render_mesh, 60),
+}
 
 
 def print_table(name: str, rows: list[dict]) -> None:
@@ -295,19 +364,30 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
-    ap.add_argument("--compile", action="store_true",
-                    help="step section: also time torch.compile of the GON step (compilation can take minutes)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="step section: also time torch.compile of the GON step (compilation can take minutes)",
+    )
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 with --quick on CPU)")
-    ap.add_argument("--scale-limits", type=float, default=1.0,
-                    help="multiply every section's time limit (default 1: about 8 minutes in all)")
+    ap.add_argument(
+        "--scale-limits",
+        type=float,
+        default=1.0,
+        help="multiply every section's time limit (default 1: about 8 minutes in all)",
+    )
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if args.threads or (args.quick and device.type == "cpu"):
         torch.set_num_threads(args.threads or 1)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but CUDA is not available")
-    info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "quick": args.quick, "threads": torch.get_num_threads()}
+    info = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "quick": args.quick,
+        "threads": torch.get_num_threads(),
+    }
     print("  ".join(f"{k}={v}" for k, v in info.items()))
     results = {"info": info}
     t_all = time.perf_counter()

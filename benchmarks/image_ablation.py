@@ -39,9 +39,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     ds = load_mnist(a.dataset)
     # the trainer's final evaluation (PSNR and SSIM) on the first --test-images test images
-    ds = dataclasses.replace(ds, test_images=ds.test_images[:a.test_images], test_labels=ds.test_labels[:a.test_images])
-    common = (f"--seconds {a.seconds:g} --steps 1000000 --schedule-by time --device cpu --quiet --eval-every 1000000 "
-              f"--snapshots '' " + a.common)
+    ds = dataclasses.replace(
+        ds, test_images=ds.test_images[: a.test_images], test_labels=ds.test_labels[: a.test_images]
+    )
+    common = (
+        f"--seconds {a.seconds:g} --steps 1000000 --schedule-by time --device cpu --quiet --eval-every 1000000 "
+        f"--snapshots '' " + a.common
+    )
     rows = {}
     for name, opts in a.variant:
         args = build_parser().parse_args(["train", "image", *shlex.split(common + " " + opts)])
@@ -52,14 +56,23 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             info = t.fit()
             wall = time.perf_counter() - t0
-        r = rows[name] = {"steps": info["steps"], "train_seconds": info["train_seconds"],
-                          "steps_per_second": info["steps"] / max(info["train_seconds"], 1e-9), "wall": round(wall, 1),
-                          "test_psnr": info["test_psnr"], "test_ssim": info["test_ssim"], "params": info["params"],
-                          "options": opts.strip(), "failed": bool(info.get("collapsed"))}
-        print(f"{name:>16s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | test PSNR {r['test_psnr']:.2f} dB "
-              f"SSIM {r['test_ssim']:.3f} on {info['num_test']} | {r['params']:,} params"
-              + (" | FAILED TO LEARN" if r["failed"] else ""),
-              flush=True)
+        r = rows[name] = {
+            "steps": info["steps"],
+            "train_seconds": info["train_seconds"],
+            "steps_per_second": info["steps"] / max(info["train_seconds"], 1e-9),
+            "wall": round(wall, 1),
+            "test_psnr": info["test_psnr"],
+            "test_ssim": info["test_ssim"],
+            "params": info["params"],
+            "options": opts.strip(),
+            "failed": bool(info.get("collapsed")),
+        }
+        print(
+            f"{name:>16s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | test PSNR {r['test_psnr']:.2f} dB "
+            f"SSIM {r['test_ssim']:.3f} on {info['num_test']} | {r['params']:,} params"
+            + (" | FAILED TO LEARN" if r["failed"] else ""),
+            flush=True,
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"seconds": a.seconds, "common": common, "results": rows}, indent=2))

@@ -57,9 +57,14 @@ from inr_gon.training.trainer import learning_rate
 
 IMAGE_METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
 SDF_METHODS = ("pca", "gon", "gon_gn", "autodecoder")
-LABELS = {"pca": "PCA (linear)", "gon": "GON, plain step", "gon_gn": "GON, Gauss–Newton step",
-          "gon_gn2": "GON, 2 Gauss–Newton steps", "autoencoder": "autoencoder (MLP encoder)",
-          "autodecoder": "auto-decoder"}
+LABELS = {
+    "pca": "PCA (linear)",
+    "gon": "GON, plain step",
+    "gon_gn": "GON, Gauss–Newton step",
+    "gon_gn2": "GON, 2 Gauss–Newton steps",
+    "autoencoder": "autoencoder (MLP encoder)",
+    "autodecoder": "auto-decoder",
+}
 
 
 def ints(text: str) -> list[int]:
@@ -106,43 +111,65 @@ def pca_cell(ds, k: int, a) -> dict:
     t0 = time.perf_counter()
     z = pca.encode(test.flatten(1))
     enc = time.perf_counter() - t0
-    return {**scores(pca.decode(z).view_as(test), test), "train_seconds": round(fit, 2), "encode_seconds": round(enc, 3)}
+    return {
+        **scores(pca.decode(z).view_as(test), test),
+        "train_seconds": round(fit, 2),
+        "encode_seconds": round(enc, 3),
+    }
 
 
 def common_options(a, k: int, *, image: bool = True) -> str:
     """The options every trained image cell shares (``image``: the image task's own as well)."""
-    return (f"--latent {k} --seconds {a.seconds:g} --steps 1000000 --schedule-by time --device {a.device} --quiet "
-            f"--eval-every 1000000 --seed {a.seed}" + (f" --snapshots '' {a.common}" if image else ""))
+    return (
+        f"--latent {k} --seconds {a.seconds:g} --steps 1000000 --schedule-by time --device {a.device} --quiet "
+        f"--eval-every 1000000 --seed {a.seed}" + (f" --snapshots '' {a.common}" if image else "")
+    )
 
 
 def gon_cell(ds, k: int, a, method: str) -> dict:
-    step = {"gon": "--gauss-newton 0", "gon_gn": f"--gauss-newton {a.damping:g}",
-            "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2"}[method]
+    step = {
+        "gon": "--gauss-newton 0",
+        "gon_gn": f"--gauss-newton {a.damping:g}",
+        "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2",
+    }[method]
     cfg = train_args("image", common_options(a, k) + " " + step)
     t, info = fit_quietly(cfg, dataset=ds)
     test = t.task.test_images
     t0 = time.perf_counter()
     t.task.encode(test)
     enc = time.perf_counter() - t0
-    return {"test_psnr": info["test_psnr"], "test_ssim": info["test_ssim"], "train_seconds": info["train_seconds"],
-            "steps": info["steps"], "encode_seconds": round(enc, 3), "options": step,
-            "failed": bool(info.get("collapsed"))}
+    return {
+        "test_psnr": info["test_psnr"],
+        "test_ssim": info["test_ssim"],
+        "train_seconds": info["train_seconds"],
+        "steps": info["steps"],
+        "encode_seconds": round(enc, 3),
+        "options": step,
+        "failed": bool(info.get("collapsed")),
+    }
 
 
 def autoencoder_cell(ds, k: int, a) -> dict:
-    image = train_args("image", common_options(a, k))                   # the GON's decoder, resolved for the device
+    image = train_args("image", common_options(a, k))  # the GON's decoder, resolved for the device
     r = image.resolved(torch.device(a.device))
-    dec = (f"--hidden {r.hidden} --layers {r.layers} --w0-first {r.w0_first:g} --w0-latent {r.w0_latent:g} "
-           f"--batch-size {r.batch_size} --lr {r.lr:g} --lr-schedule {r.lr_schedule}"
-           + (" --latent-shifts" if r.latent_shifts else ""))
+    dec = (
+        f"--hidden {r.hidden} --layers {r.layers} --w0-first {r.w0_first:g} --w0-latent {r.w0_latent:g} "
+        f"--batch-size {r.batch_size} --lr {r.lr:g} --lr-schedule {r.lr_schedule}"
+        + (" --latent-shifts" if r.latent_shifts else "")
+    )
     cfg = train_args("autoencoder", common_options(a, k, image=False) + " " + dec)
     t, info = fit_quietly(cfg, dataset=ds)
     test = t.task.test_images
     t0 = time.perf_counter()
     recon = t.task.reconstruct(test)
     enc = time.perf_counter() - t0
-    return {**scores(recon, test), "train_seconds": info["train_seconds"], "steps": info["steps"],
-            "encode_seconds": round(enc, 3), "options": dec}
+    return {
+        **scores(recon, test),
+        "train_seconds": info["train_seconds"],
+        "steps": info["steps"],
+        "encode_seconds": round(enc, 3),
+        "options": dec,
+    }
 
 
 def autodecoder_cell(ds, k: int, a) -> dict:
@@ -150,17 +177,28 @@ def autodecoder_cell(ds, k: int, a) -> dict:
     ``--ad-lr`` for the codes, ``1e-4 ‖z‖²``), the outer points a 25 % random subset as the GON's;
     unseen images get ``--ad-steps`` Adam steps on a fresh code (the decoder frozen)."""
     from inr_gon.nn.siren import LatentSiren
+
     image = train_args("image", common_options(a, k)).resolved(torch.device(a.device))
     dev = torch.device(a.device)
     torch.manual_seed(a.seed)
-    train, test = ds.train_images.to(dev), ds.test_images[:a.ad_test_images].to(dev)
+    train, test = ds.train_images.to(dev), ds.test_images[: a.ad_test_images].to(dev)
     C, H, W = train.shape[1:]
-    net = LatentSiren(2, k, C, image.hidden, image.layers, w0=image.w0, w0_first=image.w0_first,
-                      w0_latent=image.w0_latent, latent_shifts=image.latent_shifts).to(dev)
+    net = LatentSiren(
+        2,
+        k,
+        C,
+        image.hidden,
+        image.layers,
+        w0=image.w0,
+        w0_first=image.w0_first,
+        w0_latent=image.w0_latent,
+        latent_shifts=image.latent_shifts,
+    ).to(dev)
     codes = torch.nn.Embedding(train.shape[0], k, device=dev)
     torch.nn.init.normal_(codes.weight, std=0.01)
-    opt = torch.optim.Adam([{"params": net.parameters(), "lr": image.lr},
-                            {"params": codes.parameters(), "lr": a.ad_lr}])
+    opt = torch.optim.Adam(
+        [{"params": net.parameters(), "lr": image.lr}, {"params": codes.parameters(), "lr": a.ad_lr}]
+    )
     coords = grid((H, W), device=dev)
     target = image_to_points(train)
     P, m = coords.shape[0], max(1, round(0.25 * coords.shape[0]))
@@ -175,7 +213,7 @@ def autodecoder_cell(ds, k: int, a) -> dict:
         loss.backward()
         opt.step()
         steps += 1
-        frac = (time.perf_counter() - t0) / a.seconds                       # the GON's cosine, by the clock
+        frac = (time.perf_counter() - t0) / a.seconds  # the GON's cosine, by the clock
         for group, base in zip(opt.param_groups, (image.lr, a.ad_lr)):
             group["lr"] = learning_rate(steps, lr=base, steps=0, schedule=image.lr_schedule, progress=frac)
     train_seconds = time.perf_counter() - t0
@@ -191,37 +229,54 @@ def autodecoder_cell(ds, k: int, a) -> dict:
             zopt.zero_grad(set_to_none=True)
             loss.backward()
             zopt.step()
-        done, spent = n, spent + time.perf_counter() - t0                # the encoding time of n steps
+        done, spent = n, spent + time.perf_counter() - t0  # the encoding time of n steps
         with torch.no_grad():
             recon = points_to_image(net(coords, z), (H, W))
-        by_steps[str(n)] = {**scores(recon, test),
-                            "encode_seconds": round(spent * ds.test_images.shape[0] / test.shape[0], 2)}
+        by_steps[str(n)] = {
+            **scores(recon, test),
+            "encode_seconds": round(spent * ds.test_images.shape[0] / test.shape[0], 2),
+        }
     last = by_steps[str(max(a.ad_steps))]
-    return {**last, "train_seconds": round(train_seconds, 2), "steps": steps, "by_test_steps": by_steps,
-            "test_images": int(test.shape[0]), "encode_seconds_note": "scaled to the whole test set"}
+    return {
+        **last,
+        "train_seconds": round(train_seconds, 2),
+        "steps": steps,
+        "by_test_steps": by_steps,
+        "test_images": int(test.shape[0]),
+        "encode_seconds_note": "scaled to the whole test set",
+    }
 
 
 # -- shape cells ----------------------------------------------------------------------------------------
 def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
     from inr_gon.training.tasks.sdf_data import load_shapes
-    common = (f"--latent {k} --seconds {a.seconds:g} --steps 10000000 --schedule-by time --device {a.device} "
-              f"--quiet --eval-every 10000000 --seed {a.seed} {a.common}")
+
+    common = (
+        f"--latent {k} --seconds {a.seconds:g} --steps 10000000 --schedule-by time --device {a.device} "
+        f"--quiet --eval-every 10000000 --seed {a.seed} {a.common}"
+    )
     if method == "autodecoder":
         cfg = train_args("autodecoder", common + f" --fresh-shapes 0 --encode-iterations {max(a.ad_steps)}")
     else:
-        cfg = train_args("sdf", common + (" --gauss-newton 0" if method == "gon" else f" --gauss-newton {a.sdf_damping:g}"))
-    if "shapes" not in shapes_cache:                 # every cell on the same shapes
+        cfg = train_args(
+            "sdf", common + (" --gauss-newton 0" if method == "gon" else f" --gauss-newton {a.sdf_damping:g}")
+        )
+    if "shapes" not in shapes_cache:  # every cell on the same shapes
         shapes_cache["shapes"] = load_shapes(cfg)
     shapes = shapes_cache["shapes"]
-    if method == "pca":                              # the SDF task's own linear baseline, after one step
+    if method == "pca":  # the SDF task's own linear baseline, after one step
         cfg = dataclasses.replace(cfg, seconds=0.0, schedule_by="steps", steps=1)
     t, info = fit_quietly(cfg, shapes=shapes)
     if method == "pca":
-        return {"train_grid_iou": info.get("pca_train_iou"), "unseen_grid_iou": info.get("pca_unseen_iou"),
-                "train_seconds": info.get("pca_seconds"), "num_train": info.get("pca_num_train")}
+        return {
+            "train_grid_iou": info.get("pca_train_iou"),
+            "unseen_grid_iou": info.get("pca_unseen_iou"),
+            "train_seconds": info.get("pca_seconds"),
+            "num_train": info.get("pca_num_train"),
+        }
     row = {"train_seconds": info["train_seconds"], "steps": info["steps"]}
     for split, idx in (("train", shapes.train_index), ("unseen", shapes.unseen_index)):
-        idx = idx[:cfg.eval_shapes]
+        idx = idx[: cfg.eval_shapes]
         if idx:
             t0 = time.perf_counter()
             t.task.encode(idx)
@@ -235,8 +290,13 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
 def quick_dataset(name: str):
     """A few hundred images of the named set (the embedded MNIST subset offline): seconds per cell."""
     ds = load_mnist(name)
-    return dataclasses.replace(ds, train_images=ds.train_images[:256], train_labels=ds.train_labels[:256],
-                               test_images=ds.test_images[:64], test_labels=ds.test_labels[:64])
+    return dataclasses.replace(
+        ds,
+        train_images=ds.train_images[:256],
+        train_labels=ds.train_labels[:256],
+        test_images=ds.test_images[:64],
+        test_labels=ds.test_labels[:64],
+    )
 
 
 def load_image_data(name: str, a):
@@ -245,8 +305,9 @@ def load_image_data(name: str, a):
     cfg = train_args("image", f"--dataset {shlex.quote(name)}")
     ds = load_dataset(cfg)
     if a.test_images:
-        ds = dataclasses.replace(ds, test_images=ds.test_images[:a.test_images],
-                                 test_labels=ds.test_labels[:a.test_images])
+        ds = dataclasses.replace(
+            ds, test_images=ds.test_images[: a.test_images], test_labels=ds.test_labels[: a.test_images]
+        )
     return ds
 
 
@@ -257,6 +318,7 @@ def save(results: dict, path: Path) -> None:
 
 def plot(results: dict, path: Path) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -267,8 +329,11 @@ def plot(results: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(sets) + 1, figsize=(5 * (len(sets) + 1), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
         for method, label in LABELS.items():
-            pts = sorted((c["k"], c[metric]) for c in cells.values()
-                         if c["dataset"] == name and c["method"] == method and c.get(metric) is not None)
+            pts = sorted(
+                (c["k"], c[metric])
+                for c in cells.values()
+                if c["dataset"] == name and c["method"] == method and c.get(metric) is not None
+            )
             if pts:
                 ax.plot(*zip(*pts), "o-" if method != "pca" else "s--", label=label)
         ax.set_xscale("log", base=2)
@@ -280,15 +345,20 @@ def plot(results: dict, path: Path) -> Path:
     ax = axes[0][-1]
     enc = "encode_seconds" if results["task"] == "image" else "unseen_encode_seconds"
     for method, label in LABELS.items():
-        pts = [(c[enc], c[metric]) for c in cells.values() if c["method"] == method and c.get(enc)
-               and c.get(metric) is not None]
+        pts = [
+            (c[enc], c[metric])
+            for c in cells.values()
+            if c["method"] == method and c.get(enc) and c.get(metric) is not None
+        ]
         for c in cells.values():
             if c["method"] == method and c.get("by_test_steps"):
                 pts += [(v["encode_seconds"], v["test_psnr"]) for v in c["by_test_steps"].values()]
         if pts:
             ax.scatter(*zip(*pts), label=label, s=14)
     ax.set_xscale("log")
-    ax.set_xlabel("seconds to encode the test set" if results["task"] == "image" else "seconds to encode the unseen shapes")
+    ax.set_xlabel(
+        "seconds to encode the test set" if results["task"] == "image" else "seconds to encode the unseen shapes"
+    )
     ax.set_ylabel(ylabel)
     ax.set_title("quality against encoding time (all k)")
     ax.grid(alpha=0.3)
@@ -303,21 +373,49 @@ def plot(results: dict, path: Path) -> Path:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=("image", "sdf"), default="image")
-    p.add_argument("--datasets", type=words, default=None, help="image task: comma-separated 'mnist', 'fashion' or "
-                                                               "image folders (default: mnist,fashion)")
+    p.add_argument(
+        "--datasets",
+        type=words,
+        default=None,
+        help="image task: comma-separated 'mnist', 'fashion' or image folders (default: mnist,fashion)",
+    )
     p.add_argument("--ks", type=ints, default=None, help="latent sizes (default: 8,16,32,64,128)")
-    p.add_argument("--methods", type=words, default=None, help=f"image: {','.join(IMAGE_METHODS)}; "
-                                                              f"sdf: {','.join(SDF_METHODS)} (default: all)")
-    p.add_argument("--cells", type=words, default=None, help="only cells matching these patterns, "
-                                                            "DATASET/K/METHOD with * wildcards")
-    p.add_argument("--seconds", type=float, default=None, help="training budget of each trained cell "
-                                                             "(default: the main job's, 250; sdf 420)")
-    p.add_argument("--damping", type=float, default=ImageConfig.presets()["cpu"].values["gauss_newton"],
-                   help="Gauss–Newton damping of the image GON cells (default: the image task's)")
-    p.add_argument("--sdf-damping", type=float, default=1.0, help="Gauss–Newton damping of the SDF GON cells "
-                                                                  "(default: the SDF task's)")
-    p.add_argument("--ad-steps", type=ints, default=None, help="auto-decoder Adam steps per unseen sample, each "
-                                                             "reported (default: 10,50,200)")
+    p.add_argument(
+        "--methods",
+        type=words,
+        default=None,
+        help=f"image: {','.join(IMAGE_METHODS)}; sdf: {','.join(SDF_METHODS)} (default: all)",
+    )
+    p.add_argument(
+        "--cells",
+        type=words,
+        default=None,
+        help="only cells matching these patterns, DATASET/K/METHOD with * wildcards",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="training budget of each trained cell (default: the main job's, 250; sdf 420)",
+    )
+    p.add_argument(
+        "--damping",
+        type=float,
+        default=ImageConfig.presets()["cpu"].values["gauss_newton"],
+        help="Gauss–Newton damping of the image GON cells (default: the image task's)",
+    )
+    p.add_argument(
+        "--sdf-damping",
+        type=float,
+        default=1.0,
+        help="Gauss–Newton damping of the SDF GON cells (default: the SDF task's)",
+    )
+    p.add_argument(
+        "--ad-steps",
+        type=ints,
+        default=None,
+        help="auto-decoder Adam steps per unseen sample, each reported (default: 10,50,200)",
+    )
     p.add_argument("--ad-lr", type=float, default=1e-2, help="auto-decoder code learning rate")
     p.add_argument("--ad-test-images", type=int, default=1000, help="test images the auto-decoder encodes")
     p.add_argument("--test-images", type=int, default=None, help="test images of every cell (default: all)")
@@ -339,7 +437,7 @@ def main(argv=None) -> int:
     a.ad_steps = a.ad_steps or ([2, 5] if a.quick else [10, 50, 200])
     if a.quick:
         a.ad_test_images = min(a.ad_test_images, 16)
-        a.common += " --amp off"                     # no bf16 probe: seconds, not a measurement
+        a.common += " --amp off"  # no bf16 probe: seconds, not a measurement
         if a.task == "sdf":
             a.common += " --num-shapes 8 --num-unseen 2 --eval-shapes 2 --points 256 --batch-size 4 --hidden 32"
     datasets = a.datasets or (["mnist", "fashion"] if a.task == "image" else ["procedural"])
@@ -372,14 +470,23 @@ def main(argv=None) -> int:
                     row = autoencoder_cell(ds, k, a)
                 else:
                     row = autodecoder_cell(ds, k, a)
-                cells[key] = {"dataset": label, "k": k, "method": method, **row,
-                              "wall_seconds": round(time.perf_counter() - t0, 1),
-                              "budget_seconds": a.seconds, "threads": torch.get_num_threads(),
-                              "date": time.strftime("%Y-%m-%d")}
+                cells[key] = {
+                    "dataset": label,
+                    "k": k,
+                    "method": method,
+                    **row,
+                    "wall_seconds": round(time.perf_counter() - t0, 1),
+                    "budget_seconds": a.seconds,
+                    "threads": torch.get_num_threads(),
+                    "date": time.strftime("%Y-%m-%d"),
+                }
                 save(results, path)
-                shown = (f"PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f}" if a.task == "image"
-                         else f"train / unseen IoU on the 32³ grid {fmt(row.get('train_grid_iou'))} / "
-                              f"{fmt(row.get('unseen_grid_iou'))}")
+                shown = (
+                    f"PSNR {row['test_psnr']:.2f} dB, SSIM {row['test_ssim']:.3f}"
+                    if a.task == "image"
+                    else f"train / unseen IoU on the 32³ grid {fmt(row.get('train_grid_iou'))} / "
+                    f"{fmt(row.get('unseen_grid_iou'))}"
+                )
                 print(f"{key}: {shown} ({cells[key]['wall_seconds']:.0f} s)", flush=True)
     out = plot(results, Path(a.plot) if a.plot else path.with_name("frontier.png"))
     print(f"wrote {path} and {out}")

@@ -33,7 +33,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))       # benchmarks/ (memory)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (memory)
 
 from inr_gon import shapes as S  # noqa: E402
 from inr_gon.data.meshes import load_mesh, normalize_mesh, sample_sdf, signed_distance  # noqa: E402
@@ -71,9 +71,7 @@ class MLPShape(torch.nn.Module):
         layers: list[torch.nn.Module] = [torch.nn.Linear(3, width), Sine(30.0)]
         for _ in range(depth - 1):
             lin = torch.nn.Linear(width, width)
-            torch.nn.init.uniform_(
-                lin.weight, -math.sqrt(6 / width) / 30, math.sqrt(6 / width) / 30
-            )
+            torch.nn.init.uniform_(lin.weight, -math.sqrt(6 / width) / 30, math.sqrt(6 / width) / 30)
             layers += [lin, Sine(30.0)]
         layers += [torch.nn.Linear(width, 1)]
         self.net = torch.nn.Sequential(*layers)
@@ -98,22 +96,12 @@ def _base_shape():
     )
 
 
-def run_single(
-    case: str, res: int, method: str, mlp_width: int, device: str, mesh_out: str
-) -> None:
+def run_single(case: str, res: int, method: str, mlp_width: int, device: str, mesh_out: str) -> None:
     """One extraction in this (fresh) process; prints JSON and saves vertices to ``mesh_out``."""
-    sdf, lip = (
-        (_base_shape(), 1.0)
-        if case == "analytic"
-        else (MLPShape(_base_shape(), mlp_width).to(device), 2.0)
-    )
-    extract_mesh(
-        sdf, 17, method=method, lipschitz=lip, device=device
-    )  # warm-up (lazy init, thread pools)
+    sdf, lip = (_base_shape(), 1.0) if case == "analytic" else (MLPShape(_base_shape(), mlp_width).to(device), 2.0)
+    extract_mesh(sdf, 17, method=method, lipschitz=lip, device=device)  # warm-up (lazy init, thread pools)
     (mesh, stats), seconds, peak = measure(
-        lambda: extract_mesh(
-            sdf, res, method=method, lipschitz=lip, return_stats=True, device=device
-        )
+        lambda: extract_mesh(sdf, res, method=method, lipschitz=lip, return_stats=True, device=device)
     )
     np.save(mesh_out, np.asarray(mesh.vertices))
     print(
@@ -133,10 +121,7 @@ def bench_extraction(resolutions, mlp_width: int | None, device: str) -> None:
     if mlp_width:
         cases.append(("mlp", f"SIREN-MLP w{mlp_width}"))
     print("\n## Mesh extraction (dense vs coarse_to_fine), each run in a fresh process\n")
-    print(
-        f"{'sdf':<18} {'res':>4} {'method':<15} {'evaluations':>12} {'seconds':>8} {'peak MiB':>9} "
-        f"{'faces':>8}"
-    )
+    print(f"{'sdf':<18} {'res':>4} {'method':<15} {'evaluations':>12} {'seconds':>8} {'peak MiB':>9} {'faces':>8}")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for case, name in cases:
@@ -187,10 +172,7 @@ def bench_extraction(resolutions, mlp_width: int | None, device: str) -> None:
                         _max_vertex_gap(d["vertices"], c["vertices"]),
                     )
                 )
-    print(
-        f"\n{'sdf':<18} {'res':>4} {'eval ratio':>10} {'time ratio':>10} {'mem ratio':>9} "
-        f"{'max vertex gap':>15}"
-    )
+    print(f"\n{'sdf':<18} {'res':>4} {'eval ratio':>10} {'time ratio':>10} {'mem ratio':>9} {'max vertex gap':>15}")
     for name, res, er, tr, mr, gap in ratios:
         print(f"{name:<18} {res:>4} {er:>9.1f}x {tr:>9.2f}x {mr:>8.2f}x {gap:>15.2e}")
 
@@ -203,21 +185,14 @@ def bench_sampling() -> None:
     else:
         mesh, label = trimesh.creation.icosphere(subdivisions=7), "icosphere(7)"
     mesh, _, _ = normalize_mesh(mesh)
-    print(
-        f"\n## SDF sampling on {label}: {len(mesh.faces):,} faces, "
-        f"watertight={mesh.is_watertight}\n"
-    )
+    print(f"\n## SDF sampling on {label}: {len(mesh.faces):,} faces, watertight={mesh.is_watertight}\n")
     print(f"{'backend':<28} {'points':>9} {'seconds':>8} {'points/s':>10}")
     for sign in ("pseudonormal", "winding_number"):
         samples, seconds, _ = measure(
-            lambda: sample_sdf(
-                mesh, num_uniform=25_000, num_surface=125_000, sign_method=sign, seed=0
-            )
+            lambda: sample_sdf(mesh, num_uniform=25_000, num_surface=125_000, sign_method=sign, seed=0)
         )
         n = len(samples.sdf)
-        print(
-            f"{'igl ' + sign + ' (sample_sdf)':<28} {n:>9,} {seconds:>8.2f} {n / seconds:>10,.0f}"
-        )
+        print(f"{'igl ' + sign + ' (sample_sdf)':<28} {n:>9,} {seconds:>8.2f} {n / seconds:>10,.0f}")
     pts = np.random.default_rng(0).uniform(-1, 1, (200, 3))
     saved = sys.modules.get("igl")
     sys.modules["igl"] = None  # force the trimesh fallback
@@ -246,9 +221,7 @@ def main(argv=None) -> None:
         default=1,
         help="torch CPU threads (default 1: stable figures on a shared machine)",
     )
-    parser.add_argument(
-        "--single", nargs=3, metavar=("CASE", "RES", "METHOD"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--single", nargs=3, metavar=("CASE", "RES", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--mesh-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 MODELS = {
     # name: LatentSiren(coord_dim, latent, out, hidden, layers)
-    "206k": (2, 32, 1, 256, 4),        # the official MNIST model [34, 256, 256, 256, 256, 1]
+    "206k": (2, 32, 1, 256, 4),  # the official MNIST model [34, 256, 256, 256, 256, 1]
     "small": (2, 32, 1, 64, 3),
 }
 
@@ -58,18 +58,18 @@ def worker(spec: dict) -> dict:
     model = ig.LatentSiren(*MODELS[spec["model"]]).to(dev).eval()
     z = torch.randn(spec["batch"], model.latent_dim, device=dev)
     N, B = spec["resolution"], spec["batch"]
-    ig.render(model, z, 8, chunk_size=spec["chunk_size"])            # warm up kernels/allocator
+    ig.render(model, z, 8, chunk_size=spec["chunk_size"])  # warm up kernels/allocator
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     else:
-        Path("/proc/self/clear_refs").write_text("5")               # reset VmHWM to VmRSS
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to VmRSS
         base = _status_kib("VmRSS") * 1024
     t0 = time.perf_counter()
     if spec["direct"]:
-        with torch.no_grad():                                        # same inference mode as render
-            out = model(ig.grid(N, dim=2, device=dev), z)            # (B, N², O), one call
+        with torch.no_grad():  # same inference mode as render
+            out = model(ig.grid(N, dim=2, device=dev), z)  # (B, N², O), one call
     else:
         out = ig.render(model, z, N, chunk_size=spec["chunk_size"])  # (B, O, N, N)
     if dev.type == "cuda":
@@ -80,9 +80,15 @@ def worker(spec: dict) -> dict:
     else:
         peak = _status_kib("VmHWM") * 1024 - base
     assert bool(torch.isfinite(out).all())
-    return dict(spec, seconds=seconds, points=B * N * N, points_per_s=B * N * N / seconds,
-                peak_bytes=peak, output_bytes=out.numel() * out.element_size(),
-                params=sum(p.numel() for p in model.parameters()))
+    return dict(
+        spec,
+        seconds=seconds,
+        points=B * N * N,
+        points_per_s=B * N * N / seconds,
+        peak_bytes=peak,
+        output_bytes=out.numel() * out.element_size(),
+        params=sum(p.numel() for p in model.parameters()),
+    )
 
 
 def run_cell(spec: dict) -> dict:
@@ -98,10 +104,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=4, help="latents rendered at once (default: 4)")
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--chunk-size", type=int, default=2 ** 16, help="points × batch per chunk (default: 65536)")
+    p.add_argument("--chunk-size", type=int, default=2**16, help="points × batch per chunk (default: 65536)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
-    p.add_argument("--max-seconds", type=float, default=150.0,
-                   help="CPU: skip cells estimated to take longer (default: 150)")
+    p.add_argument(
+        "--max-seconds", type=float, default=150.0, help="CPU: skip cells estimated to take longer (default: 150)"
+    )
     p.add_argument("--full", action="store_true", help="run every cell, however long")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -111,13 +118,16 @@ def main(argv=None) -> int:
         return 0
 
     import torch
+
     dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
     if dev.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda requested but CUDA is not available")
-    MiB = 2 ** 20
+    MiB = 2**20
     rows = []
-    hdr = (f"{'model':>6} {'params':>7} {'mode':>7} {'res':>6} {'points':>10} {'s':>8} {'Mpts/s':>7} "
-           f"{'peak MiB':>9} {'out MiB':>8} {'extra MiB':>9} {'t/direct':>8} {'mem/direct':>10}")
+    hdr = (
+        f"{'model':>6} {'params':>7} {'mode':>7} {'res':>6} {'points':>10} {'s':>8} {'Mpts/s':>7} "
+        f"{'peak MiB':>9} {'out MiB':>8} {'extra MiB':>9} {'t/direct':>8} {'mem/direct':>10}"
+    )
     print(f"device={dev} batch={a.batch} chunk_size={a.chunk_size} threads={a.threads}")
     print(hdr)
     print("-" * len(hdr))
@@ -136,18 +146,22 @@ def main(argv=None) -> int:
         for c in cells:
             mode = "direct" if c["direct"] else "render"
             if "skipped" in c:
-                print(f"{name:>6} {direct['params']:>7} {mode:>7} {c['resolution']:>5}² "
-                      f"{a.batch * c['resolution'] ** 2:>10}   skipped (estimated {c['skipped']:.0f} s > "
-                      f"--max-seconds; --full runs it)")
+                print(
+                    f"{name:>6} {direct['params']:>7} {mode:>7} {c['resolution']:>5}² "
+                    f"{a.batch * c['resolution'] ** 2:>10}   skipped (estimated {c['skipped']:.0f} s > "
+                    f"--max-seconds; --full runs it)"
+                )
                 rows.append(c)
                 continue
             same = not c["direct"] and c["resolution"] == direct["resolution"]
             t_ratio = f"{c['seconds'] / direct['seconds']:.2f}" if same else ""
             m_ratio = f"{c['peak_bytes'] / max(direct['peak_bytes'], 1):.2f}" if same else ""
-            print(f"{name:>6} {c['params']:>7} {mode:>7} {c['resolution']:>5}² {c['points']:>10} "
-                  f"{c['seconds']:>8.2f} {c['points_per_s'] / 1e6:>7.3f} {c['peak_bytes'] / MiB:>9.1f} "
-                  f"{c['output_bytes'] / MiB:>8.1f} {(c['peak_bytes'] - c['output_bytes']) / MiB:>9.1f} "
-                  f"{t_ratio:>8} {m_ratio:>10}")
+            print(
+                f"{name:>6} {c['params']:>7} {mode:>7} {c['resolution']:>5}² {c['points']:>10} "
+                f"{c['seconds']:>8.2f} {c['points_per_s'] / 1e6:>7.3f} {c['peak_bytes'] / MiB:>9.1f} "
+                f"{c['output_bytes'] / MiB:>8.1f} {(c['peak_bytes'] - c['output_bytes']) / MiB:>9.1f} "
+                f"{t_ratio:>8} {m_ratio:>10}"
+            )
             rows.append(c)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))

@@ -77,8 +77,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository (inr_gon)
-sys.path.insert(0, str(Path(__file__).resolve().parent))       # benchmarks/ (gon_step)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (inr_gon)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ (gon_step)
 
 import inr_gon as ig  # noqa: E402
 from gon_step import official_model, official_step, ours_step  # noqa: E402
@@ -86,24 +86,35 @@ from memory import proc_kib, reset_peak  # noqa: E402
 from inr_gon.training.runtime import keep_freed_memory  # noqa: E402
 from inr_gon.viz import pyplot, save_figure  # noqa: E402
 
-MiB, GiB = 2 ** 20, 2 ** 30
-FRACTION = 0.25                                    # the Monte-Carlo outer integral's share of points
+MiB, GiB = 2**20, 2**30
+FRACTION = 0.25  # the Monte-Carlo outer integral's share of points
 STEPS = ("official", "exact", "mc")
 INNERS = ("official_inner", "inr_gon_inner")
-LABELS = {"official": "official (cwkx/GON)", "exact": "inr_gon exact", "mc": f"inr_gon MC {FRACTION:.0%}",
-          "official_inner": "official inner", "inr_gon_inner": "inr_gon inner"}
-COLORS = {"official": "tab:red", "exact": "tab:blue", "mc": "tab:green",
-          "official_inner": "tab:red", "inr_gon_inner": "tab:blue"}
+LABELS = {
+    "official": "official (cwkx/GON)",
+    "exact": "inr_gon exact",
+    "mc": f"inr_gon MC {FRACTION:.0%}",
+    "official_inner": "official inner",
+    "inr_gon_inner": "inr_gon inner",
+}
+COLORS = {
+    "official": "tab:red",
+    "exact": "tab:blue",
+    "mc": "tab:green",
+    "official_inner": "tab:red",
+    "inr_gon_inner": "tab:blue",
+}
 
 # (N, H) float32 tensors alive at a step's peak, per sine layer (the "saved activations"), and
 # a constant number of transient ones; see estimate_bytes
-OFFICIAL_PER_LAYER, OFFICIAL_EXTRA = 7, 3            # inner forward 2 + its create_graph backward 3 + outer forward 2
+OFFICIAL_PER_LAYER, OFFICIAL_EXTRA = 7, 3  # inner forward 2 + its create_graph backward 3 + outer forward 2
 OFFICIAL_INNER_PER_LAYER, OFFICIAL_INNER_EXTRA = 5, 2
-FUSED_PER_LAYER, FUSED_EXTRA = 2, 2                  # inr_gon's outer pass: pre-activations + sines, fused backward
-EXPLICIT_PER_LAYER = 4                               # inr_gon's inner pass on P (·O) points, graph kept
+FUSED_PER_LAYER, FUSED_EXTRA = 2, 2  # inr_gon's outer pass: pre-activations + sines, fused backward
+EXPLICIT_PER_LAYER = 4  # inr_gon's inner pass on P (·O) points, graph kept
 
 
 # -- the official inner pass -------------------------------------------------------------------
+
 
 def official_latent(F, c, x, nz):
     """The inner half of :func:`gon_step.official_step` alone: the latent of Implicit-GON.py from a
@@ -118,8 +129,10 @@ def official_latent(F, c, x, nz):
 
 # -- memory ------------------------------------------------------------------------------------
 
-def estimate_bytes(form: str, *, B: int, P: int, H: int, L: int, n: int, k: int, O: int,
-                   fraction: float = FRACTION) -> int:
+
+def estimate_bytes(
+    form: str, *, B: int, P: int, H: int, L: int, n: int, k: int, O: int, fraction: float = FRACTION
+) -> int:
     """Memory of one cell from its dominant float32 tensors.
 
     ``N`` points of a pass times ``H`` per saved activation: the official step keeps the inner
@@ -223,24 +236,40 @@ def _is_oom(e: BaseException) -> bool:
     return (oom is not None and isinstance(e, oom)) or "out of memory" in text or "can't allocate memory" in text
 
 
-def run_cell(fn, *, device, repeats: int, warmup: bool, max_seconds: float, est_bytes: int,
-             limit_bytes: float, predicted_s: float | None) -> dict:
+def run_cell(
+    fn,
+    *,
+    device,
+    repeats: int,
+    warmup: bool,
+    max_seconds: float,
+    est_bytes: int,
+    limit_bytes: float,
+    predicted_s: float | None,
+) -> dict:
     """Guards, a first step (timed; its peak memory is the cell's; a warm-up unless ``warmup`` is
     false, when it is the first timed step), then up to ``repeats`` timed steps (median), fewer
     where they would take longer than ``max_seconds``."""
     rec = {"estimated_gib": est_bytes / GiB}
     if est_bytes > limit_bytes:
-        return dict(rec, status="skipped", estimated_s=predicted_s,
-                    reason=f"skipped: would need ~{est_bytes / GiB:.3g} GiB > available {limit_bytes / GiB:.3g} GiB")
+        return dict(
+            rec,
+            status="skipped",
+            estimated_s=predicted_s,
+            reason=f"skipped: would need ~{est_bytes / GiB:.3g} GiB > available {limit_bytes / GiB:.3g} GiB",
+        )
     if predicted_s is not None and predicted_s > max_seconds:
-        return dict(rec, status="skipped", estimated_s=predicted_s,
-                    reason=f"skipped: too slow, estimated {predicted_s:.0f} s (extrapolated in P)")
+        return dict(
+            rec,
+            status="skipped",
+            estimated_s=predicted_s,
+            reason=f"skipped: too slow, estimated {predicted_s:.0f} s (extrapolated in P)",
+        )
     try:
         first, used = measure(fn, device, peak=True)
         rec.update(first_step_s=first, peak_mib=None if used is None else used / MiB)
         if first > max_seconds:
-            return dict(rec, status="skipped", estimated_s=first,
-                        reason=f"skipped: too slow, estimated {first:.0f} s")
+            return dict(rec, status="skipped", estimated_s=first, reason=f"skipped: too slow, estimated {first:.0f} s")
         times = [] if warmup else [first]
         more = min(repeats - len(times), int(max_seconds // max(first, 1e-9)))
         times += [measure(fn, device, peak=False)[0] for _ in range(max(more, 0 if times else 1))]
@@ -254,6 +283,7 @@ def run_cell(fn, *, device, repeats: int, warmup: bool, max_seconds: float, est_
 
 
 # -- the run -----------------------------------------------------------------------------------
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -283,9 +313,12 @@ def _fmt(v, spec, width):
 
 def print_row(r, ratio):
     s = r.get("seconds")
-    print(f"{r['resolution']:>5}² {r['channels']:>2} {LABELS[r['formulation']]:<20} {_fmt(s, '.4f', 10)} "
-          f"{_fmt(r.get('peak_mib'), '.0f', 9)} {r['estimated_gib']:>8.2f} "
-          f"{('-' if ratio is None else f'{ratio:.1f}x'):>13}  {r.get('reason', '')}", flush=True)
+    print(
+        f"{r['resolution']:>5}² {r['channels']:>2} {LABELS[r['formulation']]:<20} {_fmt(s, '.4f', 10)} "
+        f"{_fmt(r.get('peak_mib'), '.0f', 9)} {r['estimated_gib']:>8.2f} "
+        f"{('-' if ratio is None else f'{ratio:.1f}x'):>13}  {r.get('reason', '')}",
+        flush=True,
+    )
 
 
 def run(args) -> dict:
@@ -296,32 +329,56 @@ def run(args) -> dict:
     limit = args.memory_limit_gib * GiB if args.memory_limit_gib is not None else default_memory_limit(device)
     B, H, L, n, k = args.batch, args.hidden, args.layers, 2, args.latent
     cells, summary = [], []
-    info = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
-            "batch": B, "hidden": H, "layers": L, "latent": k, "fraction": FRACTION,
-            "sizes": args.sizes, "channels": args.channels, "repeats": args.repeats, "warmup": args.warmup,
-            "max_seconds_per_cell": args.max_seconds_per_cell, "memory_limit_gib": limit / GiB,
-            "total_ram_gib": (total_ram_bytes() or 0) / GiB, "keep_freed_memory": kept,
-            "quick": args.quick, "cpu_count": os.cpu_count(), "params": {}}
+    info = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "batch": B,
+        "hidden": H,
+        "layers": L,
+        "latent": k,
+        "fraction": FRACTION,
+        "sizes": args.sizes,
+        "channels": args.channels,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "max_seconds_per_cell": args.max_seconds_per_cell,
+        "memory_limit_gib": limit / GiB,
+        "total_ram_gib": (total_ram_bytes() or 0) / GiB,
+        "keep_freed_memory": kept,
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "params": {},
+    }
     load = _loadavg()
     info["loadavg_1min_at_start"] = load
-    print(f"device={device} ({info['device_name']})  torch={torch.__version__}  threads={info['threads']}  "
-          f"B={B}  LatentSiren(2, {k}, C, {H}, {L})  memory limit {limit / GiB:.3g} GiB  "
-          f"max {args.max_seconds_per_cell:.0f} s/cell  allocator={'glibc, freed memory kept' if kept else 'default'}")
+    print(
+        f"device={device} ({info['device_name']})  torch={torch.__version__}  threads={info['threads']}  "
+        f"B={B}  LatentSiren(2, {k}, C, {H}, {L})  memory limit {limit / GiB:.3g} GiB  "
+        f"max {args.max_seconds_per_cell:.0f} s/cell  allocator={'glibc, freed memory kept' if kept else 'default'}"
+    )
     if device.type == "cpu" and load is not None and load > 0.5:
-        print(f"warning: load average {load:.1f} on {os.cpu_count()} cores before the run: other processes "
-              "compete for the CPU, so the times are inflated and noisy (small passes most)")
+        print(
+            f"warning: load average {load:.1f} on {os.cpu_count()} cores before the run: other processes "
+            "compete for the CPU, so the times are inflated and noisy (small passes most)"
+        )
     print("official/this: the official step's seconds over this row's (inner rows: the official inner pass's)")
-    print(f"{'res':>6} {'C':>2} {'formulation':<20} {'s/step':>10} {'peak MiB':>9} {'est GiB':>8} "
-          f"{'official/this':>13}  note", flush=True)
-    last: dict = {}                                   # (formulation, C) -> (pixels, seconds) measured last
+    print(
+        f"{'res':>6} {'C':>2} {'formulation':<20} {'s/step':>10} {'peak MiB':>9} {'est GiB':>8} "
+        f"{'official/this':>13}  note",
+        flush=True,
+    )
+    last: dict = {}  # (formulation, C) -> (pixels, seconds) measured last
     t_start = time.perf_counter()
     for C in args.channels:
         torch.manual_seed(0)
         model = ig.LatentSiren(2, k, C, H, L).to(device)
-        F = official_model(model)                     # same weights, the official layers
+        F = official_model(model)  # same weights, the official layers
         info["params"][str(C)] = sum(p.numel() for p in model.parameters())
-        opt_o = torch.optim.Adam(F.parameters(), lr=0.0)      # lr 0: the weights stay the same
+        opt_o = torch.optim.Adam(F.parameters(), lr=0.0)  # lr 0: the weights stay the same
         opt_n = torch.optim.Adam(model.parameters(), lr=0.0)
         mc = ig.MonteCarloIntegrator(fraction=FRACTION)
         for res in args.sizes:
@@ -330,22 +387,37 @@ def run(args) -> dict:
             c = ig.grid(res, dim=2, device=device)
             x = torch.rand(B, P, C, generator=gen).to(device)
             c_rep = c.unsqueeze(0).expand(B, -1, -1)
-            fns = {"official": lambda: official_step(F, opt_o, c_rep, x, k),
-                   "exact": lambda: ours_step(model, opt_n, c, x, None),
-                   "mc": lambda: ours_step(model, opt_n, c, x, mc),
-                   "official_inner": lambda: official_latent(F, c_rep, x, k),
-                   "inr_gon_inner": lambda: ig.gon_latent(model, c, x, create_graph=True, check=False)}
+            fns = {
+                "official": lambda: official_step(F, opt_o, c_rep, x, k),
+                "exact": lambda: ours_step(model, opt_n, c, x, None),
+                "mc": lambda: ours_step(model, opt_n, c, x, mc),
+                "official_inner": lambda: official_latent(F, c_rep, x, k),
+                "inr_gon_inner": lambda: ig.gon_latent(model, c, x, create_graph=True, check=False),
+            }
             reps = args.repeats if res < 256 else 1
             got, recs = {}, {}
             for form in STEPS + INNERS:
                 prev = last.get((form, C))
                 pred = prev[1] * P / prev[0] if prev else None
-                r = run_cell(fns[form], device=device, repeats=reps, warmup=args.warmup > 0,
-                             max_seconds=args.max_seconds_per_cell,
-                             est_bytes=estimate_bytes(form, B=B, P=P, H=H, L=L, n=n, k=k, O=C),
-                             limit_bytes=limit, predicted_s=pred)
-                r = dict(resolution=res, pixels=P, channels=C, formulation=form, label=LABELS[form],
-                         kind="inner" if form in INNERS else "step", **r)
+                r = run_cell(
+                    fns[form],
+                    device=device,
+                    repeats=reps,
+                    warmup=args.warmup > 0,
+                    max_seconds=args.max_seconds_per_cell,
+                    est_bytes=estimate_bytes(form, B=B, P=P, H=H, L=L, n=n, k=k, O=C),
+                    limit_bytes=limit,
+                    predicted_s=pred,
+                )
+                r = dict(
+                    resolution=res,
+                    pixels=P,
+                    channels=C,
+                    formulation=form,
+                    label=LABELS[form],
+                    kind="inner" if form in INNERS else "step",
+                    **r,
+                )
                 if r["status"] == "ok":
                     last[(form, C)] = (P, r["seconds"])
                 got[form] = r.get("seconds")
@@ -358,10 +430,19 @@ def run(args) -> dict:
     slopes = []
     for form in STEPS + INNERS:
         for C in args.channels:
-            pts = [(r["pixels"], r["seconds"]) for r in cells
-                   if r["formulation"] == form and r["channels"] == C and r["status"] == "ok"]
-            slopes.append({"formulation": form, "channels": C, "slope": slope(pts),
-                           "sizes": [int(round(math.sqrt(p))) for p, _ in pts]})
+            pts = [
+                (r["pixels"], r["seconds"])
+                for r in cells
+                if r["formulation"] == form and r["channels"] == C and r["status"] == "ok"
+            ]
+            slopes.append(
+                {
+                    "formulation": form,
+                    "channels": C,
+                    "slope": slope(pts),
+                    "sizes": [int(round(math.sqrt(p))) for p, _ in pts],
+                }
+            )
     info["wall_s"] = time.perf_counter() - t_start
     return {"info": info, "cells": cells, "ratios": summary, "slopes": slopes}
 
@@ -371,10 +452,16 @@ def claim_row(res, C, B, got, recs) -> dict:
     div = lambda a, b: a / b if a and b else None
     inner = div(got["official_inner"], got["inr_gon_inner"])
     outer_share = (1 - got["inr_gon_inner"] / got["exact"]) if got["exact"] and got["inr_gon_inner"] else None
-    row = {"resolution": res, "channels": C, "official_over_exact": div(got["official"], got["exact"]),
-           "official_over_mc": div(got["official"], got["mc"]), "inner_ratio": inner,
-           "inner_ratio_over_B": None if inner is None else inner / B,
-           "expected_inner_ratio": 2 * B / (1 + C), "outer_share_of_exact": outer_share}
+    row = {
+        "resolution": res,
+        "channels": C,
+        "official_over_exact": div(got["official"], got["exact"]),
+        "official_over_mc": div(got["official"], got["mc"]),
+        "inner_ratio": inner,
+        "inner_ratio_over_B": None if inner is None else inner / B,
+        "expected_inner_ratio": 2 * B / (1 + C),
+        "outer_share_of_exact": outer_share,
+    }
     notes = []
     if inner is None:
         for f in INNERS:
@@ -395,26 +482,37 @@ def report(res: dict) -> None:
     print("\ngrowth: log-log slope of seconds against pixels P (1 = linear in P)")
     for s in res["slopes"]:
         v = "-" if s["slope"] is None else f"{s['slope']:.2f}"
-        print(f"  {LABELS[s['formulation']]:<20} C={s['channels']}  slope {v:>5}  "
-              f"({', '.join(f'{q}²' for q in s['sizes']) or 'too few measured sizes'})")
+        print(
+            f"  {LABELS[s['formulation']]:<20} C={s['channels']}  slope {v:>5}  "
+            f"({', '.join(f'{q}²' for q in s['sizes']) or 'too few measured sizes'})"
+        )
     expected = ", ".join(f"{2 * B / (1 + c):.0f}" for c in res["info"]["channels"])
-    print(f"\nclaim: the inner term costs one pass over P points instead of B·P (B = {B}): official inner / "
-          f"inr_gon inner should be about B (about 2B/(1+C) = {expected} with C channels)")
+    print(
+        f"\nclaim: the inner term costs one pass over P points instead of B·P (B = {B}): official inner / "
+        f"inr_gon inner should be about B (about 2B/(1+C) = {expected} with C channels)"
+    )
     print(f"{'res':>6} {'C':>2} {'inner ratio':>12} {'/B':>6} {'off/exact':>10} {'off/MC':>8}  note")
     for r in res["ratios"]:
-        print(f"{r['resolution']:>5}² {r['channels']:>2} {_fmt(r['inner_ratio'], '.1f', 12)} "
-              f"{_fmt(r['inner_ratio_over_B'], '.2f', 6)} {_fmt(r['official_over_exact'], '.1f', 10)} "
-              f"{_fmt(r['official_over_mc'], '.1f', 8)}  {r['note']}")
+        print(
+            f"{r['resolution']:>5}² {r['channels']:>2} {_fmt(r['inner_ratio'], '.1f', 12)} "
+            f"{_fmt(r['inner_ratio_over_B'], '.2f', 6)} {_fmt(r['official_over_exact'], '.1f', 10)} "
+            f"{_fmt(r['official_over_mc'], '.1f', 8)}  {r['note']}"
+        )
     by = {}
     for r in res["ratios"]:
         key = "holds" if r["holds"] else "not measured" if r["holds"] is None else "does not hold"
         by.setdefault(key, []).append(f"{r['resolution']}² C={r['channels']}")
     print("inner claim: " + "; ".join(f"{k} at {', '.join(v)}" for k, v in by.items()))
-    dom = [f"{r['resolution']}² C={r['channels']}" for r in res["ratios"]
-           if r["outer_share_of_exact"] is not None and r["outer_share_of_exact"] > 0.5]
+    dom = [
+        f"{r['resolution']}² C={r['channels']}"
+        for r in res["ratios"]
+        if r["outer_share_of_exact"] is not None and r["outer_share_of_exact"] > 0.5
+    ]
     if dom:
-        print("the outer pass (B·P points in every exact step) dominates inr_gon's exact step at "
-              f"{', '.join(dom)}: there the step ratio official/exact stays well below the inner ratio")
+        print(
+            "the outer pass (B·P points in every exact step) dominates inr_gon's exact step at "
+            f"{', '.join(dom)}: there the step ratio official/exact stays well below the inner ratio"
+        )
     print(f"\n{res['info']['wall_s']:.0f} s in all")
 
 
@@ -422,6 +520,7 @@ def plot(res: dict, path) -> Path:
     """Seconds against pixels, log–log: steps (left), inner latent (right)."""
     plt = pyplot()
     from matplotlib import ticker
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     cells = res["cells"]
     for ax, forms, title in ((axes[0], STEPS, "one training step"), (axes[1], INNERS, "inner latent alone")):
@@ -432,16 +531,31 @@ def plot(res: dict, path) -> Path:
                 ok = [r for r in rs if r["status"] == "ok"]
                 ls = "-" if C == 1 else "--"
                 if ok:
-                    ax.plot([r["pixels"] for r in ok], [r["seconds"] for r in ok], ls, marker="o", ms=4,
-                            color=COLORS[form], label=f"{LABELS[form]}, {C} ch")
+                    ax.plot(
+                        [r["pixels"] for r in ok],
+                        [r["seconds"] for r in ok],
+                        ls,
+                        marker="o",
+                        ms=4,
+                        color=COLORS[form],
+                        label=f"{LABELS[form]}, {C} ch",
+                    )
                 for r in rs:
                     if r["status"] != "ok":
                         est = r.get("estimated_s")
                         if est:
                             ax.plot([r["pixels"]], [est], "x", ms=8, mew=2, color=COLORS[form])
-                        else:          # no estimate: on the top edge
-                            ax.plot([r["pixels"]], [1.0 - 0.03 * i], "x", ms=8, mew=2, color=COLORS[form],
-                                    transform=ax.get_xaxis_transform(), clip_on=False)
+                        else:  # no estimate: on the top edge
+                            ax.plot(
+                                [r["pixels"]],
+                                [1.0 - 0.03 * i],
+                                "x",
+                                ms=8,
+                                mew=2,
+                                color=COLORS[form],
+                                transform=ax.get_xaxis_transform(),
+                                clip_on=False,
+                            )
         ax.plot([], [], "x", color="gray", mew=2, label="skipped (estimated time / top edge)")
         ax.set_xscale("log")
         if measured or any(r.get("estimated_s") for r in cells if r["formulation"] in forms):
@@ -473,9 +587,11 @@ def _json_safe(o):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="square resolutions (default 28 64 128 256)")
     ap.add_argument("--channels", type=int, nargs="+", default=None, help="default 1 3")
@@ -483,22 +599,43 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=None, help="hidden width (default 256; 64 with --quick)")
     ap.add_argument("--layers", type=int, default=4, help="sine layers")
     ap.add_argument("--latent", type=int, default=32, help="latent dimension k")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps per cell after a warm-up (median; "
-                    "default 3, 1 at 256² and with --quick)")
-    ap.add_argument("--warmup", type=int, choices=(0, 1), default=None,
-                    help="1: an untimed warm-up step per cell (default); 0: the first step is timed (--quick)")
-    ap.add_argument("--max-seconds-per-cell", type=float, default=120.0,
-                    help="skip a cell whose first step (or its extrapolation from the previous size) takes longer")
-    ap.add_argument("--memory-limit-gib", type=float, default=None,
-                    help="skip cells estimated above this (default 70%% of total RAM / of free GPU memory)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed steps per cell after a warm-up (median; default 3, 1 at 256² and with --quick)",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="1: an untimed warm-up step per cell (default); 0: the first step is timed (--quick)",
+    )
+    ap.add_argument(
+        "--max-seconds-per-cell",
+        type=float,
+        default=120.0,
+        help="skip a cell whose first step (or its extrapolation from the previous size) takes longer",
+    )
+    ap.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="skip cells estimated above this (default 70%% of total RAM / of free GPU memory)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="let glibc keep freed memory for reuse (process-wide, see gon_step.py)")
+    ap.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="let glibc keep freed memory for reuse (process-wide, see gon_step.py)",
+    )
     ap.add_argument("--quick", action="store_true", help="28² and 64², 1 channel, 1 repeat, 64-wide network")
     ap.add_argument("--json", type=Path, default=None, help="write all cells, slopes and machine info here")
     ap.add_argument("--out", type=Path, default=None, help="write DIR/scaling.png")
-    ap.add_argument("--figure-copy", type=Path, default=None,
-                    help="also copy the png here (e.g. docs/figures/scaling.png)")
+    ap.add_argument(
+        "--figure-copy", type=Path, default=None, help="also copy the png here (e.g. docs/figures/scaling.png)"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or [28, 64]

@@ -42,13 +42,18 @@ def run(cfg: SdfConfig, shapes) -> dict:
         info = t.fit()
     task = t.task
     t0 = time.perf_counter()
-    out = {"steps": info["steps"], "train_seconds": info["train_seconds"],
-           "steps_per_second": info["steps"] / max(info["train_seconds"], 1e-9),
-           "collapsed": info["collapsed"], "collapse_reasons": info["collapse_reasons"], **info["health"]}
+    out = {
+        "steps": info["steps"],
+        "train_seconds": info["train_seconds"],
+        "steps_per_second": info["steps"] / max(info["train_seconds"], 1e-9),
+        "collapsed": info["collapsed"],
+        "collapse_reasons": info["collapse_reasons"],
+        **info["health"],
+    }
     for split, idx in (("train", task.shapes.train_index), ("unseen", task.shapes.unseen_index)):
         if not idx:
             continue
-        m = task.evaluate_shapes(idx[:cfg.eval_shapes], num_samples=10_000)
+        m = task.evaluate_shapes(idx[: cfg.eval_shapes], num_samples=10_000)
         out.update({f"{split}_{k}": m[k] for k in ("chamfer", "iou", "normal_consistency", "empty_meshes")})
         out[f"{split}_per_shape"] = m["per_shape"]
     out["eval_seconds"] = round(time.perf_counter() - t0, 1)
@@ -92,14 +97,18 @@ def main(argv=None) -> int:
         if key not in shapes_cache:
             shapes_cache[key] = load_shapes(cfg)
         r = rows[name] = run(cfg, shapes_cache[key])
-        print(f"{name:>14s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | train CD {fmt(r.get('train_chamfer'))}"
-              f" IoU {fmt(r.get('train_iou'), '.3f')} | unseen CD {fmt(r.get('unseen_chamfer'))} IoU "
-              f"{fmt(r.get('unseen_iou'), '.3f')} | sens {r['latent_sensitivity']:.3f} ident {r['identified']:.2f} "
-              f"cross {r['zero_crossing']:.2f}{' COLLAPSED' if r['collapsed'] else ''}", flush=True)
+        print(
+            f"{name:>14s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | train CD {fmt(r.get('train_chamfer'))}"
+            f" IoU {fmt(r.get('train_iou'), '.3f')} | unseen CD {fmt(r.get('unseen_chamfer'))} IoU "
+            f"{fmt(r.get('unseen_iou'), '.3f')} | sens {r['latent_sensitivity']:.3f} ident {r['identified']:.2f} "
+            f"cross {r['zero_crossing']:.2f}{' COLLAPSED' if r['collapsed'] else ''}",
+            flush=True,
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"seconds": a.seconds, "common": common, "variants": dict(a.variant),
-                                            "results": rows}, indent=2))
+        Path(a.json).write_text(
+            json.dumps({"seconds": a.seconds, "common": common, "variants": dict(a.variant), "results": rows}, indent=2)
+        )
     return 0
 
 

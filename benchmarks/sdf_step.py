@@ -53,8 +53,14 @@ def quality(trainer: Trainer, steps: int, eval_shapes: int) -> dict:
     task = trainer.task
     tr = task.evaluate_shapes(task.shapes.train_index[:eval_shapes], num_samples=5000)
     un = task.evaluate_shapes(task.shapes.unseen_index[:eval_shapes], num_samples=5000)
-    return {"seconds": secs, "train_iou": tr["iou"], "train_cd": tr["chamfer"], "unseen_iou": un["iou"],
-            "unseen_cd": un["chamfer"], "empty": tr["empty_meshes"] + un["empty_meshes"]}
+    return {
+        "seconds": secs,
+        "train_iou": tr["iou"],
+        "train_cd": tr["chamfer"],
+        "unseen_iou": un["iou"],
+        "unseen_cd": un["chamfer"],
+        "empty": tr["empty_meshes"] + un["empty_meshes"],
+    }
 
 
 def fmt(v, f=".4f"):
@@ -76,19 +82,32 @@ def main(argv=None) -> None:
     p.add_argument("--scales", type=float, nargs="*", default=[], help="inner weights to sweep (per-sample)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = dict(num_shapes=args.num_shapes, pool=4096, points=args.points, batch_size=args.batch_size,
-                hidden=args.hidden, layers=args.layers, device=args.device, mesh_resolution=32, eval_every=10 ** 9)
+    base = dict(
+        num_shapes=args.num_shapes,
+        pool=4096,
+        points=args.points,
+        batch_size=args.batch_size,
+        hidden=args.hidden,
+        layers=args.layers,
+        device=args.device,
+        mesh_resolution=32,
+        eval_every=10**9,
+    )
     shapes = load_shapes(SdfConfig(**base))
     make = lambda **kw: Trainer(SdfConfig(**{**base, **kw}), shapes=shapes, quiet=True)
 
-    print(f"B={args.batch_size} shapes x {args.points} points/step (inner {args.points // 2}), "
-          f"SIREN {args.layers}x{args.hidden}, device {args.device}, {args.threads} thread(s)")
+    print(
+        f"B={args.batch_size} shapes x {args.points} points/step (inner {args.points // 2}), "
+        f"SIREN {args.layers}x{args.hidden}, device {args.device}, {args.threads} thread(s)"
+    )
     t_per = time_steps(make(inner="per_sample"), args.repeats)
     t_sh = time_steps(make(inner="shared"), args.repeats)
     print(f"seconds/step  per-sample {t_per:.4f}   shared {t_sh:.4f}   ratio per-sample/shared {t_per / t_sh:.2f}x")
     t_plain = time_steps(make(inner="per_sample", gauss_newton=0.0), args.repeats)
-    print(f"seconds/step  per-sample with the plain gradient step {t_plain:.4f}   ratio Gauss-Newton/plain "
-          f"{t_per / t_plain:.2f}x")
+    print(
+        f"seconds/step  per-sample with the plain gradient step {t_plain:.4f}   ratio Gauss-Newton/plain "
+        f"{t_per / t_plain:.2f}x"
+    )
 
     # exactness of the fast path: shared points given as (P, 3) vs the same points per sample
     t = make()
@@ -103,18 +122,24 @@ def main(argv=None) -> None:
         rows = {}
         for inner in ("per_sample", "shared"):
             rows[inner] = q = quality(make(inner=inner), args.steps, args.eval_shapes)
-            print(f"{inner:10s} {args.steps} steps in {q['seconds']:6.1f} s: train IoU {fmt(q['train_iou'], '.3f')} "
-                  f"CD {fmt(q['train_cd'])} | unseen IoU {fmt(q['unseen_iou'], '.3f')} CD {fmt(q['unseen_cd'])} "
-                  f"| empty meshes {q['empty']}")
+            print(
+                f"{inner:10s} {args.steps} steps in {q['seconds']:6.1f} s: train IoU {fmt(q['train_iou'], '.3f')} "
+                f"CD {fmt(q['train_cd'])} | unseen IoU {fmt(q['unseen_iou'], '.3f')} CD {fmt(q['unseen_cd'])} "
+                f"| empty meshes {q['empty']}"
+            )
         a, b = rows["per_sample"], rows["shared"]
         ratio = lambda x, y: "n/a" if not x or not y else f"{x / y:.2f}"
-        print(f"ratios per-sample/shared: time {ratio(a['seconds'], b['seconds'])}, unseen IoU "
-              f"{ratio(a['unseen_iou'], b['unseen_iou'])}, unseen Chamfer {ratio(a['unseen_cd'], b['unseen_cd'])}, "
-              f"train IoU {ratio(a['train_iou'], b['train_iou'])}")
+        print(
+            f"ratios per-sample/shared: time {ratio(a['seconds'], b['seconds'])}, unseen IoU "
+            f"{ratio(a['unseen_iou'], b['unseen_iou'])}, unseen Chamfer {ratio(a['unseen_cd'], b['unseen_cd'])}, "
+            f"train IoU {ratio(a['train_iou'], b['train_iou'])}"
+        )
     for w in args.scales:
         q = quality(make(inner_weight=w), args.steps or 150, args.eval_shapes)
-        print(f"inner weight {w:<6g}: train IoU {fmt(q['train_iou'], '.3f')} CD {fmt(q['train_cd'])} | "
-              f"unseen IoU {fmt(q['unseen_iou'], '.3f')} CD {fmt(q['unseen_cd'])} | empty meshes {q['empty']}")
+        print(
+            f"inner weight {w:<6g}: train IoU {fmt(q['train_iou'], '.3f')} CD {fmt(q['train_cd'])} | "
+            f"unseen IoU {fmt(q['unseen_iou'], '.3f')} CD {fmt(q['unseen_cd'])} | empty meshes {q['empty']}"
+        )
 
 
 if __name__ == "__main__":

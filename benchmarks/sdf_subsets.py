@@ -33,8 +33,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--sizes", type=int, nargs="+", help="subset sizes to draw from (default: 2 .. all meshes)")
-    p.add_argument("--num-unseen", type=int, default=None,
-                   help="meshes of each subset held out (default: the task's split, a quarter; 0: train on all)")
+    p.add_argument(
+        "--num-unseen",
+        type=int,
+        default=None,
+        help="meshes of each subset held out (default: the task's split, a quarter; 0: train on all)",
+    )
     p.add_argument("--cache-dir", default=None, help="mesh sample cache (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
@@ -51,21 +55,38 @@ def main(argv=None) -> int:
             folder = Path(tmp)
             for f in subset:
                 shutil.copy(f, folder / f.name)
-            cfg = SdfConfig(meshes=str(folder), steps=a.steps, batch_size=batch, cache_dir=str(cache),
-                            device="cpu", out=None, eval_every=10 ** 9, num_unseen=a.num_unseen)
+            cfg = SdfConfig(
+                meshes=str(folder),
+                steps=a.steps,
+                batch_size=batch,
+                cache_dir=str(cache),
+                device="cpu",
+                out=None,
+                eval_every=10**9,
+                num_unseen=a.num_unseen,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t = Trainer(cfg, quiet=True)
                 info = t.fit()
             field = t.task.field_metrics(t.task.shapes.train_index)
-        row = {"meshes": [f.stem for f in subset], "batch_size": batch, "num_train": len(t.task.shapes.train_index),
-               "collapsed": info["collapsed"], "reasons": info["collapse_reasons"], **info["health"],
-               "train_sign_iou": field["sign_iou"]}
+        row = {
+            "meshes": [f.stem for f in subset],
+            "batch_size": batch,
+            "num_train": len(t.task.shapes.train_index),
+            "collapsed": info["collapsed"],
+            "reasons": info["collapse_reasons"],
+            **info["health"],
+            "train_sign_iou": field["sign_iou"],
+        }
         rows.append(row)
-        print(f"{r:2d}: {len(subset)} meshes ({row['num_train']} train), batch {batch:2d}: "
-              f"{'COLLAPSED ' + '; '.join(row['reasons']) if row['collapsed'] else 'ok'} | sign IoU "
-              f"{row['train_sign_iou']:.3f} cross {row['zero_crossing']:.2f} sens {row['latent_sensitivity']:.3f} "
-              f"ident {row['identified']:.2f} | {', '.join(row['meshes'])}", flush=True)
+        print(
+            f"{r:2d}: {len(subset)} meshes ({row['num_train']} train), batch {batch:2d}: "
+            f"{'COLLAPSED ' + '; '.join(row['reasons']) if row['collapsed'] else 'ok'} | sign IoU "
+            f"{row['train_sign_iou']:.3f} cross {row['zero_crossing']:.2f} sens {row['latent_sensitivity']:.3f} "
+            f"ident {row['identified']:.2f} | {', '.join(row['meshes'])}",
+            flush=True,
+        )
     print(f"collapsed: {sum(r['collapsed'] for r in rows)} of {len(rows)} runs")
     if a.json:
         Path(a.json).write_text(json.dumps({"steps": a.steps, "runs": rows}, indent=2))

@@ -52,21 +52,30 @@ def evaluate(cfg, shapes, sweep=()) -> dict:
         warnings.simplefilter("ignore")
         t = Trainer(cfg, shapes=shapes, quiet=True)
         info = t.fit()
-    task, row = t.task, {"steps": info["steps"], "train_seconds": info["train_seconds"],
-                         "collapsed": info["collapsed"], "params": info["params"]}
+    task, row = (
+        t.task,
+        {
+            "steps": info["steps"],
+            "train_seconds": info["train_seconds"],
+            "collapsed": info["collapsed"],
+            "params": info["params"],
+        },
+    )
     for split, idx in (("train", shapes.train_index), ("unseen", shapes.unseen_index)):
-        idx = idx[:cfg.eval_shapes]
+        idx = idx[: cfg.eval_shapes]
         if not idx:
             continue
         row[f"{split}_encode_seconds"], m = timed_evaluation(task, idx)
         for k in ("chamfer", "chamfer_deepsdf", "iou", "normal_consistency", "nearest_own_truth", "empty_meshes"):
             row[f"{split}_{k}"] = m.get(k)
-    idx = shapes.unseen_index[:cfg.eval_shapes]
-    for n in sweep if idx else ():            # the same network, n Adam steps on each unseen shape's fresh code
+    idx = shapes.unseen_index[: cfg.eval_shapes]
+    for n in sweep if idx else ():  # the same network, n Adam steps on each unseen shape's fresh code
         task.cfg = dataclasses.replace(task.cfg, encode_iterations=n)
         sec, m = timed_evaluation(task, idx)
         row.setdefault("unseen_by_encode_iterations", {})[str(n)] = {
-            "encode_seconds": sec, **{k: m.get(k) for k in ("iou", "chamfer", "chamfer_deepsdf")}}
+            "encode_seconds": sec,
+            **{k: m.get(k) for k in ("iou", "chamfer", "chamfer_deepsdf")},
+        }
     return row
 
 
@@ -91,8 +100,13 @@ def main(argv=None) -> int:
     g.add_argument("--deepsdf", metavar="DIR")
     p.add_argument("--seconds", type=float, default=240.0, help="training budget of each method (default: 240)")
     p.add_argument("--encode-iterations", type=int, default=200, help="auto-decoder steps per unseen shape")
-    p.add_argument("--encode-sweep", type=iterations, default=[], metavar="N,N,...",
-                   help="also evaluate the auto-decoder's unseen shapes after each of these numbers of Adam steps")
+    p.add_argument(
+        "--encode-sweep",
+        type=iterations,
+        default=[],
+        metavar="N,N,...",
+        help="also evaluate the auto-decoder's unseen shapes after each of these numbers of Adam steps",
+    )
     p.add_argument("--common", default="", help="more options for both (inr-gon train sdf options)")
     p.add_argument("--gon", default="", help="options for the GON only")
     p.add_argument("--json", metavar="PATH")
@@ -106,29 +120,50 @@ def main(argv=None) -> int:
     gon = config("sdf", common + " " + a.gon)
     ad = config("autodecoder", common + f" --encode-iterations {a.encode_iterations}")
     shapes = load_shapes(gon)
-    print(f"data: {shapes.name} ({len(shapes.train_index)} train, {len(shapes.unseen_index)} unseen); "
-          f"{a.seconds:g} s of training each; {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"data: {shapes.name} ({len(shapes.train_index)} train, {len(shapes.unseen_index)} unseen); "
+        f"{a.seconds:g} s of training each; {torch.get_num_threads()} threads",
+        flush=True,
+    )
     rows = {"gon": evaluate(gon, shapes), "autodecoder": evaluate(ad, shapes, a.encode_sweep)}
-    print(f"{'':12s} {'steps':>6s} | {'train CD':>8s} {'IoU':>5s} {'NC':>5s} {'own':>4s} | {'unseen CD':>9s} {'IoU':>5s} "
-          f"{'NC':>5s} {'own':>4s} {'enc s':>6s}")
+    print(
+        f"{'':12s} {'steps':>6s} | {'train CD':>8s} {'IoU':>5s} {'NC':>5s} {'own':>4s} | {'unseen CD':>9s} {'IoU':>5s} "
+        f"{'NC':>5s} {'own':>4s} {'enc s':>6s}"
+    )
     for name, r in rows.items():
-        print(f"{name:12s} {r['steps']:6d} | {fmt(r.get('train_chamfer')):>8s} {fmt(r.get('train_iou'), '.3f'):>5s} "
-              f"{fmt(r.get('train_normal_consistency'), '.3f'):>5s} {fmt(r.get('train_nearest_own_truth'), '.2f'):>4s} | "
-              f"{fmt(r.get('unseen_chamfer')):>9s} {fmt(r.get('unseen_iou'), '.3f'):>5s} "
-              f"{fmt(r.get('unseen_normal_consistency'), '.3f'):>5s} {fmt(r.get('unseen_nearest_own_truth'), '.2f'):>4s} "
-              f"{fmt(r.get('unseen_encode_seconds'), '.2f'):>6s}")
+        print(
+            f"{name:12s} {r['steps']:6d} | {fmt(r.get('train_chamfer')):>8s} {fmt(r.get('train_iou'), '.3f'):>5s} "
+            f"{fmt(r.get('train_normal_consistency'), '.3f'):>5s} {fmt(r.get('train_nearest_own_truth'), '.2f'):>4s} | "
+            f"{fmt(r.get('unseen_chamfer')):>9s} {fmt(r.get('unseen_iou'), '.3f'):>5s} "
+            f"{fmt(r.get('unseen_normal_consistency'), '.3f'):>5s} {fmt(r.get('unseen_nearest_own_truth'), '.2f'):>4s} "
+            f"{fmt(r.get('unseen_encode_seconds'), '.2f'):>6s}"
+        )
         if r.get("train_chamfer_deepsdf") is not None:
-            print(f"{'':12s} DeepSDF frame, 30k points: train CD {fmt(r['train_chamfer_deepsdf'], '.2e')}, "
-                  f"unseen CD {fmt(r.get('unseen_chamfer_deepsdf'), '.2e')}")
+            print(
+                f"{'':12s} DeepSDF frame, 30k points: train CD {fmt(r['train_chamfer_deepsdf'], '.2e')}, "
+                f"unseen CD {fmt(r.get('unseen_chamfer_deepsdf'), '.2e')}"
+            )
     gon_iou = rows["gon"].get("unseen_iou")
     for n, r in rows["autodecoder"].get("unseen_by_encode_iterations", {}).items():
-        print(f"auto-decoder, {n:>4s} Adam steps per unseen shape: IoU {fmt(r['iou'], '.3f')}, "
-              f"CD {fmt(r['chamfer'])}, {fmt(r['encode_seconds'], '.2f')} s (GON, one step: IoU {fmt(gon_iou, '.3f')})")
+        print(
+            f"auto-decoder, {n:>4s} Adam steps per unseen shape: IoU {fmt(r['iou'], '.3f')}, "
+            f"CD {fmt(r['chamfer'])}, {fmt(r['encode_seconds'], '.2f')} s (GON, one step: IoU {fmt(gon_iou, '.3f')})"
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"seconds": a.seconds, "common": common, "gon_options": a.gon,
-                                            "encode_iterations": a.encode_iterations, "encode_sweep": a.encode_sweep,
-                                            "results": rows}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "seconds": a.seconds,
+                    "common": common,
+                    "gon_options": a.gon,
+                    "encode_iterations": a.encode_iterations,
+                    "encode_sweep": a.encode_sweep,
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -26,10 +26,22 @@ The names below are the public API (``import inr_gon as ig``; ``ig.LatentSiren``
 :mod:`inr_gon.training` (``from inr_gon.training import Trainer, ImageConfig``).
 """
 
-from .core.coords import (grid, image_to_points, points_to_image, random_subset, jittered_grid, uniform_points,
-                          interpolate)
-from .core.integrators import (GridIntegrator, MonteCarloIntegrator, StratifiedIntegrator, ContinuousIntegrator,
-                               integrate)
+from .core.coords import (
+    grid,
+    image_to_points,
+    points_to_image,
+    random_subset,
+    jittered_grid,
+    uniform_points,
+    interpolate,
+)
+from .core.integrators import (
+    GridIntegrator,
+    MonteCarloIntegrator,
+    StratifiedIntegrator,
+    ContinuousIntegrator,
+    integrate,
+)
 from .core.losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .core.gon import gon_latent, gon_loss
 from .core.protocols import ExplicitLatentModel, LatentModel, ObjectiveResult
@@ -45,11 +57,10 @@ from . import _compat
 
 from importlib.metadata import PackageNotFoundError as _NotInstalled, version as _version
 
-try:    # pyproject.toml is the version's one source, read here through the installed metadata
+try:  # pyproject.toml is the version's one source, read here through the installed metadata
     __version__ = _version("inr_gon")
-except _NotInstalled:       # a source checkout that is not installed
+except _NotInstalled:  # a source checkout that is not installed
     __version__ = "0+unknown"
-
 
 
 def load(path, *, device="auto"):
@@ -57,21 +68,58 @@ def load(path, *, device="auto"):
     ``run.task_name``, ``run.state`` (:class:`inr_gon.training.run.LoadedRun`; safe loading, a
     one-line error for a bad file)."""
     from .training.run import load_run
+
     return load_run(path, device=device)
 
 
 __all__ = [
-    "load", "LatentSiren", "Siren", "SineLayer",
-    "grid", "image_to_points", "points_to_image", "random_subset", "jittered_grid",
-    "uniform_points", "interpolate",
-    "GridIntegrator", "MonteCarloIntegrator", "StratifiedIntegrator", "ContinuousIntegrator", "integrate",
-    "MSE", "BCE", "L1", "ClampedL1", "PointLoss", "get_loss",
-    "gon_latent", "gon_loss", "ExplicitLatentModel", "LatentModel", "ObjectiveResult",
-    "render", "render_points", "encode", "encode_render",
-    "slerp", "slerp_path", "GaussianLatentSampler",
-    "shapes", "modality", "extract_mesh", "sdf_grid", "sdf_slice",
-    "chamfer_distance", "normal_consistency", "volumetric_iou",
-    "sdf_gon_latent", "sdf_gon_loss", "latent_sdf", "LatentSDF", "eikonal_loss",
+    "load",
+    "LatentSiren",
+    "Siren",
+    "SineLayer",
+    "grid",
+    "image_to_points",
+    "points_to_image",
+    "random_subset",
+    "jittered_grid",
+    "uniform_points",
+    "interpolate",
+    "GridIntegrator",
+    "MonteCarloIntegrator",
+    "StratifiedIntegrator",
+    "ContinuousIntegrator",
+    "integrate",
+    "MSE",
+    "BCE",
+    "L1",
+    "ClampedL1",
+    "PointLoss",
+    "get_loss",
+    "gon_latent",
+    "gon_loss",
+    "ExplicitLatentModel",
+    "LatentModel",
+    "ObjectiveResult",
+    "render",
+    "render_points",
+    "encode",
+    "encode_render",
+    "slerp",
+    "slerp_path",
+    "GaussianLatentSampler",
+    "shapes",
+    "modality",
+    "extract_mesh",
+    "sdf_grid",
+    "sdf_slice",
+    "chamfer_distance",
+    "normal_consistency",
+    "volumetric_iou",
+    "sdf_gon_latent",
+    "sdf_gon_loss",
+    "latent_sdf",
+    "LatentSDF",
+    "eikonal_loss",
 ]
 
 _compat.install()

@@ -11,12 +11,27 @@ import sys
 import warnings
 
 MOVED = {
-    "coords": "core.coords", "integrators": "core.integrators", "losses": "core.losses", "gon": "core.gon",
-    "sdf_gon": "core.sdf", "sampling": "core.sampling", "siren": "nn.siren", "render": "geometry.render",
-    "mesh": "geometry.mesh", "shapes": "geometry.shapes", "metrics": "eval.image", "shape_metrics": "eval.shape",
-    "analysis": "eval.latent", "variational": "variants.variational", "classifier": "variants.classifier",
-    "modality": "variants.modality", "autoencoder": "variants.autoencoder", "checkpoint": "training.checkpoint",
-    "distributed": "training.distributed", "runtime": "training.runtime", "config": "training.config",
+    "coords": "core.coords",
+    "integrators": "core.integrators",
+    "losses": "core.losses",
+    "gon": "core.gon",
+    "sdf_gon": "core.sdf",
+    "sampling": "core.sampling",
+    "siren": "nn.siren",
+    "render": "geometry.render",
+    "mesh": "geometry.mesh",
+    "shapes": "geometry.shapes",
+    "metrics": "eval.image",
+    "shape_metrics": "eval.shape",
+    "analysis": "eval.latent",
+    "variational": "variants.variational",
+    "classifier": "variants.classifier",
+    "modality": "variants.modality",
+    "autoencoder": "variants.autoencoder",
+    "checkpoint": "training.checkpoint",
+    "distributed": "training.distributed",
+    "runtime": "training.runtime",
+    "config": "training.config",
 }
 
 

@@ -8,8 +8,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "save_grid", "save_gif", "plot_curves", "to_uint8", "pyplot", "save_figure",
-           "render_mesh", "save_mesh_grid", "save_slices_with_truth"]
+__all__ = [
+    "image_grid",
+    "save_grid",
+    "save_gif",
+    "plot_curves",
+    "to_uint8",
+    "pyplot",
+    "save_figure",
+    "render_mesh",
+    "save_mesh_grid",
+    "save_slices_with_truth",
+]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -32,13 +42,14 @@ def image_grid(images: torch.Tensor, *, nrow: int = 8, pad: int = 2, pad_value: 
     out = np.full((nrows * (H + pad) + pad, ncol * (W + pad) + pad, 3), int(pad_value * 255), np.uint8)
     for i in range(N):
         r, c = divmod(i, ncol)
-        out[pad + r * (H + pad):pad + r * (H + pad) + H, pad + c * (W + pad):pad + c * (W + pad) + W] = imgs[i]
+        out[pad + r * (H + pad) : pad + r * (H + pad) + H, pad + c * (W + pad) : pad + c * (W + pad) + W] = imgs[i]
     return out
 
 
 def save_grid(images: torch.Tensor, path, *, nrow: int = 8, pad: int = 2) -> Path:
     """Write a PNG grid of ``(N, C, H, W)`` images in [0, 1]."""
     import imageio.v3 as iio
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, image_grid(images, nrow=nrow, pad=pad))
@@ -49,6 +60,7 @@ def save_gif(frames: list[np.ndarray] | torch.Tensor, path, *, duration: float =
     """Write an animated GIF; ``frames`` are uint8 ``(H, W, 3)`` arrays or a ``(T, C, H, W)`` tensor
     in [0, 1]. ``duration`` is seconds per frame."""
     import imageio.v3 as iio
+
     if isinstance(frames, torch.Tensor):
         frames = [image_grid(f[None], nrow=1, pad=0) for f in frames]
     path = Path(path)
@@ -60,8 +72,10 @@ def save_gif(frames: list[np.ndarray] | torch.Tensor, path, *, duration: float =
 def pyplot():
     """``matplotlib.pyplot`` on the headless Agg backend."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -202,6 +216,7 @@ def render_mesh(
     rgb = np.array(to_rgb(color))
     rng = np.random.default_rng(seed)
     import trimesh
+
     if isinstance(mesh, trimesh.PointCloud):
         mesh = np.asarray(mesh.vertices)
     if not isinstance(mesh, trimesh.Trimesh):
@@ -219,7 +234,7 @@ def render_mesh(
         return ax
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    tris = np.asarray(mesh.triangles, dtype=np.float64)            # (F, 3, 3)
+    tris = np.asarray(mesh.triangles, dtype=np.float64)  # (F, 3, 3)
     normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
     length = np.linalg.norm(normals, axis=1)
     keep = length > 0
@@ -293,7 +308,7 @@ def save_mesh_grid(
     if colors is not None and len(colors) != nrows:
         raise ValueError(f"colors has {len(colors)} entries for {nrows} rows")
     # cells placed by hand (tight_layout misplaces 3-D axes): every axis gets the same box
-    label_w = 0.3 if row_labels is not None else 0.0                   # inches
+    label_w = 0.3 if row_labels is not None else 0.0  # inches
     title_h = 0.2 if titles is not None else 0.0
     W, H = label_w + size * ncols, size * nrows
     fig = pyplot().figure(figsize=(W, H))
@@ -303,15 +318,35 @@ def save_mesh_grid(
             left = label_w + c * size
             ax = fig.add_axes((left / W, bottom / H, size / W, (size - title_h) / H), projection="3d")
             entry = row[c] if c < len(row) else None
-            render_mesh(ax, entry, view=view, bounds=bounds, max_faces=max_faces, vertical_axis=vertical_axis,
-                        color=colors[r] if colors is not None else MESH_COLOR)
+            render_mesh(
+                ax,
+                entry,
+                view=view,
+                bounds=bounds,
+                max_faces=max_faces,
+                vertical_axis=vertical_axis,
+                color=colors[r] if colors is not None else MESH_COLOR,
+            )
             title = _cell_title(titles, r, c)
             if title:
-                fig.text((left + size / 2) / W, (bottom + size - title_h / 2) / H, str(title),
-                         ha="center", va="center", fontsize=8)
+                fig.text(
+                    (left + size / 2) / W,
+                    (bottom + size - title_h / 2) / H,
+                    str(title),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                )
         if row_labels is not None and row_labels[r]:
-            fig.text(label_w / 2 / W, (bottom + (size - title_h) / 2) / H, str(row_labels[r]), rotation=90,
-                     ha="center", va="center", fontsize=9)
+            fig.text(
+                label_w / 2 / W,
+                (bottom + (size - title_h) / 2) / H,
+                str(row_labels[r]),
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=9,
+            )
     return save_figure(fig, path, dpi=dpi, tight=False)
 
 
@@ -349,15 +384,14 @@ def save_slices_with_truth(
         raise ValueError(f"titles has {len(titles)} entries for {n} panels")
     ncols = n if ncols is None else max(1, min(int(ncols), n))
     nrows = (n + ncols - 1) // ncols
-    legend_h = 0.35 if truth_slices is not None else 0.0               # inches under the panels
-    fig, axes = pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows + legend_h),
-                                  squeeze=False)
+    legend_h = 0.35 if truth_slices is not None else 0.0  # inches under the panels
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows + legend_h), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, v, t) in enumerate(zip(axes.flat, preds, truths)):
         if v.ndim != 2:
             raise ValueError(f"slice {i} must be 2-D (R, R), got shape {v.shape}")
-        v = v.T                                                 # [x, y] -> image rows = y
+        v = v.T  # [x, y] -> image rows = y
         lim = max(float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 0.0, 1e-6)
         ax.imshow(v, origin="lower", extent=extent, cmap="RdBu", vmin=-lim, vmax=lim)
         if np.nanmin(v) < 0 < np.nanmax(v):
@@ -367,13 +401,24 @@ def save_slices_with_truth(
                 raise ValueError(f"truth slice {i} must be 2-D (R, R), got shape {t.shape}")
             t = t.T
             if np.nanmin(t) < 0 < np.nanmax(t):
-                ax.contour(t, levels=[0.0], colors=truth_color, linewidths=1.2, linestyles="--",
-                           extent=extent, origin="lower")
+                ax.contour(
+                    t, levels=[0.0], colors=truth_color, linewidths=1.2, linestyles="--", extent=extent, origin="lower"
+                )
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7)
     if truth_slices is not None:
-        handles = [Line2D([], [], color="k", lw=1.2, label="GON zero level"),
-                   Line2D([], [], color=truth_color, lw=1.2, ls="--", label="ground truth zero level")]
-        axes.flat[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), fontsize=6,
-                            frameon=False, ncol=1, borderaxespad=0.0, handlelength=2.0)
+        handles = [
+            Line2D([], [], color="k", lw=1.2, label="GON zero level"),
+            Line2D([], [], color=truth_color, lw=1.2, ls="--", label="ground truth zero level"),
+        ]
+        axes.flat[0].legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.02),
+            fontsize=6,
+            frameon=False,
+            ncol=1,
+            borderaxespad=0.0,
+            handlelength=2.0,
+        )
     return save_figure(fig, path)

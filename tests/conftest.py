@@ -16,9 +16,14 @@ from inr_gon.data import ImageDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 #: subprocesses run the worktree's code, offline, single-threaded
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-       "INR_GON_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    "INR_GON_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+}
 ENV.pop("INR_GON_DATA", None)
 CLI = [sys.executable, "-m", "inr_gon.cli"]
 TIMEOUT = 240
@@ -43,8 +48,14 @@ def tiny_dataset(n_train=40, n_test=12, size=12, seed=0) -> ImageDataset:
         d = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2).sqrt()
         return torch.sigmoid((r - d) * 20)[:, None]
 
-    return ImageDataset("blobs", blobs(n_train), torch.zeros(n_train, dtype=torch.long), blobs(n_test),
-                        torch.zeros(n_test, dtype=torch.long), "synthetic blobs")
+    return ImageDataset(
+        "blobs",
+        blobs(n_train),
+        torch.zeros(n_train, dtype=torch.long),
+        blobs(n_test),
+        torch.zeros(n_test, dtype=torch.long),
+        "synthetic blobs",
+    )
 
 
 class Evil:
@@ -60,10 +71,12 @@ class Evil:
 def write_evil(folder: Path, marker: Path) -> dict[str, Path]:
     """The crafted files: a torch.save zip checkpoint, and raw pickles (protocols 4 and 0)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"torch_save": folder / "evil_torch.pt", "raw_pickle": folder / "evil_raw.pt",
-             "pickle_p0": folder / "evil_p0.pt"}
-    torch.save({"kind": "inr_gon.image_gon", "model": {"w": torch.zeros(2)}, "x": Evil(marker)},
-               files["torch_save"])
+    files = {
+        "torch_save": folder / "evil_torch.pt",
+        "raw_pickle": folder / "evil_raw.pt",
+        "pickle_p0": folder / "evil_p0.pt",
+    }
+    torch.save({"kind": "inr_gon.image_gon", "model": {"w": torch.zeros(2)}, "x": Evil(marker)}, files["torch_save"])
     files["raw_pickle"].write_bytes(pickle.dumps({"kind": "inr_gon.image_gon", "x": Evil(marker)}))
     files["pickle_p0"].write_bytes(pickle.dumps(Evil(marker), protocol=0))
     return files
@@ -72,10 +85,23 @@ def write_evil(folder: Path, marker: Path) -> dict[str, Path]:
 def tiny_config(out, **kw):
     """A seconds-long image run on :func:`tiny_dataset` (CPU, constant lr)."""
     from inr_gon.training import ImageConfig
-    base = dict(steps=6, batch_size=8, hidden=16, layers=2, latent=4, eval_every=3, checkpoint_every=2,
-                eval_images=12, out=str(out) if out is not None else None, device="cpu", lr=1e-3,
-                lr_schedule="constant", amp="off",      # not the probed CPU default: the same on every machine
-                w0_first=30.0)                          # blobs, not MNIST's strokes (the name says "mnist")
+
+    base = dict(
+        steps=6,
+        batch_size=8,
+        hidden=16,
+        layers=2,
+        latent=4,
+        eval_every=3,
+        checkpoint_every=2,
+        eval_images=12,
+        out=str(out) if out is not None else None,
+        device="cpu",
+        lr=1e-3,
+        lr_schedule="constant",
+        amp="off",  # not the probed CPU default: the same on every machine
+        w0_first=30.0,
+    )  # blobs, not MNIST's strokes (the name says "mnist")
     base.update(kw)
     return ImageConfig(**base)
 
@@ -83,6 +109,7 @@ def tiny_config(out, **kw):
 def write_image_folder(folder: Path, n=12, size=12, seed=3) -> Path:
     """``n`` PNG files of :func:`tiny_dataset` blobs in ``folder``."""
     import imageio.v3 as iio
+
     ds = tiny_dataset(n, 0, size, seed=seed)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -100,8 +127,9 @@ def sha(path: Path) -> str:
 
 
 def start(argv, env=None) -> subprocess.Popen:
-    return subprocess.Popen([str(a) for a in argv], cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(a) for a in argv], cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(procs: dict[str, subprocess.Popen]) -> dict[str, subprocess.CompletedProcess]:
@@ -116,19 +144,20 @@ def run_many(cases: dict[str, list], max_parallel: int = 8) -> dict[str, subproc
     """Run command lines concurrently (at most ``max_parallel`` at a time)."""
     results, names = {}, list(cases)
     for i in range(0, len(names), max_parallel):
-        results.update(finish({n: start(cases[n]) for n in names[i:i + max_parallel]}))
+        results.update(finish({n: start(cases[n]) for n in names[i : i + max_parallel]}))
     return results
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess | tuple, *, argparse_ok: bool = False,
-                          match: str | None = None) -> str:
+def assert_one_line_error(
+    r: subprocess.CompletedProcess | tuple, *, argparse_ok: bool = False, match: str | None = None
+) -> str:
     """Non-zero exit; stderr is one ``inr-gon: error:`` line (or argparse's usage + error)."""
     rc, err = (r.returncode, r.stderr) if isinstance(r, subprocess.CompletedProcess) else r
     assert rc not in (0, None), err
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
     if argparse_ok and lines and lines[0].startswith("usage:"):
-        assert re.match(r"inr-gon( \w+)*: error: ", lines[-1]), err      # e.g. "inr-gon train image: error:"
+        assert re.match(r"inr-gon( \w+)*: error: ", lines[-1]), err  # e.g. "inr-gon train image: error:"
         assert rc == 2
     else:
         assert len(lines) == 1 and lines[0].startswith("inr-gon: error: "), err
@@ -146,6 +175,7 @@ def poison(trainer, at_steps) -> None:
     def step(batch):
         loss, parts = real(batch)
         return (loss * float("nan"), parts) if trainer.step + 1 in steps else (loss, parts)
+
     trainer.train_step = step
 
 
@@ -156,5 +186,6 @@ def record_lrs(trainer) -> list:
     def step(batch):
         seen.append(trainer.opt.param_groups[0]["lr"])
         return real(batch)
+
     trainer.train_step = step
     return seen

@@ -25,8 +25,7 @@ def test_exponential_samples_have_skew_2_and_excess_kurtosis_6():
 def test_matches_scipy_and_accepts_tensors_and_axes():
     x = torch.randn(300, 5, generator=torch.Generator().manual_seed(0)) ** 3
     np.testing.assert_allclose(skewness(x, axis=0), scipy.stats.skew(x.double().numpy(), axis=0), rtol=1e-10)
-    np.testing.assert_allclose(excess_kurtosis(x, axis=0), scipy.stats.kurtosis(x.double().numpy(), axis=0),
-                               rtol=1e-10)
+    np.testing.assert_allclose(excess_kurtosis(x, axis=0), scipy.stats.kurtosis(x.double().numpy(), axis=0), rtol=1e-10)
     assert isinstance(skewness(x), float)
     assert skewness(np.ones(10)) == 0.0 and excess_kurtosis(np.ones(10)) == 0.0
 
@@ -38,7 +37,7 @@ def test_latent_normality_and_histogram():
     assert abs(r["skew"]) < 0.05 and abs(r["excess_kurtosis"]) < 0.1
     assert r["skew_per_dim"].shape == (4,) and r["values"].shape == (80_000,)
     raw = latent_normality(z, standardize=False)
-    assert raw["excess_kurtosis"] > 1.0          # pooling unequal scales: a heavy-tailed mixture
+    assert raw["excess_kurtosis"] > 1.0  # pooling unequal scales: a heavy-tailed mixture
     counts, edges = histogram(r["values"], bins=40, range=(-4, 4))
     assert counts.shape == (40,) and edges.shape == (41,)
     assert np.sum(counts * np.diff(edges)) == pytest.approx(1.0, abs=1e-3)
@@ -64,7 +63,7 @@ def test_encoder_is_sized_like_the_decoder():
     n = count_parameters(dec)
     h = encoder_width_for(n, 784, 32)
     enc = MLPEncoder(784, h, 32)
-    assert abs(count_parameters(enc) - n) <= 784 + 1 + 32     # within one hidden unit
+    assert abs(count_parameters(enc) - n) <= 784 + 1 + 32  # within one hidden unit
     ae = Autoencoder(dec, (1, 28, 28))
     assert count_parameters(ae) == count_parameters(enc) + n
     loss, z = ae.loss(torch.rand(3, 1, 28, 28))

@@ -9,6 +9,7 @@ import torch
 def _api_cases():
     from inr_gon import LatentSiren, extract_mesh, gon_latent, gon_loss, render
     from inr_gon.core.coords import grid
+
     m = LatentSiren(2, 3, 1, 8, 1)
     c = grid((4, 4))
     x = torch.rand(2, 16, 1)

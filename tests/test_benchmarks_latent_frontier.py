@@ -27,11 +27,28 @@ def test_quick_frontier_writes_every_cell_and_the_plot_and_resumes(tmp_path, cap
     assert bench.main(["--quick", "--datasets", "mnist", "--ks", "4", "--json", str(out)]) == 0
     assert capsys.readouterr().out.count("done before, skipped") == len(METHODS)
     before = res["cells"]
-    assert bench.main(["--quick", "--datasets", "mnist", "--ks", "4", "--json", str(out), "--cells", "*/pca",
-                       "--redo", "--plot", str(tmp_path / "p.png")]) == 0
+    assert (
+        bench.main(
+            [
+                "--quick",
+                "--datasets",
+                "mnist",
+                "--ks",
+                "4",
+                "--json",
+                str(out),
+                "--cells",
+                "*/pca",
+                "--redo",
+                "--plot",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     after = json.loads(out.read_text())["cells"]
     assert after["mnist/4/gon"] == before["mnist/4/gon"] and (tmp_path / "p.png").is_file()
-    assert after["mnist/4/pca"]["test_psnr"] == before["mnist/4/pca"]["test_psnr"]     # deterministic
+    assert after["mnist/4/pca"]["test_psnr"] == before["mnist/4/pca"]["test_psnr"]  # deterministic
 
 
 def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):

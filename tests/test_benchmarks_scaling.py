@@ -32,8 +32,20 @@ def test_scaling_benchmark_quick_and_memory_guard(tmp_path, capsys):
         assert "official/this" in out and "slope" in out
 
         # a tiny memory limit: every cell is reported as skipped, none is run
-        assert bench.main(["--quick", "--memory-limit-gib", "0.001", "--json", str(tmp_path / "t.json"),
-                           "--out", str(tmp_path / "tiny")]) == 0
+        assert (
+            bench.main(
+                [
+                    "--quick",
+                    "--memory-limit-gib",
+                    "0.001",
+                    "--json",
+                    str(tmp_path / "t.json"),
+                    "--out",
+                    str(tmp_path / "tiny"),
+                ]
+            )
+            == 0
+        )
         tiny = json.loads((tmp_path / "t.json").read_text())
         assert len(tiny["cells"]) == len(forms) * 2
         for c in tiny["cells"]:

@@ -7,11 +7,30 @@ from conftest import load_benchmark
 
 def test_sdf_ablation_writes_results_and_the_evaluation_curve(tmp_path, capsys):
     bench = load_benchmark("sdf_ablation")
-    common = (f"--out {tmp_path / 'run'} --overwrite --amp off --schedule-by steps --steps 20 --eval-every 10 "
-              "--num-shapes 4 --num-unseen 2 --eval-shapes 2 --pool 256 --points 64 --hidden 16 --latent 4 "
-              "--batch-size 2 --mesh-resolution 12 --slerp-frames 2")
-    assert bench.main(["--seconds", "0", "--common", common, "--json", str(tmp_path / "a.json"),
-                       "--variant", "base", "", "--variant", "w5", "--inner-weight 5"]) == 0
+    common = (
+        f"--out {tmp_path / 'run'} --overwrite --amp off --schedule-by steps --steps 20 --eval-every 10 "
+        "--num-shapes 4 --num-unseen 2 --eval-shapes 2 --pool 256 --points 64 --hidden 16 --latent 4 "
+        "--batch-size 2 --mesh-resolution 12 --slerp-frames 2"
+    )
+    assert (
+        bench.main(
+            [
+                "--seconds",
+                "0",
+                "--common",
+                common,
+                "--json",
+                str(tmp_path / "a.json"),
+                "--variant",
+                "base",
+                "",
+                "--variant",
+                "w5",
+                "--inner-weight 5",
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "a.json").read_text())
     assert res["variants"] == {"base": "", "w5": "--inner-weight 5"}
     assert set(res["results"]) == {"base", "w5"}

@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from inr_gon.training import Trainer
-from inr_gon.training.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, rotate_checkpoints,
-                                         save_checkpoint)
+from inr_gon.training.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    rotate_checkpoints,
+    save_checkpoint,
+)
 
 from conftest import tiny_config, tiny_dataset
 
@@ -21,11 +26,13 @@ def _partial_save(nbytes=100, exc=OSError("No space left on device")):
 
     def bad(obj, f, *a, **k):
         import io
+
         buf = io.BytesIO()
         real(obj, buf)
         f.write(buf.getvalue()[:nbytes])
         f.flush()
         raise exc
+
     return bad
 
 
@@ -38,15 +45,14 @@ def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, monk
     with pytest.raises(OSError, match="No space"):
         save_checkpoint(target, {"step": 2, "w": torch.zeros(1000)})
     monkeypatch.undo()
-    assert good.read_bytes() == before                       # untouched, byte for byte
-    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]   # no temp file, no partial
+    assert good.read_bytes() == before  # untouched, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]  # no temp file, no partial
     assert latest_checkpoint(tmp_path) == good
     assert load_checkpoint(good)["step"] == 1
 
 
 def test_trainer_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    t = Trainer(tiny_config(tmp_path, steps=8, checkpoint_every=2, eval_every=100),
-                        dataset=tiny_dataset(), quiet=True)
+    t = Trainer(tiny_config(tmp_path, steps=8, checkpoint_every=2, eval_every=100), dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     real, calls = torch.save, []
 
@@ -55,6 +61,7 @@ def test_trainer_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypa
         if len(calls) == 2:
             return _partial_save(exc=OSError("disk full"))(obj, f, *a, **k)
         return real(obj, f, *a, **k)
+
     monkeypatch.setattr(torch, "save", second_save_fails)
     with pytest.raises(OSError, match="disk full"):
         t.fit()
@@ -67,14 +74,18 @@ def test_trainer_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypa
 def test_rotation_keeps_newest_k_and_removes_stale_temp_files(tmp_path):
     for s in (1, 5, 10, 20, 100):
         save_checkpoint(tmp_path / f"ckpt_step{s:07d}.pt", {"step": s})
-    stale = tmp_path / ".ckpt_step0000200.pt.abc123.tmp"    # left by a save killed mid-write
+    stale = tmp_path / ".ckpt_step0000200.pt.abc123.tmp"  # left by a save killed mid-write
     stale.write_bytes(b"PK\x03\x04 half a checkpoint")
     other = tmp_path / "notes.txt"
     other.write_text("keep me")
     removed = rotate_checkpoints(tmp_path, keep=3)
     assert sorted(p.name for p in removed) == ["ckpt_step0000001.pt", "ckpt_step0000005.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "ckpt_step0000010.pt", "ckpt_step0000020.pt", "ckpt_step0000100.pt", "notes.txt"]
+        "ckpt_step0000010.pt",
+        "ckpt_step0000020.pt",
+        "ckpt_step0000100.pt",
+        "notes.txt",
+    ]
     assert latest_checkpoint(tmp_path).name == "ckpt_step0000100.pt"
 
 
@@ -83,7 +94,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, cut):
     good = save_checkpoint(tmp_path / "c.pt", {"step": 3, "w": torch.randn(64, 64)})
     data = good.read_bytes()
     bad = tmp_path / "t.pt"
-    bad.write_bytes(data[:cut] if cut >= 0 else data[:len(data) + cut])
+    bad.write_bytes(data[:cut] if cut >= 0 else data[: len(data) + cut])
     with pytest.raises(CheckpointError, match=r"t\.pt") as e:
         load_checkpoint(bad)
     assert "\n" not in str(e.value)
@@ -103,7 +114,7 @@ def _copy_run(name, dst):
 @pytest.fixture
 def one_thread():
     n = torch.get_num_threads()
-    torch.set_num_threads(1)             # the fixtures were written with one thread
+    torch.set_num_threads(1)  # the fixtures were written with one thread
     yield
     torch.set_num_threads(n)
 
@@ -126,36 +137,85 @@ def _resumes_like_a_new_run(old, new_out, make_config, **data):
 
 
 def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
-    kw = dict(batch_size=8, hidden=8, layers=1, latent=2, eval_every=100, checkpoint_every=4, seconds=0.0,
-              lr=None, lr_schedule=None, w0_first=30.0, latent_shifts=False, gauss_newton=0.0)   # the 0.1 run's model
+    kw = dict(
+        batch_size=8,
+        hidden=8,
+        layers=1,
+        latent=2,
+        eval_every=100,
+        checkpoint_every=4,
+        seconds=0.0,
+        lr=None,
+        lr_schedule=None,
+        w0_first=30.0,
+        latent_shifts=False,
+        gauss_newton=0.0,
+    )  # the 0.1 run's model
 
     def image(out, steps):
         return tiny_config(out, **kw, steps=steps)
+
     _resumes_like_a_new_run(_copy_run("image_v1", tmp_path / "old"), tmp_path / "new", image, dataset=tiny_dataset())
 
 
 def test_a_0_1_sdf_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
     from inr_gon.training import SdfConfig
-    kw = dict(num_shapes=4, num_unseen=1, pool=128, points=32, batch_size=2, hidden=8, layers=1, latent=2,
-              checkpoint_every=4, device="cpu", eval_every=100,
-              # the options of the 0.1 run (its defaults then)
-              outer_loss="clamped_l1", inner_loss="clamped_l1", inner_weight=0.3, lr=2e-4, lr_schedule="constant",
-              schedule_by="steps", w0_first=30.0, fresh_shapes=0.0, amp="off", gauss_newton=0.0)
+
+    kw = dict(
+        num_shapes=4,
+        num_unseen=1,
+        pool=128,
+        points=32,
+        batch_size=2,
+        hidden=8,
+        layers=1,
+        latent=2,
+        checkpoint_every=4,
+        device="cpu",
+        eval_every=100,
+        # the options of the 0.1 run (its defaults then)
+        outer_loss="clamped_l1",
+        inner_loss="clamped_l1",
+        inner_weight=0.3,
+        lr=2e-4,
+        lr_schedule="constant",
+        schedule_by="steps",
+        w0_first=30.0,
+        fresh_shapes=0.0,
+        amp="off",
+        gauss_newton=0.0,
+    )
 
     def sdf(out, steps):
         return SdfConfig(steps=steps, out=str(out), **kw)
+
     _resumes_like_a_new_run(_copy_run("sdf_v1", tmp_path / "old"), tmp_path / "new", sdf)
 
 
 def test_0_1_checkpoints_render_and_evaluate(tmp_path, capsys):
     import json
     from inr_gon.cli import main
+
     img = FIXTURES / "image_v1" / "ckpt_step0000004.pt"
-    assert main(["render", "--checkpoint", str(img), "--resolution", "20", "--sample", "4",
-                 "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--checkpoint",
+                str(img),
+                "--resolution",
+                "20",
+                "--sample",
+                "4",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "s.png").is_file()
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(img), "--num", "20"]) == 0     # MNIST (or its embedded subset)
+    assert main(["eval", "--checkpoint", str(img), "--num", "20"]) == 0  # MNIST (or its embedded subset)
     res = json.loads(capsys.readouterr().out)
     assert res["num_test"] == 20 and res["step"] == 4
     sdf = FIXTURES / "sdf_v1" / "ckpt_step0000004.pt"

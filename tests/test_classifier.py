@@ -62,7 +62,7 @@ def test_accuracy_rises_well_above_chance(mode):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert m.accuracy(xt, yt) > 0.4      # chance is 0.1
+    assert m.accuracy(xt, yt) > 0.4  # chance is 0.1
 
 
 def test_bad_input_errors():

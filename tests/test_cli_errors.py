@@ -13,27 +13,36 @@ import torch
 
 from inr_gon.cli import main
 from inr_gon.training import Trainer
-from inr_gon.training.checkpoint import (load_checkpoint, save_checkpoint)
+from inr_gon.training.checkpoint import load_checkpoint, save_checkpoint
 
-from conftest import CLI, assert_one_line_error, run_many, snapshot, tiny_config, tiny_dataset, write_evil, write_image_folder
+from conftest import (
+    CLI,
+    assert_one_line_error,
+    run_many,
+    snapshot,
+    tiny_config,
+    tiny_dataset,
+    write_evil,
+    write_image_folder,
+)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Files for the CLI cases: a good image folder and run, broken data, crafted checkpoints."""
     from inr_gon.data.mnist import write_idx
+
     d = tmp_path_factory.mktemp("cli")
     e = {"d": d, "imgs": write_image_folder(d / "imgs", n=8), "marker": d / "MARKER"}
     # a finished run (occupied output folder) and its checkpoint
-    t = Trainer(tiny_config(d / "run", steps=2, hidden=8, layers=1, latent=2), dataset=tiny_dataset(),
-                        quiet=True)
+    t = Trainer(tiny_config(d / "run", steps=2, hidden=8, layers=1, latent=2), dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     t.fit()
     (d / "run" / "metrics.json").write_text('{"test_psnr": 1.0}')
     e["run"], e["ckpt"] = d / "run", t.last_checkpoint
     e["run_snapshot"] = snapshot(d / "run")
     data = t.last_checkpoint.read_bytes()
-    (d / "trunc.pt").write_bytes(data[:len(data) // 2])
+    (d / "trunc.pt").write_bytes(data[: len(data) // 2])
     (d / "garbage.pt").write_bytes(os.urandom(3000))
     e.update(write_evil(d / "evil", e["marker"]))
     # a run folder whose newest checkpoint is crafted
@@ -69,9 +78,27 @@ def env(tmp_path_factory):
 
 def _train(e, *extra, out=None, dataset=None):
     dataset = dataset or [e["imgs"]]
-    return CLI + ["train", "--dataset", *dataset, "--steps", 2, "--batch-size", 2, "--hidden", 8,
-                  "--layers", 1, "--latent", 2, "--device", "cpu", "--quiet",
-                  "--out", out or e["d"] / "fresh_out", *extra]
+    return CLI + [
+        "train",
+        "--dataset",
+        *dataset,
+        "--steps",
+        2,
+        "--batch-size",
+        2,
+        "--hidden",
+        8,
+        "--layers",
+        1,
+        "--latent",
+        2,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out or e["d"] / "fresh_out",
+        *extra,
+    ]
 
 
 def cli_cases(e) -> dict[str, tuple[list, bool, str]]:
@@ -86,8 +113,11 @@ def cli_cases(e) -> dict[str, tuple[list, bool, str]]:
         "mc_fraction_1.5": (_train(e, "--outer-fraction", 1.5), True, r"\(0, 1\]"),
         "lr_nan": (_train(e, "--lr", "nan"), True, "must be > 0"),
         "lr_inf": (_train(e, "--lr", "inf"), True, "must be > 0"),
-        "render_resolution_0": (CLI + ["render", "--checkpoint", e["ckpt"], "--resolution", 0, "--sample", 1,
-                                       "--out", png], True, "must be >= 1"),
+        "render_resolution_0": (
+            CLI + ["render", "--checkpoint", e["ckpt"], "--resolution", 0, "--sample", 1, "--out", png],
+            True,
+            "must be >= 1",
+        ),
         # impossible options found after parsing
         "out_under_a_file": (_train(e, out=e["d"] / "a_file" / "run"), False, "a_file"),
         "no_render_mode": (CLI + ["render", "--checkpoint", e["ckpt"], "--out", png], False, "exactly one"),
@@ -99,37 +129,62 @@ def cli_cases(e) -> dict[str, tuple[list, bool, str]]:
         "idx_wrong_md5": (_train(e, dataset=["mnist", "--data-dir", e["d"] / "idx_md5"]), False, "MD5 mismatch"),
         "idx_truncated_gz": (_train(e, dataset=["mnist", "--data-dir", e["d"] / "idx_gz"]), False, "gzip"),
         "idx_missing": (_train(e, dataset=["fashion", "--data-dir", e["d"] / "idx_empty"]), False, "missing"),
-        "eval_missing_data": (CLI + ["eval", "--checkpoint", e["ckpt"], "--data-dir", e["d"] / "idx_empty"],
-                              False, "missing"),
-        "render_not_an_image": (CLI + ["render", "--checkpoint", e["ckpt"], "--images", e["d"] / "notimage.png",
-                                       "--out", png], False, "notimage.png"),
+        "eval_missing_data": (
+            CLI + ["eval", "--checkpoint", e["ckpt"], "--data-dir", e["d"] / "idx_empty"],
+            False,
+            "missing",
+        ),
+        "render_not_an_image": (
+            CLI + ["render", "--checkpoint", e["ckpt"], "--images", e["d"] / "notimage.png", "--out", png],
+            False,
+            "notimage.png",
+        ),
         # missing / corrupt / truncated checkpoints
         "ckpt_missing": (CLI + ["eval", "--checkpoint", e["d"] / "missing.pt"], False, "not found"),
-        "ckpt_truncated": (CLI + ["render", "--checkpoint", e["d"] / "trunc.pt", "--sample", 1, "--out", png],
-                           False, "trunc.pt"),
+        "ckpt_truncated": (
+            CLI + ["render", "--checkpoint", e["d"] / "trunc.pt", "--sample", 1, "--out", png],
+            False,
+            "trunc.pt",
+        ),
         "ckpt_garbage": (CLI + ["eval", "--checkpoint", e["d"] / "garbage.pt"], False, "garbage.pt"),
         # crafted pickles: refused, the command never runs
-        "evil_render": (CLI + ["render", "--checkpoint", e["torch_save"], "--sample", 1, "--out", png],
-                        False, "refused to load unsafe content"),
+        "evil_render": (
+            CLI + ["render", "--checkpoint", e["torch_save"], "--sample", 1, "--out", png],
+            False,
+            "refused to load unsafe content",
+        ),
         "evil_eval": (CLI + ["eval", "--checkpoint", e["torch_save"]], False, "refused to load unsafe content"),
-        "evil_raw_render": (CLI + ["render", "--checkpoint", e["raw_pickle"], "--sample", 1, "--out", png],
-                            False, "refused to load unsafe content"),
+        "evil_raw_render": (
+            CLI + ["render", "--checkpoint", e["raw_pickle"], "--sample", 1, "--out", png],
+            False,
+            "refused to load unsafe content",
+        ),
         "evil_raw_eval": (CLI + ["eval", "--checkpoint", e["pickle_p0"]], False, "refused to load unsafe content"),
         "evil_resume": (_train(e, "--resume", out=e["evil_run"]), False, "ckpt_step0000009.pt: refused"),
         # an output folder holding another run
         "occupied_out": (_train(e, out=e["run"]), False, "holds another run"),
         "resume_other_model": (_train(e, "--resume", "--hidden", 4, out=e["run"]), False, "does not match"),
         # a non-finite loss (huge learning rate): stops, naming the step and the last good checkpoint
-        "nonfinite_loss": (_train(e, "--lr", "1e30", "--checkpoint-every", 1, "--steps", 20,
-                                  out=e["d"] / "nan_run"), False,
-                           r"non-finite .* at step \d+; the last good checkpoint is .*ckpt_step\d+\.pt"),
+        "nonfinite_loss": (
+            _train(e, "--lr", "1e30", "--checkpoint-every", 1, "--steps", 20, out=e["d"] / "nan_run"),
+            False,
+            r"non-finite .* at step \d+; the last good checkpoint is .*ckpt_step\d+\.pt",
+        ),
     }
 
 
 # the cases run as real subprocesses (all other cases run in-process through main())
 # (a representative of each kind; every subprocess pays for importing torch, so not all of them)
-SUBPROCESS_CASES = ["negative_steps", "idx_wrong_md5", "ckpt_truncated", "evil_render", "evil_eval",
-                    "evil_resume", "occupied_out", "nonfinite_loss"]
+SUBPROCESS_CASES = [
+    "negative_steps",
+    "idx_wrong_md5",
+    "ckpt_truncated",
+    "evil_render",
+    "evil_eval",
+    "evil_resume",
+    "occupied_out",
+    "nonfinite_loss",
+]
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +207,18 @@ def test_cli_subprocess_bad_input(name, env, cli_results):
     _check_side_effects(name, env)
 
 
-@pytest.mark.parametrize("name", [k for k in cli_cases(dict.fromkeys(
-    ["d", "imgs", "ckpt", "torch_save", "raw_pickle", "pickle_p0", "evil_run", "run", "marker"], Path("/")))
-    if k not in SUBPROCESS_CASES])
+@pytest.mark.parametrize(
+    "name",
+    [
+        k
+        for k in cli_cases(
+            dict.fromkeys(
+                ["d", "imgs", "ckpt", "torch_save", "raw_pickle", "pickle_p0", "evil_run", "run", "marker"], Path("/")
+            )
+        )
+        if k not in SUBPROCESS_CASES
+    ],
+)
 def test_cli_in_process_bad_input(name, env, capsys, monkeypatch):
     for k in ("INR_GON_DATA",):
         monkeypatch.delenv(k, raising=False)

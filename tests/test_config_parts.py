@@ -17,8 +17,7 @@ from inr_gon.cli import build_parser, main
 from inr_gon.training import Trainer
 from inr_gon.training.compat import upgrade
 from inr_gon.training.parts import GradientOriginConfig, SirenConfig
-from inr_gon.training.tasks import (TASKS, AutoDecoderConfig, ClassifierConfig, ImageConfig, SdfConfig,
-                                    VariationalConfig)
+from inr_gon.training.tasks import TASKS, AutoDecoderConfig, ClassifierConfig, ImageConfig, SdfConfig, VariationalConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
 CPU = torch.device("cpu")
@@ -42,11 +41,16 @@ def _flags(cls) -> set[str]:
 
 def test_autodecoder_offers_no_gradient_origin_option(capsys):
     text = help_text("autodecoder", capsys)
-    for flag in _flags(GradientOriginConfig) | {"--inner-loss", "--inner-fraction", "--inner-sampling",
-                                                 "--fresh-shapes", "--eikonal"}:
+    for flag in _flags(GradientOriginConfig) | {
+        "--inner-loss",
+        "--inner-fraction",
+        "--inner-sampling",
+        "--fresh-shapes",
+        "--eikonal",
+    }:
         assert flag not in text.split(), flag
     assert "--encode-iterations" in text and "--outer-loss" in text
-    assert "--gauss-newton" in help_text("sdf", capsys)          # the GON task offers them
+    assert "--gauss-newton" in help_text("sdf", capsys)  # the GON task offers them
 
 
 def test_every_task_takes_its_declared_parts():
@@ -86,17 +90,18 @@ def test_presets_replace_the_device_tables(capsys):
     assert (cuda.preset, cuda.hidden, cuda.latent, cuda.gauss_newton) == ("paper", 256, 32, 0.0)
     paper_on_cpu = ImageConfig(preset="paper").resolved(CPU)
     assert dataclasses.replace(paper_on_cpu, nonfinite_check=None) == dataclasses.replace(cuda, nonfinite_check=None)
-    assert ImageConfig(preset="paper", hidden=64).resolved(CPU).hidden == 64       # options given win
+    assert ImageConfig(preset="paper", hidden=64).resolved(CPU).hidden == 64  # options given win
     assert SdfConfig(preset="gpu").resolved(CPU).points == SdfConfig().resolved(CUDA).points == 4096
     with pytest.raises(ValueError, match="preset='huge' is not a preset of task 'image' \\(cpu, paper\\)"):
         ImageConfig(preset="huge").resolved(CPU)
     text = help_text("image", capsys)
     assert "--preset {cpu,paper}" in text and "the paper's configuration" in text
-    assert "with --preset cpu" in text                             # per-preset defaults beside an option
+    assert "with --preset cpu" in text  # per-preset defaults beside an option
 
 
 def test_config_json_records_the_preset(tmp_path):
     from conftest import tiny_dataset
+
     cfg = ImageConfig(preset="paper", hidden=8, layers=1, latent=2, steps=1, device="cpu", out=str(tmp_path))
     t = Trainer(cfg, dataset=tiny_dataset(), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
@@ -109,10 +114,22 @@ def test_earlier_names_are_mapped_in_one_place():
     assert image == {"inner_loss": "bce", "outer_loss": "bce", "inner_weight": 0.5, "image_size": 20}
     assert upgrade("classifier", {"loss": "mse", "ce_weight": 1.0}) == {"inner_loss": "mse"}
     assert upgrade("sdf", {"loss": "l1", "inner_loss": "l2", "resolution": 32}) == {
-        "outer_loss": "l1", "inner_loss": "l2", "mesh_resolution": 32}
+        "outer_loss": "l1",
+        "inner_loss": "l2",
+        "mesh_resolution": 32,
+    }
     # a 0.2 auto-decoder config.json (it carried the GON's options) re-runs strictly
-    old = {"task": "autodecoder", "loss": "clamped_l1", "gauss_newton": 0.0, "latent_steps": 1, "inner_weight": 10.0,
-           "inner": "per_sample", "fresh_shapes": 0.0, "resolution": 48, "hidden": 16}
+    old = {
+        "task": "autodecoder",
+        "loss": "clamped_l1",
+        "gauss_newton": 0.0,
+        "latent_steps": 1,
+        "inner_weight": 10.0,
+        "inner": "per_sample",
+        "fresh_shapes": 0.0,
+        "resolution": 48,
+        "hidden": 16,
+    }
     cfg = AutoDecoderConfig.from_dict(old, strict=True)
     assert (cfg.outer_loss, cfg.mesh_resolution, cfg.hidden) == ("clamped_l1", 48, 16)
     conv = VariationalConfig.from_dict({"decoder": "conv", "hidden": 64, "w0": 30.0, "latent_steps": 1}, strict=True)
@@ -124,11 +141,27 @@ def test_one_loader_for_every_checkpoint(tmp_path, capsys):
     # the 0.1 fixtures
     img = ig.load(FIXTURES / "image_v1" / "ckpt_step0000004.pt", device="cpu")
     assert img.task_name == "image" and img.config.outer_loss == img.config.inner_loss and img.step == 4
-    sdf = ig.load(FIXTURES / "sdf_v1", device="cpu")                  # a run folder: its newest checkpoint
+    sdf = ig.load(FIXTURES / "sdf_v1", device="cpu")  # a run folder: its newest checkpoint
     assert sdf.task_name == "sdf" and sdf.config.outer_loss == "clamped_l1"
     # the 0.1 SDF fixture meshes a training shape
-    assert main(["mesh", "--checkpoint", str(sdf.path), "--shape", "0", "--resolution", "24", "--device", "cpu",
-                 "--out", str(tmp_path / "m0.ply")]) == 0
+    assert (
+        main(
+            [
+                "mesh",
+                "--checkpoint",
+                str(sdf.path),
+                "--shape",
+                "0",
+                "--resolution",
+                "24",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "m0.ply"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "m0.ply").is_file()
     capsys.readouterr()
     # a command that does not fit the checkpoint names the ones that do
@@ -137,10 +170,46 @@ def test_one_loader_for_every_checkpoint(tmp_path, capsys):
     assert len(err) == 1 and "'sdf' checkpoint cannot be used with 'inr-gon render'" in err[0] and "mesh" in err[0]
     # eval of an auto-decoder and of a classifier checkpoint
     ad = tmp_path / "ad"
-    assert main(["train", "autodecoder", "--num-shapes", "3", "--num-unseen", "1", "--pool", "256", "--points", "64",
-                 "--batch-size", "2", "--hidden", "8", "--layers", "1", "--latent", "2", "--steps", "2",
-                 "--encode-iterations", "2", "--mesh-resolution", "12", "--eval-shapes", "1", "--slerp-frames", "2",
-                 "--device", "cpu", "--quiet", "--out", str(ad)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "autodecoder",
+                "--num-shapes",
+                "3",
+                "--num-unseen",
+                "1",
+                "--pool",
+                "256",
+                "--points",
+                "64",
+                "--batch-size",
+                "2",
+                "--hidden",
+                "8",
+                "--layers",
+                "1",
+                "--latent",
+                "2",
+                "--steps",
+                "2",
+                "--encode-iterations",
+                "2",
+                "--mesh-resolution",
+                "12",
+                "--eval-shapes",
+                "1",
+                "--slerp-frames",
+                "2",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(ad),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(ad), "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -67,11 +67,7 @@ def test_normalize_round_trip(sphere):
         np.testing.assert_allclose((mesh.vertices + offset) * scale, norm.vertices)
         np.testing.assert_allclose(norm.vertices / scale - offset, mesh.vertices, atol=1e-9)
         np.testing.assert_allclose(norm.bounds.mean(axis=0), 0.0, atol=1e-9)
-        size = (
-            np.linalg.norm(norm.vertices, axis=1).max()
-            if mode == "sphere"
-            else np.abs(norm.vertices).max()
-        )
+        size = np.linalg.norm(norm.vertices, axis=1).max() if mode == "sphere" else np.abs(norm.vertices).max()
         assert size == pytest.approx(1 / 1.03)
     assert np.allclose(mesh.bounds.mean(axis=0), (10.0, -4.0, 2.5))  # input untouched
 
@@ -87,9 +83,7 @@ def test_sample_sdf_signs_agree_with_contains(sphere):
     assert err.max() < 0.01
     again = sample_sdf(sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3)
     assert torch.equal(again.points, s.points) and torch.equal(again.sdf, s.sdf)
-    chunked = sample_sdf(
-        sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3, chunk_size=7
-    )
+    chunked = sample_sdf(sphere, num_uniform=200, num_surface=200, sigmas=(0.05, 0.01), seed=3, chunk_size=7)
     torch.testing.assert_close(chunked.sdf, s.sdf)
 
 
@@ -148,12 +142,8 @@ def _write_layout(root: Path, ids, nan_rows=0):
     for i, shape_id in enumerate(ids):
         d = root / "SdfSamples" / "ShapeNetV2" / "02691156"
         d.mkdir(parents=True, exist_ok=True)
-        pos = np.concatenate(
-            [rng.uniform(-1, 1, (50 + i, 3)), rng.uniform(0, 0.1, (50 + i, 1))], 1
-        ).astype(np.float32)
-        neg = np.concatenate(
-            [rng.uniform(-1, 1, (30, 3)), -rng.uniform(0, 0.1, (30, 1))], 1
-        ).astype(np.float32)
+        pos = np.concatenate([rng.uniform(-1, 1, (50 + i, 3)), rng.uniform(0, 0.1, (50 + i, 1))], 1).astype(np.float32)
+        neg = np.concatenate([rng.uniform(-1, 1, (30, 3)), -rng.uniform(0, 0.1, (30, 1))], 1).astype(np.float32)
         neg[:nan_rows, 3] = np.nan
         np.savez(d / f"{shape_id}.npz", pos=pos, neg=neg)
         n = root / "NormalizationParameters" / "ShapeNetV2" / "02691156"
@@ -219,6 +209,7 @@ def test_read_deepsdf_real():
 def test_deepsdf_surface_samples_map_onto_the_zero_level_of_the_sdf_samples():
     """SurfaceSamples are in the original frame; normalised=True maps them onto the SdfSamples' surface."""
     from scipy.spatial import cKDTree
+
     r = read_deepsdf(Path(DATA) / "deepsdf-samples")[0]
     rows = torch.cat([r.pos, r.neg]).numpy()
     near = rows[np.abs(rows[:, 3]) < 0.002, :3]

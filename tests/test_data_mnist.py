@@ -398,9 +398,7 @@ def test_download_mnist_verifies_and_writes_atomically(tmp_path, monkeypatch):
     assert download_mnist("mnist", target, timeout=3.0) == target
     assert sorted(p.name for p in target.iterdir()) == sorted(f"{n}.gz" for n in FILES)
     assert len(fetched) == 8  # each file: first mirror fails, second serves
-    np.testing.assert_array_equal(
-        read_idx(target / "train-images-idx3-ubyte.gz"), arrays["train-images-idx3-ubyte"]
-    )
+    np.testing.assert_array_equal(read_idx(target / "train-images-idx3-ubyte.gz"), arrays["train-images-idx3-ubyte"])
 
     fetched.clear()
     download_mnist("mnist", target, timeout=3.0)  # already there and verified: nothing fetched

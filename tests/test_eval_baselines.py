@@ -24,8 +24,9 @@ def svd_reference(X, k):
     return mean + (X - mean) @ V.T @ V, S[:k] ** 2 / (X.shape[0] - 1)
 
 
-@pytest.mark.parametrize("method,N,D", [("covariance", 60, 20), ("gram", 15, 40), ("randomized", 80, 30),
-                                        ("auto", 40, 25)])
+@pytest.mark.parametrize(
+    "method,N,D", [("covariance", 60, 20), ("gram", 15, 40), ("randomized", 80, 30), ("auto", 40, 25)]
+)
 @pytest.mark.parametrize("k", [1, 4])
 def test_pca_reconstruction_equals_a_float64_svd_reference(method, N, D, k):
     X = low_rank_data(N, D)
@@ -33,8 +34,7 @@ def test_pca_reconstruction_equals_a_float64_svd_reference(method, N, D, k):
     pca = PCA(k, method=method).fit(X)
     torch.testing.assert_close(pca.reconstruct(X), ref, rtol=0, atol=1e-8)
     torch.testing.assert_close(pca.explained_variance, var, rtol=1e-8, atol=0)
-    torch.testing.assert_close(pca.components @ pca.components.T, torch.eye(k, dtype=torch.float64),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(pca.components @ pca.components.T, torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-10)
     # unseen signals are projected onto the same subspace
     Y = low_rank_data(7, D, seed=1)
     Yr = pca.reconstruct(Y)
@@ -90,10 +90,16 @@ def test_pca_bad_input_names_the_problem():
 @pytest.mark.parametrize("shape", [(9, 1, 28, 28), (4, 3, 17, 31), (2, 2, 7, 7)])
 def test_ssim_equals_scikit_image(shape):
     g = torch.Generator().manual_seed(0)
-    a = torch.rand(*shape, generator=g) * 1.2 - 0.1                       # pred is clipped first
+    a = torch.rand(*shape, generator=g) * 1.2 - 0.1  # pred is clipped first
     b = (a + 0.2 * torch.randn(*shape, generator=g)).clamp(0, 1)
-    ref = torch.tensor([structural_similarity(b[i].double().numpy(), a[i].clamp(0, 1).double().numpy(),
-                                              data_range=1.0, channel_axis=0) for i in range(shape[0])])
+    ref = torch.tensor(
+        [
+            structural_similarity(
+                b[i].double().numpy(), a[i].clamp(0, 1).double().numpy(), data_range=1.0, channel_axis=0
+            )
+            for i in range(shape[0])
+        ]
+    )
     torch.testing.assert_close(ssim(a, b, chunk=3), ref, rtol=0, atol=1e-12)
     assert float(ssim(b, b).min()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 7×7"):

@@ -61,8 +61,14 @@ def test_autograd_method_equals_explicit(shared):
 
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("O,K", [(1, 1), (3, 1), (1, 2)])
-@pytest.mark.parametrize("options", [dict(w0_first=60.0, w0_latent=12.0), dict(latent_shifts=True),
-                                     dict(latent_shifts=True, w0_latent=12.0, num_layers=4)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(w0_first=60.0, w0_latent=12.0),
+        dict(latent_shifts=True),
+        dict(latent_shifts=True, w0_latent=12.0, num_layers=4),
+    ],
+)
 def test_latent_options_latents_and_gradients_equal_autograd(shared, O, K, options):
     """With ``w0_latent != w0_first`` or ``latent_shifts`` the explicit paths (which pull the
     gradient back through ``latent_readout()``) agree with autograd through the plain forward."""
@@ -104,7 +110,7 @@ def test_latent_is_batch_invariant():
     m, c, x = make(2, 1, torch.float64, True, B=7)
     z_all = ig.gon_latent(m, c, x)
     for i in range(7):
-        torch.testing.assert_close(ig.gon_latent(m, c, x[i:i + 1]), z_all[i:i + 1])
+        torch.testing.assert_close(ig.gon_latent(m, c, x[i : i + 1]), z_all[i : i + 1])
     perm = torch.randperm(7)
     torch.testing.assert_close(ig.gon_latent(m, c, x[perm]), z_all[perm])
     # per-sample coordinates too
@@ -117,10 +123,10 @@ def test_default_latent_is_official_per_sample_sum():
     """z_i = -∇ Σ_p (F - x_ip)^2 without the 1/B factor of Implicit-GON.py."""
     m, c, x = make(2, 1, torch.float64, True, B=4)
     z0 = torch.zeros(4, 1, m.latent_dim, dtype=torch.float64, requires_grad=True)
-    g = m.forward_concat(c, z0[:, 0])   # same values as the official repeat+cat model
-    official = ((g - x) ** 2).sum(1).mean()          # the official inner loss (mean over B)
+    g = m.forward_concat(c, z0[:, 0])  # same values as the official repeat+cat model
+    official = ((g - x) ** 2).sum(1).mean()  # the official inner loss (mean over B)
     z_official = -torch.autograd.grad(official, z0)[0][:, 0]
-    torch.testing.assert_close(ig.gon_latent(m, c, x), z_official * 4)   # undo the 1/B
+    torch.testing.assert_close(ig.gon_latent(m, c, x), z_official * 4)  # undo the 1/B
 
 
 def test_inference_mode_detaches_and_training_keeps_graph():
@@ -138,7 +144,7 @@ def test_mc_latent_from_subset_estimates_full_latent():
     mc = ig.MonteCarloIntegrator(num_points=16)
     zs = torch.stack([ig.gon_latent(m, c, x, integrator=mc, generator=g) for _ in range(3000)])
     err = zs.mean(0) - z_full
-    se = zs.std(0) / 3000 ** 0.5
+    se = zs.std(0) / 3000**0.5
     assert (err.abs() <= 5 * se + 1e-12).all()
 
 
@@ -148,8 +154,15 @@ def test_modality_conversion_inner_and_outer_sets_are_independent():
     hi = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     lo = torch.nn.functional.avg_pool2d(hi, 2)
     c_hi, c_lo = ig.grid(8, dim=2, dtype=torch.float64), ig.grid(4, dim=2, dtype=torch.float64)
-    L, z = ig.gon_loss(m, c_hi, ig.image_to_points(hi), inner_coords=c_lo, inner_target=ig.image_to_points(lo),
-                       inner_loss="mse", outer_loss="l1")
+    L, z = ig.gon_loss(
+        m,
+        c_hi,
+        ig.image_to_points(hi),
+        inner_coords=c_lo,
+        inner_target=ig.image_to_points(lo),
+        inner_loss="mse",
+        outer_loss="l1",
+    )
     zn = naive_latent(m, c_lo, ig.image_to_points(lo), LOSSES["mse"], create_graph=True)
     Ln = (m(c_hi, zn) - ig.image_to_points(hi)).abs().sum((1, 2)).mean()
     torch.testing.assert_close(L, Ln)
@@ -179,15 +192,18 @@ def test_generic_model_uses_autograd_path():
         ig.gon_latent(m, c, x, method="explicit")
 
 
-@pytest.mark.parametrize("coords,target,match", [
-    (torch.rand(10, 2), torch.rand(2, 9, 1), "points"),
-    (torch.rand(10, 3), torch.rand(2, 10, 1), "coord_dim"),
-    (torch.rand(10, 2), torch.rand(2, 10, 2), "out_dim"),
-    (torch.rand(10, 2), torch.rand(2, 10), r"\(B, P, O\)"),
-    (torch.rand(3, 10, 2), torch.rand(2, 10, 1), "batch"),
-    (torch.rand(10, 2), torch.full((2, 10, 1), float("nan")), "NaN"),
-    (torch.rand(10, 2), torch.randint(0, 2, (2, 10, 1)), "floating-point"),
-])
+@pytest.mark.parametrize(
+    "coords,target,match",
+    [
+        (torch.rand(10, 2), torch.rand(2, 9, 1), "points"),
+        (torch.rand(10, 3), torch.rand(2, 10, 1), "coord_dim"),
+        (torch.rand(10, 2), torch.rand(2, 10, 2), "out_dim"),
+        (torch.rand(10, 2), torch.rand(2, 10), r"\(B, P, O\)"),
+        (torch.rand(3, 10, 2), torch.rand(2, 10, 1), "batch"),
+        (torch.rand(10, 2), torch.full((2, 10, 1), float("nan")), "NaN"),
+        (torch.rand(10, 2), torch.randint(0, 2, (2, 10, 1)), "floating-point"),
+    ],
+)
 def test_bad_input_errors(coords, target, match):
     m = ig.LatentSiren(2, 4, 1, 8, 1)
     with pytest.raises((ValueError, TypeError), match=match):
@@ -225,13 +241,14 @@ def test_k_step_latents_and_gradients_equal_unrolled_autograd(shared, loss, K, a
     if alpha is None:
         a, step_size = torch.ones(K, 1, dtype=torch.float64), 1.0
     elif alpha == "per_dim":
-        a = (0.5 + torch.rand(k, generator=g, dtype=torch.float64)).requires_grad_()   # a learnable step
+        a = (0.5 + torch.rand(k, generator=g, dtype=torch.float64)).requires_grad_()  # a learnable step
         step_size, a = a, a.unsqueeze(0).expand(K, -1)
     else:
         step_size = a = 0.5 + torch.rand(K, k, generator=g, dtype=torch.float64)
     w = 0.3
-    z = ig.gon_latent(m, c, x, loss=loss, steps=K, step_size=step_size, integrator=ig.GridIntegrator(scale=w),
-                      create_graph=True)
+    z = ig.gon_latent(
+        m, c, x, loss=loss, steps=K, step_size=step_size, integrator=ig.GridIntegrator(scale=w), create_graph=True
+    )
     zn = naive_k_steps(m, c, x, LOSSES[loss], K, a, weight=w)
     assert rel_err(z, zn) <= 1e-10
     params = list(m.parameters()) + ([step_size] if alpha == "per_dim" else [])
@@ -240,16 +257,25 @@ def test_k_step_latents_and_gradients_equal_unrolled_autograd(shared, loss, K, a
     for a_, b_ in zip(torch.autograd.grad(L, params), torch.autograd.grad(Ln, params)):
         assert rel_err(a_, b_) <= 1e-9
     # inference gives the same latent without a graph
-    z_inf = ig.gon_latent(m, c, x, loss=loss, steps=K, step_size=step_size.detach() if alpha == "per_dim"
-                          else step_size, integrator=ig.GridIntegrator(scale=w))
+    z_inf = ig.gon_latent(
+        m,
+        c,
+        x,
+        loss=loss,
+        steps=K,
+        step_size=step_size.detach() if alpha == "per_dim" else step_size,
+        integrator=ig.GridIntegrator(scale=w),
+    )
     assert not z_inf.requires_grad and rel_err(z_inf, zn) <= 1e-10
 
 
 def test_more_steps_fit_the_inner_loss_better():
     m, c, x = make(2, 1, torch.float64, True, B=4)
     inner = lambda z: ((m(c, z) - x) ** 2).sum(dim=(1, 2))
-    losses = [inner(ig.gon_latent(m, c, x, steps=K, integrator=ig.GridIntegrator(scale=0.02))).mean().item()
-              for K in (1, 2, 4)]
+    losses = [
+        inner(ig.gon_latent(m, c, x, steps=K, integrator=ig.GridIntegrator(scale=0.02))).mean().item()
+        for K in (1, 2, 4)
+    ]
     assert losses[0] > losses[1] > losses[2]
 
 
@@ -281,13 +307,21 @@ def test_a_model_with_k_learned_steps_encodes_with_them_and_learns_them():
     torch.testing.assert_close(ig.gon_latent(again, c, x), z_default)
     # a single-step model's configuration and state are those of inr_gon 0.1
     plain = ig.LatentSiren(2, 4, 1, 16, 2)
-    assert set(plain.config()) == {"coord_dim", "latent_dim", "out_dim", "hidden_dim", "num_layers", "w0",
-                                   "w0_first", "out_activation"}
+    assert set(plain.config()) == {
+        "coord_dim",
+        "latent_dim",
+        "out_dim",
+        "hidden_dim",
+        "num_layers",
+        "w0",
+        "w0_first",
+        "out_activation",
+    }
     assert "log_step_size" not in plain.state_dict()
 
 
 # -- Gauss–Newton steps ------------------------------------------------------------------------------
-CURVATURE = {                      # ℓ'' in the raw output, analytic (the explicit path differentiates the loss)
+CURVATURE = {  # ℓ'' in the raw output, analytic (the explicit path differentiates the loss)
     "mse": lambda p, x: torch.full_like(p, 2.0),
     "l1": lambda p, x: torch.zeros_like(p),
     "bce": lambda p, x: torch.sigmoid(p) * (1 - torch.sigmoid(p)),
@@ -303,11 +337,11 @@ def naive_gauss_newton(m, coords, target, loss_fn, curv, K, lam, weight=1.0):
         rows = []
         for b in range(B):
             cb = coords if coords.dim() == 2 else coords[b]
-            f = lambda zz: m(cb, zz[None])[0]                                    # (P, O)
+            f = lambda zz: m(cb, zz[None])[0]  # (P, O)
             zb = z[b]
             Fb = f(zb)
             (g,) = torch.autograd.grad((loss_fn(Fb, target[b]) * weight).sum(), zb, create_graph=True)
-            J = torch.autograd.functional.jacobian(f, zb, create_graph=True).reshape(-1, k)   # (P·O, k)
+            J = torch.autograd.functional.jacobian(f, zb, create_graph=True).reshape(-1, k)  # (P·O, k)
             h = (curv(Fb, target[b]) * weight).reshape(-1, 1)
             A = lam * torch.eye(k, dtype=target.dtype) + J.T @ (h * J)
             rows.append(zb - torch.linalg.solve(A, g))
@@ -317,16 +351,18 @@ def naive_gauss_newton(m, coords, target, loss_fn, curv, K, lam, weight=1.0):
 
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("loss", ["mse", "l1", "bce"])
-@pytest.mark.parametrize("O,K,lam,options", [(1, 1, 1.0, {}), (2, 1, 0.3, {}), (1, 2, 1.0, {}),
-                                             (2, 2, 0.5, dict(latent_shifts=True))])
+@pytest.mark.parametrize(
+    "O,K,lam,options", [(1, 1, 1.0, {}), (2, 1, 0.3, {}), (1, 2, 1.0, {}), (2, 2, 0.5, dict(latent_shifts=True))]
+)
 def test_gauss_newton_latents_and_gradients_equal_naive(shared, loss, O, K, lam, options):
     torch.manual_seed(0)
     m = ig.LatentSiren(2, 5, O, 16, 3, fused=False, **options).double()
     c = (torch.rand(13, 2) if shared else torch.rand(3, 13, 2)).double() * 2 - 1
     x = torch.rand(3, 13, O, dtype=torch.float64)
     w = 0.7
-    z = ig.gon_latent(m, c, x, loss=loss, steps=K, gauss_newton=lam, integrator=ig.GridIntegrator(scale=w),
-                      create_graph=True)
+    z = ig.gon_latent(
+        m, c, x, loss=loss, steps=K, gauss_newton=lam, integrator=ig.GridIntegrator(scale=w), create_graph=True
+    )
     zn = naive_gauss_newton(m, c, x, LOSSES[loss], CURVATURE[loss], K, lam, weight=w)
     assert rel_err(z, zn) <= 1e-10
     params = list(m.parameters())
@@ -345,13 +381,14 @@ def test_gauss_newton_step_minimises_the_damped_quadratic_model_and_tends_to_the
     z0 = torch.zeros_like(z)
     for b in range(z.shape[0]):
         f = lambda zz: m.forward_concat(c[b], zz[None])[0, :, 0]
-        J = torch.autograd.functional.jacobian(f, z0[b])                        # (P, k)
+        J = torch.autograd.functional.jacobian(f, z0[b])  # (P, k)
         r = f(z0[b]) - x[b, :, 0]
         model_grad = 2 * w * J.T @ (r + J @ z[b]) + z[b]
         assert model_grad.abs().max() < 1e-10
     # heavily damped, the step is the plain gradient step scaled by 1/λ
-    torch.testing.assert_close(ig.gon_latent(m, c, x, gauss_newton=1e8) * 1e8, ig.gon_latent(m, c, x),
-                               rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(
+        ig.gon_latent(m, c, x, gauss_newton=1e8) * 1e8, ig.gon_latent(m, c, x), rtol=1e-6, atol=1e-12
+    )
 
 
 def test_a_gauss_newton_model_encodes_with_it_and_rebuilds_from_its_config():
@@ -387,6 +424,7 @@ def test_gauss_newton_shared_curvature_equals_the_per_sample_path(loss):
     c = torch.rand(17, 2, dtype=torch.float64) * 2 - 1
     x = torch.rand(4, 17, 2, dtype=torch.float64)
     from inr_gon.core import gon as gon_mod
+
     assert gon_mod._shared_curvature(ig.get_loss(loss), torch.zeros(17, 2), None) is not None
     assert gon_mod._shared_curvature(ig.get_loss("clamped_l1"), torch.zeros(17, 2), None) is None
     kw = dict(loss=loss, gauss_newton=0.3, integrator=ig.GridIntegrator(scale=0.5), create_graph=True)

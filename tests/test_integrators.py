@@ -18,7 +18,7 @@ def mc_estimates(integrator, v, draws, seed=0):
     for _ in range(draws):
         c, t, w = integrator.select(coords, v, generator=g)
         out.append(ig.integrate(t, w))
-    return torch.stack(out)          # (draws, B)
+    return torch.stack(out)  # (draws, B)
 
 
 def test_grid_integrator_is_the_sum():
@@ -41,7 +41,7 @@ def test_mc_integrator_unbiased_and_variance_shrinks_like_one_over_sqrt_m(per_sa
         sds[m] = est.std(0)
     # sampling without replacement: sd ∝ sqrt((P - m) / (P - 1) / m); check the ratio
     fpc = lambda m: math.sqrt((400 - m) / m)
-    ratio = (sds[25] / sds[100])
+    ratio = sds[25] / sds[100]
     assert torch.allclose(ratio, torch.full_like(ratio, fpc(25) / fpc(100)), rtol=0.12)
 
 
@@ -53,8 +53,9 @@ def test_mc_fraction_one_is_exact():
 
 def test_mc_per_sample_returns_per_sample_coords():
     v = values(B=3)
-    c, t, w = ig.MonteCarloIntegrator(num_points=10, per_sample=True).select(ig.grid((20, 20), dtype=torch.float64), v,
-                                                                            generator=torch.Generator().manual_seed(0))
+    c, t, w = ig.MonteCarloIntegrator(num_points=10, per_sample=True).select(
+        ig.grid((20, 20), dtype=torch.float64), v, generator=torch.Generator().manual_seed(0)
+    )
     assert c.shape == (3, 10, 2) and t.shape == (3, 10, 2) and w == 40
     # targets still belong to their coordinates
     g = ig.grid((20, 20), dtype=torch.float64)
@@ -78,7 +79,9 @@ def test_continuous_integrator_unbiased_for_linear_field():
         assert abs(est.mean() - full) <= 5 * se + 1e-9
 
 
-@pytest.mark.parametrize("kw", [dict(fraction=0.0), dict(fraction=1.5), dict(num_points=0), dict(), dict(num_points=3, fraction=0.5)])
+@pytest.mark.parametrize(
+    "kw", [dict(fraction=0.0), dict(fraction=1.5), dict(num_points=0), dict(), dict(num_points=3, fraction=0.5)]
+)
 def test_bad_mc_options(kw):
     with pytest.raises(ValueError):
         ig.MonteCarloIntegrator(**kw)
@@ -96,7 +99,7 @@ def test_stratified_integrator_is_unbiased_and_covers_every_block():
         cc, t, w = integ.select(c, x, generator=g)
         assert cc.shape == (12, 2) and t.shape == (3, 12, 1) and w == 0.5 * 4
         blocks = {(int((p[0] + 1) / 2 * 8) // 2, int((p[1] + 1) / 2 * 6) // 2) for p in cc}
-        assert len(blocks) == 12                                   # one point in every 2×2 block
+        assert len(blocks) == 12  # one point in every 2×2 block
         est += ig.integrate(t, w)
     exact = 0.5 * x.sum(dim=(1, 2))
     torch.testing.assert_close(est / n, exact, rtol=0.02, atol=0)

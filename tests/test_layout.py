@@ -10,8 +10,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "inr_gon"
 # layer of each top-level part; a module may import its own part and any part of a lower layer
-LAYERS = {"core": 0, "nn": 1, "geometry": 2, "eval": 2, "variants": 3, "data": 4, "viz": 4, "training": 5,
-          "cli": 6}
+LAYERS = {"core": 0, "nn": 1, "geometry": 2, "eval": 2, "variants": 3, "data": 4, "viz": 4, "training": 5, "cli": 6}
 PURE = ("core", "nn", "geometry", "eval", "variants")
 MODULES = sorted(p for p in PKG.rglob("*.py") if p.name != "_compat.py" and p.parent != PKG or p.stem in LAYERS)
 
@@ -24,7 +23,7 @@ def part_of(path: Path) -> str:
 def imported_parts(path: Path):
     """``(part, line)`` of every inr_gon part the module imports (relative or absolute)."""
     tree = ast.parse(path.read_text())
-    depth = len(path.relative_to(PKG).parts) - 1           # folders below inr_gon/
+    depth = len(path.relative_to(PKG).parts) - 1  # folders below inr_gon/
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -60,8 +59,16 @@ def test_imports_go_one_way(path):
 @pytest.mark.parametrize("path", [p for p in MODULES if part_of(p) in PURE], ids=lambda p: str(p.relative_to(PKG)))
 def test_the_pure_layers_do_no_file_io(path):
     text = path.read_text()
-    for banned in ("open(", ".write_text(", ".write_bytes(", ".read_text(", "torch.save(", "torch.load(",
-                   "savefig(", ".export("):
+    for banned in (
+        "open(",
+        ".write_text(",
+        ".write_bytes(",
+        ".read_text(",
+        "torch.save(",
+        "torch.load(",
+        "savefig(",
+        ".export(",
+    ):
         assert banned not in text, f"{path.relative_to(PKG)} uses {banned}"
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_many
 
-MEMORY_PROBE = r'''
+MEMORY_PROBE = r"""
 import re, sys, time, torch
 from pathlib import Path
 torch.set_num_threads(1)
@@ -52,10 +52,14 @@ else:
     out_bytes = n ** 3 * 4
 print(f"RESULT {what} {n} seconds={seconds:.1f} extra_mib={extra / 2**20:.1f} "
       f"output_mib={out_bytes / 2**20:.0f}")
-'''
+"""
 
-CASES = {"render": ("render", 8192), "render_2048": ("render", 2048, 4096, 32), "dense": ("dense", 256),
-         "c2f": ("coarse_to_fine", 512)}
+CASES = {
+    "render": ("render", 8192),
+    "render_2048": ("render", 2048, 4096, 32),
+    "dense": ("dense", 256),
+    "c2f": ("coarse_to_fine", 512),
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +80,13 @@ def memory_results(tmp_path_factory):
 
 @pytest.mark.slow
 def test_render_8192_memory_is_output_plus_a_constant(memory_results):
-    r = memory_results["render"]                     # 8192² float32 = 256 MiB of output
+    r = memory_results["render"]  # 8192² float32 = 256 MiB of output
     assert r["output_mib"] == 256
     assert r["extra_mib"] < r["output_mib"] + 64, r  # measured: ~263 MiB
 
 
 def test_2048_render_peak_memory_is_bounded_by_the_chunk(memory_results):
-    r = memory_results["render_2048"]                # (1, 1, 2048, 2048) float32: 16 MiB
+    r = memory_results["render_2048"]  # (1, 1, 2048, 2048) float32: 16 MiB
     assert r["output_mib"] == 16
     # unchunked, each (1, 2048², 32) activation alone is 512 MiB; chunked, the working memory is
     # a few (4096, 32) tensors (0.5 MiB each) plus allocator slack
@@ -91,13 +95,13 @@ def test_2048_render_peak_memory_is_bounded_by_the_chunk(memory_results):
 
 @pytest.mark.slow
 def test_dense_mesh_memory_is_output_plus_a_constant(memory_results):
-    r = memory_results["dense"]                      # 256³ float32 = 64 MiB volume
+    r = memory_results["dense"]  # 256³ float32 = 64 MiB volume
     assert r["extra_mib"] < r["output_mib"] + 64, r  # measured: ~83 MiB (512³: ~580 for 512 MiB)
 
 
 @pytest.mark.slow
 def test_coarse_to_fine_512_mesh_memory_is_bounded(memory_results):
-    r = memory_results["c2f"]                        # 512³ float32 = 512 MiB volume
+    r = memory_results["c2f"]  # 512³ float32 = 512 MiB volume
     # the padded volume (513³) plus 1/8-resolution fill grids and chunk-sized buffers;
     # before issue 7 a second 512³ volume and a 512³ NaN mask were allocated (~1400 MiB)
     assert r["extra_mib"] < 1.75 * r["output_mib"], r  # measured: ~820 MiB

@@ -25,9 +25,7 @@ def test_sphere_accuracy_and_volume():
     dist = np.abs(np.linalg.norm(mesh.vertices - c, axis=1) - r)
     assert dist.max() < 1e-3
     assert mesh.is_watertight
-    assert mesh.volume == pytest.approx(
-        4 / 3 * math.pi * r**3, rel=0.01
-    )  # positive: outward winding
+    assert mesh.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.01)  # positive: outward winding
     normals = mesh.vertex_normals
     radial = (mesh.vertices - c) / np.linalg.norm(mesh.vertices - c, axis=1, keepdims=True)
     assert np.mean(np.sum(normals * radial, axis=1)) > 0.99
@@ -51,9 +49,7 @@ def test_grid_convention():
     # a plane at x = 0.3 lands exactly there, including a far-corner-aligned grid
     mesh = extract_mesh(lambda p: (p[:, 0] - 0.3)[:, None], 11, (-1.0, 1.0))
     assert np.allclose(mesh.vertices[:, 0], 0.3, atol=1e-6)
-    assert mesh.vertices[:, 1:].min() == pytest.approx(-1.0) and mesh.vertices[
-        :, 1:
-    ].max() == pytest.approx(1.0)
+    assert mesh.vertices[:, 1:].min() == pytest.approx(-1.0) and mesh.vertices[:, 1:].max() == pytest.approx(1.0)
 
 
 def test_slice():

@@ -56,7 +56,7 @@ def test_encode_source_and_convert_match_the_training_latent():
     torch.testing.assert_close(z2, z, rtol=0, atol=1e-12)
     out = convert(model, source, 12, inner_scale=0.25, batch_size=2, chunk_size=50)
     torch.testing.assert_close(out, ig.render(model, z, 12), rtol=0, atol=1e-12)
-    assert convert(model, source, (30, 20), inner_scale=0.25).shape == (5, 1, 30, 20)   # any resolution
+    assert convert(model, source, (30, 20), inner_scale=0.25).shape == (5, 1, 30, 20)  # any resolution
     assert convert(model, source[:0], 7).shape == (0, 1, 7, 7)
 
 
@@ -71,7 +71,7 @@ def test_area_downsample_and_upsample_baselines():
     lo = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
     for mode in ("nearest", "bilinear", "bicubic"):
         up = upsample(lo, 4, mode=mode)
-        assert up.shape == (1, 1, 4, 4) and up.min() >= 0 and up.max() <= 1    # bicubic overshoot clamped
+        assert up.shape == (1, 1, 4, 4) and up.min() >= 0 and up.max() <= 1  # bicubic overshoot clamped
     torch.testing.assert_close(upsample(lo, 4, mode="nearest")[0, 0, :2, :2], torch.zeros(2, 2))
     with pytest.raises(ValueError, match="mode"):
         upsample(lo, 4, mode="lanczos")
@@ -95,8 +95,9 @@ def test_fit_conversion_learns_a_tiny_superresolution_task():
     torch.manual_seed(0)
     model = ig.LatentSiren(2, 8, 1, 24, 2)
     before = float(((convert(model, lo, 16, inner_scale=0.25) - hi) ** 2).mean())
-    hist = fit_conversion(model, lo, hi, steps=40, batch_size=16, lr=1e-3, inner_weight=0.25, log_every=20,
-                          outer_fraction=0.5)
+    hist = fit_conversion(
+        model, lo, hi, steps=40, batch_size=16, lr=1e-3, inner_weight=0.25, log_every=20, outer_fraction=0.5
+    )
     after = float(((convert(model, lo, 16, inner_scale=0.25) - hi) ** 2).mean())
     assert hist["steps"] == 40 and hist["step"] == [20, 40] and len(hist["loss"]) == 2
     assert after < 0.5 * before
@@ -104,16 +105,41 @@ def test_fit_conversion_learns_a_tiny_superresolution_task():
 
 def test_superres_example_writes_its_outputs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "INR_GON_DATA"}
-    env.update(PYTHONPATH=str(ROOT), INR_GON_OFFLINE="1")         # the embedded MNIST subset
+    env.update(PYTHONPATH=str(ROOT), INR_GON_OFFLINE="1")  # the embedded MNIST subset
     out = tmp_path / "sr"
-    r = subprocess.run([sys.executable, str(ROOT / "examples" / "superres_mnist.py"), "--steps", "3",
-                        "--hidden", "8", "--layers", "1", "--latent", "4", "--batch-size", "8",
-                        "--max-test-images", "24", "--threads", "1", "--device", "cpu", "--out", str(out)],
-                       capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "superres_mnist.py"),
+            "--steps",
+            "3",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--latent",
+            "4",
+            "--batch-size",
+            "8",
+            "--max-test-images",
+            "24",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert (out / "superres_vs_bicubic.png").is_file()
     m = json.loads((out / "metrics.json").read_text())
     for k in ("psnr_gon", "psnr_bicubic", "psnr_bilinear", "psnr_nearest", "ssim_gon", "ssim_bicubic"):
         assert isinstance(m[k], float), k
     assert m["steps"] == 3 and m["num_test"] == 24 and m["input_size"] == [14, 14] and m["output_size"] == [28, 28]
-    assert m["psnr_bicubic"] > m["psnr_nearest"]                    # sanity of the baselines
+    assert m["psnr_bicubic"] > m["psnr_nearest"]  # sanity of the baselines

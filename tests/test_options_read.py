@@ -54,38 +54,54 @@ from conftest import write_image_folder
 # -- the runs of each task ------------------------------------------------------------------------------------------
 # "<images>": a folder of 12 tiny PNGs; "<meshes>": a folder of 4 small meshes; "<tmp>": the test's tmp_path.
 # "mnist" is the embedded 4000/1000-image subset (offline).
-LOOP = dict(steps=2, seconds=0.0, batch_size=4, eval_every=1, checkpoint_every=1, keep_checkpoints=1, log_every=1,
-            device="cpu", threads=1, amp="off")
+LOOP = dict(
+    steps=2,
+    seconds=0.0,
+    batch_size=4,
+    eval_every=1,
+    checkpoint_every=1,
+    keep_checkpoints=1,
+    log_every=1,
+    device="cpu",
+    threads=1,
+    amp="off",
+)
 SIREN = dict(hidden=16, layers=2, latent=4)
-FOLDER = dict(dataset="<images>", image_size=8, channels=1, eval_images=4)   # reads image_size, channels
-MNIST = dict(dataset="mnist", eval_images=4)                                  # reads data_dir
-SHAPES = dict(num_shapes=4, num_unseen=2, pool=64, points=32, batch_size=2, eval_shapes=2, mesh_resolution=8,
-              slerp_frames=2)                                                 # procedural
-MESHES = dict(meshes="<meshes>", cache_dir="<tmp>/cache", num_unseen=1)       # reads cache_dir
+FOLDER = dict(dataset="<images>", image_size=8, channels=1, eval_images=4)  # reads image_size, channels
+MNIST = dict(dataset="mnist", eval_images=4)  # reads data_dir
+SHAPES = dict(
+    num_shapes=4, num_unseen=2, pool=64, points=32, batch_size=2, eval_shapes=2, mesh_resolution=8, slerp_frames=2
+)  # procedural
+MESHES = dict(meshes="<meshes>", cache_dir="<tmp>/cache", num_unseen=1)  # reads cache_dir
 
 # The first run of a task is its plain tiny run; the others take the branches that its options switch
 # between, so that an option read only on one branch is not reported.
 RUNS: dict[str, list[dict]] = {
-    "image": [{**FOLDER, **SIREN, "outer_fraction": 0.25},
-              {**MNIST, **SIREN, "outer_fraction": 0.25, "outer_sampling": "stratified"}],
+    "image": [
+        {**FOLDER, **SIREN, "outer_fraction": 0.25},
+        {**MNIST, **SIREN, "outer_fraction": 0.25, "outer_sampling": "stratified"},
+    ],
     "superres": [{**FOLDER, **SIREN}, {**MNIST, **SIREN}],
     "classifier": [{**FOLDER, **SIREN}, {**MNIST, **SIREN, "mode": "joint"}],
     "autoencoder": [{**FOLDER, **SIREN}, {**MNIST, **SIREN, "kind": "vae"}],
-    "variational": [{**MNIST, "latent": 4, "base_channels": 4},          # the convolutional decoder (28² only)
-                    {**FOLDER, **SIREN, "decoder": "siren"}],
-    "sdf": [{**SHAPES, **SIREN},                                         # per-sample inner points, new shapes mixed in
-            {**SHAPES, **SIREN, "inner": "shared"},
-            {**SHAPES, **SIREN, "inner_sampling": "fixed"},
-            {**SHAPES, **SIREN, **MESHES}],
-    "autodecoder": [{**SHAPES, **SIREN, "encode_iterations": 2},
-                    {**SHAPES, **SIREN, **MESHES, "encode_iterations": 2}],
+    "variational": [
+        {**MNIST, "latent": 4, "base_channels": 4},  # the convolutional decoder (28² only)
+        {**FOLDER, **SIREN, "decoder": "siren"},
+    ],
+    "sdf": [
+        {**SHAPES, **SIREN},  # per-sample inner points, new shapes mixed in
+        {**SHAPES, **SIREN, "inner": "shared"},
+        {**SHAPES, **SIREN, "inner_sampling": "fixed"},
+        {**SHAPES, **SIREN, **MESHES},
+    ],
+    "autodecoder": [{**SHAPES, **SIREN, "encode_iterations": 2}, {**SHAPES, **SIREN, **MESHES, "encode_iterations": 2}],
 }
 
 # Options read outside the trainer and the task: {option: (where, a pattern that source has)}.
 READ_ELSEWHERE = {
-    "strict": (cli.cmd_train, r"\bcfg\.strict\b"),           # the exit status after the run
-    "tf32": (trainer_module, r"\bcfg\.tf32\b"),              # read by the trainer on CUDA only; these runs use the CPU
-    "preset": (Config.resolved, r"\bpreset\b"),             # names the defaults the other fields are filled from
+    "strict": (cli.cmd_train, r"\bcfg\.strict\b"),  # the exit status after the run
+    "tf32": (trainer_module, r"\bcfg\.tf32\b"),  # read by the trainer on CUDA only; these runs use the CPU
+    "preset": (Config.resolved, r"\bpreset\b"),  # names the defaults the other fields are filled from
 }
 
 
@@ -93,8 +109,11 @@ READ_ELSEWHERE = {
 def machinery_codes(cfg_cls) -> set:
     """The code objects of the config machinery: the methods that the base ``Config`` defines, as
     ``cfg_cls`` and its bases define or override them, and ``__eq__``/``__repr__``."""
-    names = {n for n, v in vars(Config).items()
-             if inspect.isfunction(v) or isinstance(v, (classmethod, staticmethod, property))}
+    names = {
+        n
+        for n, v in vars(Config).items()
+        if inspect.isfunction(v) or isinstance(v, (classmethod, staticmethod, property))
+    }
     codes = set()
     for klass in cfg_cls.__mro__:
         for name in names | {"__eq__", "__repr__"}:
@@ -124,17 +143,20 @@ def tracked(cfg_cls):
             reads.add(name)
         return object.__getattribute__(self, name)
 
-    cls = dataclasses.dataclass(type(f"Tracked{cfg_cls.__name__}", (cfg_cls,),
-                                     {"__getattribute__": __getattribute__, "__module__": __name__}))
-    machinery = machinery_codes(cls)         # with the subclass's own generated __eq__ and __repr__
+    cls = dataclasses.dataclass(
+        type(f"Tracked{cfg_cls.__name__}", (cfg_cls,), {"__getattribute__": __getattribute__, "__module__": __name__})
+    )
+    machinery = machinery_codes(cls)  # with the subclass's own generated __eq__ and __repr__
     cls.reads = reads
     return cls
 
 
 def cli_options(task: str) -> set[str]:
     """The config fields that ``inr-gon train TASK`` offers as options, taken from the real parser."""
+
     def subcommand(parser, name):
         return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
     parser = subcommand(subcommand(cli.build_parser(), "train"), task)
     fields = {f.name for f in dataclasses.fields(TASKS[task].config_class)}
     return {a.dest for a in parser._actions if a.dest in fields}
@@ -143,19 +165,23 @@ def cli_options(task: str) -> set[str]:
 # -- running a task -------------------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def _offline_and_threads(monkeypatch):
-    monkeypatch.setenv("INR_GON_OFFLINE", "1")          # MNIST: the embedded subset, never a download
+    monkeypatch.setenv("INR_GON_OFFLINE", "1")  # MNIST: the embedded subset, never a download
     monkeypatch.delenv("INR_GON_DATA", raising=False)
     n = torch.get_num_threads()
     yield
-    torch.set_num_threads(n)                            # threads=1 sets it for the whole process
+    torch.set_num_threads(n)  # threads=1 sets it for the whole process
 
 
 def write_meshes(folder):
     import trimesh
+
     folder.mkdir()
-    meshes = [trimesh.creation.icosphere(subdivisions=1, radius=0.7), trimesh.creation.box((1.0, 0.6, 0.8)),
-              trimesh.creation.capsule(height=0.8, radius=0.3, count=(8, 8)),
-              trimesh.creation.icosphere(subdivisions=1, radius=0.4)]
+    meshes = [
+        trimesh.creation.icosphere(subdivisions=1, radius=0.7),
+        trimesh.creation.box((1.0, 0.6, 0.8)),
+        trimesh.creation.capsule(height=0.8, radius=0.3, count=(8, 8)),
+        trimesh.creation.icosphere(subdivisions=1, radius=0.4),
+    ]
     for k, m in enumerate(meshes):
         m.export(folder / f"m{k}.obj")
     return folder
@@ -182,7 +208,7 @@ def run(cfg_cls, options: dict, out) -> None:
     assert not unknown, f"RUNS sets {', '.join(unknown)}: not options of {cfg_cls.__mro__[1].__name__}"
     cfg = cfg_cls(**options)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # runs of two steps collapse; MNIST falls back to its subset
+        warnings.simplefilter("ignore")  # runs of two steps collapse; MNIST falls back to its subset
         trainer = Trainer(cfg, quiet=True)
         trainer.prepare_run_dir(resume=False, overwrite=False)
         trainer.write_outputs(trainer.fit())
@@ -215,5 +241,5 @@ def test_reads_by_the_config_machinery_do_not_count():
     type(cfg).from_dict(resolved.to_dict())
     assert type(resolved) is cls and cls.reads == set()
     resolved.seed
-    siren = resolved.siren_options()         # {field name: value}
+    siren = resolved.siren_options()  # {field name: value}
     assert cls.reads == {"seed", *siren}

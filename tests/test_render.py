@@ -18,7 +18,7 @@ def test_render_at_training_resolution_equals_direct_output(model):
     torch.testing.assert_close(img, direct.detach(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 100, 10 ** 6])
+@pytest.mark.parametrize("chunk", [1, 7, 100, 10**6])
 def test_chunk_size_does_not_change_result(model, chunk):
     z = torch.randn(3, 8, dtype=torch.float64)
     torch.testing.assert_close(ig.render(model, z, 17, chunk_size=chunk), ig.render(model, z, 17), rtol=0, atol=1e-12)
@@ -39,7 +39,9 @@ def test_render_3d_and_encode_render(model):
     out = ig.encode_render(model, imgs, 56)
     assert out.shape == (3, 3, 56, 56)
     z = ig.encode(model, imgs, batch_size=2)
-    torch.testing.assert_close(z, ig.gon_latent(model, ig.grid(14, dim=2, dtype=torch.float64), ig.image_to_points(imgs)))
+    torch.testing.assert_close(
+        z, ig.gon_latent(model, ig.grid(14, dim=2, dtype=torch.float64), ig.image_to_points(imgs))
+    )
 
 
 def test_render_bad_resolution(model):
@@ -53,7 +55,7 @@ def test_3d_render_equals_direct_output_for_any_chunk():
     z = torch.randn(3, 4, dtype=torch.float64)
     res = (5, 7, 6)
     direct = ig.points_to_image(m3(ig.grid(res, dtype=torch.float64), z), res).detach()
-    for chunk in (1, 10, 3 * 31, 10 ** 6):
+    for chunk in (1, 10, 3 * 31, 10**6):
         torch.testing.assert_close(ig.render(m3, z, res, chunk_size=chunk), direct, rtol=0, atol=1e-12)
 
 

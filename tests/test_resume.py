@@ -16,7 +16,7 @@ from inr_gon.training.checkpoint import latest_checkpoint, load_checkpoint, rest
 from conftest import CLI, ENV, TIMEOUT, finish, start, tiny_config, tiny_dataset, write_image_folder
 
 
-KILL_WRAPPER = r'''
+KILL_WRAPPER = r"""
 import os, signal, sys, torch
 mode, at = os.environ["KILL_MODE"], int(os.environ["KILL_AT"])
 if mode == "save":            # SIGKILL ourselves half-way through writing the checkpoint of step `at`
@@ -31,14 +31,42 @@ if mode == "save":            # SIGKILL ourselves half-way through writing the c
     torch.save = save
 from inr_gon.cli import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 def _train_args(folder, out, steps):
-    return ["train", "--dataset", folder, "--steps", steps, "--batch-size", 4, "--hidden", 8, "--layers", 1,
-            "--latent", 2, "--outer-fraction", 0.5, "--eval-every", 1000, "--eval-images", 1,
-            "--checkpoint-every", 10, "--keep-checkpoints", 3, "--seed", 7, "--device", "cpu", "--quiet",
-            "--out", out]
+    return [
+        "train",
+        "--dataset",
+        folder,
+        "--steps",
+        steps,
+        "--batch-size",
+        4,
+        "--hidden",
+        8,
+        "--layers",
+        1,
+        "--latent",
+        2,
+        "--outer-fraction",
+        0.5,
+        "--eval-every",
+        1000,
+        "--eval-images",
+        1,
+        "--checkpoint-every",
+        10,
+        "--keep-checkpoints",
+        3,
+        "--seed",
+        7,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+    ]
 
 
 def _final_state(run: Path, steps: int) -> dict:
@@ -53,16 +81,20 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
     runs = {k: tmp_path / k for k in ("full", "external", "save")}
 
     def killer(mode, at):
-        return start([sys.executable, wrapper, *_train_args(folder, runs[mode], N)],
-                     env={**ENV, "KILL_MODE": mode, "KILL_AT": str(at)})
+        return start(
+            [sys.executable, wrapper, *_train_args(folder, runs[mode], N)],
+            env={**ENV, "KILL_MODE": mode, "KILL_AT": str(at)},
+        )
 
     # wave 1: the uninterrupted run, a run killed from outside after its first checkpoint, and a
     # run that kills itself half-way through writing the checkpoint of step 30
-    procs = {"full": start(CLI + _train_args(folder, runs["full"], N)),
-             "external": start(CLI + _train_args(folder, runs["external"], N)),
-             "save": killer("save", 30)}
+    procs = {
+        "full": start(CLI + _train_args(folder, runs["full"], N)),
+        "external": start(CLI + _train_args(folder, runs["external"], N)),
+        "save": killer("save", 30),
+    }
     deadline = time.monotonic() + TIMEOUT
-    while not list(runs["external"].glob("ckpt_step*.pt")):        # kill -9 after the first checkpoint
+    while not list(runs["external"].glob("ckpt_step*.pt")):  # kill -9 after the first checkpoint
         assert procs["external"].poll() is None and time.monotonic() < deadline, "run ended too early"
         time.sleep(0.005)
     procs["external"].send_signal(signal.SIGKILL)
@@ -75,15 +107,14 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
     for k in ("external", "save"):
         latest = latest_checkpoint(runs[k])
         assert latest is not None, k
-        state = load_checkpoint(latest)                        # never truncated
+        state = load_checkpoint(latest)  # never truncated
         assert state["step"] % EVERY == 0 and state["step"] >= EVERY
-    assert load_checkpoint(latest_checkpoint(runs["save"]))["step"] == 20   # killed at 30: one interval
+    assert load_checkpoint(latest_checkpoint(runs["save"]))["step"] == 20  # killed at 30: one interval
     assert not (runs["save"] / "ckpt_step0000030.pt").exists()
-    assert list(runs["save"].glob(".ckpt_step0000030.pt.*.tmp"))             # the half-written temp
+    assert list(runs["save"].glob(".ckpt_step0000030.pt.*.tmp"))  # the half-written temp
 
     # wave 2: resume each to N steps
-    res = finish({k: start(CLI + _train_args(folder, runs[k], N) + ["--resume"])
-                  for k in ("external", "save")})
+    res = finish({k: start(CLI + _train_args(folder, runs[k], N) + ["--resume"]) for k in ("external", "save")})
     full = _final_state(runs["full"], N)
     for k, r in res.items():
         assert r.returncode == 0, (k, r.stderr)
@@ -97,7 +128,7 @@ def test_kill9_then_resume_is_bit_identical(tmp_path):
         assert torch.equal(full["data"]["generator"], got["data"]["generator"])
         assert torch.equal(full["mc_generator"], got["mc_generator"])
         assert torch.equal(full["torch_rng"], got["torch_rng"])
-        assert not list(runs[k].glob("*.tmp")) and not list(runs[k].glob(".*.tmp")), k   # stale temp gone
+        assert not list(runs[k].glob("*.tmp")) and not list(runs[k].glob(".*.tmp")), k  # stale temp gone
         assert len(list(runs[k].glob("ckpt_step*.pt"))) <= 3
 
 

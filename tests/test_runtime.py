@@ -38,12 +38,12 @@ def _faults(mode):
 
 @pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
 def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
-    pages = 6 * 16_000_000 * 4 // 4096                     # pages written by the six reuses
+    pages = 6 * 16_000_000 * 4 // 4096  # pages written by the six reuses
     _, default = _faults("default")
     applied, kept = _faults("keep")
     assert applied == "True"
-    assert default > pages // 2                            # glibc's default: fresh pages every time
-    assert kept < pages // 3                               # kept: the freed block is reused
+    assert default > pages // 2  # glibc's default: fresh pages every time
+    assert kept < pages // 3  # kept: the freed block is reused
 
 
 def test_keep_freed_memory_validates_threshold():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inr_gon.training.checkpoint import (CheckpointError, load_checkpoint)
+from inr_gon.training.checkpoint import CheckpointError, load_checkpoint
 
 from conftest import Evil, write_evil
 
@@ -34,6 +34,7 @@ def test_sdf_cache_and_deepsdf_reader_refuse_pickles(tmp_path):
     import trimesh
     from inr_gon.data import read_deepsdf, sample_sdf_cached
     from inr_gon.data.errors import DataError
+
     marker = tmp_path / "MARKER"
     mesh_file = tmp_path / "ball.obj"
     trimesh.creation.icosphere(subdivisions=1).export(mesh_file)
@@ -48,7 +49,7 @@ def test_sdf_cache_and_deepsdf_reader_refuse_pickles(tmp_path):
             np.savez(entry.with_suffix(""), points=np.array([Evil(marker)], dtype=object))
         with pytest.warns(UserWarning, match="unreadable cache entry"):
             again = sample_sdf_cached(mesh_file, tmp_path / "cache", **kw)
-        assert torch.equal(again.points, first.points)                 # recomputed
+        assert torch.equal(again.points, first.points)  # recomputed
         assert not marker.exists(), payload
     # DeepSDF sample files
     for i, payload in enumerate(("raw", "object_array", "npy")):
@@ -62,7 +63,7 @@ def test_sdf_cache_and_deepsdf_reader_refuse_pickles(tmp_path):
                 np.savez(fh, pos=np.array([Evil(marker)], dtype=object), neg=np.zeros((1, 4)))
         else:
             with open(f, "wb") as fh:
-                np.save(fh, np.zeros((3, 4)))                           # an .npy named .npz
+                np.save(fh, np.zeros((3, 4)))  # an .npy named .npz
         with pytest.raises(DataError, match="shape.npz") as e:
             read_deepsdf(root)
         assert "\n" not in str(e.value)

@@ -4,13 +4,16 @@ import torch
 import inr_gon as ig
 
 
-@pytest.mark.parametrize("b", [
-    torch.tensor([0.0, 2.0, 0.0]),          # orthogonal, other norm
-    torch.tensor([1.0, 1e-9, 0.0]),         # near-parallel
-    torch.tensor([-1.0, 0.0, 0.0]),         # anti-parallel
-    torch.tensor([-3.0, 1e-12, 0.0]),       # nearly anti-parallel
-    torch.zeros(3),                         # zero vector
-])
+@pytest.mark.parametrize(
+    "b",
+    [
+        torch.tensor([0.0, 2.0, 0.0]),  # orthogonal, other norm
+        torch.tensor([1.0, 1e-9, 0.0]),  # near-parallel
+        torch.tensor([-1.0, 0.0, 0.0]),  # anti-parallel
+        torch.tensor([-3.0, 1e-12, 0.0]),  # nearly anti-parallel
+        torch.zeros(3),  # zero vector
+    ],
+)
 def test_slerp_safe_edge_cases(b):
     a = torch.tensor([1.0, 0.0, 0.0])
     p = ig.slerp_path(a, b, 9)
@@ -24,7 +27,7 @@ def test_slerp_safe_edge_cases(b):
 def test_slerp_is_on_the_great_circle():
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     mid = ig.slerp(a, b, 0.5)
-    torch.testing.assert_close(mid, torch.tensor([2 ** -0.5, 2 ** -0.5]))
+    torch.testing.assert_close(mid, torch.tensor([2**-0.5, 2**-0.5]))
     # batched vectors and a vector of times
     A, Bv = torch.randn(4, 6), torch.randn(4, 6)
     out = ig.slerp(A, Bv, torch.tensor([0.0, 0.3, 1.0]))
@@ -47,7 +50,7 @@ def test_gaussian_sampler_statistics():
 
 
 def test_gaussian_sampler_rank_deficient_is_safe():
-    data = torch.randn(4, 1) * torch.ones(1, 8)       # rank 1, N < k
+    data = torch.randn(4, 1) * torch.ones(1, 8)  # rank 1, N < k
     x = ig.GaussianLatentSampler(data).sample(10)
     assert x.shape == (10, 8) and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="NaN"):

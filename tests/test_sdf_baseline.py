@@ -16,10 +16,33 @@ from inr_gon.training import SdfConfig, Trainer
 from inr_gon.training.tasks import sdf_baseline as sb
 from inr_gon.training.tasks.sdf_data import new_shape_family
 
-TINY = {"num_shapes": 6, "num_unseen": 2, "pool": 256, "points": 64, "batch_size": 2, "hidden": 16, "layers": 2,
-        "latent": 4, "device": "cpu", "eval_every": 10 ** 6, "mesh_resolution": 16, "eval_shapes": 3}
-KEYS = ("pca_train_iou", "pca_unseen_iou", "pca_seconds", "pca_grid", "pca_num_train", "pca_components",
-        "grid_train_iou", "grid_unseen_iou", "pca_margin_train_iou", "pca_margin_unseen_iou", "below_linear_baseline")
+TINY = {
+    "num_shapes": 6,
+    "num_unseen": 2,
+    "pool": 256,
+    "points": 64,
+    "batch_size": 2,
+    "hidden": 16,
+    "layers": 2,
+    "latent": 4,
+    "device": "cpu",
+    "eval_every": 10**6,
+    "mesh_resolution": 16,
+    "eval_shapes": 3,
+}
+KEYS = (
+    "pca_train_iou",
+    "pca_unseen_iou",
+    "pca_seconds",
+    "pca_grid",
+    "pca_num_train",
+    "pca_components",
+    "grid_train_iou",
+    "grid_unseen_iou",
+    "pca_margin_train_iou",
+    "pca_margin_unseen_iou",
+    "below_linear_baseline",
+)
 
 
 def trainer(**kw):
@@ -65,7 +88,7 @@ def analytic_grids(shapes, points, clamp=0.1):
 
 
 def test_the_keys_are_in_a_tiny_runs_metrics_and_summary(tmp_path):
-    t, m = run(tmp_path, steps=4)               # the procedural default: a bank of new shapes mixed in
+    t, m = run(tmp_path, steps=4)  # the procedural default: a bank of new shapes mixed in
     for k in KEYS:
         assert k in m, k
         assert m[k] is not None, k
@@ -91,7 +114,7 @@ def test_pca_iou_equals_a_float64_svd_projection_of_the_same_grids(tmp_path):
     assert m["pca_num_train"] == 6 and m["pca_components"] == 3
     ref_train = reference_iou(fit, fit[train], 3)
     ref_unseen = reference_iou(fit, analytic_grids([shapes[i] for i in unseen], P), 3)
-    assert m["pca_train_iou"] == pytest.approx(ref_train, abs=2e-4)          # a cell or so of float32 rounding
+    assert m["pca_train_iou"] == pytest.approx(ref_train, abs=2e-4)  # a cell or so of float32 rounding
     assert m["pca_unseen_iou"] == pytest.approx(ref_unseen, abs=2e-4)
     # controls: the grid's corners instead of its cell centres, or no truncation, move the figure by 5x that
     Pl = centres(32, linspace=True)
@@ -114,9 +137,9 @@ def test_pca_iou_equals_a_float64_svd_projection_of_the_same_grids(tmp_path):
 def test_as_many_components_as_shapes_reconstruct_the_training_grids_exactly():
     t = trainer(steps=0, num_shapes=4, latent=8, fresh_shapes=0.0, eval_shapes=6)
     b = sb.linear_baseline(t.task, 0)
-    assert b["pca_components"] == 3 and b["pca_num_train"] == 4          # 4 shapes span 3 directions
+    assert b["pca_components"] == 3 and b["pca_num_train"] == 4  # 4 shapes span 3 directions
     assert b["pca_train_iou"] == 1.0
-    assert b["pca_unseen_iou"] < 0.99                                     # new shapes are not in their span
+    assert b["pca_unseen_iou"] < 0.99  # new shapes are not in their span
     fewer = sb.linear_baseline(trainer(steps=0, num_shapes=4, latent=1, fresh_shapes=0.0, eval_shapes=6).task, 0)
     assert fewer["pca_components"] == 1 and fewer["pca_train_iou"] < 1.0
 
@@ -125,14 +148,14 @@ def test_the_fit_set_is_the_shapes_the_run_trained_on():
     t = trainer(steps=0, fresh_shapes=0.5, fresh_bank=40)
     task = t.task
     fixed = [("shape", i) for i in range(6)]
-    assert sb.fit_shapes(task, 0) == fixed                                           # nothing drawn yet
-    assert sb.fit_shapes(task, 3) == fixed + [("new", j) for j in range(3)]          # one new shape a step
-    assert sb.fit_shapes(task, 10 ** 6) == fixed + [("new", j) for j in range(40)]   # the whole bank
+    assert sb.fit_shapes(task, 0) == fixed  # nothing drawn yet
+    assert sb.fit_shapes(task, 3) == fixed + [("new", j) for j in range(3)]  # one new shape a step
+    assert sb.fit_shapes(task, 10**6) == fixed + [("new", j) for j in range(40)]  # the whole bank
     big = trainer(steps=0, fresh_shapes=0.25, fresh_bank=2048, batch_size=16).task
-    assert len(sb.fit_shapes(big, 10 ** 6)) == 6 + sb.FIT_NEW                        # capped
+    assert len(sb.fit_shapes(big, 10**6)) == 6 + sb.FIT_NEW  # capped
     every = trainer(steps=0, fresh_shapes=1.0, fresh_bank=0).task
-    every._fresh_next = 5                                                            # five new shapes made
-    assert sb.fit_shapes(every, 10 ** 6) == [("new", j) for j in range(5)]          # never trained on the fixed
+    every._fresh_next = 5  # five new shapes made
+    assert sb.fit_shapes(every, 10**6) == [("new", j) for j in range(5)]  # never trained on the fixed
     # a bank shape's grid is its family shape's, made for training or not
     made, _, _ = task.bank.take([2])
     P = sb.grid_points()
@@ -147,18 +170,46 @@ def test_the_fit_set_is_the_shapes_the_run_trained_on():
 
 def test_a_run_behind_its_baseline_says_so(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "sdf", "--num-shapes", "6", "--num-unseen", "2", "--pool", "256", "--points", "64",
-            "--hidden", "8", "--layers", "1", "--latent", "4", "--steps", "1", "--mesh-resolution", "16",
-            "--eval-shapes", "3", "--device", "cpu", "--quiet", "--lr", "1e-9", "--fresh-shapes", "0",
-            "--out", str(out)]
-    assert main(args) == 0                     # behind its baseline is not an error
+    args = [
+        "train",
+        "sdf",
+        "--num-shapes",
+        "6",
+        "--num-unseen",
+        "2",
+        "--pool",
+        "256",
+        "--points",
+        "64",
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--latent",
+        "4",
+        "--steps",
+        "1",
+        "--mesh-resolution",
+        "16",
+        "--eval-shapes",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--lr",
+        "1e-9",
+        "--fresh-shapes",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0  # behind its baseline is not an error
     printed = capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert m["below_linear_baseline"] is True and m["pca_margin_unseen_iou"] < 0
     assert "BELOW ITS LINEAR BASELINE" in printed and "behind on unseen ones" in printed
     # a run ahead of it does not say so
-    ahead = {**m, "grid_train_iou": 0.99, "grid_unseen_iou": 0.98,
-             **sb.baseline_metrics(m, 0.99, 0.98)}
+    ahead = {**m, "grid_train_iou": 0.99, "grid_unseen_iou": 0.98, **sb.baseline_metrics(m, 0.99, 0.98)}
     (line,) = sb.baseline_lines(ahead)
     assert ahead["below_linear_baseline"] is False and "BELOW" not in line and "ahead on unseen ones" in line
     # without unseen shapes the training shapes decide
@@ -168,10 +219,15 @@ def test_a_run_behind_its_baseline_says_so(tmp_path, capsys):
 
 def test_mesh_folders_get_a_baseline_and_deepsdf_samples_report_none(tmp_path):
     import trimesh
+
     folder = tmp_path / "meshes"
     folder.mkdir()
-    meshes = [trimesh.creation.icosphere(subdivisions=2, radius=0.7), trimesh.creation.box((1.0, 0.6, 0.8)),
-              trimesh.creation.capsule(height=0.8, radius=0.3), trimesh.creation.icosphere(radius=0.4)]
+    meshes = [
+        trimesh.creation.icosphere(subdivisions=2, radius=0.7),
+        trimesh.creation.box((1.0, 0.6, 0.8)),
+        trimesh.creation.capsule(height=0.8, radius=0.3),
+        trimesh.creation.icosphere(radius=0.4),
+    ]
     for k, m in enumerate(meshes):
         m.export(folder / f"m{k}.obj")
     t = trainer(steps=0, meshes=str(folder), num_unseen=1, cache_dir=str(tmp_path / "cache"))

@@ -10,21 +10,20 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.core.sdf import (eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points)
+from inr_gon.core.sdf import eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points
 from inr_gon.cli import sdf_main as main
 from inr_gon.training import SdfConfig, Trainer
 from inr_gon.training.run import load_run
 from inr_gon.training.tasks.sdf_data import mesh_files
 
-LOSSES = {"clamped_l1": lambda p, s: (p.clamp(-0.1, 0.1) - s.clamp(-0.1, 0.1)).abs(),
-          "l2": lambda p, s: (p - s) ** 2}
+LOSSES = {"clamped_l1": lambda p, s: (p.clamp(-0.1, 0.1) - s.clamp(-0.1, 0.1)).abs(), "l2": lambda p, s: (p - s) ** 2}
 
 
 def make(B=3, P=40, k=5, seed=0, shared=False, dtype=torch.float64):
     torch.manual_seed(seed)
     m = ig.LatentSiren(3, k, 1, 24, 3).to(dtype)
     pts = torch.rand(P, 3, dtype=dtype) * 2 - 1 if shared else torch.rand(B, P, 3, dtype=dtype) * 2 - 1
-    sdf = 0.15 * torch.randn(B, P, dtype=dtype)      # inside and outside the clamp
+    sdf = 0.15 * torch.randn(B, P, dtype=dtype)  # inside and outside the clamp
     return m, pts, sdf
 
 
@@ -94,6 +93,7 @@ def test_pool_split_is_disjoint_and_fresh():
 
 class SphereModel(torch.nn.Module):
     """F(c ⊕ z) = |c - z[:3]| - 0.5: an exact SDF for every latent (eikonal residual 0)."""
+
     latent_dim = 3
 
     def forward(self, coords, z):
@@ -105,13 +105,14 @@ def test_procedural_held_out_shapes_do_not_depend_on_the_training_set_size():
     """The unseen procedural shapes are their own family: the same shapes and pools for 4 or 9
     training shapes, none equal to a training shape; the training shapes are a prefix."""
     from inr_gon.training.tasks.sdf_data import load_shapes
+
     a, b = (load_shapes(SdfConfig(num_shapes=n, num_unseen=2, pool=64)) for n in (4, 9))
     assert [a.names[i] for i in a.unseen_index] == [b.names[i] for i in b.unseen_index] == ["held0000", "held0001"]
     probe = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
     for i, j in zip(a.unseen_index, b.unseen_index):
         assert torch.equal(a.analytic[i](probe), b.analytic[j](probe)) and torch.equal(a.points[i], b.points[j])
         assert all(not torch.equal(a.analytic[i](probe), a.analytic[t](probe)) for t in a.train_index)
-    for t in a.train_index:            # the training shapes and their pools are a prefix of the larger set
+    for t in a.train_index:  # the training shapes and their pools are a prefix of the larger set
         assert torch.equal(a.points[t], b.points[t]) and torch.equal(a.analytic[t](probe), b.analytic[t](probe))
 
 
@@ -175,20 +176,60 @@ def test_clear_errors():
 # ------------------------------------------------------------------------------------------------
 # end to end
 # ------------------------------------------------------------------------------------------------
-TINY = ["--hidden", "16", "--layers", "2", "--latent", "4", "--points", "128", "--pool", "512",
-        "--batch-size", "2", "--mesh-resolution", "24", "--eval-shapes", "1", "--device", "cpu", "--quiet"]
+TINY = [
+    "--hidden",
+    "16",
+    "--layers",
+    "2",
+    "--latent",
+    "4",
+    "--points",
+    "128",
+    "--pool",
+    "512",
+    "--batch-size",
+    "2",
+    "--mesh-resolution",
+    "24",
+    "--eval-shapes",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def test_example_end_to_end_procedural(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = TINY + ["--num-shapes", "4", "--num-unseen", "2", "--steps", "4", "--checkpoint-every", "2",
-                   "--out", str(out), "--eikonal", "0.1"]
+    argv = TINY + [
+        "--num-shapes",
+        "4",
+        "--num-unseen",
+        "2",
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        str(out),
+        "--eikonal",
+        "0.1",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "unseen shapes" in printed and str(out / "metrics.json") in printed
     m = json.loads((out / "metrics.json").read_text())
-    for k in ("train_chamfer", "train_iou", "train_normal_consistency", "unseen_chamfer", "unseen_iou",
-              "unseen_normal_consistency", "steps", "train_seconds", "params"):
+    for k in (
+        "train_chamfer",
+        "train_iou",
+        "train_normal_consistency",
+        "unseen_chamfer",
+        "unseen_iou",
+        "unseen_normal_consistency",
+        "steps",
+        "train_seconds",
+        "params",
+    ):
         assert k in m, k
     assert m["steps"] == 4 and m["num_unseen"] == 2 and 0 <= m["train_iou"] <= 1
     for name in ("config.json", "slices_train.png", "slices_unseen.png", "slerp.png"):
@@ -205,8 +246,19 @@ def test_example_end_to_end_procedural(tmp_path, capsys):
 
 
 def test_shared_inner_trains(tmp_path):
-    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2,
-                         latent=4, steps=3, inner="shared", device="cpu")
+    cfg = SdfConfig(
+        num_shapes=4,
+        num_unseen=1,
+        pool=512,
+        points=128,
+        batch_size=2,
+        hidden=16,
+        layers=2,
+        latent=4,
+        steps=3,
+        inner="shared",
+        device="cpu",
+    )
     t = Trainer(cfg, quiet=True)
     assert t.fit()["steps"] == 3
     assert t.task.encode([4]).shape == (1, 4)
@@ -216,8 +268,20 @@ def test_shared_inner_trains(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("inner,eikonal", [("per_sample", 0.1), ("shared", 0.0)])
 def test_sdf_trainer_on_cuda_and_resume_on_cpu(tmp_path, inner, eikonal):
-    kw = dict(num_shapes=4, num_unseen=1, pool=512, points=128, batch_size=2, hidden=16, layers=2, latent=4,
-              inner=inner, eikonal=eikonal, checkpoint_every=2, out=str(tmp_path / "run"))
+    kw = dict(
+        num_shapes=4,
+        num_unseen=1,
+        pool=512,
+        points=128,
+        batch_size=2,
+        hidden=16,
+        layers=2,
+        latent=4,
+        inner=inner,
+        eikonal=eikonal,
+        checkpoint_every=2,
+        out=str(tmp_path / "run"),
+    )
     t = Trainer(SdfConfig(steps=4, device="cuda", **kw), quiet=True)
     t.prepare_run_dir(resume=False, overwrite=False)
     assert t.fit()["steps"] == 4 and t.model.coord_weight.device.type == "cuda"
@@ -230,6 +294,7 @@ def test_sdf_trainer_on_cuda_and_resume_on_cpu(tmp_path, inner, eikonal):
 
 def test_meshes_folder_end_to_end(tmp_path):
     import trimesh
+
     folder = tmp_path / "meshes"
     folder.mkdir()
     trimesh.creation.icosphere(subdivisions=2, radius=0.7).export(folder / "sphere.obj")
@@ -239,7 +304,7 @@ def test_meshes_folder_end_to_end(tmp_path):
     assert main(TINY + ["--meshes", str(folder), "--steps", "3", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train"] == 2 and m["num_unseen"] == 1 and m["source"] == "meshes"
-    assert list((out / "cache").glob("*.npz"))           # samples cached under --out
+    assert list((out / "cache").glob("*.npz"))  # samples cached under --out
     assert (out / "slices_unseen.png").is_file()
 
 
@@ -256,8 +321,9 @@ def test_empty_mesh_folder_is_a_clear_error(tmp_path, capsys):
 DATA = os.environ.get("INR_GON_DATA")
 
 
-@pytest.mark.skipif(not DATA or not (Path(DATA) / "deepsdf-samples").is_dir(),
-                    reason="INR_GON_DATA/deepsdf-samples not available")
+@pytest.mark.skipif(
+    not DATA or not (Path(DATA) / "deepsdf-samples").is_dir(), reason="INR_GON_DATA/deepsdf-samples not available"
+)
 def test_deepsdf_folder_end_to_end(tmp_path):
     out = tmp_path / "run"
     assert main(TINY + ["--deepsdf", str(Path(DATA) / "deepsdf-samples"), "--steps", "2", "--out", str(out)]) == 0

@@ -63,9 +63,7 @@ def test_iou_sdf_vs_sdf():
     b = S.Sphere((0.3, 0.0, 0.0), 0.5)
     iou = volumetric_iou(a, b, bounds=(-1, 1), num_points=200_000)
     assert iou == pytest.approx(_lens_iou(0.5, 0.3), abs=0.01)
-    assert (
-        volumetric_iou(S.Sphere((5, 5, 5), 0.1), S.Sphere((-5, 5, 5), 0.1), bounds=(-1, 1)) == 1.0
-    )
+    assert volumetric_iou(S.Sphere((5, 5, 5), 0.1), S.Sphere((-5, 5, 5), 0.1), bounds=(-1, 1)) == 1.0
 
 
 def test_iou_mesh_vs_sdf_and_mesh(sphere):
@@ -74,9 +72,9 @@ def test_iou_mesh_vs_sdf_and_mesh(sphere):
     expected = _lens_iou(1.0, 0.6)
     assert volumetric_iou(sphere, shifted, num_points=20_000) == pytest.approx(expected, abs=0.02)
     box = ((-1.0, -1.0, -1.0), (1.6, 1.0, 1.0))
-    assert volumetric_iou(
-        sphere, S.Sphere((0.6, 0, 0), 1.0), num_points=20_000, bounds=box
-    ) == pytest.approx(expected, abs=0.02)
+    assert volumetric_iou(sphere, S.Sphere((0.6, 0, 0), 1.0), num_points=20_000, bounds=box) == pytest.approx(
+        expected, abs=0.02
+    )
     assert volumetric_iou(sphere, sphere, num_points=5_000) == 1.0
 
 

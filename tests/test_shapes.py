@@ -111,9 +111,7 @@ def test_procedural_shapes_lipschitz_and_bounded(seed):
     y = x + 0.05 * _points(300, seed + 1, 1.0)
     assert torch.all((shape(x) - shape(y)).abs() <= (x - y).norm(dim=1) + 1e-9)
     # negative somewhere, positive near the boundary of [-0.9, 0.9]^3
-    faces = torch.cat(
-        [_points(200, seed, 1.0)[:, :2], torch.full((200, 1), 0.9, dtype=torch.float64)], 1
-    )
+    faces = torch.cat([_points(200, seed, 1.0)[:, :2], torch.full((200, 1), 0.9, dtype=torch.float64)], 1)
     assert torch.all(shape(faces) > 0)
     assert torch.any(shape(_points(4000, seed, 0.9)) < 0)
 
@@ -148,7 +146,10 @@ def test_interior_check_equals_the_whole_grid():
     shapes = [S.random_shape(torch.Generator().manual_seed(s)) for s in range(20)]
     shapes += [S.Box((0.5, 0.5, w)) for w in (0.005, 0.02, 0.03, 0.2)]
     shapes += [S.Translate(S.Sphere(0.0, r), (0.8, -0.8, 0.8)) for r in (0.01, 0.05, 0.15)]
-    shapes += [S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.78)), S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.7))]
+    shapes += [
+        S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.78)),
+        S.Difference(S.Sphere(0.0, 0.8), S.Sphere(0.0, 0.7)),
+    ]
     answers = [_has_interior(s) for s in shapes]
     assert answers == [naive(s) for s in shapes]
     assert True in answers and False in answers

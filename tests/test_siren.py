@@ -15,7 +15,7 @@ def test_init_statistics_match_siren_bounds(w0, w0_first):
     torch.manual_seed(0)
     m = ig.LatentSiren(3, 61, 2, 512, 3, w0=w0, w0_first=w0_first)
     first = torch.cat([m.coord_weight, m.latent_weight], 1)
-    b = 1 / 64                                     # fan_in n + k = 64
+    b = 1 / 64  # fan_in n + k = 64
     assert first.abs().max() <= b and first.abs().max() > 0.99 * b
     # uniform on [-b, b]: variance b^2 / 3
     assert first.var().item() == pytest.approx(b * b / 3, rel=0.05)
@@ -24,7 +24,7 @@ def test_init_statistics_match_siren_bounds(w0, w0_first):
         w = lin.weight
         assert w.abs().max() <= bound and w.abs().max() > 0.98 * bound
         # sample variance of n uniforms has relative s.d. sqrt(0.8 / n); allow 5 s.d.
-        assert w.var().item() == pytest.approx(bound ** 2 / 3, rel=5 * math.sqrt(0.8 / w.numel()))
+        assert w.var().item() == pytest.approx(bound**2 / 3, rel=5 * math.sqrt(0.8 / w.numel()))
     assert m.hidden[0].w0 == w0 and m.w0_first == w0_first
 
 
@@ -69,7 +69,9 @@ def test_separate_latent_frequency_scales_only_the_latent_columns(shared):
         h = torch.sin(30.0 * layer.linear(h))
     torch.testing.assert_close(m(c, z), m.out(h), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(m.forward_concat(c, z), m.out(h), rtol=1e-12, atol=1e-12)
-    assert ig.LatentSiren(2, 8, 1, 32, 3).w0_latent == 30.0 and "w0_latent" not in ig.LatentSiren(2, 8, 1, 32, 3).config()
+    assert (
+        ig.LatentSiren(2, 8, 1, 32, 3).w0_latent == 30.0 and "w0_latent" not in ig.LatentSiren(2, 8, 1, 32, 3).config()
+    )
     with pytest.raises(ValueError, match="w0_latent"):
         ig.LatentSiren(2, 8, 1, 32, 3, w0_latent=0)
 
@@ -102,12 +104,15 @@ def test_config_rebuilds_model():
     torch.testing.assert_close(m(c, z), m2(c, z))
 
 
-@pytest.mark.parametrize("coords,z,match", [
-    (torch.rand(5, 3), torch.zeros(2, 4), "coords must have shape"),
-    (torch.rand(5, 2), torch.zeros(2, 5), "z must have shape"),
-    (torch.rand(3, 5, 2), torch.zeros(2, 4), "batch"),
-    (torch.rand(5, 2).long(), torch.zeros(2, 4), "floating-point"),
-])
+@pytest.mark.parametrize(
+    "coords,z,match",
+    [
+        (torch.rand(5, 3), torch.zeros(2, 4), "coords must have shape"),
+        (torch.rand(5, 2), torch.zeros(2, 5), "z must have shape"),
+        (torch.rand(3, 5, 2), torch.zeros(2, 4), "batch"),
+        (torch.rand(5, 2).long(), torch.zeros(2, 4), "floating-point"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(coords, z, match):
     m = ig.LatentSiren(2, 4, 1, 8, 1)
     with pytest.raises((ValueError, TypeError), match=match):
@@ -131,7 +136,10 @@ def _trunk_inputs(L, O, N=13, H=7, seed=0):
     u1 = torch.randn(N, H, generator=g, dtype=torch.float64)
     params = []
     for _ in range(L - 1):
-        params += [torch.randn(H, H, generator=g, dtype=torch.float64), torch.randn(H, generator=g, dtype=torch.float64)]
+        params += [
+            torch.randn(H, H, generator=g, dtype=torch.float64),
+            torch.randn(H, generator=g, dtype=torch.float64),
+        ]
     params += [torch.randn(O, H, generator=g, dtype=torch.float64), torch.randn(O, generator=g, dtype=torch.float64)]
     return [t.requires_grad_() for t in [u1, *params]]
 
@@ -144,11 +152,11 @@ def test_fused_trunk_gradients_equal_plain_autograd(L, O):
     out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     ref, _ = _sine_trunk(inputs[0], inputs[1:])
     torch.testing.assert_close(out, ref, rtol=1e-13, atol=1e-13)
-    got = torch.autograd.grad(out, inputs, g)                       # the in-place fast path
+    got = torch.autograd.grad(out, inputs, g)  # the in-place fast path
     want = torch.autograd.grad(ref, inputs, g)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(inputs[0].detach(), u1_before, rtol=0, atol=0)   # input untouched
+    torch.testing.assert_close(inputs[0].detach(), u1_before, rtol=0, atol=0)  # input untouched
 
 
 def test_fused_trunk_second_and_double_backward_recompute():
@@ -157,7 +165,7 @@ def test_fused_trunk_second_and_double_backward_recompute():
     out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     ref, _ = _sine_trunk(inputs[0], inputs[1:])
     first = torch.autograd.grad(out, inputs, g, retain_graph=True)
-    second = torch.autograd.grad(out, inputs, g)                    # buffers consumed: recompute
+    second = torch.autograd.grad(out, inputs, g)  # buffers consumed: recompute
     want = torch.autograd.grad(ref, inputs, g, retain_graph=True)
     for a, b, c in zip(first, second, want):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
@@ -166,7 +174,7 @@ def test_fused_trunk_second_and_double_backward_recompute():
     out = _FusedSineTrunk.apply(inputs[0], None, *inputs[1:])
     (gu,) = torch.autograd.grad(out, inputs[0], g, create_graph=True)
     (gu_ref,) = torch.autograd.grad(ref, inputs[0], g, create_graph=True)
-    opts = dict(allow_unused=True, materialize_grads=True)      # b_out does not enter ∂F/∂u1
+    opts = dict(allow_unused=True, materialize_grads=True)  # b_out does not enter ∂F/∂u1
     hess = torch.autograd.grad(gu.square().sum(), inputs, **opts)
     hess_ref = torch.autograd.grad(gu_ref.square().sum(), inputs, **opts)
     for a, b in zip(hess, hess_ref):
@@ -197,8 +205,8 @@ def test_fused_trunk_with_shifts_equals_plain_autograd(L, O):
     torch.testing.assert_close(out, h @ inputs[-2].T + inputs[-1], rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(out, ref.reshape(B * P, O), rtol=1e-13, atol=1e-13)
     want = torch.autograd.grad(ref.reshape(B * P, O), [*inputs, shifts], g, retain_graph=True)
-    got = torch.autograd.grad(out, [*inputs, shifts], g, retain_graph=True)     # in-place path
-    again = torch.autograd.grad(out, [*inputs, shifts], g)                     # recomputed
+    got = torch.autograd.grad(out, [*inputs, shifts], g, retain_graph=True)  # in-place path
+    again = torch.autograd.grad(out, [*inputs, shifts], g)  # recomputed
     for a, b, c in zip(got, again, want):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12)
@@ -219,9 +227,8 @@ def test_fused_model_equals_unfused_model(coords_grad, shifts):
     grads = []
     for model in (m, plain):
         loss, _ = ig.gon_loss(model, c, x)
-        if coords_grad:     # an eikonal-style term: ∇_c F differentiated again
-            (gc,) = torch.autograd.grad(model(c, torch.zeros(3, 6, dtype=torch.float64)).sum(), c,
-                                        create_graph=True)
+        if coords_grad:  # an eikonal-style term: ∇_c F differentiated again
+            (gc,) = torch.autograd.grad(model(c, torch.zeros(3, 6, dtype=torch.float64)).sum(), c, create_graph=True)
             loss = loss + gc.norm(dim=-1).sub(1).square().mean()
         grads.append(torch.autograd.grad(loss, list(model.parameters())))
     for a, b in zip(*grads):

@@ -79,21 +79,57 @@ def test_sdf_cuda_defaults_follow_steps_not_the_cpu_time_budget():
     # the time budget governs on CPU: a step cap no 2-core CPU reaches in seven minutes (~13-16 steps/s);
     # float32 on both (README "SDF shapes": bf16 cost new shapes 0.04 IoU at equal steps)
     assert cpu.steps >= 10_000 and cpu.amp == "off" and cuda.amp == "off"
-    assert cpu.w0_first == cuda.w0_first == 60.0          # README "The first layer's frequency"
+    assert cpu.w0_first == cuda.w0_first == 60.0  # README "The first layer's frequency"
 
 
 def test_resume_continues_with_the_runs_own_settings(tmp_path):
     """``--resume`` starts from the run's config.json (options given still win), not from the
     defaults: a run trained with other settings continues as it was."""
     folder = write_image_folder(tmp_path / "imgs", n=8)
-    common = ["train", "image", "--dataset", str(folder), "--device", "cpu", "--quiet", "--threads", "1",
-              "--out", str(tmp_path / "run")]
-    assert main(common + ["--steps", "3", "--batch-size", "4", "--hidden", "8", "--layers", "1", "--latent", "2",
-                          "--lr", "1e-3", "--lr-schedule", "constant"]) == 0
+    common = [
+        "train",
+        "image",
+        "--dataset",
+        str(folder),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert (
+        main(
+            common
+            + [
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--hidden",
+                "8",
+                "--layers",
+                "1",
+                "--latent",
+                "2",
+                "--lr",
+                "1e-3",
+                "--lr-schedule",
+                "constant",
+            ]
+        )
+        == 0
+    )
     assert main(common + ["--resume", "--steps", "5"]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (saved["steps"], saved["hidden"], saved["lr"], saved["lr_schedule"], saved["batch_size"]) == \
-        (5, 8, 1e-3, "constant", 4)
+    assert (saved["steps"], saved["hidden"], saved["lr"], saved["lr_schedule"], saved["batch_size"]) == (
+        5,
+        8,
+        1e-3,
+        "constant",
+        4,
+    )
     assert (tmp_path / "run" / "ckpt_step0000005.pt").is_file()
 
 
@@ -103,11 +139,35 @@ def test_a_run_saved_before_an_option_existed_resumes_with_what_it_used(tmp_path
     folder = write_image_folder(tmp_path / "imgs", n=8)
     common = ["train", "image", "--dataset", str(folder), "--device", "cpu", "--quiet", "--threads", "1"]
     run = tmp_path / "run"
-    assert main(common + ["--out", str(run), "--steps", "2", "--batch-size", "4", "--hidden", "8", "--layers", "2",
-                          "--latent", "2", "--w0-first", "60", "--no-latent-shifts", "--w0-latent", "60",
-                          "--amp", "off"]) == 0
+    assert (
+        main(
+            common
+            + [
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--hidden",
+                "8",
+                "--layers",
+                "2",
+                "--latent",
+                "2",
+                "--w0-first",
+                "60",
+                "--no-latent-shifts",
+                "--w0-latent",
+                "60",
+                "--amp",
+                "off",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((run / "config.json").read_text())
-    for key in ("latent_shifts", "w0_latent", "amp"):          # as 0.2 wrote it
+    for key in ("latent_shifts", "w0_latent", "amp"):  # as 0.2 wrote it
         del saved[key]
     (run / "config.json").write_text(json.dumps(saved))
     assert main(common + ["--out", str(run), "--resume", "--steps", "4"]) == 0
@@ -119,13 +179,36 @@ def test_a_run_saved_before_an_option_existed_resumes_with_what_it_used(tmp_path
 
 def test_config_json_reruns_its_run(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "imgs", n=8)
-    args = ["train", "image", "--dataset", str(folder), "--steps", "3", "--batch-size", "4", "--hidden", "8",
-            "--layers", "1", "--latent", "2", "--device", "cpu", "--quiet", "--threads", "1"]
+    args = [
+        "train",
+        "image",
+        "--dataset",
+        str(folder),
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--latent",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert saved["task"] == "image" and saved["hidden"] == 8 and saved["lr"] == 5e-4       # the resolved CPU default
-    assert main(["train", "image", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"),
-                 "--quiet"]) == 0
+    assert saved["task"] == "image" and saved["hidden"] == 8 and saved["lr"] == 5e-4  # the resolved CPU default
+    assert (
+        main(
+            ["train", "image", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"), "--quiet"]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "b" / "config.json").read_text())
     assert {**again, "out": None} == {**saved, "out": None}
     a = torch.load(tmp_path / "a" / "ckpt_step0000003.pt", weights_only=True)["model"]
@@ -146,7 +229,8 @@ def test_config_json_reruns_its_run(tmp_path, capsys):
 def test_learning_rate_schedules():
     lr = [learning_rate(s, lr=1.0, steps=100, schedule="cosine", warmup_steps=10) for s in range(101)]
     assert lr[0] == pytest.approx(0.1 * (0.05 + 0.95 * 0.5 * (1 + math.cos(0)))) and lr[9] == pytest.approx(
-        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.09)))
+        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.09))
+    )
     assert lr[100] == pytest.approx(0.05) and all(a >= b for a, b in zip(lr[9:], lr[10:]))
     assert [learning_rate(s, lr=2.0, steps=10, warmup_steps=4) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
 
@@ -169,8 +253,14 @@ def test_metrics_jsonl_has_every_log_eval_and_final_line_and_resume_drops_the_re
     t.prepare_run_dir(resume=False, overwrite=False)
     t.fit()
     rows = _lines(tmp_path / "metrics.jsonl")
-    assert [(r["kind"], r["step"]) for r in rows] == [("train", 2), ("eval", 3), ("train", 4), ("train", 6),
-                                                      ("eval", 6), ("final", 6)]
+    assert [(r["kind"], r["step"]) for r in rows] == [
+        ("train", 2),
+        ("eval", 3),
+        ("train", 4),
+        ("train", 6),
+        ("eval", 6),
+        ("final", 6),
+    ]
     assert all(math.isfinite(r["loss"]) for r in rows if r["kind"] == "train")
     assert rows[1]["test_psnr"] > 0 and rows[-1]["test_psnr"] == pytest.approx(t.history["test_psnr"][-1], abs=5)
     # an interrupted run resumed from step 4 logs steps 5.. again: the old lines past 4 are dropped
@@ -180,12 +270,12 @@ def test_metrics_jsonl_has_every_log_eval_and_final_line_and_resume_drops_the_re
     assert r.step == 4
     r.fit()
     steps = [(x["kind"], x["step"]) for x in _lines(tmp_path / "metrics.jsonl")]
-    assert steps == [("train", 2), ("eval", 3), ("train", 4), ("train", 6), ("eval", 6), ("train", 8),
-                     ("final", 8)]
+    assert steps == [("train", 2), ("eval", 3), ("train", 4), ("train", 6), ("eval", 6), ("train", 8), ("final", 8)]
 
 
 def test_tensorboard_option(tmp_path, monkeypatch):
     from inr_gon.training import metrics_log
+
     monkeypatch.setattr(metrics_log, "tensorboard_available", lambda: False)
     with pytest.raises(ValueError, match="needs the tensorboard package: pip install tensorboard"):
         Trainer(tiny_config(tmp_path, tensorboard=True), dataset=tiny_dataset(), quiet=True)
@@ -199,9 +289,25 @@ def test_tensorboard_option(tmp_path, monkeypatch):
 
 # -- the SDF task gets what the image task has ------------------------------------------------------------
 def test_sdf_task_schedule_amp_and_periodic_evaluation(tmp_path):
-    cfg = SdfConfig(num_shapes=6, num_unseen=2, pool=256, points=64, batch_size=2, hidden=16, layers=2, latent=4,
-                    steps=8, lr=1e-3, lr_schedule="cosine", warmup_steps=2, amp="bf16", eval_every=4, log_every=2,
-                    device="cpu", out=str(tmp_path))
+    cfg = SdfConfig(
+        num_shapes=6,
+        num_unseen=2,
+        pool=256,
+        points=64,
+        batch_size=2,
+        hidden=16,
+        layers=2,
+        latent=4,
+        steps=8,
+        lr=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=2,
+        amp="bf16",
+        eval_every=4,
+        log_every=2,
+        device="cpu",
+        out=str(tmp_path),
+    )
     t = Trainer(cfg, quiet=True)
     seen = record_lrs(t)
     t.fit()
@@ -213,8 +319,10 @@ def test_sdf_task_schedule_amp_and_periodic_evaluation(tmp_path):
 
 def test_sdf_bf16_outer_pass_keeps_a_float32_latent():
     from inr_gon.core.sdf import sdf_gon_loss
+
     torch.manual_seed(0)
     from inr_gon import LatentSiren
+
     m = LatentSiren(3, 4, 1, 32, 2)
     pts, sdf = torch.rand(3, 64, 3) * 2 - 1, torch.rand(3, 64) - 0.5
     l32, z32, _ = sdf_gon_loss(m, pts, sdf)
@@ -231,32 +339,37 @@ def test_autocast_keeps_the_first_layer_in_float32():
     """Under bf16 autocast the first pre-activation (tens of radians at w0_first 90) stays float32;
     the hidden layers run in bf16."""
     from inr_gon import LatentSiren
+
     torch.manual_seed(0)
     m = LatentSiren(2, 8, 1, 32, 3, w0_first=90.0, latent_shifts=True, fused=False)
     seen = {}
     first, trunk = m.coord_preactivation, m.trunk
     m.coord_preactivation = lambda c: seen.setdefault("first", first(c))
-    m.trunk = lambda u1, shifts=None, **kw: (seen.setdefault("u1", u1), seen.setdefault("out", trunk(u1, shifts, **kw)))[1]
+    m.trunk = lambda u1, shifts=None, **kw: (
+        seen.setdefault("u1", u1),
+        seen.setdefault("out", trunk(u1, shifts, **kw)),
+    )[1]
     c, z = torch.rand(50, 2) * 2 - 1, torch.randn(4, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = m(c, z)
     assert seen["first"].dtype == torch.float32 and seen["u1"].dtype == torch.float32
     assert y.dtype == torch.bfloat16
-    with torch.autocast("cpu", dtype=torch.bfloat16):       # the float32 shifts do not promote the hidden layers
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the float32 shifts do not promote the hidden layers
         _, us = m.origin_forward(seen["u1"], z)
     assert [u.dtype for u in us] == [torch.float32, torch.bfloat16, torch.bfloat16]
 
 
 def test_amp_auto_measures_the_cpu_and_records_its_choice(monkeypatch):
     from inr_gon.training import runtime
+
     speedup = runtime.bf16_matmul_speedup("cpu", rows=256, width=32, repeats=2)
     assert math.isfinite(speedup) and speedup > 0
     assert runtime.resolve_amp("auto", "cpu") in ("bf16", "off")
     monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 3.0)
     assert runtime.resolve_amp("auto", "cpu") == "bf16" and runtime.resolve_amp("off", "cpu") == "off"
     assert runtime.resolve_amp("fp16", "cpu") == "fp16"
-    assert runtime.resolve_amp("auto", torch.device("cuda")) == "off"     # CUDA keeps the paper's float32
-    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 0.7)    # emulated bf16: slower
+    assert runtime.resolve_amp("auto", torch.device("cuda")) == "off"  # CUDA keeps the paper's float32
+    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 0.7)  # emulated bf16: slower
     t = Trainer(tiny_config(None, amp="auto"), dataset=tiny_dataset(), quiet=True)
     assert t.cfg.amp == "off"
     monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda *a, **k: 3.0)
@@ -279,15 +392,16 @@ def test_the_first_layer_frequency_default_follows_the_data_it_was_measured_on(t
     cpu, cuda = torch.device("cpu"), type("D", (), {"type": "cuda"})()
     assert ImageConfig(dataset="mnist").resolved(cpu).w0_first == 90.0
     assert ImageConfig(dataset="fashion").resolved(cpu).w0_first == 90.0
-    assert ImageConfig(dataset="Fashion_MNIST").resolved(cpu).w0_first == 90.0   # any name load_mnist takes
-    assert ImageConfig(dataset=str(tmp_path)).resolved(cpu).w0_first == 30.0      # an image folder
-    assert ImageConfig(dataset="mnist").resolved(cuda).w0_first == 30.0           # the paper's on CUDA
+    assert ImageConfig(dataset="Fashion_MNIST").resolved(cpu).w0_first == 90.0  # any name load_mnist takes
+    assert ImageConfig(dataset=str(tmp_path)).resolved(cpu).w0_first == 30.0  # an image folder
+    assert ImageConfig(dataset="mnist").resolved(cuda).w0_first == 30.0  # the paper's on CUDA
     assert ImageConfig(dataset="mnist", w0_first=45.0).resolved(cpu).w0_first == 45.0
     assert ImageConfig(dataset="mnist").resolved(cpu).w0_latent == 30.0
 
 
 def test_device_dependent_switches_can_be_turned_off():
     from inr_gon.cli import build_parser
+
     parse = lambda *a: ImageConfig.from_args(build_parser().parse_args(["train", "image", *a]))
     cpu = torch.device("cpu")
     assert parse().resolved(cpu).latent_shifts is True
@@ -312,45 +426,65 @@ def test_old_module_paths_import_with_a_deprecation_warning():
     import importlib
     import sys
     import inr_gon as ig
+
     for old in ("inr_gon.siren", "inr_gon.gon", "inr_gon.shapes"):
         sys.modules.pop(old, None)
     with pytest.warns(DeprecationWarning, match="inr_gon.siren moved to inr_gon.nn.siren"):
         siren = importlib.import_module("inr_gon.siren")
     assert siren.LatentSiren is ig.LatentSiren and siren.__name__ == "inr_gon.nn.siren"
-    from inr_gon.gon import gon_latent          # noqa: F401  (a from-import works too)
+    from inr_gon.gon import gon_latent  # noqa: F401  (a from-import works too)
+
     assert ig.gon_latent is gon_latent
 
 
 def test_a_schedule_by_time_anneals_a_run_cut_by_its_budget(monkeypatch):
     import inr_gon.training.trainer as tr
-    clock = iter(range(0, 10 ** 6, 10))           # every reading of the clock: 10 s later
+
+    clock = iter(range(0, 10**6, 10))  # every reading of the clock: 10 s later
     monkeypatch.setattr(tr.time, "perf_counter", lambda: float(next(clock)))
-    t = Trainer(tiny_config(None, steps=10 ** 6, seconds=100.0, lr=1e-3, lr_schedule="cosine", schedule_by="time",
-                            eval_every=10 ** 6, log_every=10 ** 6), dataset=tiny_dataset(), quiet=True)
+    t = Trainer(
+        tiny_config(
+            None,
+            steps=10**6,
+            seconds=100.0,
+            lr=1e-3,
+            lr_schedule="cosine",
+            schedule_by="time",
+            eval_every=10**6,
+            log_every=10**6,
+        ),
+        dataset=tiny_dataset(),
+        quiet=True,
+    )
     seen = record_lrs(t)
     t.fit()
     assert 2 <= len(seen) <= 10 and seen == sorted(seen, reverse=True)
-    assert seen[-1] < 0.3e-3                      # by the end of the budget the rate is near lr/20
+    assert seen[-1] < 0.3e-3  # by the end of the budget the rate is near lr/20
     assert t.lr_at(0, 100.0) == pytest.approx(5e-5) and t.lr_at(0, 50.0) == pytest.approx(5.25e-4)
 
 
 def test_train_seconds_leave_out_evaluations_and_stop_with_the_loop(tmp_path, monkeypatch):
     """The training clock (snapshots, metrics) excludes the time of an evaluation that just ran,
     and stops when the loop ends; a checkpoint stores the clock as of its writing."""
-    t = Trainer(tiny_config(tmp_path / "run", steps=4, eval_every=2, checkpoint_every=3), dataset=tiny_dataset(),
-                quiet=True)
+    t = Trainer(
+        tiny_config(tmp_path / "run", steps=4, eval_every=2, checkpoint_every=3), dataset=tiny_dataset(), quiet=True
+    )
     evaluate = t.task.evaluate
 
     def slow_evaluate(trainer):
         time.sleep(0.3)
         return evaluate(trainer)
+
     monkeypatch.setattr(t.task, "evaluate", slow_evaluate)
     seen = []
-    monkeypatch.setattr(t.task, "on_step_end", lambda tr: seen.append((tr.step, tr.train_seconds,
-                                                                       time.perf_counter() - tr._t0, tr.eval_seconds)))
+    monkeypatch.setattr(
+        t.task,
+        "on_step_end",
+        lambda tr: seen.append((tr.step, tr.train_seconds, time.perf_counter() - tr._t0, tr.eval_seconds)),
+    )
     t.prepare_run_dir(resume=False, overwrite=False)
     metrics = t.fit()
-    step, train, wall, evaluating = seen[1]          # step 2, right after the first evaluation
+    step, train, wall, evaluating = seen[1]  # step 2, right after the first evaluation
     assert step == 2 and evaluating >= 0.3 and abs(wall - evaluating - train) < 0.02
     frozen = t.train_seconds
     time.sleep(0.05)

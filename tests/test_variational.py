@@ -7,8 +7,14 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import inr_gon as ig
-from inr_gon.variants.variational import (ConvDecoder, VariationalGON, bits_per_dim, kl_diag_gaussians,
-                                 kl_standard_normal, reparameterize)
+from inr_gon.variants.variational import (
+    ConvDecoder,
+    VariationalGON,
+    bits_per_dim,
+    kl_diag_gaussians,
+    kl_standard_normal,
+    reparameterize,
+)
 
 
 def test_kl_standard_normal_closed_form_and_torch():
@@ -16,9 +22,12 @@ def test_kl_standard_normal_closed_form_and_torch():
     mu = torch.randn(5, 7, generator=g, dtype=torch.float64)
     sigma = torch.rand(5, 7, generator=g, dtype=torch.float64) * 2 + 0.1
     ref = kl_divergence(Normal(mu, sigma), Normal(torch.zeros_like(mu), torch.ones_like(sigma))).sum(-1)
-    manual = 0.5 * (sigma ** 2 + mu ** 2 - 1 - torch.log(sigma ** 2)).sum(-1)
-    for kl in (kl_standard_normal(mu, sigma=sigma), kl_standard_normal(mu, logvar=2 * sigma.log()),
-               kl_diag_gaussians(mu, sigma, torch.zeros(()), torch.ones(()))):
+    manual = 0.5 * (sigma**2 + mu**2 - 1 - torch.log(sigma**2)).sum(-1)
+    for kl in (
+        kl_standard_normal(mu, sigma=sigma),
+        kl_standard_normal(mu, logvar=2 * sigma.log()),
+        kl_diag_gaussians(mu, sigma, torch.zeros(()), torch.ones(())),
+    ):
         assert kl.shape == (5,)
         torch.testing.assert_close(kl, ref)
         torch.testing.assert_close(kl, manual)
@@ -87,7 +96,7 @@ def test_elbo_parts_match_manual_computation(sigma_mode):
     assert z.shape == (3, 6) and p["bce"].shape == (3,) and p["kl"].shape == (3,)
     # recompute the outer term by hand with the same ε stream (inner draw, then outer draw)
     g2 = torch.Generator().manual_seed(5)
-    torch.randn(3, 6, generator=g2, dtype=torch.float64)                  # the inner ε
+    torch.randn(3, 6, generator=g2, dtype=torch.float64)  # the inner ε
     eps = torch.randn(3, 6, generator=g2, dtype=torch.float64)
     mu, sigma, _ = v.posterior(z)
     logits = v.decoder(mu + sigma * eps)

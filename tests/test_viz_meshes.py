@@ -11,7 +11,7 @@ from inr_gon.geometry.mesh import sdf_slice
 from inr_gon.viz import save_mesh_grid, save_slices_with_truth
 
 SIZE, DPI = 2.2, 100
-LABEL_W, TITLE_H = 0.3, 0.2            # inches, as laid out by save_mesh_grid
+LABEL_W, TITLE_H = 0.3, 0.2  # inches, as laid out by save_mesh_grid
 
 
 def _rgb(path) -> np.ndarray:
@@ -23,7 +23,7 @@ def _cell(img, r, c, *, labels=True, titles=True):
     x0 = int(round(((LABEL_W if labels else 0) + c * SIZE) * DPI))
     y0 = int(round((r * SIZE + (TITLE_H if titles else 0)) * DPI))
     n = int(round(SIZE * DPI))
-    return img[y0:y0 + n - int(round(TITLE_H * DPI if titles else 0)), x0:x0 + n]
+    return img[y0 : y0 + n - int(round(TITLE_H * DPI if titles else 0)), x0 : x0 + n]
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +40,30 @@ def test_mesh_grid_shaded_and_laid_out(meshes, tmp_path):
     sphere, box, torus, cloud = meshes
     assert len(torus.faces) > 0
     rows = [[sphere, box, torus], [trimesh.Trimesh(), cloud, None]]
-    path = save_mesh_grid(rows, tmp_path / "sub" / "meshes.png", titles=["sphere", "box", "torus"],
-                          row_labels=["GON", "ground truth"], size=SIZE)
+    path = save_mesh_grid(
+        rows,
+        tmp_path / "sub" / "meshes.png",
+        titles=["sphere", "box", "torus"],
+        row_labels=["GON", "ground truth"],
+        size=SIZE,
+    )
     assert path == tmp_path / "sub" / "meshes.png" and path.is_file()
     img = _rgb(path)
     H, W = img.shape[:2]
     assert abs(W - (LABEL_W + 3 * SIZE) * DPI) <= 1 and abs(H - 2 * SIZE * DPI) <= 1
-    assert img.std() > 10                                   # not blank
+    assert img.std() > 10  # not blank
     white = (img == 255).all(-1)
     # shaded sphere: many grey levels of the base colour, not a flat silhouette
     cell = _cell(img, 0, 0)
     drawn = cell[~(cell == 255).all(-1)]
     assert len(drawn) > 0.1 * cell.shape[0] * cell.shape[1]
     assert len(np.unique(drawn @ np.array([1, 256, 65536]))) > 20
-    assert drawn.sum(1).max() - drawn.sum(1).min() > 150     # lit and unlit sides differ
+    assert drawn.sum(1).max() - drawn.sum(1).min() > 150  # lit and unlit sides differ
     # every mesh cell, the "empty" text and the point cloud draw something; the None cell is blank
     for r, c in ((0, 1), (0, 2), (1, 0), (1, 1)):
         assert (~(_cell(img, r, c) == 255).all(-1)).sum() > 20, (r, c)
     assert (_cell(img, 1, 2) == 255).all()
-    assert white.mean() > 0.3                               # background stays white
+    assert white.mean() > 0.3  # background stays white
 
 
 def test_mesh_grid_same_scale(tmp_path):
@@ -93,15 +98,16 @@ def _lime(img) -> int:
 def test_slices_with_truth(tmp_path):
     truth = sdf_slice(inr_gon.shapes.Sphere(0, 0.5), 48).numpy()
     pred = sdf_slice(inr_gon.shapes.Sphere(0, 0.56), 48).numpy()
-    path = save_slices_with_truth([pred, pred], tmp_path / "s" / "slices.png", truth_slices=[truth, None],
-                                  titles=["a", "b"])
+    path = save_slices_with_truth(
+        [pred, pred], tmp_path / "s" / "slices.png", truth_slices=[truth, None], titles=["a", "b"]
+    )
     assert path.is_file()
     img = _rgb(path)
     assert img.std() > 10
-    assert _lime(img) > 20                                  # the truth's dashed zero level
+    assert _lime(img) > 20  # the truth's dashed zero level
     w = img.shape[1]
-    assert _lime(img[:, w // 2:]) == 0                       # no truth given for the second panel
+    assert _lime(img[:, w // 2 :]) == 0  # no truth given for the second panel
     plain = _rgb(save_slices_with_truth([pred], tmp_path / "plain.png"))
-    assert _lime(plain) == 0 and (plain.sum(-1) < 60).sum() > 20   # black prediction contour only
+    assert _lime(plain) == 0 and (plain.sum(-1) < 60).sum() > 20  # black prediction contour only
     with pytest.raises(ValueError):
         save_slices_with_truth([pred], tmp_path / "bad.png", truth_slices=[truth, truth])

@@ -28,8 +28,12 @@ __all__ = ["main", "build_parser", "train_main", "sdf_main", "cmd_train", "cmd_r
 def add_train_parsers(sub) -> None:
     """``train <task>`` sub-commands, one per task, with options from its config class."""
     from ..training.tasks import TASKS
-    t = sub.add_parser("train", help="train a GON (tasks: " + ", ".join(TASKS) + ")",
-                       description="Train a GON; writes pictures, metrics and checkpoints into --out.")
+
+    t = sub.add_parser(
+        "train",
+        help="train a GON (tasks: " + ", ".join(TASKS) + ")",
+        description="Train a GON; writes pictures, metrics and checkpoints into --out.",
+    )
     tasks = t.add_subparsers(dest="task", required=True, metavar="TASK")
     for name, task in TASKS.items():
         cfg = task.config_class
@@ -49,13 +53,14 @@ def cmd_train(args) -> int:
     from ..training.tasks import TASKS
     from ..training.tasks.base import CollapseWarning
     from ..training.trainer import Trainer
+
     task_cls = TASKS[args.task]
     base = {}
     if args.config:
         base = load_config_file(args.config)
         if base.get("task", args.task) != args.task:
             raise ValueError(f"{args.config} is a {base['task']!r} config, not {args.task!r}")
-        if "task" in base:              # a run's own config.json (a hand-written file takes today's defaults)
+        if "task" in base:  # a run's own config.json (a hand-written file takes today's defaults)
             base = task_cls.config_class.fill_absent(base)
     cfg = task_cls.config_class.from_args(args, base=base)
     if cfg.out is None:
@@ -70,11 +75,11 @@ def cmd_train(args) -> int:
         out, cfg = cfg.out, task_cls.config_class.from_args(args, base=base)
         cfg.out = out
     cfg.validate()
-    check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)     # before loading any data
+    check_run_dir(cfg.out, resume=args.resume, overwrite=args.overwrite)  # before loading any data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = Trainer(cfg, quiet=args.quiet)
-    warnings.filterwarnings("ignore", category=CollapseWarning)        # printed below, once, as "warning:"
+    warnings.filterwarnings("ignore", category=CollapseWarning)  # printed below, once, as "warning:"
     try:
         main_rank = trainer.dist.is_main
         if main_rank:
@@ -85,7 +90,7 @@ def cmd_train(args) -> int:
         trainer.prepare_run_dir(resume=args.resume, overwrite=args.overwrite)
         metrics = trainer.fit()
         paths, metrics = trainer.write_outputs(metrics)
-        trainer.dist.barrier()      # every rank done (rank 0 writes the outputs) before the group goes
+        trainer.dist.barrier()  # every rank done (rank 0 writes the outputs) before the group goes
         if main_rank:
             for line in trainer.task.summary(trainer, metrics, paths):
                 print(line)
@@ -99,8 +104,10 @@ def cmd_train(args) -> int:
         gc.collect()
         group.close()
     if metrics.get("collapsed") and cfg.strict:
-        print(f"inr-gon: error: the run failed to learn ({'; '.join(metrics['collapse_reasons'])}); --strict",
-              file=sys.stderr)
+        print(
+            f"inr-gon: error: the run failed to learn ({'; '.join(metrics['collapse_reasons'])}); --strict",
+            file=sys.stderr,
+        )
         return 3
     return 0
 
@@ -110,46 +117,82 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parsers(sub)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train' (or its run folder: the newest checkpoint there)")
+    common.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a checkpoint written by 'inr-gon train' (or its run folder: the newest checkpoint there)",
+    )
     common.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
-    common.add_argument("--chunk-size", type=_positive_int, default=2 ** 16,
-                        help="points evaluated at once (bounds memory; default: 65536)")
-    r = sub.add_parser("render", parents=[common], help="render latents at any resolution to PNG/GIF",
-                       description="Render encoded, sampled or interpolated latents at any resolution.")
+    common.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=2**16,
+        help="points evaluated at once (bounds memory; default: 65536)",
+    )
+    r = sub.add_parser(
+        "render",
+        parents=[common],
+        help="render latents at any resolution to PNG/GIF",
+        description="Render encoded, sampled or interpolated latents at any resolution.",
+    )
     r.add_argument("--resolution", type=_positive_int, default=256, help="output size in pixels (default: 256)")
     r.add_argument("--images", nargs="+", metavar="FILE", help="encode these image files and render them")
-    r.add_argument("--sample", type=_positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian")
-    r.add_argument("--slerp", nargs=2, metavar=("A", "B"),
-                   help="interpolate between two image files, or two test-set indices")
+    r.add_argument(
+        "--sample", type=_positive_int, metavar="N", help="render N latents sampled from the fitted Gaussian"
+    )
+    r.add_argument(
+        "--slerp", nargs=2, metavar=("A", "B"), help="interpolate between two image files, or two test-set indices"
+    )
     r.add_argument("--frames", type=_positive_int, default=16, help="frames of --slerp (default: 16)")
     r.add_argument("--nrow", type=_positive_int, default=8, help="images per row of a PNG grid (default: 8)")
     r.add_argument("--seed", type=int, default=0, help="seed for --sample (default: 0)")
     r.add_argument("--out", required=True, help="output .png (grid) or .gif (one frame per image)")
     r.set_defaults(func=cmd_render)
-    e = sub.add_parser("eval", parents=[common], help="print test metrics of a checkpoint",
-                       description="Image checkpoints: encode the test set in one gradient step each and print "
-                                   "PSNR/SSIM. Shape checkpoints (SDF GON, auto-decoder): field and mesh metrics of "
-                                   "training and unseen shapes. Other tasks: their final evaluation.")
+    e = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="print test metrics of a checkpoint",
+        description="Image checkpoints: encode the test set in one gradient step each and print "
+        "PSNR/SSIM. Shape checkpoints (SDF GON, auto-decoder): field and mesh metrics of "
+        "training and unseen shapes. Other tasks: their final evaluation.",
+    )
     e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
     e.set_defaults(func=cmd_eval)
-    m = sub.add_parser("mesh", help="meshes from an SDF checkpoint (a shape, a new mesh, a slerp, samples)",
-                       description="Extract meshes from an SDF-GON (or auto-decoder) checkpoint: a training shape, "
-                                   "a new mesh file encoded from its samples, a slerp, or samples of a Gaussian "
-                                   "fitted to the training latents.")
+    m = sub.add_parser(
+        "mesh",
+        help="meshes from an SDF checkpoint (a shape, a new mesh, a slerp, samples)",
+        description="Extract meshes from an SDF-GON (or auto-decoder) checkpoint: a training shape, "
+        "a new mesh file encoded from its samples, a slerp, or samples of a Gaussian "
+        "fitted to the training latents.",
+    )
     m.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train sdf|autodecoder'")
     m.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     m.add_argument("--shape", type=_nonneg_int, metavar="I", help="training shape I (its index in the shape set)")
     m.add_argument("--mesh", metavar="FILE", help="a mesh file: normalised, sampled and encoded")
-    m.add_argument("--slerp", nargs=2, metavar=("A", "B"), help="interpolate between two shapes (indices or mesh files)")
+    m.add_argument(
+        "--slerp", nargs=2, metavar=("A", "B"), help="interpolate between two shapes (indices or mesh files)"
+    )
     m.add_argument("--frames", type=_positive_int, default=8, help="meshes of --slerp (default: 8)")
-    m.add_argument("--sample", type=_positive_int, metavar="N", help="N shapes from a Gaussian fitted to the training latents")
+    m.add_argument(
+        "--sample", type=_positive_int, metavar="N", help="N shapes from a Gaussian fitted to the training latents"
+    )
     m.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
-    m.add_argument("--resolution", type=_positive_int, default=128, help="marching-cubes samples per axis (default: 128)")
-    m.add_argument("--method", choices=("coarse_to_fine", "dense"), default="coarse_to_fine",
-                   help="coarse-to-fine (default; evaluates the field only near the surface) or dense")
-    m.add_argument("--lipschitz", type=_positive_float, default=4.0,
-                   help="Lipschitz bound assumed by coarse-to-fine extraction (larger: safer; default: 4)")
+    m.add_argument(
+        "--resolution", type=_positive_int, default=128, help="marching-cubes samples per axis (default: 128)"
+    )
+    m.add_argument(
+        "--method",
+        choices=("coarse_to_fine", "dense"),
+        default="coarse_to_fine",
+        help="coarse-to-fine (default; evaluates the field only near the surface) or dense",
+    )
+    m.add_argument(
+        "--lipschitz",
+        type=_positive_float,
+        default=4.0,
+        help="Lipschitz bound assumed by coarse-to-fine extraction (larger: safer; default: 4)",
+    )
     m.add_argument("--out", required=True, help="output mesh: .ply, .obj, .glb, .stl or .off (several: _NN suffixes)")
     m.add_argument("--render", action="store_true", help="also write a PNG picture beside the mesh")
     m.set_defaults(func=cmd_mesh)
@@ -158,22 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _positive_int(s: str) -> int:
     from ..training.config import _parser
+
     return _parser(int, at_least(1), False)(s)
 
 
 def _nonneg_int(s: str) -> int:
     from ..training.config import _parser
+
     return _parser(int, at_least(0), False)(s)
 
 
 def _positive_float(s: str) -> float:
     from ..training.config import _parser, positive
+
     return _parser(float, positive, False)(s)
 
 
 def _with_task(argv: list) -> list:
     """``train --dataset x`` (no task name) is ``train image --dataset x``."""
     from ..training.tasks import TASKS
+
     if argv and argv[0] == "train" and (len(argv) == 1 or argv[1] not in (*TASKS, "-h", "--help")):
         return ["train", "image", *argv[1:]]
     return argv
@@ -182,11 +229,12 @@ def _with_task(argv: list) -> list:
 def main(argv=None) -> int:
     from ..training.checkpoint import CheckpointError
     from ..training.guard import NonFiniteLossError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_with_task(argv))
     try:
         return args.func(args)
-    except (ValueError, CheckpointError, NonFiniteLossError, OSError) as e:   # OSError: files, disk
+    except (ValueError, CheckpointError, NonFiniteLossError, OSError) as e:  # OSError: files, disk
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"inr-gon: error: {msg}", file=sys.stderr)
         return 2
@@ -203,4 +251,3 @@ def train_main(argv=None, *, task: str = "image") -> int:
 def sdf_main(argv=None) -> int:
     """``inr-gon-sdf``: ``inr-gon train sdf``."""
     return train_main(argv, task="sdf")
-

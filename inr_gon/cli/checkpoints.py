@@ -16,6 +16,7 @@ __all__ = ["cmd_render", "cmd_eval", "cmd_mesh"]
 
 def _load(args, command: str):
     from ..training.run import load_run
+
     run = load_run(args.checkpoint, device=args.device)
     run.require(command)
     return run
@@ -27,17 +28,20 @@ def _dataset_for(run, args):
 
 def _encode(run, images):
     from ..training.tasks.image import encode_images
+
     return encode_images(run.model, images, loss=run.config.inner_loss, inner_weight=run.config.inner_weight)
 
 
 def _decode(run, z, resolution, chunk):
     from ..training.tasks.image import decode_latents
+
     return decode_latents(run.model, z, resolution, loss=run.config.outer_loss, chunk_size=chunk)
 
 
 def _read_images(files, run):
     from ..data.images import read_image
     import torch.nn.functional as F
+
     C, H, W = run.state["dataset"]["image_shape"]
     imgs = []
     for f in files:
@@ -50,6 +54,7 @@ def _read_images(files, run):
 def cmd_render(args) -> int:
     from ..core.sampling import GaussianLatentSampler, slerp_path
     from ..viz import save_gif, save_grid
+
     run = _load(args, "render")
     res = args.resolution
     out = Path(args.out)
@@ -77,7 +82,7 @@ def cmd_render(args) -> int:
         z = slerp_path(za, zb, args.frames)
     imgs = _decode(run, z, res, args.chunk_size)
     if out.suffix.lower() == ".gif":
-        save_gif(imgs, out)                 # one frame per image
+        save_gif(imgs, out)  # one frame per image
     else:
         save_grid(imgs, out, nrow=args.nrow)
     print(f"wrote {imgs.shape[0]} image(s) at {res}x{res} to {out}")
@@ -90,6 +95,7 @@ def cmd_eval(args) -> int:
     from ..eval.image import psnr, ssim
     from ..training.tasks.image import ImageTask
     from ..training.tasks.shapes import ShapeTask
+
     run = _load(args, "eval")
     if issubclass(run.task_class, ShapeTask):
         return _eval_shapes(run)
@@ -99,12 +105,17 @@ def cmd_eval(args) -> int:
         print(json.dumps(res, indent=2, default=str))
         return 0
     ds = _dataset_for(run, args)
-    x = ds.test_images[:args.num].to(run.device)
+    x = ds.test_images[: args.num].to(run.device)
     if x.shape[0] == 0:
         raise ValueError("the data set has no test images")
     rec = _decode(run, _encode(run, x), tuple(x.shape[2:]), args.chunk_size)
-    res = {"test_psnr": float(psnr(rec, x).mean()), "test_ssim": float(ssim(rec, x).mean()),
-           "num_test": int(x.shape[0]), "dataset": ds.name, "step": run.step}
+    res = {
+        "test_psnr": float(psnr(rec, x).mean()),
+        "test_ssim": float(ssim(rec, x).mean()),
+        "num_test": int(x.shape[0]),
+        "dataset": ds.name,
+        "step": run.step,
+    }
     print(json.dumps(res, indent=2))
     return 0
 
@@ -117,7 +128,7 @@ def _eval_shapes(run) -> int:
     res = {"task": run.task_name, "step": run.step, **task.evaluate(t)}
     for split, idx in (("train", task.shapes.train_index), ("unseen", task.shapes.unseen_index)):
         if idx:
-            m = task.evaluate_shapes(idx[:cfg.eval_shapes])
+            m = task.evaluate_shapes(idx[: cfg.eval_shapes])
             res.update({f"{split}_{k}": m[k] for k in ("chamfer", "iou", "normal_consistency", "empty_meshes")})
     print(json.dumps(res, indent=2))
     return 0
@@ -126,6 +137,7 @@ def _eval_shapes(run) -> int:
 def _mesh_samples(path, cfg, device):
     """A mesh file normalised and sampled like the training pools: ``(points (1, N, 3), sdf (1, N), mesh)``."""
     from ..data.meshes import load_mesh, normalize_mesh, sample_sdf
+
     try:
         mesh = load_mesh(path)
     except (OSError, ValueError) as e:
@@ -133,8 +145,13 @@ def _mesh_samples(path, cfg, device):
     mesh, _, _ = normalize_mesh(mesh)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        s = sample_sdf(mesh, num_uniform=cfg.pool // 2, num_surface=cfg.pool - cfg.pool // 2,
-                       sigmas=(0.05, 0.01, 0.002), seed=cfg.seed)
+        s = sample_sdf(
+            mesh,
+            num_uniform=cfg.pool // 2,
+            num_surface=cfg.pool - cfg.pool // 2,
+            sigmas=(0.05, 0.01, 0.002),
+            seed=cfg.seed,
+        )
     return s.points[None].to(device), s.sdf[None].to(device), mesh
 
 
@@ -144,6 +161,7 @@ def cmd_mesh(args) -> int:
     from ..geometry.mesh import extract_mesh
     from ..training.tasks.sdf import encode_samples
     from ..viz import save_mesh_grid
+
     run = _load(args, "mesh")
     model, cfg, state, device = run.model, run.config, run.state, run.device
     modes = sum(x is not None for x in (args.shape, args.mesh, args.slerp, args.sample))
@@ -152,7 +170,8 @@ def cmd_mesh(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".ply", ".obj", ".glb", ".stl", ".off"):
         raise ValueError(f"--out must end in .ply, .obj, .glb, .stl or .off, got {out.name!r}")
-    def shapes_task():         # the checkpoint's shape set, rebuilt from its config
+
+    def shapes_task():  # the checkpoint's shape set, rebuilt from its config
         return run.trainer().task
 
     def latent_of(ref: str):
@@ -166,8 +185,10 @@ def cmd_mesh(args) -> int:
         return encode_samples(model, cfg, pts, sdf)[0]
 
     if args.shape is not None:
-        zs, names = [latent_of(str(args.shape))], [state["shapes"]["names"][args.shape]
-                                                  if args.shape < len(state["shapes"]["names"]) else str(args.shape)]
+        zs, names = (
+            [latent_of(str(args.shape))],
+            [state["shapes"]["names"][args.shape] if args.shape < len(state["shapes"]["names"]) else str(args.shape)],
+        )
     elif args.mesh is not None:
         zs, names = [latent_of(args.mesh)], [Path(args.mesh).stem]
     elif args.slerp is not None:
@@ -184,12 +205,14 @@ def cmd_mesh(args) -> int:
         zs = list(sampler.sample(args.sample, generator=torch.Generator().manual_seed(args.seed)).to(device))
         names = [f"sample {k}" for k in range(args.sample)]
     from ..core.sdf import latent_sdf
+
     meshes, files = [], []
     for k, z in enumerate(zs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            mesh = extract_mesh(latent_sdf(model, z), args.resolution, (-1.0, 1.0), method=args.method,
-                                lipschitz=args.lipschitz)
+            mesh = extract_mesh(
+                latent_sdf(model, z), args.resolution, (-1.0, 1.0), method=args.method, lipschitz=args.lipschitz
+            )
         path = out if len(zs) == 1 else out.with_name(f"{out.stem}_{k:02d}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         if len(mesh.faces):

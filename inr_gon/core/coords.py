@@ -24,9 +24,18 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-__all__ = ["grid", "axis_coordinates", "normalize_resolution", "normalize_bounds",
-           "image_to_points", "points_to_image", "random_subset", "jittered_grid",
-           "uniform_points", "interpolate"]
+__all__ = [
+    "grid",
+    "axis_coordinates",
+    "normalize_resolution",
+    "normalize_bounds",
+    "image_to_points",
+    "points_to_image",
+    "random_subset",
+    "jittered_grid",
+    "uniform_points",
+    "interpolate",
+]
 
 
 def normalize_resolution(resolution, dim: int | None = None) -> tuple[int, ...]:
@@ -65,8 +74,9 @@ def normalize_bounds(bounds, dim: int) -> tuple[tuple[float, float], ...]:
     return pairs
 
 
-def axis_coordinates(n: int, lo: float, hi: float, *, align_corners: bool = False,
-                     device=None, dtype=None) -> torch.Tensor:
+def axis_coordinates(
+    n: int, lo: float, hi: float, *, align_corners: bool = False, device=None, dtype=None
+) -> torch.Tensor:
     """The ``n`` coordinates of one grid axis, ``(n,)`` (see the module's convention)."""
     dtype = dtype or torch.get_default_dtype()
     if align_corners:
@@ -77,8 +87,9 @@ def axis_coordinates(n: int, lo: float, hi: float, *, align_corners: bool = Fals
     return lo + (torch.arange(n, device=device, dtype=dtype) + 0.5) * step
 
 
-def grid(resolution, *, dim: int | None = None, bounds=(-1.0, 1.0), align_corners: bool = False,
-         device=None, dtype=None) -> torch.Tensor:
+def grid(
+    resolution, *, dim: int | None = None, bounds=(-1.0, 1.0), align_corners: bool = False, device=None, dtype=None
+) -> torch.Tensor:
     """Regular grid of points.
 
     Args:
@@ -92,8 +103,10 @@ def grid(resolution, *, dim: int | None = None, bounds=(-1.0, 1.0), align_corner
         dim = len(tuple(resolution))
     res = normalize_resolution(resolution, dim)
     pairs = normalize_bounds(bounds, len(res))
-    axes = [axis_coordinates(n, lo, hi, align_corners=align_corners, device=device, dtype=dtype)
-            for n, (lo, hi) in zip(res, pairs)]
+    axes = [
+        axis_coordinates(n, lo, hi, align_corners=align_corners, device=device, dtype=dtype)
+        for n, (lo, hi) in zip(res, pairs)
+    ]
     mesh = torch.meshgrid(*axes, indexing="ij")
     return torch.stack(mesh, dim=-1).reshape(-1, len(res))
 
@@ -116,8 +129,7 @@ def points_to_image(values: torch.Tensor, resolution: Sequence[int]) -> torch.Te
     return rearrange(values, "b p c -> b c p").reshape(values.shape[0], values.shape[2], *res)
 
 
-def random_subset(num_points: int, m: int, *, batch: int | None = None, generator=None,
-                  device=None) -> torch.Tensor:
+def random_subset(num_points: int, m: int, *, batch: int | None = None, generator=None, device=None) -> torch.Tensor:
     """``m`` distinct indices out of ``num_points`` drawn uniformly without replacement.
 
     Returns ``(m,)`` long, or ``(batch, m)`` with an independent subset per row.
@@ -130,8 +142,16 @@ def random_subset(num_points: int, m: int, *, batch: int | None = None, generato
     return keys.topk(m, dim=1, sorted=False).indices
 
 
-def jittered_grid(resolution, *, dim: int | None = None, bounds=(-1.0, 1.0), batch: int | None = None,
-                  generator=None, device=None, dtype=None) -> torch.Tensor:
+def jittered_grid(
+    resolution,
+    *,
+    dim: int | None = None,
+    bounds=(-1.0, 1.0),
+    batch: int | None = None,
+    generator=None,
+    device=None,
+    dtype=None,
+) -> torch.Tensor:
     """Stratified samples: one uniform point inside each cell of the cell-centred grid.
 
     Returns ``(P, n)`` or ``(batch, P, n)`` (independent jitter per sample).
@@ -141,15 +161,15 @@ def jittered_grid(resolution, *, dim: int | None = None, bounds=(-1.0, 1.0), bat
     res = normalize_resolution(resolution, dim)
     pairs = normalize_bounds(bounds, len(res))
     centres = grid(res, bounds=pairs, device=device, dtype=dtype)
-    step = torch.tensor([(hi - lo) / n for n, (lo, hi) in zip(res, pairs)], device=device,
-                        dtype=centres.dtype)
+    step = torch.tensor([(hi - lo) / n for n, (lo, hi) in zip(res, pairs)], device=device, dtype=centres.dtype)
     shape = centres.shape if batch is None else (batch, *centres.shape)
     u = torch.rand(shape, generator=generator, device=device, dtype=centres.dtype) - 0.5
     return centres + u * step
 
 
-def uniform_points(m: int, dim: int, *, bounds=(-1.0, 1.0), batch: int | None = None,
-                   generator=None, device=None, dtype=None) -> torch.Tensor:
+def uniform_points(
+    m: int, dim: int, *, bounds=(-1.0, 1.0), batch: int | None = None, generator=None, device=None, dtype=None
+) -> torch.Tensor:
     """``m`` points uniform in the box: ``(m, dim)`` or ``(batch, m, dim)``."""
     pairs = normalize_bounds(bounds, dim)
     dtype = dtype or torch.get_default_dtype()
@@ -159,8 +179,14 @@ def uniform_points(m: int, dim: int, *, bounds=(-1.0, 1.0), batch: int | None = 
     return lo + torch.rand(shape, generator=generator, device=device, dtype=dtype) * (hi - lo)
 
 
-def interpolate(images: torch.Tensor, coords: torch.Tensor, *, bounds=(-1.0, 1.0),
-                align_corners: bool = False, mode: str = "bilinear") -> torch.Tensor:
+def interpolate(
+    images: torch.Tensor,
+    coords: torch.Tensor,
+    *,
+    bounds=(-1.0, 1.0),
+    align_corners: bool = False,
+    mode: str = "bilinear",
+) -> torch.Tensor:
     """Look up images at continuous coordinates (linear interpolation, border padding).
 
     Args:
@@ -180,8 +206,7 @@ def interpolate(images: torch.Tensor, coords: torch.Tensor, *, bounds=(-1.0, 1.0
     pairs = normalize_bounds(bounds, n)
     lo = coords.new_tensor([p[0] for p in pairs])
     hi = coords.new_tensor([p[1] for p in pairs])
-    g = (2 * (coords - lo) / (hi - lo) - 1).flip(-1)   # grid_sample wants (x=last axis, y, z)
+    g = (2 * (coords - lo) / (hi - lo) - 1).flip(-1)  # grid_sample wants (x=last axis, y, z)
     g = g.reshape(B, -1, *([1] * (n - 1)), n)
-    out = F.grid_sample(images, g.to(images.dtype), mode=mode, padding_mode="border",
-                        align_corners=align_corners)
+    out = F.grid_sample(images, g.to(images.dtype), mode=mode, padding_mode="border", align_corners=align_corners)
     return rearrange(out.reshape(B, images.shape[1], -1), "b c p -> b p c")

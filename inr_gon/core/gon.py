@@ -61,8 +61,9 @@ def _is_explicit(model) -> bool:
     return isinstance(model, ExplicitLatentModel)
 
 
-def check_target(model, coords: torch.Tensor, target: torch.Tensor, *, finite: bool = True,
-                 name: str = "target") -> None:
+def check_target(
+    model, coords: torch.Tensor, target: torch.Tensor, *, finite: bool = True, name: str = "target"
+) -> None:
     """Validate ``coords`` ``(P, n)``/``(B, P, n)`` and ``target`` ``(B, P, O)`` against each other
     and the model; raise a one-line ``TypeError``/``ValueError`` naming the problem."""
     for nm, t in (("coords", coords), (name, target)):
@@ -98,7 +99,7 @@ def _residual(loss, raw: torch.Tensor, target: torch.Tensor, activation, create_
     if isinstance(loss, PointLoss) and activation is None:
         return loss.grad(raw, target).expand(target.shape)
     raw_b = raw.expand(target.shape)
-    if not raw_b.requires_grad:          # inference under no_grad: differentiate a local copy
+    if not raw_b.requires_grad:  # inference under no_grad: differentiate a local copy
         with torch.enable_grad():
             raw_b = raw_b.detach().requires_grad_()
             pred = raw_b if activation is None else activation(raw_b)
@@ -111,11 +112,11 @@ def _curvature(loss, raw: torch.Tensor, target: torch.Tensor, activation, create
     """``max(∂²ℓ(act(raw), target)/∂raw², 0)`` of a pointwise loss, ``(B, P, O)``."""
     with torch.enable_grad():
         x = raw.expand(target.shape)
-        if not x.requires_grad:                                     # inference: a local copy
+        if not x.requires_grad:  # inference: a local copy
             x = x.detach().requires_grad_()
         pred = x if activation is None else activation(x)
         (d,) = torch.autograd.grad(loss(pred, target).sum(), x, create_graph=True)
-        if not d.requires_grad:                                     # a piecewise-linear loss
+        if not d.requires_grad:  # a piecewise-linear loss
             return torch.zeros_like(target)
         (h,) = torch.autograd.grad(d.sum(), x, create_graph=create_graph, allow_unused=True)
     if h is None:
@@ -129,9 +130,9 @@ def _jacobian_rows(model, us, raw: torch.Tensor) -> torch.Tensor:
     (``Q = P·O``), from the saved pre-activations of a pass with raw outputs ``raw``."""
     O = raw.shape[-1]
     if O == 1:
-        return model.backward_from(us, torch.ones_like(raw))        # (..., P, H')
+        return model.backward_from(us, torch.ones_like(raw))  # (..., P, H')
     eye = torch.eye(O, device=raw.device, dtype=raw.dtype)
-    return model.backward_from([u.unsqueeze(-2) for u in us], eye).flatten(-3, -2)    # (..., P·O, H')
+    return model.backward_from([u.unsqueeze(-2) for u in us], eye).flatten(-3, -2)  # (..., P·O, H')
 
 
 def _inner_gradient(model, us, raw, target, loss, weight, create_graph, gauss_newton):
@@ -139,24 +140,24 @@ def _inner_gradient(model, us, raw, target, loss, weight, create_graph, gauss_ne
     ``(λI + H)⁻¹ ∇_z`` — from the saved pre-activations ``us`` of a pass whose raw outputs are
     ``raw`` (``(P, O)``: at the origin, shared by the batch, or ``(B, P, O)``)."""
     act = getattr(model, "out_activation", None)
-    W = model.latent_readout()                                      # (H', k)
-    r = _residual(loss, raw, target, act, create_graph) * weight    # (B, P, O)
+    W = model.latent_readout()  # (H', k)
+    r = _residual(loss, raw, target, act, create_graph) * weight  # (B, P, O)
     if gauss_newton is None:
-        if raw.dim() == 3:                                          # per-sample points
-            return model.backward_from(us, r).sum(dim=1) @ W        # (B, P, H') -> (B, k)
-        J = _jacobian_rows(model, us, raw)                          # (P·O, H')
-        return (r.flatten(1) @ J) @ W                               # (B, P·O) @ (P·O, H') @ (H', k)
-    Jz = _jacobian_rows(model, us, raw) @ W                         # (P·O, k) or (B, P·O, k)
-    g = (r.flatten(1).unsqueeze(-2) @ Jz).squeeze(-2)               # (B, k)
-    dt = torch.promote_types(g.dtype, torch.float32)                # no low-precision solves
+        if raw.dim() == 3:  # per-sample points
+            return model.backward_from(us, r).sum(dim=1) @ W  # (B, P, H') -> (B, k)
+        J = _jacobian_rows(model, us, raw)  # (P·O, H')
+        return (r.flatten(1) @ J) @ W  # (B, P·O) @ (P·O, H') @ (H', k)
+    Jz = _jacobian_rows(model, us, raw) @ W  # (P·O, k) or (B, P·O, k)
+    g = (r.flatten(1).unsqueeze(-2) @ Jz).squeeze(-2)  # (B, k)
+    dt = torch.promote_types(g.dtype, torch.float32)  # no low-precision solves
     eye = gauss_newton * torch.eye(Jz.shape[-1], device=Jz.device, dtype=dt)
     shared = _shared_curvature(loss, raw, act)
-    if shared is not None:                                          # one (k, k) matrix for the batch
-        hw = (shared * weight).flatten()                            # (P·O,)
+    if shared is not None:  # one (k, k) matrix for the batch
+        hw = (shared * weight).flatten()  # (P·O,)
         A = ((Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz).to(dt) + eye
         return torch.linalg.solve(A, g.to(dt).transpose(0, 1)).transpose(0, 1).to(g.dtype)
     hw = (_curvature(loss, raw, target, act, create_graph) * weight).expand(target.shape).flatten(1)
-    H = (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz              # (B, k, k)
+    H = (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz  # (B, k, k)
     A = H.to(dt) + eye
     return torch.linalg.solve(A, g.to(dt).unsqueeze(-1)).squeeze(-1).to(g.dtype)
 
@@ -174,8 +175,8 @@ def _shared_curvature(loss, raw: torch.Tensor, activation) -> torch.Tensor | Non
 
 
 def _latent_explicit(model, coords, target, loss, weight, create_graph, gauss_newton=None):
-    u_c = model.coord_preactivation(coords)                         # (P, H) or (B, P, H)
-    raw0, us = model.origin_forward(u_c)                            # (P, O) or (B, P, O)
+    u_c = model.coord_preactivation(coords)  # (P, H) or (B, P, H)
+    raw0, us = model.origin_forward(u_c)  # (P, O) or (B, P, O)
     return -_inner_gradient(model, us, raw0, target, loss, weight, create_graph, gauss_newton)
 
 
@@ -189,11 +190,21 @@ def _latent_autograd(model, coords, target, loss, weight, create_graph):
     return -g
 
 
-def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
-               integrator: Integrator | None = None, create_graph: bool = False,
-               generator: torch.Generator | None = None, method: str = "auto",
-               check: bool = True, steps: int | None = None, step_size=None,
-               gauss_newton: float | None = None) -> torch.Tensor:
+def gon_latent(
+    model,
+    coords: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    loss="mse",
+    integrator: Integrator | None = None,
+    create_graph: bool = False,
+    generator: torch.Generator | None = None,
+    method: str = "auto",
+    check: bool = True,
+    steps: int | None = None,
+    step_size=None,
+    gauss_newton: float | None = None,
+) -> torch.Tensor:
     """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``, optionally
     refined by further gradient steps.
 
@@ -238,8 +249,9 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
         gauss_newton = getattr(model, "gauss_newton", None)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if gauss_newton is not None and (isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float))
-                                     or not gauss_newton > 0):
+    if gauss_newton is not None and (
+        isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float)) or not gauss_newton > 0
+    ):
         raise ValueError(f"gauss_newton must be a damping > 0 or None, got {gauss_newton!r}")
     if check:
         check_target(model, coords, target)
@@ -251,8 +263,9 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
     if explicit and not _is_explicit(model):
         raise TypeError(f"{type(model).__name__} does not support the explicit gradient-origin path")
     if gauss_newton is not None and not explicit:
-        raise TypeError(f"gauss_newton needs the explicit gradient-origin path, which {type(model).__name__} "
-                        "does not support")
+        raise TypeError(
+            f"gauss_newton needs the explicit gradient-origin path, which {type(model).__name__} does not support"
+        )
     alphas = _step_sizes(step_size, steps, getattr(model, "latent_dim", None))
     graph = create_graph and torch.is_grad_enabled()
     with torch.set_grad_enabled(graph):
@@ -265,8 +278,11 @@ def gon_latent(model, coords: torch.Tensor, target: torch.Tensor, *, loss="mse",
             alphas = alphas.to(z)
             z = alphas[0] * z
         for k in range(1, steps):
-            g = (_gradient_explicit(model, c, t, loss, w, z, graph, gauss_newton) if explicit
-                 else _gradient_at(model, c, t, loss, w, z, graph))
+            g = (
+                _gradient_explicit(model, c, t, loss, w, z, graph, gauss_newton)
+                if explicit
+                else _gradient_at(model, c, t, loss, w, z, graph)
+            )
             z = z - (alphas[k] * g if alphas is not None else g)
     return z if create_graph else z.detach()
 
@@ -291,8 +307,8 @@ def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool, gauss_newton
     """``∇_z`` of the inner integral at latents ``z (B, k)`` (or its Gauss–Newton direction) with
     the model's explicit backward (the per-sample path of :func:`_latent_explicit`, its first
     pre-activation shifted by ``z``): the same arithmetic as autograd, without a double backward."""
-    u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)     # (B, P, H)
-    raw, us = model.origin_forward(u, z)                                               # (B, P, O)
+    u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
+    raw, us = model.origin_forward(u, z)  # (B, P, O)
     return _inner_gradient(model, us, raw, t, loss, w, create_graph, gauss_newton)
 
 
@@ -305,12 +321,25 @@ def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:
     return g if create_graph else g.detach()
 
 
-def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="mse", outer_loss=None,
-             inner_integrator: Integrator | None = None, outer_integrator: Integrator | None = None,
-             inner_coords: torch.Tensor | None = None, inner_target: torch.Tensor | None = None,
-             create_graph: bool = True, generator: torch.Generator | None = None,
-             method: str = "auto", check: bool = True, steps: int | None = None,
-             step_size=None, gauss_newton: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gon_loss(
+    model,
+    coords: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    inner_loss="mse",
+    outer_loss=None,
+    inner_integrator: Integrator | None = None,
+    outer_integrator: Integrator | None = None,
+    inner_coords: torch.Tensor | None = None,
+    inner_target: torch.Tensor | None = None,
+    create_graph: bool = True,
+    generator: torch.Generator | None = None,
+    method: str = "auto",
+    check: bool = True,
+    steps: int | None = None,
+    step_size=None,
+    gauss_newton: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GON training objective: the outer integral through the gradient-origin latent.
 
     The inner integral (which gives ``z``) and the outer integral (the loss) are chosen
@@ -338,9 +367,20 @@ def gon_loss(model, coords: torch.Tensor, target: torch.Tensor, *, inner_loss="m
         check_target(model, ic, it, name="inner_target")
         if it.shape[0] != target.shape[0]:
             raise ValueError(f"inner_target has batch {it.shape[0]} but target has {target.shape[0]}")
-    z = gon_latent(model, ic, it, loss=inner_loss, integrator=inner_integrator,
-                   create_graph=create_graph, generator=generator, method=method, check=False,
-                   steps=steps, step_size=step_size, gauss_newton=gauss_newton)
+    z = gon_latent(
+        model,
+        ic,
+        it,
+        loss=inner_loss,
+        integrator=inner_integrator,
+        create_graph=create_graph,
+        generator=generator,
+        method=method,
+        check=False,
+        steps=steps,
+        step_size=step_size,
+        gauss_newton=gauss_newton,
+    )
     outer = get_loss(outer_loss if outer_loss is not None else inner_loss)
     c, t, w = (outer_integrator or GridIntegrator()).select(coords, target, generator=generator)
     loss = integrate(outer(model(c, z), t), w).mean()

@@ -15,11 +15,24 @@ from __future__ import annotations
 
 import torch
 
-from .coords import (interpolate, jittered_grid, normalize_bounds, normalize_resolution,
-                     points_to_image, random_subset, uniform_points)
+from .coords import (
+    interpolate,
+    jittered_grid,
+    normalize_bounds,
+    normalize_resolution,
+    points_to_image,
+    random_subset,
+    uniform_points,
+)
 
-__all__ = ["Integrator", "GridIntegrator", "MonteCarloIntegrator", "StratifiedIntegrator", "ContinuousIntegrator",
-           "integrate"]
+__all__ = [
+    "Integrator",
+    "GridIntegrator",
+    "MonteCarloIntegrator",
+    "StratifiedIntegrator",
+    "ContinuousIntegrator",
+    "integrate",
+]
 
 
 def integrate(values: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
@@ -79,9 +92,15 @@ class MonteCarloIntegrator(Integrator):
             by default one subset shared by the batch, which keeps shared coordinates shared.
     """
 
-    def __init__(self, num_points: int | None = None, *, fraction: float | None = None,
-                 scale: float = 1.0, per_sample: bool = False):
-        _count(10**9, num_points, fraction)     # validate now, not at the first step
+    def __init__(
+        self,
+        num_points: int | None = None,
+        *,
+        fraction: float | None = None,
+        scale: float = 1.0,
+        per_sample: bool = False,
+    ):
+        _count(10**9, num_points, fraction)  # validate now, not at the first step
         self.num_points, self.fraction = num_points, fraction
         self.scale, self.per_sample = float(scale), per_sample
 
@@ -128,13 +147,13 @@ class StratifiedIntegrator(Integrator):
         self.block, self.scale, self.per_sample = block, float(scale), per_sample
         # the flat grid index of every block's first point, and the offsets within a block
         n = len(self.resolution)
-        strides = [int(torch.tensor(self.resolution[i + 1:]).prod()) for i in range(n)]
+        strides = [int(torch.tensor(self.resolution[i + 1 :]).prod()) for i in range(n)]
         starts = torch.zeros(1, dtype=torch.long)
         offsets = torch.zeros(1, dtype=torch.long)
         for r, st in zip(self.resolution, strides):
             starts = (starts[:, None] + torch.arange(0, r, block)[None] * st).reshape(-1)
             offsets = (offsets[:, None] + torch.arange(block)[None] * st).reshape(-1)
-        self._starts, self._offsets = starts, offsets          # (P / block^n,), (block^n,)
+        self._starts, self._offsets = starts, offsets  # (P / block^n,), (block^n,)
 
     def select(self, coords, target, *, generator=None):
         B, P = target.shape[0], target.shape[1]
@@ -167,8 +186,16 @@ class ContinuousIntegrator(Integrator):
     Returns per-sample coordinates ``(B, m, n)``.
     """
 
-    def __init__(self, num_points: int | None = None, *, fraction: float | None = None,
-                 resolution, bounds=(-1.0, 1.0), stratified: bool = True, scale: float = 1.0):
+    def __init__(
+        self,
+        num_points: int | None = None,
+        *,
+        fraction: float | None = None,
+        resolution,
+        bounds=(-1.0, 1.0),
+        stratified: bool = True,
+        scale: float = 1.0,
+    ):
         _count(10**9, num_points, fraction)
         self.resolution = normalize_resolution(resolution, None if isinstance(resolution, int) else len(resolution))
         self.bounds = normalize_bounds(bounds, len(self.resolution))
@@ -181,12 +208,14 @@ class ContinuousIntegrator(Integrator):
         m = _count(P, self.num_points, self.fraction)
         dev = generator.device if generator is not None else target.device
         if self.stratified:
-            cells = jittered_grid(self.resolution, bounds=self.bounds, batch=B, generator=generator,
-                                  device=dev, dtype=target.dtype)
+            cells = jittered_grid(
+                self.resolution, bounds=self.bounds, batch=B, generator=generator, device=dev, dtype=target.dtype
+            )
             idx = random_subset(P, m, batch=B, generator=generator, device=dev)
             pts = cells.gather(1, idx.unsqueeze(-1).expand(-1, -1, n)).to(target.device)
         else:
-            pts = uniform_points(m, n, bounds=self.bounds, batch=B, generator=generator,
-                                 device=dev, dtype=target.dtype).to(target.device)
+            pts = uniform_points(
+                m, n, bounds=self.bounds, batch=B, generator=generator, device=dev, dtype=target.dtype
+            ).to(target.device)
         images = points_to_image(target, self.resolution)
         return pts, interpolate(images, pts, bounds=self.bounds), self.scale * P / m

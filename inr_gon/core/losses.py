@@ -156,8 +156,15 @@ class TruncatedL2(TruncatedL1):
         return 2 * self._residual(pred, target) * self._live(pred, target)
 
 
-_NAMED = {"mse": MSE(), "l2": MSE(), "bce": BCE(), "l1": L1(), "clamped_l1": ClampedL1(),
-          "truncated_l1": TruncatedL1(), "truncated_l2": TruncatedL2()}
+_NAMED = {
+    "mse": MSE(),
+    "l2": MSE(),
+    "bce": BCE(),
+    "l1": L1(),
+    "clamped_l1": ClampedL1(),
+    "truncated_l1": TruncatedL1(),
+    "truncated_l2": TruncatedL2(),
+}
 
 
 def get_loss(loss: str | PointLoss | Callable) -> PointLoss | Callable:

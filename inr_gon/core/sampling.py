@@ -25,7 +25,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
     """
     t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
     scalar = t.dim() == 0
-    t = t.reshape(-1, *([1] * a.dim()))                       # (T, ..., 1)
+    t = t.reshape(-1, *([1] * a.dim()))  # (T, ..., 1)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     tiny = torch.finfo(a.dtype).tiny ** 0.5
     ua, ub = a / na.clamp_min(tiny), b / nb.clamp_min(tiny)
@@ -49,7 +49,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
     direction = torch.where(anti, dir_anti, dir_slerp)
     norm = (1 - t) * na + t * nb
     out = torch.where(small, (1 - t) * a + t * b, direction * norm)
-    out = torch.where(t == 0, a, torch.where(t == 1, b, out))     # exact end points
+    out = torch.where(t == 0, a, torch.where(t == 1, b, out))  # exact end points
     return out[0] if scalar else out
 
 
@@ -93,6 +93,5 @@ class GaussianLatentSampler:
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latents ``(n, k)`` drawn from the fitted Gaussian."""
-        eps = torch.randn(n, self.mean.shape[0], generator=generator, dtype=torch.float64,
-                          device=self.mean.device)
+        eps = torch.randn(n, self.mean.shape[0], generator=generator, dtype=torch.float64, device=self.mean.device)
         return (self.mean + eps @ self.chol.T).to(self.dtype)

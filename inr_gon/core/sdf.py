@@ -40,8 +40,17 @@ from .gon import gon_latent
 from .integrators import GridIntegrator
 from .losses import ClampedL1, TruncatedL1, TruncatedL2, get_loss
 
-__all__ = ["sdf_gon_latent", "sdf_gon_loss", "sdf_point_loss", "eikonal_loss", "latent_sdf",
-           "LatentSDF", "split_points", "random_shape_points", "DEFAULT_INNER_WEIGHT"]
+__all__ = [
+    "sdf_gon_latent",
+    "sdf_gon_loss",
+    "sdf_point_loss",
+    "eikonal_loss",
+    "latent_sdf",
+    "LatentSDF",
+    "split_points",
+    "random_shape_points",
+    "DEFAULT_INNER_WEIGHT",
+]
 
 #: Default total inner weight: ``inner_scale = DEFAULT_INNER_WEIGHT / P`` (see the module docstring).
 DEFAULT_INNER_WEIGHT = 0.3
@@ -87,11 +96,22 @@ def _check(points: torch.Tensor, sdf: torch.Tensor, name: str, *, shared_ok: boo
         raise ValueError(f"{name}points are empty")
 
 
-def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clamped_l1",
-                   delta: float = 0.1, inner_scale: float | None = None,
-                   inner_weight: float = DEFAULT_INNER_WEIGHT, create_graph: bool = False,
-                   method: str = "auto", check: bool = True, steps: int | None = None, step_size=None,
-                   gauss_newton: float | None = None) -> torch.Tensor:
+def sdf_gon_latent(
+    model,
+    points: torch.Tensor,
+    sdf: torch.Tensor,
+    *,
+    loss="clamped_l1",
+    delta: float = 0.1,
+    inner_scale: float | None = None,
+    inner_weight: float = DEFAULT_INNER_WEIGHT,
+    create_graph: bool = False,
+    method: str = "auto",
+    check: bool = True,
+    steps: int | None = None,
+    step_size=None,
+    gauss_newton: float | None = None,
+) -> torch.Tensor:
     """Gradient-origin latents of shapes from their signed distances.
 
     Args:
@@ -112,9 +132,19 @@ def sdf_gon_latent(model, points: torch.Tensor, sdf: torch.Tensor, *, loss="clam
     if check:
         _check(points, sdf, "", shared_ok=True)
     w = _scale(inner_scale, inner_weight, sdf.shape[1])
-    return gon_latent(model, points, sdf.unsqueeze(-1), loss=sdf_point_loss(loss, delta=delta),
-                      integrator=GridIntegrator(scale=w), create_graph=create_graph,
-                      method=method, check=check, steps=steps, step_size=step_size, gauss_newton=gauss_newton)
+    return gon_latent(
+        model,
+        points,
+        sdf.unsqueeze(-1),
+        loss=sdf_point_loss(loss, delta=delta),
+        integrator=GridIntegrator(scale=w),
+        create_graph=create_graph,
+        method=method,
+        check=check,
+        steps=steps,
+        step_size=step_size,
+        gauss_newton=gauss_newton,
+    )
 
 
 def _scale(inner_scale, inner_weight, P):
@@ -127,8 +157,9 @@ def _scale(inner_scale, inner_weight, P):
     return float(inner_weight) / P
 
 
-def split_points(points: torch.Tensor, sdf: torch.Tensor, num_inner: int, num_outer: int, *,
-                 generator: torch.Generator | None = None):
+def split_points(
+    points: torch.Tensor, sdf: torch.Tensor, num_inner: int, num_outer: int, *, generator: torch.Generator | None = None
+):
     """Two disjoint random subsets of each shape's points (a fresh permutation per shape).
 
     Args:
@@ -139,8 +170,9 @@ def split_points(points: torch.Tensor, sdf: torch.Tensor, num_inner: int, num_ou
     """
     B, N = sdf.shape
     if num_inner < 1 or num_outer < 1 or num_inner + num_outer > N:
-        raise ValueError(f"need 1 <= num_inner, num_outer and num_inner + num_outer <= {N} points, "
-                         f"got {num_inner} + {num_outer}")
+        raise ValueError(
+            f"need 1 <= num_inner, num_outer and num_inner + num_outer <= {N} points, got {num_inner} + {num_outer}"
+        )
     p, s = random_shape_points(points, sdf, num_inner + num_outer, generator)
     return p[:, :num_inner], s[:, :num_inner], p[:, num_inner:], s[:, num_inner:]
 
@@ -156,8 +188,9 @@ def random_shape_points(points, sdf, m: int, generator=None):
     return points.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3)), sdf.gather(1, idx)
 
 
-def eikonal_loss(model, points: torch.Tensor, z: torch.Tensor, *, create_graph: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def eikonal_loss(
+    model, points: torch.Tensor, z: torch.Tensor, *, create_graph: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``mean (‖∇_c F(c ⊕ z)‖ - 1)²`` over ``points`` and the batch (autograd w.r.t. coordinates).
 
     Args:
@@ -167,20 +200,35 @@ def eikonal_loss(model, points: torch.Tensor, z: torch.Tensor, *, create_graph: 
     """
     with torch.enable_grad():
         c = points.detach().requires_grad_(True)
-        y = model(c, z)                                                   # (B, P, 1)
+        y = model(c, z)  # (B, P, 1)
         (g,) = torch.autograd.grad(y.sum(), c, create_graph=create_graph)  # (B, P, 3) or (P, 3)
     return (g.norm(dim=-1) - 1).square().mean(), y
 
 
-def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
-                 inner_points: torch.Tensor | None = None, inner_sdf: torch.Tensor | None = None,
-                 num_inner: int | None = None, num_outer: int | None = None,
-                 loss="clamped_l1", outer_loss=None, delta: float = 0.1,
-                 inner_scale: float | None = None, inner_weight: float = DEFAULT_INNER_WEIGHT,
-                 eikonal_weight: float = 0.0, eikonal_points: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None, create_graph: bool = True,
-                 method: str = "auto", check: bool = True, outer_dtype: torch.dtype | None = None,
-                 steps: int | None = None, step_size=None):
+def sdf_gon_loss(
+    model,
+    points: torch.Tensor,
+    sdf: torch.Tensor,
+    *,
+    inner_points: torch.Tensor | None = None,
+    inner_sdf: torch.Tensor | None = None,
+    num_inner: int | None = None,
+    num_outer: int | None = None,
+    loss="clamped_l1",
+    outer_loss=None,
+    delta: float = 0.1,
+    inner_scale: float | None = None,
+    inner_weight: float = DEFAULT_INNER_WEIGHT,
+    eikonal_weight: float = 0.0,
+    eikonal_points: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+    method: str = "auto",
+    check: bool = True,
+    outer_dtype: torch.dtype | None = None,
+    steps: int | None = None,
+    step_size=None,
+):
     """SDF-GON training objective for a batch of shapes.
 
     Two ways to give the points:
@@ -228,9 +276,20 @@ def sdf_gon_loss(model, points: torch.Tensor, sdf: torch.Tensor, *,
             if num_outer < 1:
                 raise ValueError(f"num_outer must be >= 1, got {num_outer}")
             op, osdf = random_shape_points(op, osdf, num_outer, generator)
-    z = sdf_gon_latent(model, ip, isdf, loss=loss, delta=delta, inner_scale=inner_scale,
-                       inner_weight=inner_weight, create_graph=create_graph, method=method, check=False,
-                       steps=steps, step_size=step_size)
+    z = sdf_gon_latent(
+        model,
+        ip,
+        isdf,
+        loss=loss,
+        delta=delta,
+        inner_scale=inner_scale,
+        inner_weight=inner_weight,
+        create_graph=create_graph,
+        method=method,
+        check=False,
+        steps=steps,
+        step_size=step_size,
+    )
     outer = sdf_point_loss(outer_loss if outer_loss is not None else loss, delta=delta)
     eik = torch.zeros((), device=sdf.device, dtype=sdf.dtype)
     with _autocast(op.device.type, outer_dtype):
@@ -254,7 +313,7 @@ class LatentSDF(torch.nn.Module):
     on another device are moved to the model's and the values returned on the points' device.
     """
 
-    def __init__(self, model, z: torch.Tensor, *, chunk_size: int = 2 ** 16):
+    def __init__(self, model, z: torch.Tensor, *, chunk_size: int = 2**16):
         super().__init__()
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
@@ -270,7 +329,7 @@ class LatentSDF(torch.nn.Module):
         p = next(model.parameters(), None)
         dev = p.device if p is not None else z.device
         dtype = p.dtype if p is not None else z.dtype
-        self.register_buffer("z", z.detach().to(device=dev, dtype=dtype)[None])   # (1, k)
+        self.register_buffer("z", z.detach().to(device=dev, dtype=dtype)[None])  # (1, k)
 
     @torch.no_grad()
     def forward(self, points: torch.Tensor) -> torch.Tensor:
@@ -280,12 +339,12 @@ class LatentSDF(torch.nn.Module):
         dev, z = points.device, self.z
         out = torch.empty(points.shape[0], device=z.device, dtype=z.dtype)
         for s in range(0, points.shape[0], self.chunk_size):
-            c = points[s:s + self.chunk_size].to(device=z.device, dtype=z.dtype)
-            out[s:s + c.shape[0]] = self.model(c, z)[0, :, 0]
+            c = points[s : s + self.chunk_size].to(device=z.device, dtype=z.dtype)
+            out[s : s + c.shape[0]] = self.model(c, z)[0, :, 0]
         return out.to(dev)
 
 
-def latent_sdf(model, z: torch.Tensor, *, chunk_size: int = 2 ** 16) -> LatentSDF:
+def latent_sdf(model, z: torch.Tensor, *, chunk_size: int = 2**16) -> LatentSDF:
     """A callable ``(N, 3) -> (N,)`` for one latent ``z`` (``(k,)`` or ``(1, k)``), ready for
     :func:`~inr_gon.mesh.extract_mesh`, :func:`~inr_gon.mesh.sdf_slice` and the shape metrics."""
     return LatentSDF(model, z, chunk_size=chunk_size)

@@ -7,8 +7,16 @@ Every loader returns an :class:`ImageDataset` whose images are float32 tensors o
 from .dataset import ImageDataset
 from .errors import DataError, DataFallbackWarning, DownloadError
 from .images import load_image_folder
-from .meshes import (DeepSDFRecord, SdfSamples, load_mesh, normalize_mesh, read_deepsdf, sample_sdf,
-                     sample_sdf_cached, signed_distance)
+from .meshes import (
+    DeepSDFRecord,
+    SdfSamples,
+    load_mesh,
+    normalize_mesh,
+    read_deepsdf,
+    sample_sdf,
+    sample_sdf_cached,
+    signed_distance,
+)
 from .mnist import (
     CANONICAL_MD5,
     download_mnist,

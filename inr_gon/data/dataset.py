@@ -39,14 +39,9 @@ class ImageDataset:
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
             if images.ndim != 4:
-                raise ValueError(
-                    f"{split}_images must have shape (N, C, H, W), got {tuple(images.shape)}"
-                )
+                raise ValueError(f"{split}_images must have shape (N, C, H, W), got {tuple(images.shape)}")
             if labels.shape != (images.shape[0],):
-                raise ValueError(
-                    f"{split}_labels must have shape ({images.shape[0]},), "
-                    f"got {tuple(labels.shape)}"
-                )
+                raise ValueError(f"{split}_labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ValueError(
                 f"train and test image shapes differ: {tuple(self.train_images.shape[1:])} "

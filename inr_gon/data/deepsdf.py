@@ -29,9 +29,7 @@ __all__ = ["DeepSDFRecord", "read_deepsdf"]
 
 # what np.load(..., allow_pickle=False) of a damaged, foreign or pickled .npz raises (the sample
 # cache in .meshes catches the same)
-_NPZ_ERRORS = (
-    OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile
-)
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile)
 
 
 @dataclasses.dataclass
@@ -82,10 +80,7 @@ def _read_samples(path: Path, key: str, drop_nans: bool) -> tuple[torch.Tensor, 
     if arr is None:
         raise DataError(f"{path}: missing array {key!r} (has {sorted(files)})")
     if arr.ndim != 2 or arr.shape[1] != 4 or not np.issubdtype(arr.dtype, np.floating):
-        raise DataError(
-            f"{path}: {key!r} must be a float (N, 4) array of x, y, z, sdf, "
-            f"got {arr.dtype} {arr.shape}"
-        )
+        raise DataError(f"{path}: {key!r} must be a float (N, 4) array of x, y, z, sdf, got {arr.dtype} {arr.shape}")
     bad = ~np.isfinite(arr).all(axis=1)
     dropped = int(bad.sum())
     if dropped:
@@ -101,15 +96,8 @@ def _read_normalization(path: Path) -> tuple[np.ndarray, float]:
             offset = np.asarray(data["offset"], dtype=np.float64).reshape(-1)
             scale = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
     except _NPZ_ERRORS as err:
-        raise DataError(
-            f"{path}: bad normalisation file, needs 'offset' (3,) and 'scale' ({err})"
-        ) from err
-    if (
-        offset.shape != (3,)
-        or scale.shape != (1,)
-        or not np.isfinite(offset).all()
-        or not scale[0] > 0
-    ):
+        raise DataError(f"{path}: bad normalisation file, needs 'offset' (3,) and 'scale' ({err})") from err
+    if offset.shape != (3,) or scale.shape != (1,) or not np.isfinite(offset).all() or not scale[0] > 0:
         raise DataError(f"{path}: need 'offset' of 3 finite values and a positive 'scale'")
     return offset, float(scale[0])
 
@@ -154,8 +142,7 @@ def read_deepsdf(
                 raise DataError(f"{sdf_root}: no SdfSamples/*/*/{shape_id}.npz")
             if len(found[shape_id]) > 1:
                 raise DataError(
-                    f"{sdf_root}: id {shape_id} is ambiguous ({len(found[shape_id])} files); "
-                    "use a split dict"
+                    f"{sdf_root}: id {shape_id} is ambiguous ({len(found[shape_id])} files); use a split dict"
                 )
             files.append(found[shape_id][0])
     if not files:

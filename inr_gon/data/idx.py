@@ -61,17 +61,13 @@ def _parse_idx(data: bytes, where: str) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{where}: truncated IDX header ({len(data)} of {header} bytes)")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(data) - header
     if found < expected:
-        raise DataError(
-            f"{where}: truncated IDX data (shape {shape} needs {expected} bytes, found {found})"
-        )
+        raise DataError(f"{where}: truncated IDX data (shape {shape} needs {expected} bytes, found {found})")
     if found > expected:
-        raise DataError(
-            f"{where}: {found - expected} unexpected trailing bytes after IDX data of shape {shape}"
-        )
+        raise DataError(f"{where}: {found - expected} unexpected trailing bytes after IDX data of shape {shape}")
     array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
     return array.reshape(shape).astype(dtype.newbyteorder("="))  # native order, writable copy
 
@@ -128,9 +124,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None or not 1 <= array.ndim <= 255:
         raise ValueError(f"cannot write dtype {array.dtype} with {array.ndim} dims as IDX")
-    header = bytes([0, 0, code, array.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in array.shape
-    )
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     data = header + np.ascontiguousarray(array, dtype=_IDX_TYPES[code]).tobytes()
     path = Path(path)
     if path.name.endswith(".gz"):

@@ -74,8 +74,7 @@ def read_image(path: str | os.PathLike, *, channels: int = 1) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in _SIGNATURES:
         raise DataError(
-            f"{path}: not an image file (extension {ext or 'none'!r}; expected one of "
-            f"{', '.join(IMAGE_EXTENSIONS)})"
+            f"{path}: not an image file (extension {ext or 'none'!r}; expected one of {', '.join(IMAGE_EXTENSIONS)})"
         )
     try:
         with path.open("rb") as handle:

@@ -108,9 +108,7 @@ def signed_distance(
     A mesh that is not watertight triggers a warning: signs may be wrong near holes.
     """
     if sign_method not in ("auto", "pseudonormal", "winding_number"):
-        raise ValueError(
-            f"sign_method must be 'auto', 'pseudonormal' or 'winding_number', got {sign_method!r}"
-        )
+        raise ValueError(f"sign_method must be 'auto', 'pseudonormal' or 'winding_number', got {sign_method!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if isinstance(points, torch.Tensor):
@@ -129,8 +127,7 @@ def signed_distance(
         import igl
     except ImportError:
         warnings.warn(
-            "libigl (pip install libigl) is not installed: falling back to trimesh, which is very "
-            "slow",
+            "libigl (pip install libigl) is not installed: falling back to trimesh, which is very slow",
             UserWarning,
             stacklevel=2,
         )
@@ -146,9 +143,7 @@ def signed_distance(
     # igl's FAST_WINDING_NUMBER sign type also approximates the distance itself, so
     # winding-number signs are taken from igl.fast_winding_number over exact unsigned distances
     pseudo = sign_method == "pseudonormal"
-    sign_type = (
-        igl.SIGNED_DISTANCE_TYPE_PSEUDONORMAL if pseudo else igl.SIGNED_DISTANCE_TYPE_UNSIGNED
-    )
+    sign_type = igl.SIGNED_DISTANCE_TYPE_PSEUDONORMAL if pseudo else igl.SIGNED_DISTANCE_TYPE_UNSIGNED
     vertices = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
     faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
     out = np.empty(len(points))
@@ -218,14 +213,10 @@ def sample_sdf(
     ``(num_uniform + num_surface,)``, float32 CPU tensors.
     """
     if num_uniform < 0 or num_surface < 0 or num_uniform + num_surface == 0:
-        raise ValueError(
-            f"need num_uniform, num_surface >= 0 and some points, got {num_uniform}, {num_surface}"
-        )
+        raise ValueError(f"need num_uniform, num_surface >= 0 and some points, got {num_uniform}, {num_surface}")
     sigmas = [float(s) for s in sigmas]
     if num_surface and (not sigmas or min(sigmas) < 0):
-        raise ValueError(
-            f"sigmas must be a non-empty list of standard deviations >= 0, got {sigmas}"
-        )
+        raise ValueError(f"sigmas must be a non-empty list of standard deviations >= 0, got {sigmas}")
     if len(mesh.faces) == 0:
         raise ValueError("cannot sample an empty mesh")
     rng = np.random.default_rng(seed)
@@ -292,9 +283,7 @@ def sample_sdf_cached(
         "seed": seed,
         "sign_method": sign_method,
     }
-    key = hashlib.sha256(
-        (_file_hash(path) + json.dumps(params, sort_keys=True)).encode()
-    ).hexdigest()[:24]
+    key = hashlib.sha256((_file_hash(path) + json.dumps(params, sort_keys=True)).encode()).hexdigest()[:24]
     entry = cache_dir / f"{path.stem}-{key}.npz"
     if entry.is_file():
         try:
@@ -307,9 +296,7 @@ def sample_sdf_cached(
                     num_uniform=int(data["num_uniform"]),
                 )
         except _NPZ_ERRORS as err:
-            warnings.warn(
-                f"{entry}: unreadable cache entry ({err}); recomputing", UserWarning, stacklevel=2
-            )
+            warnings.warn(f"{entry}: unreadable cache entry ({err}); recomputing", UserWarning, stacklevel=2)
     mesh = load_mesh(path)
     offset, scale = np.zeros(3), 1.0
     if normalize is not None:

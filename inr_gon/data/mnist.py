@@ -41,8 +41,17 @@ import torch
 from .dataset import ImageDataset
 from .errors import DataError, DataFallbackWarning, DownloadError
 from .idx import _GZIP_MAGIC, _check_md5, _read_bytes, read_idx, write_idx
-from .mnist_files import (CANONICAL_MD5, IDX_FILES, _canonical_name, _idx_paths, _load_folder, is_mnist_name,
-                          load_embedded_mnist, read_mnist_file)
+from .mnist_files import (
+    CANONICAL_MD5,
+    IDX_FILES,
+    _canonical_name,
+    _idx_paths,
+    _load_folder,
+    is_mnist_name,
+    load_embedded_mnist,
+    read_mnist_file,
+)
+
 # not used here, but importable from this module as before the split
 from .mnist_files import CLASSES as CLASSES, IMAGES_MAGIC as IMAGES_MAGIC, LABELS_MAGIC as LABELS_MAGIC
 
@@ -101,9 +110,7 @@ def _candidate_dirs(key: str) -> list[tuple[str, Path]]:
     return out
 
 
-def find_mnist_dir(
-    name: str = "mnist", *, data_dir: str | os.PathLike | None = None
-) -> Path | None:
+def find_mnist_dir(name: str = "mnist", *, data_dir: str | os.PathLike | None = None) -> Path | None:
     """The first folder holding all four IDX files of ``name``, or ``None``.
 
     Searches ``data_dir`` alone when given, else ``$INR_GON_DATA/<folder>`` then
@@ -163,10 +170,7 @@ def download_mnist(
     key = _canonical_name(name)
     folder = Path(data_dir).expanduser() if data_dir is not None else _default_download_dir(key)
     if folder is None:
-        raise DownloadError(
-            f"{key}: nowhere to download to (no data_dir, ${ENV_DATA} unset, "
-            "no repository datasets/)"
-        )
+        raise DownloadError(f"{key}: nowhere to download to (no data_dir, ${ENV_DATA} unset, no repository datasets/)")
     found, _ = _idx_paths(folder)
     for names in IDX_FILES.values():
         for base in names:
@@ -245,9 +249,7 @@ def load_mnist(
     """
     key = _canonical_name(name)
     allow_download = download and not _offline_env()
-    why_no_download = "" if allow_download else (
-        "download=False" if not download else f"{ENV_OFFLINE} is set"
-    )
+    why_no_download = "" if allow_download else ("download=False" if not download else f"{ENV_OFFLINE} is set")
 
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
@@ -261,8 +263,7 @@ def load_mnist(
                 ) from exc
         elif missing:
             raise DataError(
-                f"{folder}: missing {key} IDX files {', '.join(missing)} (raw or .gz) and "
-                f"{why_no_download}"
+                f"{folder}: missing {key} IDX files {', '.join(missing)} (raw or .gz) and {why_no_download}"
             )
         return _load_folder(key, folder, verify, str(data_dir)).to(device)
 
@@ -285,12 +286,9 @@ def load_mnist(
         try:
             dataset = load_embedded_mnist()
         except DataError as exc:
-            raise DataError(
-                f"mnist: IDX files not found (searched {searched_text}); {why_no_download}; {exc}"
-            ) from exc
+            raise DataError(f"mnist: IDX files not found (searched {searched_text}); {why_no_download}; {exc}") from exc
         warnings.warn(
-            f"MNIST IDX files not found ({why_no_download.split(':')[0]}); using the "
-            f"{dataset.source}",
+            f"MNIST IDX files not found ({why_no_download.split(':')[0]}); using the {dataset.source}",
             DataFallbackWarning,
             stacklevel=2,
         )

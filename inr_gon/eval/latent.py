@@ -36,7 +36,7 @@ def _as_array(x, name: str = "values") -> np.ndarray:
 
 def _central_moments(a: np.ndarray, axis):
     d = a - a.mean(axis=axis, keepdims=True)
-    m2 = (d ** 2).mean(axis=axis)
+    m2 = (d**2).mean(axis=axis)
     return d, m2
 
 
@@ -47,7 +47,7 @@ def skewness(x, *, axis=None) -> float | np.ndarray:
     """
     a = _as_array(x)
     d, m2 = _central_moments(a, axis)
-    m3 = (d ** 3).mean(axis=axis)
+    m3 = (d**3).mean(axis=axis)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.where(m2 > 0, m3 / np.maximum(m2, 1e-300) ** 1.5, 0.0)
     return float(s) if np.ndim(s) == 0 else s
@@ -58,7 +58,7 @@ def excess_kurtosis(x, *, axis=None) -> float | np.ndarray:
     0 for constant data."""
     a = _as_array(x)
     d, m2 = _central_moments(a, axis)
-    m4 = (d ** 4).mean(axis=axis)
+    m4 = (d**4).mean(axis=axis)
     with np.errstate(divide="ignore", invalid="ignore"):
         k = np.where(m2 > 0, m4 / np.maximum(m2, 1e-300) ** 2 - 3.0, 0.0)
     return float(k) if np.ndim(k) == 0 else k
@@ -80,14 +80,20 @@ def latent_normality(latents, *, standardize: bool = True) -> dict:
         sd = a.std(axis=0)
         a = (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     v = a.reshape(-1)
-    return {"skew": skewness(v), "excess_kurtosis": excess_kurtosis(v),
-            "skew_per_dim": np.atleast_1d(sk), "excess_kurtosis_per_dim": np.atleast_1d(ku),
-            "mean_abs_skew": float(np.mean(np.abs(sk))), "mean_excess_kurtosis": float(np.mean(ku)),
-            "values": v}
+    return {
+        "skew": skewness(v),
+        "excess_kurtosis": excess_kurtosis(v),
+        "skew_per_dim": np.atleast_1d(sk),
+        "excess_kurtosis_per_dim": np.atleast_1d(ku),
+        "mean_abs_skew": float(np.mean(np.abs(sk))),
+        "mean_excess_kurtosis": float(np.mean(ku)),
+        "values": v,
+    }
 
 
-def histogram(values, *, bins: int = 50, range: tuple[float, float] | None = None,
-              density: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def histogram(
+    values, *, bins: int = 50, range: tuple[float, float] | None = None, density: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of all ``values`` (any shape, pooled): ``(counts_or_density (bins,), edges (bins+1,))``."""
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be a positive int, got {bins!r}")

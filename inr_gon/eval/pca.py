@@ -19,8 +19,8 @@ __all__ = ["PCA"]
 def _top_eigh(S: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest eigenvalues ``(k,)`` and eigenvectors ``(n, k)`` of a symmetric PSD
     matrix, largest first."""
-    scale = S.diagonal().max().clamp_min(1e-300)                         # solved at unit scale
-    evals, evecs = torch.linalg.eigh(S / scale)                          # ascending
+    scale = S.diagonal().max().clamp_min(1e-300)  # solved at unit scale
+    evals, evecs = torch.linalg.eigh(S / scale)  # ascending
     return evals.flip(0)[:k].clamp_min(0) * scale, evecs.flip(1)[:, :k]
 
 
@@ -64,8 +64,10 @@ class PCA:
     def fit(self, X: torch.Tensor) -> PCA:
         """Fit on ``X`` ``(N, D)`` (any float dtype; flattened signals). Returns ``self``."""
         if not isinstance(X, torch.Tensor) or X.dim() != 2 or not X.is_floating_point():
-            raise ValueError(f"PCA fits a floating-point (N, D) tensor, got "
-                             f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+            raise ValueError(
+                f"PCA fits a floating-point (N, D) tensor, got "
+                f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}"
+            )
         N, D = X.shape
         if N < 2:
             raise ValueError(f"PCA needs at least 2 signals, got {N}")
@@ -78,8 +80,8 @@ class PCA:
         if method == "covariance":
             C = torch.zeros(D, D, dtype=torch.float64, device=X.device)
             m = mean.to(X.dtype)
-            for i in range(0, N, self.chunk):                            # chunk products summed in float64
-                xc = X[i:i + self.chunk] - m
+            for i in range(0, N, self.chunk):  # chunk products summed in float64
+                xc = X[i : i + self.chunk] - m
                 C += (xc.T @ xc).double()
             # constant values (MNIST's border pixels) carry no variance: left out of the solve
             keep = C.diagonal() > 0
@@ -87,18 +89,18 @@ class PCA:
                 keep = torch.ones_like(keep)
             evals, evecs = _top_eigh(C[keep][:, keep], self.k)
             V = torch.zeros(self.k, D, dtype=torch.float64, device=X.device)
-            V[:, keep] = evecs.T                                         # (k, D)
+            V[:, keep] = evecs.T  # (k, D)
         elif method == "gram":
             xc = X.double() - mean
-            evals, U = _top_eigh(xc @ xc.T, self.k)                      # (k,), (N, k)
-            live = evals > evals[0] * 1e-12                                # k may exceed the rank N - 1
+            evals, U = _top_eigh(xc @ xc.T, self.k)  # (k,), (N, k)
+            live = evals > evals[0] * 1e-12  # k may exceed the rank N - 1
             V = (U.T @ xc) / evals.clamp_min(1e-300).sqrt().unsqueeze(1)  # (k, D): u_i^T X / s_i
-            V = V * live.unsqueeze(1)                                    # no variance: a zero component
+            V = V * live.unsqueeze(1)  # no variance: a zero component
         else:
             xc = X - mean.to(X.dtype)
             q = min(self.k + 10, N, D)
-            _, S, Vq = torch.svd_lowrank(xc, q=q, niter=6)              # Vq: (D, q)
-            evals, V = S[:self.k].double().square(), Vq[:, :self.k].T.double()
+            _, S, Vq = torch.svd_lowrank(xc, q=q, niter=6)  # Vq: (D, q)
+            evals, V = S[: self.k].double().square(), Vq[:, : self.k].T.double()
         self.mean = mean.to(X.dtype)
         self.components = V.to(X.dtype).contiguous()
         self.explained_variance = (evals / (N - 1)).to(X.dtype)

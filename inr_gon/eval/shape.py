@@ -36,9 +36,7 @@ def _check_mesh(mesh: trimesh.Trimesh, name: str) -> trimesh.Trimesh:
     return mesh
 
 
-def sample_surface(
-    mesh: trimesh.Trimesh, num_samples: int = 30_000, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(mesh: trimesh.Trimesh, num_samples: int = 30_000, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Area-uniform surface samples: points ``(num_samples, 3)``, face normals ``(num_samples, 3)``.
 
     Uses ``trimesh.sample.sample_surface(mesh, num_samples, seed=seed)``; float64 arrays.
@@ -47,14 +45,10 @@ def sample_surface(
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     points, face_index = trimesh.sample.sample_surface(mesh, num_samples, seed=seed)
-    return np.asarray(points, dtype=np.float64), np.asarray(
-        mesh.face_normals[face_index], dtype=np.float64
-    )
+    return np.asarray(points, dtype=np.float64), np.asarray(mesh.face_normals[face_index], dtype=np.float64)
 
 
-def _points(
-    x: trimesh.Trimesh | np.ndarray | torch.Tensor, num_samples: int, seed: int, name: str
-) -> np.ndarray:
+def _points(x: trimesh.Trimesh | np.ndarray | torch.Tensor, num_samples: int, seed: int, name: str) -> np.ndarray:
     """``(N, 3)`` float64 points: surface samples of a mesh, or the given points."""
     if isinstance(x, trimesh.Trimesh):
         return sample_surface(x, num_samples, seed=seed)[0]
@@ -62,9 +56,7 @@ def _points(
         x = x.detach().cpu().numpy()
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0:
-        raise ValueError(
-            f"{name} must be a mesh or a non-empty (N, 3) point set, got shape {arr.shape}"
-        )
+        raise ValueError(f"{name} must be a mesh or a non-empty (N, 3) point set, got shape {arr.shape}")
     return arr
 
 
@@ -88,9 +80,7 @@ def chamfer_distance(
     return float(np.mean(d_ab**2) + np.mean(d_ba**2))
 
 
-def normal_consistency(
-    a: trimesh.Trimesh, b: trimesh.Trimesh, *, num_samples: int = 30_000, seed: int = 0
-) -> float:
+def normal_consistency(a: trimesh.Trimesh, b: trimesh.Trimesh, *, num_samples: int = 30_000, seed: int = 0) -> float:
     """Mean ``|cos|`` between the normals of nearest surface samples, averaged over both directions.
 
     ``num_samples`` area-uniform samples per mesh (``a`` with ``seed``, ``b`` with ``seed + 1``),
@@ -135,20 +125,15 @@ def _inside(
         _check_mesh(shape, name)
         return mesh_contains(shape, points)
     if not callable(shape):
-        raise TypeError(
-            f"{name} must be a trimesh.Trimesh or an sdf callable, got {type(shape).__name__}"
-        )
+        raise TypeError(f"{name} must be a trimesh.Trimesh or an sdf callable, got {type(shape).__name__}")
     out = np.empty(len(points), dtype=bool)
     with torch.no_grad():
         for start in range(0, len(points), chunk_size):
-            chunk = torch.as_tensor(
-                points[start : start + chunk_size], dtype=torch.float32, device=device
-            )
+            chunk = torch.as_tensor(points[start : start + chunk_size], dtype=torch.float32, device=device)
             values = shape(chunk)
             if values.numel() != chunk.shape[0]:
                 raise ValueError(
-                    f"{name}: sdf must map (N, 3) points to (N,) or (N, 1) values, "
-                    f"got shape {tuple(values.shape)}"
+                    f"{name}: sdf must map (N, 3) points to (N,) or (N, 1) values, got shape {tuple(values.shape)}"
                 )
             out[start : start + chunk.shape[0]] = (values.reshape(-1) < 0).cpu().numpy()
     return out

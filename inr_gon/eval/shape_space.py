@@ -22,8 +22,9 @@ MIN_SENSITIVITY, MIN_IDENTIFIED = 0.05, 0.5
 
 
 @torch.no_grad()
-def field_agreement(fields: Sequence[Callable], points: Sequence[torch.Tensor], truths: Sequence[torch.Tensor],
-                    delta: float) -> dict:
+def field_agreement(
+    fields: Sequence[Callable], points: Sequence[torch.Tensor], truths: Sequence[torch.Tensor], delta: float
+) -> dict:
     """Mean sign IoU (inside = negative, predicted vs true) and mean absolute error near the
     surface (``|s| < delta``) of ``fields[i]`` on ``points[i]`` against ``truths[i]``;
     ``{}`` for no shapes."""
@@ -35,13 +36,16 @@ def field_agreement(fields: Sequence[Callable], points: Sequence[torch.Tensor], 
         ious.append(float(sign_iou(pred, true)))
         near = true.abs() < delta
         errs.append(float((pred - true)[near].abs().mean()) if bool(near.any()) else float("nan"))
-    return {"sign_iou": float(np.mean(ious)),
-            "near_l1": float(np.nanmean(errs)) if any(np.isfinite(errs)) else float("nan")}
+    return {
+        "sign_iou": float(np.mean(ious)),
+        "near_l1": float(np.nanmean(errs)) if any(np.isfinite(errs)) else float("nan"),
+    }
 
 
 @torch.no_grad()
-def shape_space_health(fields: Sequence[Callable], points: Sequence[torch.Tensor],
-                       truths: Sequence[torch.Tensor]) -> dict:
+def shape_space_health(
+    fields: Sequence[Callable], points: Sequence[torch.Tensor], truths: Sequence[torch.Tensor]
+) -> dict:
     """Symptoms of a shape space that did not form, for shapes ``i`` with fields ``fields[i]``
     (e.g. decoded from their latents), samples ``points[i]`` and true distances ``truths[i]``.
 
@@ -58,18 +62,23 @@ def shape_space_health(fields: Sequence[Callable], points: Sequence[torch.Tensor
     n = len(fields)
     if n == 0:
         return {}
-    preds = [[fields[a](points[b]) for b in range(n)] for a in range(n)]      # [a][b]: F_a on pool b
+    preds = [[fields[a](points[b]) for b in range(n)] for a in range(n)]  # [a][b]: F_a on pool b
     cross = [bool((preds[a][a] < 0).any() and (preds[a][a] > 0).any()) for a in range(n)]
     m = [[float(sign_iou(preds[a][b], truths[b])) for b in range(n)] for a in range(n)]
     identified = [all(m[a][a] > m[a][b] for b in range(n) if b != a) for a in range(n)] if n > 1 else [True]
     spread = float(np.mean([float(t.std()) for t in truths])) or 1.0
     moves = [float((preds[a][b] - preds[b][b]).abs().mean()) for a in range(n) for b in range(n) if a != b]
-    return {"zero_crossing": float(np.mean(cross)), "identified": float(np.mean(identified)),
-            "latent_sensitivity": float(np.mean(moves)) / spread if moves else float("nan"), "shapes": n}
+    return {
+        "zero_crossing": float(np.mean(cross)),
+        "identified": float(np.mean(identified)),
+        "latent_sensitivity": float(np.mean(moves)) / spread if moves else float("nan"),
+        "shapes": n,
+    }
 
 
-def collapse_reasons(h: dict, *, min_sensitivity: float = MIN_SENSITIVITY,
-                     min_identified: float = MIN_IDENTIFIED) -> list[str]:
+def collapse_reasons(
+    h: dict, *, min_sensitivity: float = MIN_SENSITIVITY, min_identified: float = MIN_IDENTIFIED
+) -> list[str]:
     """The symptoms in a :func:`shape_space_health` result that say the shape space collapsed,
     one sentence each (``[]``: none)."""
     why = []
@@ -77,9 +86,12 @@ def collapse_reasons(h: dict, *, min_sensitivity: float = MIN_SENSITIVITY,
         k = round((1 - h["zero_crossing"]) * h["shapes"])
         why.append(f"no zero crossing on the training points of {k} of {h['shapes']} shapes (an empty field)")
     if h.get("shapes", 0) > 1 and h["latent_sensitivity"] < min_sensitivity:
-        why.append(f"the field barely depends on the latent (sensitivity {h['latent_sensitivity']:.3f} < "
-                   f"{min_sensitivity})")
+        why.append(
+            f"the field barely depends on the latent (sensitivity {h['latent_sensitivity']:.3f} < {min_sensitivity})"
+        )
     if h.get("shapes", 0) > 1 and h["identified"] < min_identified:
-        why.append(f"the training shapes are indistinguishable (only {round(h['identified'] * h['shapes'])} of "
-                   f"{h['shapes']} nearer their own ground truth than another's)")
+        why.append(
+            f"the training shapes are indistinguishable (only {round(h['identified'] * h['shapes'])} of "
+            f"{h['shapes']} nearer their own ground truth than another's)"
+        )
     return why

@@ -28,12 +28,8 @@ __all__ = ["extract_mesh", "sdf_grid", "sdf_slice", "grid_axes"]
 SDFCallable = Callable[[torch.Tensor], torch.Tensor]
 Bounds = tuple[float, float] | tuple[Sequence[float], Sequence[float]]
 
-_CORNERS = torch.tensor(
-    [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.long
-)
-_CHILD_POINTS = torch.tensor(
-    [[i, j, k] for i in (0, 1, 2) for j in (0, 1, 2) for k in (0, 1, 2)], dtype=torch.long
-)
+_CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.long)
+_CHILD_POINTS = torch.tensor([[i, j, k] for i in (0, 1, 2) for j in (0, 1, 2) for k in (0, 1, 2)], dtype=torch.long)
 
 
 def _bounds(bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -104,17 +100,13 @@ def _evaluate_points(sdf: SDFCallable, points: torch.Tensor, chunk_size: int) ->
                 f"sdf must map (N, 3) points to (N,) or (N, 1) values; "
                 f"got shape {tuple(values.shape)} for N={chunk.shape[0]}"
             )
-        out[start : start + chunk.shape[0]] = values.reshape(-1).to(
-            device=out.device, dtype=torch.float32
-        )
+        out[start : start + chunk.shape[0]] = values.reshape(-1).to(device=out.device, dtype=torch.float32)
     if torch.isnan(out).any():
         raise ValueError("sdf returned NaN values")
     return out
 
 
-def _evaluate(
-    sdf: SDFCallable, index: torch.Tensor, axes: list[torch.Tensor], chunk_size: int
-) -> torch.Tensor:
+def _evaluate(sdf: SDFCallable, index: torch.Tensor, axes: list[torch.Tensor], chunk_size: int) -> torch.Tensor:
     """Values of ``sdf`` at grid indices ``index`` ``(K, 3)`` (long), chunked: ``(K,)`` float32."""
     out = torch.empty(index.shape[0], dtype=torch.float32, device=index.device)
     for start in range(0, index.shape[0], chunk_size):
@@ -160,9 +152,7 @@ def sdf_grid(
     with torch.no_grad():
         for i0 in range(0, resolution, planes):
             i1 = min(i0 + planes, resolution)
-            points = torch.stack(
-                torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"), dim=-1
-            ).reshape(-1, 3)
+            points = torch.stack(torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij"), dim=-1).reshape(-1, 3)
             volume[i0 * plane : i1 * plane] = _evaluate_points(sdf, points, chunk_size)
     return volume.reshape(resolution, resolution, resolution)
 
@@ -286,9 +276,7 @@ def _coarse_to_fine_volume(
             step = max(1, chunk_size // child_points.shape[0])  # bounded index memory per batch
             for p0 in range(0, parents.shape[0], step):
                 # duplicates within a batch: unique; across batches: already evaluated (not NaN)
-                new += evaluate_new(
-                    (parents[p0 : p0 + step, None, :] + child_points) * (stride // 2)
-                )
+                new += evaluate_new((parents[p0 : p0 + step, None, :] + child_points) * (stride // 2))
             evaluations += new
             levels.append(
                 {
@@ -319,11 +307,7 @@ def _coarse_to_fine_volume(
                 if merged is None:
                     merged = grid
                 else:
-                    merged = (
-                        merged.repeat_interleave(2, 0)
-                        .repeat_interleave(2, 1)
-                        .repeat_interleave(2, 2)
-                    )
+                    merged = merged.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
                     merged = torch.where(torch.isnan(merged), grid, merged)
             del fills, fill, grid
             count = (size - 1) // finest
@@ -403,9 +387,7 @@ def extract_mesh(
     start = time.perf_counter()
     stats: dict = {"method": method, "resolution": resolution, "dense_evaluations": resolution**3}
     if method == "dense":
-        volume = sdf_grid(
-            sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device
-        )
+        volume = sdf_grid(sdf, resolution, bounds, chunk_size=chunk_size, dtype=dtype, device=device)
         if level != 0.0:
             volume.sub_(level)
         stats["evaluations"] = resolution**3
@@ -429,9 +411,7 @@ def extract_mesh(
     faces = np.zeros((0, 3), dtype=np.int64)
     if vmin <= 0.0 <= vmax and vmin < vmax:
         spacing = tuple(float(v) for v in (hi - lo) / (resolution - 1))
-        verts, faces, normals, _ = measure.marching_cubes(
-            values, level=0.0, spacing=spacing, method="lewiner"
-        )
+        verts, faces, normals, _ = measure.marching_cubes(values, level=0.0, spacing=spacing, method="lewiner")
     if len(faces) == 0:
         message = (
             f"extract_mesh: sdf does not cross level {level} inside bounds "

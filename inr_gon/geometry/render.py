@@ -29,8 +29,9 @@ def _check_latents(z) -> None:
         raise ValueError(f"z must have shape (B, k), got {tuple(z.shape)}")
 
 
-def render_points(model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: int = 2 ** 16,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
+def render_points(
+    model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: int = 2**16, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Evaluate ``model(coords, z)`` in chunks of ``chunk_size`` points × the batch.
 
     Args:
@@ -46,15 +47,24 @@ def render_points(model, coords: torch.Tensor, z: torch.Tensor, *, chunk_size: i
     per = max(1, chunk_size // max(B, 1))
     with torch.no_grad():
         for s in range(0, P, per):
-            y = model(coords[s:s + per], z)
+            y = model(coords[s : s + per], z)
             if out is None:
                 out = y.new_empty(B, P, y.shape[-1])
-            out[:, s:s + per] = y
+            out[:, s : s + per] = y
     return out
 
 
-def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None,
-           align_corners: bool = False, chunk_size: int = 2 ** 16, device=None) -> torch.Tensor:
+def render(
+    model,
+    z: torch.Tensor,
+    resolution,
+    *,
+    bounds=(-1.0, 1.0),
+    window=None,
+    align_corners: bool = False,
+    chunk_size: int = 2**16,
+    device=None,
+) -> torch.Tensor:
     """Render latents as images at any resolution.
 
     Args:
@@ -78,8 +88,10 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
     pairs = normalize_bounds(window if window is not None else bounds, n)
     device = device or z.device
     B = z.shape[0]
-    axes = [axis_coordinates(r, lo, hi, align_corners=align_corners, device=device, dtype=z.dtype)
-            for r, (lo, hi) in zip(res, pairs)]
+    axes = [
+        axis_coordinates(r, lo, hi, align_corners=align_corners, device=device, dtype=z.dtype)
+        for r, (lo, hi) in zip(res, pairs)
+    ]
     P = math.prod(res)
     per = max(1, chunk_size // max(B, 1))
     z = z.to(device)
@@ -94,39 +106,50 @@ def render(model, z: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=Non
             for d in range(n - 1, -1, -1):
                 cols.append(axes[d][idx % res[d]])
                 idx = idx // res[d]
-            y = model(torch.stack(cols[::-1], -1), z)                   # (B, m, O)
+            y = model(torch.stack(cols[::-1], -1), z)  # (B, m, O)
             if out is None:
                 out = y.new_empty(B, y.shape[-1], *res)
                 flat = out.view(B, y.shape[-1], P)
-            flat[:, :, s:s + y.shape[1]] = y.transpose(1, 2)
+            flat[:, :, s : s + y.shape[1]] = y.transpose(1, 2)
     return out
 
 
-def decode(model, z: torch.Tensor, resolution, *, loss="mse", chunk_size: int = 2 ** 16) -> torch.Tensor:
+def decode(model, z: torch.Tensor, resolution, *, loss="mse", chunk_size: int = 2**16) -> torch.Tensor:
     """:func:`render` mapped to the targets' range: a sigmoid for models trained with the
     BCE-on-logits loss (``loss="bce"``), the raw output otherwise. ``(B, O, *resolution)``."""
     y = render(model, z, resolution, chunk_size=chunk_size)
     return torch.sigmoid(y) if loss == "bce" else y
 
 
-def encode(model, images: torch.Tensor, *, bounds=(-1.0, 1.0), loss="mse", integrator=None,
-           batch_size: int = 256, check: bool = True) -> torch.Tensor:
+def encode(
+    model,
+    images: torch.Tensor,
+    *,
+    bounds=(-1.0, 1.0),
+    loss="mse",
+    integrator=None,
+    batch_size: int = 256,
+    check: bool = True,
+) -> torch.Tensor:
     """Encode images ``(B, C, *spatial)`` into gradient-origin latents ``(B, k)`` (one gradient
     step, no training graph), in batches of ``batch_size``. ``integrator`` fixes the inner
     integral (e.g. ``GridIntegrator(scale=...)`` as a model was trained with); ``check=False``
     skips the per-batch input validation (one host sync each on CUDA)."""
     if images.dim() != model.coord_dim + 2:
-        raise ValueError(f"images must have shape (B, C, {', '.join(['size'] * model.coord_dim)}), "
-                         f"got {tuple(images.shape)}")
+        raise ValueError(
+            f"images must have shape (B, C, {', '.join(['size'] * model.coord_dim)}), got {tuple(images.shape)}"
+        )
     c = grid(tuple(images.shape[2:]), bounds=bounds, device=images.device, dtype=images.dtype)
-    zs = [gon_latent(model, c, image_to_points(images[i:i + batch_size]), loss=loss, integrator=integrator,
-                     check=check)
-          for i in range(0, images.shape[0], batch_size)]
+    zs = [
+        gon_latent(model, c, image_to_points(images[i : i + batch_size]), loss=loss, integrator=integrator, check=check)
+        for i in range(0, images.shape[0], batch_size)
+    ]
     return torch.cat(zs) if zs else images.new_zeros(0, model.latent_dim)
 
 
-def encode_render(model, images: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None,
-                  loss="mse", chunk_size: int = 2 ** 16) -> torch.Tensor:
+def encode_render(
+    model, images: torch.Tensor, resolution, *, bounds=(-1.0, 1.0), window=None, loss="mse", chunk_size: int = 2**16
+) -> torch.Tensor:
     """Image(s) in -> latent(s) -> image(s) at another resolution ``(B, O, *resolution)``."""
     z = encode(model, images, bounds=bounds, loss=loss)
     return render(model, z, resolution, bounds=bounds, window=window, chunk_size=chunk_size)

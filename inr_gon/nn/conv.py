@@ -21,11 +21,17 @@ class ConvDecoder(nn.Module):
     others in its batch (as in cwkx/GON); in ``eval()`` mode the running statistics are used.
     """
 
-    def __init__(self, latent_dim: int, out_channels: int = 1, *, image_size: int = 28,
-                 base_channels: int = 32, batch_norm: bool = True):
+    def __init__(
+        self,
+        latent_dim: int,
+        out_channels: int = 1,
+        *,
+        image_size: int = 28,
+        base_channels: int = 32,
+        batch_norm: bool = True,
+    ):
         super().__init__()
-        for name, v in (("latent_dim", latent_dim), ("out_channels", out_channels),
-                        ("base_channels", base_channels)):
+        for name, v in (("latent_dim", latent_dim), ("out_channels", out_channels), ("base_channels", base_channels)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if image_size not in (28, 32):

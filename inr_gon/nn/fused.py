@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__: list[str] = []      # internal to LatentSiren
+__all__: list[str] = []  # internal to LatentSiren
 
 
-def _sine_trunk(u1: torch.Tensor, params: list[torch.Tensor],
-                shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _sine_trunk(
+    u1: torch.Tensor, params: list[torch.Tensor], shifts: torch.Tensor | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The sine stack in ordinary differentiable ops.
 
     Args:
@@ -29,7 +30,7 @@ def _sine_trunk(u1: torch.Tensor, params: list[torch.Tensor],
     h = torch.sin(u1)
     for l, (W, b) in enumerate(zip(params[:-2:2], params[1:-2:2])):
         u = F.linear(h, W, b)
-        if shifts is not None:        # in u's precision (bf16 under autocast: no float32 promotion)
+        if shifts is not None:  # in u's precision (bf16 under autocast: no float32 promotion)
             u = u + shifts[:, l].to(u.dtype).reshape(shifts.shape[0], *[1] * (u.dim() - 2), -1)
         us.append(u)
         h = torch.sin(u)
@@ -68,31 +69,31 @@ class _FusedSineTrunk(torch.autograd.Function):
             h = torch.sin(u)
         hs.append(h)
         ctx.save_for_backward(u1, shifts, *params)
-        ctx.acts = (us, hs)               # intermediates owned by this node only
+        ctx.acts = (us, hs)  # intermediates owned by this node only
         return torch.addmm(params[-1], h, params[-2].t())
 
     @staticmethod
     def backward(ctx, g):
         u1, shifts, *params = ctx.saved_tensors
-        need = ctx.needs_input_grad[:1] + ctx.needs_input_grad[2:]       # as if shifts were not there
+        need = ctx.needs_input_grad[:1] + ctx.needs_input_grad[2:]  # as if shifts were not there
         if ctx.acts is None or torch.is_grad_enabled():
             return _FusedSineTrunk._recompute(ctx, g, u1, shifts, params)
         us, hs = ctx.acts
-        ctx.acts = None                   # consumed: the buffers are overwritten below
+        ctx.acts = None  # consumed: the buffers are overwritten below
         grads: list[torch.Tensor | None] = [None] * len(params)
-        gs = (torch.empty_like(shifts) if shifts is not None and ctx.needs_input_grad[1] else None)
-        W_out = params[-2]                # (O, H)
+        gs = torch.empty_like(shifts) if shifts is not None and ctx.needs_input_grad[1] else None
+        W_out = params[-2]  # (O, H)
         if need[-2]:
             grads[-2] = g.t() @ hs[-1]
         if need[-1]:
             grads[-1] = g.sum(0)
-        last = len(hs) - 1                # index of the last sine layer
+        last = len(hs) - 1  # index of the last sine layer
         cos_last = us[last].cos_() if last > 0 else torch.cos(u1)
-        if W_out.shape[0] == 1:           # g W_out is an outer product: two in-place scalings
+        if W_out.shape[0] == 1:  # g W_out is an outer product: two in-place scalings
             gu = cos_last.mul_(W_out).mul_(g)
         else:
             gu = cos_last.mul_(g @ W_out)
-        for l in range(last, 0, -1):      # hidden layer l: hs[l-1] -> us[l]
+        for l in range(last, 0, -1):  # hidden layer l: hs[l-1] -> us[l]
             W = params[2 * l - 2]
             if need[2 * l - 1]:
                 grads[2 * l - 2] = gu.t() @ hs[l - 1]
@@ -100,7 +101,7 @@ class _FusedSineTrunk(torch.autograd.Function):
                 grads[2 * l - 1] = gu.sum(0)
             if gs is not None:
                 gs[:, l - 1] = gu.view(gs.shape[0], -1, gu.shape[-1]).sum(1)
-            gh = torch.mm(gu, W, out=hs[l])                       # hs[l] is no longer needed
+            gh = torch.mm(gu, W, out=hs[l])  # hs[l] is no longer needed
             gu = gh.mul_(us[l - 1].cos_() if l > 1 else torch.cos(u1, out=hs[0]))
         return (gu if need[0] else None, gs, *grads)
 
@@ -110,11 +111,11 @@ class _FusedSineTrunk(torch.autograd.Function):
         create = torch.is_grad_enabled()
         with torch.enable_grad():
             if not create:
-                inputs = [t if t is None else t.detach().requires_grad_(n)
-                          for t, n in zip(inputs, ctx.needs_input_grad)]
+                inputs = [
+                    t if t is None else t.detach().requires_grad_(n) for t, n in zip(inputs, ctx.needs_input_grad)
+                ]
             wanted = [t for t, n in zip(inputs, ctx.needs_input_grad) if n]
             u = inputs[0] if shifts is None else inputs[0].view(shifts.shape[0], -1, u1.shape[-1])
             out, _ = _sine_trunk(u, inputs[2:], inputs[1])
             got = iter(torch.autograd.grad(out.reshape(g.shape), wanted, g, create_graph=create, allow_unused=True))
         return tuple(next(got) if n else None for n in ctx.needs_input_grad)
-

@@ -47,8 +47,9 @@ def _default_bias_(bias: torch.Tensor, fan_in: int) -> torch.Tensor:
 class SineLayer(nn.Module):
     """``x (..., n_in) -> sin(w0 (x W^T + b)) (..., n_out)`` with SIREN initialisation."""
 
-    def __init__(self, in_features: int, out_features: int, *, w0: float = 30.0,
-                 is_first: bool = False, bias: bool = True):
+    def __init__(
+        self, in_features: int, out_features: int, *, w0: float = 30.0, is_first: bool = False, bias: bool = True
+    ):
         super().__init__()
         self.in_features, self.out_features, self.w0 = in_features, out_features, float(w0)
         self.linear = nn.Linear(in_features, out_features, bias=bias)
@@ -78,15 +79,25 @@ class Siren(nn.Module):
     and an optional ``out_activation`` (``"sigmoid"``, ``"tanh"``, ``"relu"`` or a callable).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 256, num_layers: int = 4, *,
-                 w0: float = 30.0, w0_first: float = 30.0, out_activation=None):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int = 256,
+        num_layers: int = 4,
+        *,
+        w0: float = 30.0,
+        w0_first: float = 30.0,
+        out_activation=None,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         dims = [in_dim] + [hidden_dim] * num_layers
         self.layers = nn.ModuleList(
             SineLayer(a, b, w0=w0_first if i == 0 else w0, is_first=i == 0)
-            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
+            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+        )
         self.out = nn.Linear(hidden_dim, out_dim)
         siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
         self.out_activation = _activation(out_activation)
@@ -143,21 +154,41 @@ class LatentSiren(nn.Module):
             model unless told otherwise); ``None``: the paper's plain gradient steps.
     """
 
-    def __init__(self, coord_dim: int, latent_dim: int, out_dim: int, hidden_dim: int = 256,
-                 num_layers: int = 4, *, w0: float = 30.0, w0_first: float = 30.0,
-                 w0_latent: float | None = None, out_activation=None, fused: bool = True, latent_steps: int = 1,
-                 step_size: float = 1.0, learn_step_size: bool = False, latent_shifts: bool = False,
-                 gauss_newton: float | None = None):
+    def __init__(
+        self,
+        coord_dim: int,
+        latent_dim: int,
+        out_dim: int,
+        hidden_dim: int = 256,
+        num_layers: int = 4,
+        *,
+        w0: float = 30.0,
+        w0_first: float = 30.0,
+        w0_latent: float | None = None,
+        out_activation=None,
+        fused: bool = True,
+        latent_steps: int = 1,
+        step_size: float = 1.0,
+        learn_step_size: bool = False,
+        latent_shifts: bool = False,
+        gauss_newton: float | None = None,
+    ):
         super().__init__()
         if not isinstance(latent_steps, int) or isinstance(latent_steps, bool) or latent_steps < 1:
             raise ValueError(f"latent_steps must be an int >= 1, got {latent_steps!r}")
         if not (isinstance(step_size, (int, float)) and step_size > 0):
             raise ValueError(f"step_size must be > 0, got {step_size!r}")
-        if gauss_newton is not None and (isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float))
-                                         or not gauss_newton > 0):
+        if gauss_newton is not None and (
+            isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float)) or not gauss_newton > 0
+        ):
             raise ValueError(f"gauss_newton must be a damping > 0 or None, got {gauss_newton!r}")
-        for name, v in (("coord_dim", coord_dim), ("latent_dim", latent_dim),
-                        ("out_dim", out_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+        for name, v in (
+            ("coord_dim", coord_dim),
+            ("latent_dim", latent_dim),
+            ("out_dim", out_dim),
+            ("hidden_dim", hidden_dim),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.coord_dim, self.latent_dim, self.out_dim = coord_dim, latent_dim, out_dim
@@ -173,32 +204,42 @@ class LatentSiren(nn.Module):
         fan_in = coord_dim + latent_dim
         first = torch.empty(hidden_dim, fan_in)
         siren_uniform_(first, fan_in=fan_in, w0=w0_first, is_first=True)
-        self.coord_weight = nn.Parameter(first[:, :coord_dim].clone())    # (H, n)
-        self.latent_weight = nn.Parameter(first[:, coord_dim:].clone())   # (H, k)
+        self.coord_weight = nn.Parameter(first[:, :coord_dim].clone())  # (H, n)
+        self.latent_weight = nn.Parameter(first[:, coord_dim:].clone())  # (H, k)
         self.first_bias = nn.Parameter(_default_bias_(torch.empty(hidden_dim), fan_in))
-        self.hidden = nn.ModuleList(SineLayer(hidden_dim, hidden_dim, w0=w0)
-                                    for _ in range(num_layers - 1))
+        self.hidden = nn.ModuleList(SineLayer(hidden_dim, hidden_dim, w0=w0) for _ in range(num_layers - 1))
         self.out = nn.Linear(hidden_dim, out_dim)
         siren_uniform_(self.out.weight, fan_in=hidden_dim, w0=w0, is_first=False)
         # the latent's gradient steps (created last, so the network's own initialisation does not
         # depend on these options)
-        self.latent_steps, self.step_size, self.learn_step_size = int(latent_steps), float(step_size), bool(learn_step_size)
+        self.latent_steps, self.step_size, self.learn_step_size = (
+            int(latent_steps),
+            float(step_size),
+            bool(learn_step_size),
+        )
         if self.learn_step_size:
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
-            self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))      # (K, k)
+            self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))  # (K, k)
         self.gauss_newton = None if gauss_newton is None else float(gauss_newton)
         self.latent_shifts = bool(latent_shifts)
         if self.latent_shifts:
             M = torch.empty(num_layers - 1, hidden_dim, latent_dim)
             siren_uniform_(M, fan_in=hidden_dim + latent_dim, w0=w0, is_first=False)
-            self.shift_weight = nn.Parameter(M)                                         # (L - 1, H, k)
+            self.shift_weight = nn.Parameter(M)  # (L - 1, H, k)
 
     # -- configuration (what a checkpoint needs to rebuild the model) -------------------------
     def config(self) -> dict:
         """Keyword arguments that rebuild this architecture: ``LatentSiren(**m.config())``."""
-        cfg = dict(coord_dim=self.coord_dim, latent_dim=self.latent_dim, out_dim=self.out_dim,
-                   hidden_dim=self.hidden_dim, num_layers=self.num_layers, w0=self.w0,
-                   w0_first=self.w0_first, out_activation=self.out_activation_spec)
+        cfg = dict(
+            coord_dim=self.coord_dim,
+            latent_dim=self.latent_dim,
+            out_dim=self.out_dim,
+            hidden_dim=self.hidden_dim,
+            num_layers=self.num_layers,
+            w0=self.w0,
+            w0_first=self.w0_first,
+            out_activation=self.out_activation_spec,
+        )
         # the options below only when set, so a plain model's config holds the base keys alone
         if self.w0_latent != self.w0_first:
             cfg["w0_latent"] = self.w0_latent
@@ -222,8 +263,11 @@ class LatentSiren(nn.Module):
             return self.log_step_size.exp()
         if self.latent_steps == 1:
             return 1.0
-        return torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1),
-                            device=self.coord_weight.device, dtype=self.coord_weight.dtype)[:, None]
+        return torch.tensor(
+            [1.0] + [self.step_size] * (self.latent_steps - 1),
+            device=self.coord_weight.device,
+            dtype=self.coord_weight.dtype,
+        )[:, None]
 
     # -- pieces ---------------------------------------------------------------------------------
     def coord_preactivation(self, coords: torch.Tensor) -> torch.Tensor:
@@ -267,8 +311,12 @@ class LatentSiren(nn.Module):
         """
         fused = self.fused if fused is None else fused
         # under torch.compile the plain ops are traced (and fused by the compiler) instead
-        if (fused and torch.is_grad_enabled() and not torch.is_autocast_enabled(u1.device.type)
-                and not torch.compiler.is_compiling()):
+        if (
+            fused
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(u1.device.type)
+            and not torch.compiler.is_compiling()
+        ):
             out = _FusedSineTrunk.apply(u1.reshape(-1, u1.shape[-1]), shifts, *self.trunk_params())
             return out.reshape(*u1.shape[:-1], out.shape[-1])
         return _sine_trunk(u1, self.trunk_params(), shifts)[0]
@@ -281,8 +329,9 @@ class LatentSiren(nn.Module):
             if not t.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
         if coords.dim() not in (2, 3) or coords.shape[-1] != self.coord_dim:
-            raise ValueError(f"coords must have shape (P, {self.coord_dim}) or (B, P, {self.coord_dim}), "
-                             f"got {tuple(coords.shape)}")
+            raise ValueError(
+                f"coords must have shape (P, {self.coord_dim}) or (B, P, {self.coord_dim}), got {tuple(coords.shape)}"
+            )
         if z.dim() != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
         if coords.dim() == 3 and coords.shape[0] != z.shape[0]:
@@ -302,9 +351,9 @@ class LatentSiren(nn.Module):
         # (w0_first · (c W_c^T + b)), beyond what bf16's 8-bit mantissa resolves
         dev = coords.device.type
         with torch.autocast(dev, enabled=False) if torch.is_autocast_enabled(dev) else contextlib.nullcontext():
-            u_c = self.coord_preactivation(coords)                # (P, H) or (B, P, H)
-            u1 = u_c + self.latent_preactivation(z).unsqueeze(-2) # (B, P, H)
-            shifts = self.hidden_shifts(z)                        # (B, L - 1, H) or None
+            u_c = self.coord_preactivation(coords)  # (P, H) or (B, P, H)
+            u1 = u_c + self.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
+            shifts = self.hidden_shifts(z)  # (B, L - 1, H) or None
         # derivatives w.r.t. the coordinates (eikonal terms) are usually differentiated again:
         # the plain stack serves that directly, the fused one only by recomputing
         y = self.trunk(u1, shifts, fused=self.fused and not coords.requires_grad)
@@ -323,7 +372,9 @@ class LatentSiren(nn.Module):
         return y if self.out_activation is None else self.out_activation(y)
 
     # -- the explicit inner gradient used by the gradient-origin latent --------------------------
-    def origin_forward(self, u1: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def origin_forward(
+        self, u1: torch.Tensor, z: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Forward from ``u1 (..., H)`` returning the raw output ``(..., O)`` and the list of
         pre-activations ``[u1, u2, ...]`` (each ``(..., H)``) for :meth:`backward_from`.
         ``z`` ``(B, k)`` (with ``u1`` ``(B, P, H)``): away from the origin, with the latent's

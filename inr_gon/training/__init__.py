@@ -8,13 +8,48 @@ from .checkpoint import CheckpointError, RunDirectoryError, load_checkpoint, sav
 from .config import Config, option
 from .parts import GradientOriginConfig, LatentConfig, SirenConfig
 from .guard import NonFiniteGuard, NonFiniteLossError
-from .tasks import (TASKS, AutoDecoderConfig, AutoencoderConfig, ClassifierConfig, ConversionConfig, ImageConfig, SdfConfig, Task,
-                    VariationalConfig, fit_conversion)
+from .tasks import (
+    TASKS,
+    AutoDecoderConfig,
+    AutoencoderConfig,
+    ClassifierConfig,
+    ConversionConfig,
+    ImageConfig,
+    SdfConfig,
+    Task,
+    VariationalConfig,
+    fit_conversion,
+)
 from .run import LoadedRun, load_run
 from .trainer import BatchSampler, Trainer, TrainerConfig, learning_rate, select_device
 
-__all__ = ["Trainer", "TrainerConfig", "BatchSampler", "learning_rate", "select_device", "Task", "TASKS",
-           "ImageConfig", "SdfConfig", "ConversionConfig", "ClassifierConfig", "VariationalConfig",
-           "AutoencoderConfig", "AutoDecoderConfig", "fit_conversion", "Config", "SirenConfig", "LatentConfig",
-           "GradientOriginConfig", "option", "load_run", "LoadedRun", "NonFiniteGuard",
-           "NonFiniteLossError", "CheckpointError", "RunDirectoryError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Trainer",
+    "TrainerConfig",
+    "BatchSampler",
+    "learning_rate",
+    "select_device",
+    "Task",
+    "TASKS",
+    "ImageConfig",
+    "SdfConfig",
+    "ConversionConfig",
+    "ClassifierConfig",
+    "VariationalConfig",
+    "AutoencoderConfig",
+    "AutoDecoderConfig",
+    "fit_conversion",
+    "Config",
+    "SirenConfig",
+    "LatentConfig",
+    "GradientOriginConfig",
+    "option",
+    "load_run",
+    "LoadedRun",
+    "NonFiniteGuard",
+    "NonFiniteLossError",
+    "CheckpointError",
+    "RunDirectoryError",
+    "load_checkpoint",
+    "save_checkpoint",
+]

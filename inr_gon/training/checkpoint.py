@@ -21,8 +21,20 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CheckpointError", "RunDirectoryError", "check_run_dir", "open_run_dir", "save_step_checkpoint", "save_checkpoint", "load_checkpoint", "rotate_checkpoints",
-           "latest_checkpoint", "atomic_write_bytes", "restore_generator", "retarget_adam"]
+__all__ = [
+    "CheckpointError",
+    "RunDirectoryError",
+    "check_run_dir",
+    "open_run_dir",
+    "save_step_checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "rotate_checkpoints",
+    "latest_checkpoint",
+    "atomic_write_bytes",
+    "restore_generator",
+    "retarget_adam",
+]
 
 
 class CheckpointError(ValueError):
@@ -36,7 +48,7 @@ class RunDirectoryError(ValueError):
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:          # e.g. Windows cannot open folders; the rename is still atomic
+    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic
         return
     try:
         os.fsync(fd)
@@ -86,18 +98,21 @@ def load_checkpoint(path, *, map_location="cpu", kind: str | None = None) -> dic
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        with warnings.catch_warnings():   # torch warns about foreign pickle protocols
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only" in str(e):
-            raise CheckpointError(f"{path}: refused to load unsafe content "
-                                  f"({_unsafe_reason(str(e))}); only weights-only checkpoints "
-                                  f"are loaded") from None
+            raise CheckpointError(
+                f"{path}: refused to load unsafe content "
+                f"({_unsafe_reason(str(e))}); only weights-only checkpoints "
+                f"are loaded"
+            ) from None
         raise CheckpointError(f"{path}: corrupt checkpoint ({_first_sentence(e)})") from None
     except Exception as e:  # torch raises RuntimeError, KeyError, EOFError, ... on damaged files
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: "
-                              f"{_first_sentence(e)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt: {_first_sentence(e)})"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an inr_gon checkpoint (top level is {type(state).__name__}, not a dict)")
     if kind is not None and state.get("kind") != kind:
@@ -129,8 +144,10 @@ def rotate_checkpoints(folder, *, keep: int, pattern: str = "ckpt_step*.pt") -> 
 
     Call it only from the process that writes the checkpoints (after its save): a temporary file
     of another process's save in progress would be removed too."""
-    files = sorted(Path(folder).glob(pattern), key=lambda p: int(_STEP_RE.search(p.name).group(1))
-                   if _STEP_RE.search(p.name) else -1)
+    files = sorted(
+        Path(folder).glob(pattern),
+        key=lambda p: int(_STEP_RE.search(p.name).group(1)) if _STEP_RE.search(p.name) else -1,
+    )
     old = files[:-keep] if keep > 0 else files
     for p in old:
         p.unlink(missing_ok=True)
@@ -175,8 +192,7 @@ def open_run_dir(out, *, resume: bool, overwrite: bool, kind: str, model_config:
         return None, None
     state = load_checkpoint(ckpt, kind=kind)
     if state.get("model_config") != model_config:
-        raise CheckpointError(f"{ckpt}: its model {state.get('model_config')} does not match this "
-                              f"run's {model_config}")
+        raise CheckpointError(f"{ckpt}: its model {state.get('model_config')} does not match this run's {model_config}")
     return state, ckpt
 
 
@@ -198,7 +214,7 @@ def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
         gen.set_state(state)
         return True
     digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
-    gen.manual_seed(int.from_bytes(digest[:8], "little") & (2 ** 63 - 1))
+    gen.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
     return False
 
 

@@ -30,15 +30,24 @@ RENAMED: dict[str, dict[str, str]] = {
 REMOVED: dict[str, tuple] = {
     "autoencoder": _STEPS,
     "variational": _STEPS + ("inner_scale",),
-    "autodecoder": _STEPS + ("inner_loss", "inner_weight", "inner_fraction", "inner", "inner_sampling",
-                             "fresh_shapes", "fresh_bank", "eikonal"),
+    "autodecoder": _STEPS
+    + (
+        "inner_loss",
+        "inner_weight",
+        "inner_fraction",
+        "inner",
+        "inner_sampling",
+        "fresh_shapes",
+        "fresh_bank",
+        "eikonal",
+    ),
 }
 
 
 def upgrade(task: str, d: dict) -> dict:
     """``d`` (a saved config dictionary of ``task``, any version) with today's field names."""
     d = dict(d)
-    if task in ("image", "superres") and "loss" in d:          # one loss for both integrals
+    if task in ("image", "superres") and "loss" in d:  # one loss for both integrals
         loss = d.pop("loss")
         d.setdefault("inner_loss", loss)
         d.setdefault("outer_loss", loss)

@@ -40,8 +40,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-__all__ = ["Check", "option", "Config", "Preset", "at_least", "positive", "nonneg", "fraction", "one_of",
-           "load_config_file"]
+__all__ = [
+    "Check",
+    "option",
+    "Config",
+    "Preset",
+    "at_least",
+    "positive",
+    "nonneg",
+    "fraction",
+    "one_of",
+    "load_config_file",
+]
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,19 @@ def one_of(*values) -> Check:
     return Check(lambda v: v in values, "must be " + " or ".join(repr(v) for v in values))
 
 
-def option(default=None, help: str = "", *, check: Check | None = None, choices=None, flag: str | None = None,
-           aliases: tuple = (), group: str = "training", metavar: str | None = None, negate: bool = False,
-           cli: bool = True):
+def option(
+    default=None,
+    help: str = "",
+    *,
+    check: Check | None = None,
+    choices=None,
+    flag: str | None = None,
+    aliases: tuple = (),
+    group: str = "training",
+    metavar: str | None = None,
+    negate: bool = False,
+    cli: bool = True,
+):
     """A config field.
 
     Args:
@@ -87,8 +107,17 @@ def option(default=None, help: str = "", *, check: Check | None = None, choices=
     """
     if choices is not None and check is None:
         check = one_of(*choices)
-    meta = dict(help=help, check=check, choices=tuple(choices) if choices else None, flag=flag,
-                aliases=tuple(aliases), group=group, metavar=metavar, negate=negate, cli=cli)
+    meta = dict(
+        help=help,
+        check=check,
+        choices=tuple(choices) if choices else None,
+        flag=flag,
+        aliases=tuple(aliases),
+        group=group,
+        metavar=metavar,
+        negate=negate,
+        cli=cli,
+    )
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -125,7 +154,7 @@ class Config:
     """
 
     TASK: ClassVar[str] = ""
-    task_class: ClassVar[type | None] = None      # the task this config configures (set by the task's module)
+    task_class: ClassVar[type | None] = None  # the task this config configures (set by the task's module)
     DEFAULTS: ClassVar[dict] = {}
     PRESETS: ClassVar[dict] = {}
     DEVICE_PRESETS: ClassVar[dict] = {}
@@ -152,8 +181,9 @@ class Config:
                 raise ValueError(f"{f.name}={v!r} {check.why}")
         presets = self.presets()
         if getattr(self, "preset", None) is not None and self.preset not in presets:
-            raise ValueError(f"preset={self.preset!r} is not a preset of task {self.TASK!r} "
-                             f"({', '.join(presets) or 'it has none'})")
+            raise ValueError(
+                f"preset={self.preset!r} is not a preset of task {self.TASK!r} ({', '.join(presets) or 'it has none'})"
+            )
         for name, ok, why in self._checks():
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} {why}")
@@ -165,7 +195,7 @@ class Config:
     @classmethod
     def _merged(cls, attr: str) -> dict:
         table: dict = {}
-        for klass in reversed(cls.__mro__):         # the bases' tables, then the class's own
+        for klass in reversed(cls.__mro__):  # the bases' tables, then the class's own
             table.update(vars(klass).get(attr, {}))
         return table
 
@@ -200,7 +230,7 @@ class Config:
         if preset is None:
             preset = self.default_preset(getattr(device, "type", str(device)))
         if preset is not None and preset not in self.presets():
-            self.validate()                         # names the unknown preset
+            self.validate()  # names the unknown preset
         table = self.preset_defaults(preset)
         if hasattr(self, "preset"):
             table["preset"] = preset
@@ -222,6 +252,7 @@ class Config:
         one-line ``ValueError`` (``strict=True``: a config file a person wrote). ``saved=False``:
         ``d`` holds options given now (today's names, nothing mapped or dropped)."""
         from .compat import upgrade
+
         d = {k: v for k, v in d.items() if k != "task"}
         if saved:
             d = upgrade(cls.TASK, d)
@@ -236,6 +267,7 @@ class Config:
         """A run's saved dictionary with the fields it predates set to what that version did (so
         ``--resume`` and ``--config config.json`` rebuild the same model, not today's defaults)."""
         from .compat import upgrade
+
         table = cls._merged("ABSENT")
         keys = set(upgrade(cls.TASK, dict(d)))
         return {**{k: (v(d) if callable(v) else v) for k, v in table.items() if k not in keys}, **d}
@@ -247,10 +279,18 @@ class Config:
         hints = typing.get_type_hints(cls)
         groups: dict[str, argparse._ArgumentGroup] = {}
         order = ("data", "model", "encoder", "training", "output", "speed")
-        fields = sorted((f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)
-                         and not (f.name == "preset" and not cls.presets())),        # a task without presets
-                        key=lambda f: order.index(f.metadata.get("group", "training"))
-                        if f.metadata.get("group", "training") in order else len(order))
+        fields = sorted(
+            (
+                f
+                for f in dataclasses.fields(cls)
+                if f.metadata.get("cli", True) and not (f.name == "preset" and not cls.presets())
+            ),  # a task without presets
+            key=lambda f: (
+                order.index(f.metadata.get("group", "training"))
+                if f.metadata.get("group", "training") in order
+                else len(order)
+            ),
+        )
         for f in fields:
             m = f.metadata
             g = m.get("group", "training")
@@ -264,13 +304,20 @@ class Config:
                 text, choices = cls._preset_help(), tuple(cls.presets())
             if kind is bool:
                 # a device-dependent switch (default None) can be set either way: --x / --no-x
-                action = ("store_false" if m.get("negate") else
-                          argparse.BooleanOptionalAction if optional else "store_true")
+                action = (
+                    "store_false" if m.get("negate") else argparse.BooleanOptionalAction if optional else "store_true"
+                )
                 groups[g].add_argument(*flags, dest=f.name, action=action, default=argparse.SUPPRESS, help=text)
                 continue
-            groups[g].add_argument(*flags, dest=f.name, type=_parser(kind, m.get("check"), optional),
-                                   choices=choices, default=argparse.SUPPRESS, help=text,
-                                   metavar=m.get("metavar"))
+            groups[g].add_argument(
+                *flags,
+                dest=f.name,
+                type=_parser(kind, m.get("check"), optional),
+                choices=choices,
+                default=argparse.SUPPRESS,
+                help=text,
+                metavar=m.get("metavar"),
+            )
 
     @classmethod
     def _default_text(cls, f) -> str:
@@ -282,8 +329,11 @@ class Config:
             names = list(cls.presets())
             per = {n: cls.preset_defaults(n).get(f.name) for n in names}
             if len(names) > 1 and len({repr(v) for v in per.values()}) > 1:
-                return " (default: " + ", ".join(f"{_fmt(v)} with --preset {n}" for n, v in per.items()
-                                                if v is not None) + ")"
+                return (
+                    " (default: "
+                    + ", ".join(f"{_fmt(v)} with --preset {n}" for n, v in per.items() if v is not None)
+                    + ")"
+                )
             d = cls.preset_defaults(names[0] if names else None).get(f.name)
         if d is None or d is False or d == "":
             return ""
@@ -294,7 +344,8 @@ class Config:
         devices = cls._merged("DEVICE_PRESETS")
         by = {v: k.upper() if k == "cpu" else "CUDA" for k, v in devices.items()}
         return "named defaults: " + "; ".join(
-            f"{n}: {p.about}" + (f" (default on {by[n]})" if n in by else "") for n, p in cls.presets().items())
+            f"{n}: {p.about}" + (f" (default on {by[n]})" if n in by else "") for n, p in cls.presets().items()
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, base: dict | None = None):
@@ -302,6 +353,7 @@ class Config:
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in vars(args).items() if k in names}
         from .compat import upgrade
+
         base = upgrade(cls.TASK, {k: v for k, v in (base or {}).items() if k != "task"})
         return cls.from_dict({**base, **given}, strict=True, saved=False)
 
@@ -314,6 +366,7 @@ def _fmt(v) -> str:
 
 def _parser(kind, check: Check | None, optional: bool):
     """An argparse ``type``: parse, then apply the field's check (a usage error if it fails)."""
+
     def parse(s: str):
         if optional and s.lower() in ("none", ""):
             return None
@@ -327,6 +380,7 @@ def _parser(kind, check: Check | None, optional: bool):
         if check is not None and not check(v):
             raise argparse.ArgumentTypeError(f"{check.why}, got {s}")
         return v
+
     parse.__name__ = getattr(kind, "__name__", "value")
     return parse
 

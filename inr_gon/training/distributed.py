@@ -32,8 +32,11 @@ def torchrun_env() -> dict | None:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
     try:
-        env = {"rank": int(os.environ["RANK"]), "world_size": int(os.environ["WORLD_SIZE"]),
-               "local_rank": int(os.environ.get("LOCAL_RANK", "0"))}
+        env = {
+            "rank": int(os.environ["RANK"]),
+            "world_size": int(os.environ["WORLD_SIZE"]),
+            "local_rank": int(os.environ.get("LOCAL_RANK", "0")),
+        }
     except ValueError:
         raise ValueError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (set by torchrun)") from None
     if not 0 <= env["rank"] < env["world_size"]:
@@ -86,6 +89,7 @@ class DistContext:
         if not self.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel
+
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def any(self, flag: bool) -> bool:
@@ -123,7 +127,7 @@ class DistContext:
         if self.is_main:
             try:
                 result = fn(*args, **kwargs)
-            except Exception as e:      # forwarded to every rank and re-raised below
+            except Exception as e:  # forwarded to every rank and re-raised below
                 error = e
         result, error = self.broadcast_object((result, error))
         if error is not None:
@@ -170,11 +174,15 @@ def init_distributed(*, device: torch.device, timeout_s: float = 1800.0) -> Dist
         return DistContext(device=device)
     if device.type == "cuda":
         if device.index is not None and device.index != env["local_rank"]:
-            raise ValueError(f"under torchrun each process uses cuda:LOCAL_RANK; do not pass --device {device} "
-                             f"(use 'cuda' or 'auto')")
+            raise ValueError(
+                f"under torchrun each process uses cuda:LOCAL_RANK; do not pass --device {device} "
+                f"(use 'cuda' or 'auto')"
+            )
         if env["local_rank"] >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK={env['local_rank']} but only {torch.cuda.device_count()} CUDA "
-                             f"device(s) are visible; lower --nproc_per_node")
+            raise ValueError(
+                f"LOCAL_RANK={env['local_rank']} but only {torch.cuda.device_count()} CUDA "
+                f"device(s) are visible; lower --nproc_per_node"
+            )
         device = torch.device("cuda", env["local_rank"])
         torch.cuda.set_device(device)
         backend = "nccl"
@@ -189,5 +197,6 @@ def init_distributed(*, device: torch.device, timeout_s: float = 1800.0) -> Dist
         owns = True
     if dist.get_world_size() != env["world_size"] or dist.get_rank() != env["rank"]:
         raise ValueError("the initialised process group does not match RANK/WORLD_SIZE")
-    return DistContext(rank=env["rank"], world_size=env["world_size"], local_rank=env["local_rank"],
-                       device=device, owns_group=owns)
+    return DistContext(
+        rank=env["rank"], world_size=env["world_size"], local_rank=env["local_rank"], device=device, owns_group=owns
+    )

@@ -42,8 +42,9 @@ class NonFiniteGuard:
         scaler: a ``GradScaler`` (fp16) or ``None``.
     """
 
-    def __init__(self, opt: torch.optim.Optimizer, *, deferred: bool, on_nonfinite: str,
-                 device: torch.device, scaler=None):
+    def __init__(
+        self, opt: torch.optim.Optimizer, *, deferred: bool, on_nonfinite: str, device: torch.device, scaler=None
+    ):
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.opt, self.deferred, self.on_nonfinite, self.scaler = opt, deferred, on_nonfinite, scaler
@@ -74,7 +75,7 @@ class NonFiniteGuard:
         skip = bad | self._bad if self.on_nonfinite == "stop" else bad
         if self.on_nonfinite == "stop":
             self._bad = skip
-        if self.scaler is not None:      # the scaler skips steps with non-finite gradients: make them so
+        if self.scaler is not None:  # the scaler skips steps with non-finite gradients: make them so
             p = next(p for g in self.opt.param_groups for p in g["params"] if p.grad is not None)
             p.grad.add_(torch.where(skip, float("nan"), 0.0).to(p.grad.dtype))
             self.scaler.step(self.opt)
@@ -99,8 +100,9 @@ class NonFiniteGuard:
             self._skipped_dev.zero_()
             self._first_bad.fill_(-1)
             return
-        raise NonFiniteLossError(f"non-finite training loss at step {first} (no update applied from it on)"
-                                 f"{_where(last_checkpoint)}")
+        raise NonFiniteLossError(
+            f"non-finite training loss at step {first} (no update applied from it on){_where(last_checkpoint)}"
+        )
 
 
 def _where(last_checkpoint) -> str:

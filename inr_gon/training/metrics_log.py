@@ -55,11 +55,12 @@ class MetricsLog:
                 try:
                     if json.loads(line).get("step", 0) <= step:
                         keep.append(line)
-                except json.JSONDecodeError:       # a line cut by a crash
+                except json.JSONDecodeError:  # a line cut by a crash
                     continue
         self.path.write_text("".join(k + "\n" for k in keep))
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+
             self._writer = SummaryWriter(str(self.path.parent / "tb"), purge_step=step if step > 0 else None)
 
     def write(self, kind: str, step: int, seconds: float, values: dict) -> None:

@@ -50,8 +50,16 @@ class GONObjective(nn.Module):
         amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast dtype of the outer pass.
     """
 
-    def __init__(self, model: nn.Module, *, loss="mse", outer_loss=None, inner: Integrator | None = None,
-                 outer: Integrator | None = None, amp: str = "off"):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss="mse",
+        outer_loss=None,
+        inner: Integrator | None = None,
+        outer: Integrator | None = None,
+        amp: str = "off",
+    ):
         super().__init__()
         self.dtype = _amp_dtype(amp)
         self.model = model
@@ -61,8 +69,15 @@ class GONObjective(nn.Module):
         self.outer = outer or GridIntegrator()
         self.amp = amp
 
-    def forward(self, coords: torch.Tensor, target: torch.Tensor, inner_coords: torch.Tensor | None = None,
-                inner_target: torch.Tensor | None = None, *, generator: torch.Generator | None = None):
+    def forward(
+        self,
+        coords: torch.Tensor,
+        target: torch.Tensor,
+        inner_coords: torch.Tensor | None = None,
+        inner_target: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ):
         """Args:
             coords: ``(P, n)`` shared or ``(B, P, n)`` per-sample outer points; target ``(B, P, O)``.
             inner_coords, inner_target: the inner integral's points and values (default: the outer).
@@ -73,8 +88,16 @@ class GONObjective(nn.Module):
             latents, ``{"loss": loss / (P·O)}`` (the per-point loss).
         """
         ic, it = (coords, target) if inner_coords is None else (inner_coords, inner_target)
-        z = gon_latent(self.model, ic, it, loss=self.loss, integrator=self.inner,
-                       create_graph=True, generator=generator, check=False)
+        z = gon_latent(
+            self.model,
+            ic,
+            it,
+            loss=self.loss,
+            integrator=self.inner,
+            create_graph=True,
+            generator=generator,
+            check=False,
+        )
         c, t, w = self.outer.select(coords, target, generator=generator)
         if self.dtype is None:
             y = self.model(c, z)
@@ -102,8 +125,15 @@ class SdfGONObjective(nn.Module):
         self.options = options
 
     def forward(self, inner_points, inner_sdf, points, sdf, *, generator=None):
-        loss, z, parts = sdf_gon_loss(self.model, points, sdf, inner_points=inner_points, inner_sdf=inner_sdf,
-                                      outer_dtype=self.dtype, **self.options)
+        loss, z, parts = sdf_gon_loss(
+            self.model,
+            points,
+            sdf,
+            inner_points=inner_points,
+            inner_sdf=inner_sdf,
+            outer_dtype=self.dtype,
+            **self.options,
+        )
         return ObjectiveResult(loss, z, {"loss": parts["sdf"], "eikonal": parts["eikonal"]})
 
 

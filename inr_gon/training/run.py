@@ -53,14 +53,17 @@ class LoadedRun:
         """A one-line ``ValueError`` unless this run's task offers ``command`` (``"render"``, ...)."""
         if command not in self.task_class.commands:
             fits = ", ".join(f"inr-gon {c}" for c in self.task_class.commands) or "none"
-            raise ValueError(f"{self.path}: a {self.task_name!r} checkpoint cannot be used with "
-                             f"'inr-gon {command}' (commands that fit it: {fits})")
+            raise ValueError(
+                f"{self.path}: a {self.task_name!r} checkpoint cannot be used with "
+                f"'inr-gon {command}' (commands that fit it: {fits})"
+            )
 
     def trainer(self, *, data_dir: str | None = None):
         """A :class:`~inr_gon.training.Trainer` of this run's config with its data loaded and
         this model's weights (for what needs the data set: evaluation, shape indices). Built once."""
         if self._trainer is None:
             from .trainer import Trainer
+
             changes = dict(out=None, device=str(self.device), threads=None)
             if data_dir is not None and hasattr(self.config, "data_dir"):
                 changes["data_dir"] = data_dir
@@ -91,14 +94,16 @@ def load_run(path, *, device="auto") -> LoadedRun:
     """
     from .tasks import TASKS
     from .trainer import select_device
+
     path = _find(path)
     device = select_device(device) if isinstance(device, str) else torch.device(device)
     state = load_checkpoint(path, map_location="cpu")
     kind = state.get("kind")
     by_kind = {t.checkpoint_kind: t for t in TASKS.values()}
     if kind not in by_kind:
-        raise CheckpointError(f"{path}: not an inr_gon run checkpoint (kind {kind!r}; known: "
-                              f"{', '.join(sorted(by_kind))})")
+        raise CheckpointError(
+            f"{path}: not an inr_gon run checkpoint (kind {kind!r}; known: {', '.join(sorted(by_kind))})"
+        )
     task = by_kind[kind]
     if not isinstance(state.get("config"), dict):
         raise CheckpointError(f"{path}: checkpoint holds no run config")
@@ -114,7 +119,7 @@ def load_run(path, *, device="auto") -> LoadedRun:
             model.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: checkpoint does not hold a valid model ({str(e).splitlines()[0]})") from None
-    if model is None:       # a model whose shape depends on the data (e.g. the classifier's classes)
+    if model is None:  # a model whose shape depends on the data (e.g. the classifier's classes)
         model = run.trainer().model
     run.model = model.to(device).eval()
     return run

@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["configure_tf32", "keep_freed_memory", "bf16_matmul_speedup", "resolve_amp"]
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 
 
 def configure_tf32(enabled: bool) -> None:
@@ -38,7 +38,7 @@ def keep_freed_memory(*, threshold: int = 1 << 30) -> bool:
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if not 0 < threshold < 2 ** 31:
+    if not 0 < threshold < 2**31:
         raise ValueError(f"threshold must be in (0, 2**31) bytes, got {threshold}")
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))

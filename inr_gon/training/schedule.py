@@ -10,8 +10,15 @@ import torch
 __all__ = ["BatchSampler", "learning_rate"]
 
 
-def learning_rate(step: int, *, lr: float, steps: int, schedule: str = "constant", warmup_steps: int = 0,
-                  progress: float | None = None) -> float:
+def learning_rate(
+    step: int,
+    *,
+    lr: float,
+    steps: int,
+    schedule: str = "constant",
+    warmup_steps: int = 0,
+    progress: float | None = None,
+) -> float:
     """The learning rate of (0-based) step ``step``: a function of the step (or of ``progress``)
     alone, so resuming needs no scheduler state.
 
@@ -49,7 +56,7 @@ class BatchSampler:
         if self.pos + B > N:
             self.perm = torch.randperm(N, generator=self.generator)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + min(B, N)]
+        idx = self.perm[self.pos : self.pos + min(B, N)]
         self.pos += B
         return idx
 

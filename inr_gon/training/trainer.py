@@ -35,8 +35,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (atomic_write_bytes, open_run_dir, restore_generator, retarget_adam,
-                         save_step_checkpoint)
+from .checkpoint import atomic_write_bytes, open_run_dir, restore_generator, retarget_adam, save_step_checkpoint
 from .config import Config
 from .parts import TrainerConfig
 from .schedule import BatchSampler, learning_rate
@@ -92,9 +91,11 @@ class Trainer:
         self.device = self.dist.device if self.dist.enabled else device
         cfg = task.cfg.resolved(self.device)
         if cfg.batch_size % self.dist.world_size:
-            raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible by the "
-                             f"number of processes ({self.dist.world_size})")
-        if cfg.amp == "auto":      # measured once, on rank 0; the run (and its config.json) records the choice
+            raise ValueError(
+                f"batch_size={cfg.batch_size} (the global batch) must be divisible by the "
+                f"number of processes ({self.dist.world_size})"
+            )
+        if cfg.amp == "auto":  # measured once, on rank 0; the run (and its config.json) records the choice
             cfg = dataclasses.replace(cfg, amp=self.dist.run_on_main(resolve_amp, "auto", self.device))
         self.cfg = task.cfg = cfg
         self.quiet = quiet or not self.dist.is_main
@@ -112,8 +113,9 @@ class Trainer:
         if n < 1:
             raise ValueError("the training set is empty")
         if self.dist.enabled and n < cfg.batch_size:
-            raise ValueError(f"batch_size={cfg.batch_size} exceeds the {n} training items (required with "
-                             f"several processes)")
+            raise ValueError(
+                f"batch_size={cfg.batch_size} exceeds the {n} training items (required with several processes)"
+            )
         torch.manual_seed(cfg.seed)
         self.model = task.build_model().to(self.device)
         self.deferred = cfg.nonfinite_check == "deferred"
@@ -123,17 +125,18 @@ class Trainer:
         self.objective = task.build_objective(self.model)
         module = self.dist.wrap(self.objective)
         self.step_module = torch.compile(module) if cfg.compile else module
-        self.guard = NonFiniteGuard(self.opt, deferred=self.deferred, on_nonfinite=cfg.on_nonfinite,
-                                    device=self.device, scaler=self.scaler)
+        self.guard = NonFiniteGuard(
+            self.opt, deferred=self.deferred, on_nonfinite=cfg.on_nonfinite, device=self.device, scaler=self.scaler
+        )
         self.sampler = BatchSampler(n, cfg.batch_size, cfg.seed)
         self.mc_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.step = 0
         self.elapsed = 0.0
         self.history: dict[str, list] = {"step": [], "seconds": [], "eval_step": [], "eval_seconds": []}
         self.last_eval: dict = {}
-        self._t0: float | None = None          # fit(): the clock origin of the elapsed training time
+        self._t0: float | None = None  # fit(): the clock origin of the elapsed training time
         self._shared_clock: float | None = None  # the ranks' mean clock (time schedule, DDP)
-        self.eval_seconds = 0.0                # of the elapsed time, spent in evaluations
+        self.eval_seconds = 0.0  # of the elapsed time, spent in evaluations
 
     # -- messages -----------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -156,7 +159,7 @@ class Trainer:
         loss, _, parts = self.step_module(*batch, generator=self.mc_gen)
         self.opt.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        if self.cfg.grad_clip:            # on the averaged, unscaled gradients; no host sync
+        if self.cfg.grad_clip:  # on the averaged, unscaled gradients; no host sync
             if self.scaler is not None:
                 self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
@@ -178,8 +181,9 @@ class Trainer:
         progress = None
         if cfg.schedule_by == "time" and cfg.seconds and elapsed is not None:
             progress = max(step / cfg.steps if cfg.steps else 0.0, elapsed / cfg.seconds)
-        return learning_rate(step, lr=cfg.lr, steps=cfg.steps, schedule=cfg.lr_schedule,
-                             warmup_steps=cfg.warmup_steps, progress=progress)
+        return learning_rate(
+            step, lr=cfg.lr, steps=cfg.steps, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, progress=progress
+        )
 
     def _schedule_clock(self) -> float | None:
         """Seconds of training the time-following schedule sees (``None`` when it follows steps).
@@ -191,8 +195,9 @@ class Trainer:
         if not self.dist.enabled:
             return now
         if self._shared_clock is None or self.step % self.cfg.log_every == 0:
-            self._shared_clock = float(self.dist.average(torch.tensor([now], dtype=torch.float64,
-                                                                       device=self.device))[0])
+            self._shared_clock = float(
+                self.dist.average(torch.tensor([now], dtype=torch.float64, device=self.device))[0]
+            )
         return self._shared_clock
 
     def advance(self):
@@ -243,13 +248,21 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "kind": self.task.checkpoint_kind, "version": 1, "task": self.task.name,
-            "model_config": self.task.model_config(self.model), "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
+            "kind": self.task.checkpoint_kind,
+            "version": 1,
+            "task": self.task.name,
+            "model_config": self.task.model_config(self.model),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
             "eval_seconds": self.eval_seconds,
-            "skipped": self.skipped, "config": self.cfg.to_dict(),
-            "data": self.sampler.state_dict(), "mc_generator": self.mc_gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "history": self.history,
+            "skipped": self.skipped,
+            "config": self.cfg.to_dict(),
+            "data": self.sampler.state_dict(),
+            "mc_generator": self.mc_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             **self.task.state_dict(),
         }
@@ -257,7 +270,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        retarget_adam(self.opt, fused=self.deferred)        # e.g. a CPU checkpoint resumed on CUDA
+        retarget_adam(self.opt, fused=self.deferred)  # e.g. a CPU checkpoint resumed on CUDA
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.eval_seconds = state.get("eval_seconds", 0.0)
         self.guard.skipped = state.get("skipped", 0)
@@ -277,12 +290,13 @@ class Trainer:
         (rank 0 writes; every rank waits for it and gets its path)."""
         if self.out is None:
             return None
-        if self._t0 is not None:                                  # the clock as of now (after any evaluation)
+        if self._t0 is not None:  # the clock as of now (after any evaluation)
             self.elapsed = time.perf_counter() - self._t0
-        self.guard.check(last_checkpoint=self.last_checkpoint)     # never checkpoint past a bad step
+        self.guard.check(last_checkpoint=self.last_checkpoint)  # never checkpoint past a bad step
         require_finite_parameters(self.model, step=self.step, last_checkpoint=self.last_checkpoint)
         self.last_checkpoint = self.dist.run_on_main(
-            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints))
+            lambda: save_step_checkpoint(self.out, self.step, self.state_dict(), keep=self.cfg.keep_checkpoints)
+        )
         return self.last_checkpoint
 
     def prepare_run_dir(self, *, resume: bool, overwrite: bool) -> None:
@@ -293,11 +307,17 @@ class Trainer:
             return
 
         def files():
-            found = open_run_dir(self.out, resume=resume, overwrite=overwrite, kind=self.task.checkpoint_kind,
-                                 model_config=self.task.model_config(self.model))
+            found = open_run_dir(
+                self.out,
+                resume=resume,
+                overwrite=overwrite,
+                kind=self.task.checkpoint_kind,
+                model_config=self.task.model_config(self.model),
+            )
             config = {"task": self.task.name, **self.cfg.to_dict()}
             atomic_write_bytes(self.out / "config.json", json.dumps(config, indent=2).encode())
             return found
+
         state, ckpt = self.dist.run_on_main(files)
         if state is not None:
             self.load_state_dict(state)
@@ -320,25 +340,32 @@ class Trainer:
         and a final checkpoint. Returns ``{"steps", "train_seconds", "skipped_steps", ...}``
         with the task's final metrics."""
         t0 = self._t0 = time.perf_counter() - self.elapsed
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps, initial=self.step, disable=self.quiet, desc="train", unit="step", dynamic_ncols=True
+        )
         self.metrics_log.start(self.step)
         self.model.train()
         try:
             self._loop(bar, t0)
         finally:
             bar.close()
-            self.elapsed, self._t0 = time.perf_counter() - t0, None     # the clock stops with the loop
+            self.elapsed, self._t0 = time.perf_counter() - t0, None  # the clock stops with the loop
         self.check_nonfinite()
         self.task.on_fit_end(self)
         self.save()
-        metrics = {"steps": self.step, "train_seconds": round(self.elapsed, 2), "skipped_steps": self.skipped,
-                   "params": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
-                   "processes": self.dist.world_size,
-                   "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+        metrics = {
+            "steps": self.step,
+            "train_seconds": round(self.elapsed, 2),
+            "skipped_steps": self.skipped,
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "processes": self.dist.world_size,
+            "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+        }
         metrics.update(self.task.final_metrics(self))
-        self.metrics_log.write("final", self.step, self.elapsed,
-                               {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        self.metrics_log.write(
+            "final", self.step, self.elapsed, {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        )
         self.metrics_log.close()
         return metrics
 
@@ -351,7 +378,7 @@ class Trainer:
                 break
             parts = self.advance()
             bar.update(1)
-            if parts is None:            # skipped (immediate mode)
+            if parts is None:  # skipped (immediate mode)
                 continue
             self.elapsed = time.perf_counter() - t0
             if self.step % cfg.log_every == 0:

@@ -44,9 +44,19 @@ class AutoDecoder(nn.Module):
         return self.net(coords, z)
 
 
-def fit_codes(net: nn.Module, points: torch.Tensor, sdf: torch.Tensor, *, iterations: int = 200, lr: float = 5e-3,
-              loss="clamped_l1", delta: float = 0.1, code_reg: float = 1e-4, init_std: float = 0.01,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def fit_codes(
+    net: nn.Module,
+    points: torch.Tensor,
+    sdf: torch.Tensor,
+    *,
+    iterations: int = 200,
+    lr: float = 5e-3,
+    loss="clamped_l1",
+    delta: float = 0.1,
+    code_reg: float = 1e-4,
+    init_std: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Latents of shapes by optimisation with the network frozen (DeepSDF's test-time encoding).
 
     Args:
@@ -58,8 +68,10 @@ def fit_codes(net: nn.Module, points: torch.Tensor, sdf: torch.Tensor, *, iterat
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     point_loss = sdf_point_loss(loss, delta=delta)
-    z = (torch.randn(points.shape[0], net.latent_dim, generator=generator, device=points.device, dtype=points.dtype)
-         * init_std).requires_grad_()
+    z = (
+        torch.randn(points.shape[0], net.latent_dim, generator=generator, device=points.device, dtype=points.dtype)
+        * init_std
+    ).requires_grad_()
     opt = torch.optim.Adam([z], lr=lr)
     req = [p.requires_grad for p in net.parameters()]
     for p in net.parameters():

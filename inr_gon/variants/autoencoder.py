@@ -51,8 +51,11 @@ class MLPEncoder(nn.Module):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, device=device, dtype=dtype), nn.ReLU(),
-                                 nn.Linear(hidden_dim, out_dim, device=device, dtype=dtype))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim, device=device, dtype=dtype),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, out_dim, device=device, dtype=dtype),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -71,8 +74,10 @@ class _Base(nn.Module):
 
     def _points(self, images):
         if not isinstance(images, torch.Tensor) or images.dim() != self.decoder.coord_dim + 2:
-            raise ValueError(f"images must be a tensor of shape (B, C, H, W), got "
-                             f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+            raise ValueError(
+                f"images must be a tensor of shape (B, C, H, W), got "
+                f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+            )
         c = grid(tuple(images.shape[2:]), bounds=self.bounds, device=images.device, dtype=images.dtype)
         return c, image_to_points(images)
 
@@ -87,13 +92,23 @@ class Autoencoder(_Base):
         loss: reconstruction loss (``"mse"`` default).
     """
 
-    def __init__(self, decoder: nn.Module, image_shape: tuple[int, int, int], *,
-                 hidden_dim: int | None = None, loss="mse", bounds=(-1.0, 1.0), device=None, dtype=None):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        image_shape: tuple[int, int, int],
+        *,
+        hidden_dim: int | None = None,
+        loss="mse",
+        bounds=(-1.0, 1.0),
+        device=None,
+        dtype=None,
+    ):
         D = int(torch.tensor(image_shape).prod())
         k = decoder.latent_dim
         h = hidden_dim or encoder_width_for(count_parameters(decoder), D, k)
-        super().__init__(decoder.to(device=device, dtype=dtype), MLPEncoder(D, h, k, device=device, dtype=dtype),
-                         bounds)
+        super().__init__(
+            decoder.to(device=device, dtype=dtype), MLPEncoder(D, h, k, device=device, dtype=dtype), bounds
+        )
         self.loss_fn = get_loss(loss)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -115,23 +130,33 @@ class VAE(_Base):
     Args as :class:`Autoencoder`; the encoder outputs ``2k`` values.
     """
 
-    def __init__(self, decoder: nn.Module, image_shape: tuple[int, int, int], *,
-                 hidden_dim: int | None = None, bounds=(-1.0, 1.0), device=None, dtype=None):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        image_shape: tuple[int, int, int],
+        *,
+        hidden_dim: int | None = None,
+        bounds=(-1.0, 1.0),
+        device=None,
+        dtype=None,
+    ):
         if getattr(decoder, "out_activation", None) is not None:
             raise ValueError("the VAE decoder must output logits: build it with out_activation=None")
         D = int(torch.tensor(image_shape).prod())
         k = decoder.latent_dim
         h = hidden_dim or encoder_width_for(count_parameters(decoder), D, 2 * k)
-        super().__init__(decoder.to(device=device, dtype=dtype),
-                         MLPEncoder(D, h, 2 * k, device=device, dtype=dtype), bounds)
+        super().__init__(
+            decoder.to(device=device, dtype=dtype), MLPEncoder(D, h, 2 * k, device=device, dtype=dtype), bounds
+        )
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``images (B, C, H, W)`` -> ``(μ, log σ²)``, each ``(B, k)``."""
         mu, logvar = self.encoder(images).chunk(2, dim=-1)
         return mu, logvar
 
-    def loss(self, images: torch.Tensor, *, generator: torch.Generator | None = None,
-             kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def loss(
+        self, images: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """``(loss, μ, parts)``: batch mean of ``BCE + kl_weight·KL``, the encoder means ``(B, k)``,
         and per-sample ``"bce"``, ``"kl"`` ``(B,)``."""
         c, t = self._points(images)

@@ -51,9 +51,19 @@ class ClassifierGON(nn.Module):
 
     MODES = ("classifier", "joint")
 
-    def __init__(self, decoder: nn.Module, num_classes: int, *, inner_loss="mse",
-                 inner_scale: float = 1.0 / 64, mode: str = "classifier", ce_weight: float = 1.0,
-                 bounds=(-1.0, 1.0), device=None, dtype=None):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        num_classes: int,
+        *,
+        inner_loss="mse",
+        inner_scale: float = 1.0 / 64,
+        mode: str = "classifier",
+        ce_weight: float = 1.0,
+        bounds=(-1.0, 1.0),
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         k = getattr(decoder, "latent_dim", None)
         if not isinstance(k, int) or k < 1:
@@ -67,7 +77,7 @@ class ClassifierGON(nn.Module):
         self.classifier = nn.Linear(k, num_classes, device=device, dtype=dtype)
         self.latent_dim, self.num_classes = k, num_classes
         self.inner_loss, self.mode, self.ce_weight, self.bounds = inner_loss, mode, float(ce_weight), bounds
-        self.inner = GridIntegrator(scale=inner_scale)    # the latent: -inner_scale · ∇ Σ_p ℓ
+        self.inner = GridIntegrator(scale=inner_scale)  # the latent: -inner_scale · ∇ Σ_p ℓ
 
     def _check_mode(self, mode):
         if mode not in self.MODES:
@@ -77,16 +87,17 @@ class ClassifierGON(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
         if images.dim() != self.decoder.coord_dim + 2:
-            raise ValueError(f"images must have shape (B, C, {', '.join(['size'] * self.decoder.coord_dim)}), "
-                             f"got {tuple(images.shape)}")
+            raise ValueError(
+                f"images must have shape (B, C, {', '.join(['size'] * self.decoder.coord_dim)}), "
+                f"got {tuple(images.shape)}"
+            )
         c = grid(tuple(images.shape[2:]), bounds=self.bounds, device=images.device, dtype=images.dtype)
         return c, image_to_points(images)
 
     def latent(self, images: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
         """Gradient-origin latents of ``images (B, C, H, W)``: ``(B, k)``."""
         c, t = self._points(images)
-        return gon_latent(self.decoder, c, t, loss=self.inner_loss, integrator=self.inner,
-                          create_graph=create_graph)
+        return gon_latent(self.decoder, c, t, loss=self.inner_loss, integrator=self.inner, create_graph=create_graph)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of ``images (B, C, H, W)`` (no training graph)."""
@@ -95,23 +106,24 @@ class ClassifierGON(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
         """Predicted classes ``(B,)`` int64, in batches of ``batch_size``."""
-        return torch.cat([self.logits(images[s:s + batch_size]).argmax(-1)
-                          for s in range(0, images.shape[0], batch_size)])
+        return torch.cat(
+            [self.logits(images[s : s + batch_size]).argmax(-1) for s in range(0, images.shape[0], batch_size)]
+        )
 
-    def accuracy(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
-                 device=None) -> float:
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500, device=None) -> float:
         """Fraction of ``images (N, C, H, W)`` whose predicted class equals ``labels (N,)``."""
         if labels.shape != (images.shape[0],):
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         device = device or self.classifier.weight.device
         correct = 0
         for s in range(0, images.shape[0], batch_size):
-            pred = self.predict(images[s:s + batch_size].to(device), batch_size=batch_size)
-            correct += int((pred.cpu() == labels[s:s + batch_size].cpu()).sum())
+            pred = self.predict(images[s : s + batch_size].to(device), batch_size=batch_size)
+            correct += int((pred.cpu() == labels[s : s + batch_size].cpu()).sum())
         return correct / max(1, images.shape[0])
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor, *, mode: str | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, *, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Training objective.
 
         Args:

@@ -63,15 +63,26 @@ def check_pair(source: torch.Tensor, target: torch.Tensor) -> None:
     """A one-line ``ValueError`` unless ``source`` and ``target`` are ``(B, C, ·, ·)`` images with the
     same batch and channels."""
     if source.dim() != 4 or target.dim() != 4:
-        raise ValueError(f"source and target must be (B, C, H, W) images, got {tuple(source.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"source and target must be (B, C, H, W) images, got {tuple(source.shape)} and {tuple(target.shape)}"
+        )
     if source.shape[:2] != target.shape[:2]:
         raise ValueError(f"source {tuple(source.shape)} and target {tuple(target.shape)} differ in batch or channels")
 
 
-def conversion_loss(model, source: torch.Tensor, target: torch.Tensor, *, loss="mse", inner_scale: float = 1.0,
-                    outer_integrator=None, generator: torch.Generator | None = None, create_graph: bool = True,
-                    method: str = "auto", check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def conversion_loss(
+    model,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    loss="mse",
+    inner_scale: float = 1.0,
+    outer_integrator=None,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+    method: str = "auto",
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GON loss with the inner integral on ``source`` and the outer integral on ``target``.
 
     Args:
@@ -89,15 +100,26 @@ def conversion_loss(model, source: torch.Tensor, target: torch.Tensor, *, loss="
     check_pair(source, target)
     ic = grid(tuple(source.shape[2:]), device=source.device, dtype=source.dtype)
     oc = grid(tuple(target.shape[2:]), device=target.device, dtype=target.dtype)
-    return gon_loss(model, oc, image_to_points(target), inner_coords=ic, inner_target=image_to_points(source),
-                    inner_loss=loss, inner_integrator=GridIntegrator(scale=inner_scale),
-                    outer_integrator=outer_integrator, create_graph=create_graph, generator=generator,
-                    method=method, check=check)
+    return gon_loss(
+        model,
+        oc,
+        image_to_points(target),
+        inner_coords=ic,
+        inner_target=image_to_points(source),
+        inner_loss=loss,
+        inner_integrator=GridIntegrator(scale=inner_scale),
+        outer_integrator=outer_integrator,
+        create_graph=create_graph,
+        generator=generator,
+        method=method,
+        check=check,
+    )
 
 
 @torch.no_grad()
-def encode_source(model, source: torch.Tensor, *, loss="mse", inner_scale: float = 1.0,
-                  batch_size: int = 1000) -> torch.Tensor:
+def encode_source(
+    model, source: torch.Tensor, *, loss="mse", inner_scale: float = 1.0, batch_size: int = 1000
+) -> torch.Tensor:
     """Latents ``(B, k)`` of source images ``(B, C, h, w)`` (one gradient step at the origin)."""
     if source.dim() != 4:
         raise ValueError(f"source must have shape (B, C, H, W), got {tuple(source.shape)}")
@@ -105,8 +127,16 @@ def encode_source(model, source: torch.Tensor, *, loss="mse", inner_scale: float
 
 
 @torch.no_grad()
-def convert(model, source: torch.Tensor, resolution, *, loss="mse", inner_scale: float = 1.0,
-            batch_size: int = 1000, chunk_size: int = 2 ** 16) -> torch.Tensor:
+def convert(
+    model,
+    source: torch.Tensor,
+    resolution,
+    *,
+    loss="mse",
+    inner_scale: float = 1.0,
+    batch_size: int = 1000,
+    chunk_size: int = 2**16,
+) -> torch.Tensor:
     """Source images ``(B, C, h, w)`` -> latents -> renders ``(B, C, *resolution)`` in [0, 1]
     for ``"mse"``/``"l1"`` models (a sigmoid is applied for ``"bce"``, which trains logits).
 
@@ -114,7 +144,7 @@ def convert(model, source: torch.Tensor, resolution, *, loss="mse", inner_scale:
     """
     outs = []
     for i in range(0, source.shape[0], batch_size):
-        z = encode_source(model, source[i:i + batch_size], loss=loss, inner_scale=inner_scale)
+        z = encode_source(model, source[i : i + batch_size], loss=loss, inner_scale=inner_scale)
         outs.append(decode(model, z, resolution, loss=loss, chunk_size=chunk_size))
     if not outs:
         return source.new_zeros(0, model.out_dim, *normalize_resolution(resolution, model.coord_dim))

@@ -44,13 +44,13 @@ import torch.nn.functional as F
 from ..nn.conv import ConvDecoder
 from ..core.coords import grid, image_to_points, normalize_resolution, points_to_image
 
-__all__ = ["ConvDecoder", "VariationalGON", "kl_standard_normal", "kl_diag_gaussians",
-           "reparameterize", "bits_per_dim"]
+__all__ = ["ConvDecoder", "VariationalGON", "kl_standard_normal", "kl_diag_gaussians", "reparameterize", "bits_per_dim"]
 
 
 # -- closed forms ----------------------------------------------------------------------------
-def kl_diag_gaussians(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor,
-                      sigma_p: torch.Tensor) -> torch.Tensor:
+def kl_diag_gaussians(
+    mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Tensor, sigma_p: torch.Tensor
+) -> torch.Tensor:
     """``KL(N(μ_q, diag σ_q²) ‖ N(μ_p, diag σ_p²))`` summed over the last axis.
 
     All arguments broadcast against each other, ``(..., k)``; returns ``(...)``::
@@ -62,8 +62,9 @@ def kl_diag_gaussians(mu_q: torch.Tensor, sigma_q: torch.Tensor, mu_p: torch.Ten
     return kl.sum(-1)
 
 
-def kl_standard_normal(mu: torch.Tensor, *, sigma: torch.Tensor | None = None,
-                       logvar: torch.Tensor | None = None) -> torch.Tensor:
+def kl_standard_normal(
+    mu: torch.Tensor, *, sigma: torch.Tensor | None = None, logvar: torch.Tensor | None = None
+) -> torch.Tensor:
     """``KL(N(μ, diag σ²) ‖ N(0, I))`` summed over the last axis: ``(..., k) -> (...)``.
 
     Give exactly one of ``sigma`` or ``logvar`` (``log σ²``, numerically preferable)::
@@ -80,13 +81,17 @@ def kl_standard_normal(mu: torch.Tensor, *, sigma: torch.Tensor | None = None,
     return 0.5 * (var + mu.square() - 1 - logvar).sum(-1)
 
 
-def reparameterize(mu: torch.Tensor, sigma: torch.Tensor, *,
-                   generator: torch.Generator | None = None,
-                   eps: torch.Tensor | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, sigma: torch.Tensor, *, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
+) -> torch.Tensor:
     """``z' = μ + σ ⊙ ε`` with ``ε ~ N(0, I)`` (or the given ``eps``); all ``(B, k)``."""
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
-                          device=generator.device if generator is not None else mu.device).to(mu.device)
+        eps = torch.randn(
+            mu.shape,
+            generator=generator,
+            dtype=mu.dtype,
+            device=generator.device if generator is not None else mu.device,
+        ).to(mu.device)
     elif eps.shape != mu.shape:
         raise ValueError(f"eps has shape {tuple(eps.shape)} but mu has {tuple(mu.shape)}")
     return mu + sigma * eps
@@ -119,9 +124,17 @@ class VariationalGON(nn.Module):
     Attributes: ``fc_mu`` and ``fc_sigma`` (``nn.Linear(k, k)``).
     """
 
-    def __init__(self, decoder: nn.Module, *, sigma: str = "exp", min_sigma: float = 1e-4,
-                 image_shape: tuple[int, int, int] | None = None, bounds=(-1.0, 1.0),
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        decoder: nn.Module,
+        *,
+        sigma: str = "exp",
+        min_sigma: float = 1e-4,
+        image_shape: tuple[int, int, int] | None = None,
+        bounds=(-1.0, 1.0),
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         k = getattr(decoder, "latent_dim", None)
         if not isinstance(k, int) or k < 1:
@@ -150,8 +163,7 @@ class VariationalGON(nn.Module):
         sigma = F.softplus(s) + self.min_sigma
         return mu, sigma, 2 * torch.log(sigma)
 
-    def decode(self, z: torch.Tensor, *, coords: torch.Tensor | None = None,
-               resolution=None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *, coords: torch.Tensor | None = None, resolution=None) -> torch.Tensor:
         """Decoder logits for latents ``z (B, k)`` (the decoder's input, i.e. ``z'``).
 
         Image decoder: ``(B, C, H, W)``. Implicit decoder: with ``coords`` ``(P, n)``/``(B, P, n)``
@@ -199,9 +211,16 @@ class VariationalGON(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
         return bce, kl_standard_normal(mu, logvar=logvar), logits
 
-    def latent(self, x: torch.Tensor, *, coords: torch.Tensor | None = None,
-               kl_weight: float = 1.0, create_graph: bool = False,
-               generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
+    def latent(
+        self,
+        x: torch.Tensor,
+        *,
+        coords: torch.Tensor | None = None,
+        kl_weight: float = 1.0,
+        create_graph: bool = False,
+        generator: torch.Generator | None = None,
+        sample: bool = True,
+    ) -> torch.Tensor:
         """Gradient-origin latent ``z = -∇_{z0} Σ_b [BCE_b + w·KL_b]`` at ``z0 = 0``, through the
         μ/σ maps and the sampling. ``x``: images ``(B, C, H, W)`` (or targets ``(B, P, O)`` with
         ``coords``). Returns ``(B, k)`` (detached unless ``create_graph``)."""
@@ -210,16 +229,24 @@ class VariationalGON(nn.Module):
 
     def _latent(self, target, c, kl_weight, create_graph, generator, sample):
         with torch.enable_grad():
-            z0 = torch.zeros(target.shape[0], self.latent_dim, device=target.device,
-                             dtype=target.dtype, requires_grad=True)
+            z0 = torch.zeros(
+                target.shape[0], self.latent_dim, device=target.device, dtype=target.dtype, requires_grad=True
+            )
             bce, kl, _ = self._nelbo_parts(z0, target, c, generator, sample)
             (g,) = torch.autograd.grad((bce + kl_weight * kl).sum(), z0, create_graph=create_graph)
         return -g if create_graph else -g.detach()
 
     # -- the objective --------------------------------------------------------------------------
-    def loss(self, x: torch.Tensor, *, coords: torch.Tensor | None = None, kl_weight: float = 1.0,
-             create_graph: bool = True, generator: torch.Generator | None = None,
-             sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def loss(
+        self,
+        x: torch.Tensor,
+        *,
+        coords: torch.Tensor | None = None,
+        kl_weight: float = 1.0,
+        create_graph: bool = True,
+        generator: torch.Generator | None = None,
+        sample: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Negative ELBO through the gradient-origin latent.
 
         Args:
@@ -239,12 +266,12 @@ class VariationalGON(nn.Module):
         bce, kl, logits = self._nelbo_parts(z, target, c, generator, sample)
         mu, sigma, _ = self.posterior(z)
         loss = (bce + kl_weight * kl).mean()
-        return loss, z, {"bce": bce, "kl": kl, "nelbo": bce + kl, "logits": logits,
-                         "mu": mu, "sigma": sigma}
+        return loss, z, {"bce": bce, "kl": kl, "nelbo": bce + kl, "logits": logits, "mu": mu, "sigma": sigma}
 
     @torch.no_grad()
-    def evaluate(self, images: torch.Tensor, *, batch_size: int = 500,
-                 generator: torch.Generator | None = None, device=None) -> dict:
+    def evaluate(
+        self, images: torch.Tensor, *, batch_size: int = 500, generator: torch.Generator | None = None, device=None
+    ) -> dict:
         """Mean negative ELBO of ``images (N, C, H, W)`` in [0, 1] (one ``ε`` draw per image).
 
         Returns a dict with ``"nelbo_nats"`` (per image), ``"bce_nats"``, ``"kl_nats"`` and
@@ -256,7 +283,7 @@ class VariationalGON(nn.Module):
         device = device or next(self.parameters()).device
         tot = torch.zeros(3, dtype=torch.float64)
         for s in range(0, images.shape[0], batch_size):
-            x = images[s:s + batch_size].to(device)
+            x = images[s : s + batch_size].to(device)
             _, _, p = self.loss(x, create_graph=False, generator=generator)
             tot += torch.stack([p["nelbo"].sum(), p["bce"].sum(), p["kl"].sum()]).double().cpu()
         n = images.shape[0]
@@ -265,15 +292,18 @@ class VariationalGON(nn.Module):
         return {"nelbo_nats": nelbo, "bce_nats": bce, "kl_nats": kl, "bits_per_dim": bits_per_dim(nelbo, D)}
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, resolution=None,
-               device=None) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator | None = None, resolution=None, device=None) -> torch.Tensor:
         """``n`` images from the prior: ``z' ~ N(0, I)`` -> decoder -> sigmoid, ``(n, C, H, W)`` in
         [0, 1] (an implicit decoder renders at ``resolution`` or ``image_shape``)."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         p = next(self.parameters())
         device = device or p.device
-        zp = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype,
-                         device=generator.device if generator is not None else device).to(device)
+        zp = torch.randn(
+            n,
+            self.latent_dim,
+            generator=generator,
+            dtype=p.dtype,
+            device=generator.device if generator is not None else device,
+        ).to(device)
         return torch.sigmoid(self.decode(zp, resolution=resolution))
-

@@ -10,6 +10,23 @@ from .operators import SDF, Difference, Intersection, Rotate, Scale, SmoothUnion
 from .primitives import Box, Capsule, Cylinder, RoundedBox, Sphere, Torus
 from .procedural import ProceduralShapes, random_shape, sample_uniform
 
-__all__ = ["SDF", "Sphere", "Box", "RoundedBox", "Torus", "Capsule", "Cylinder", "Union", "Intersection",
-           "Difference", "SmoothUnion", "Translate", "Scale", "Rotate", "random_rotation", "random_shape",
-           "ProceduralShapes", "sample_uniform"]
+__all__ = [
+    "SDF",
+    "Sphere",
+    "Box",
+    "RoundedBox",
+    "Torus",
+    "Capsule",
+    "Cylinder",
+    "Union",
+    "Intersection",
+    "Difference",
+    "SmoothUnion",
+    "Translate",
+    "Scale",
+    "Rotate",
+    "random_rotation",
+    "random_shape",
+    "ProceduralShapes",
+    "sample_uniform",
+]

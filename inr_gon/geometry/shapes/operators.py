@@ -61,9 +61,7 @@ def _positive(value: float, name: str) -> float:
 
 def _check_points(points: torch.Tensor) -> torch.Tensor:
     if not isinstance(points, torch.Tensor):
-        raise TypeError(
-            f"points must be a torch.Tensor of shape (N, 3), got {type(points).__name__}"
-        )
+        raise TypeError(f"points must be a torch.Tensor of shape (N, 3), got {type(points).__name__}")
     if points.ndim != 2 or points.shape[-1] != 3:
         raise ValueError(f"points must have shape (N, 3), got {tuple(points.shape)}")
     return points
@@ -283,9 +281,7 @@ class Rotate(SDF):
 
     def aabb(self) -> AABB:
         lo, hi = self.shape.aabb()
-        corners = np.array(
-            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
-        )
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         rotated = corners @ np.asarray(self.matrix).T
         return tuple(rotated.min(0).tolist()), tuple(rotated.max(0).tolist())  # type: ignore
 

@@ -19,8 +19,21 @@ from typing import Sequence
 
 import torch
 
-from .operators import (AABB, SDF, Difference, Intersection, Rotate, Scale, SmoothUnion, Translate, Union, _like,
-                        _positive, _vec3, random_rotation)
+from .operators import (
+    AABB,
+    SDF,
+    Difference,
+    Intersection,
+    Rotate,
+    Scale,
+    SmoothUnion,
+    Translate,
+    Union,
+    _like,
+    _positive,
+    _vec3,
+    random_rotation,
+)
 
 __all__ = [
     "SDF",
@@ -73,12 +86,8 @@ def _box_distance(points: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
 class Box(SDF):
     """Axis-aligned box with ``half_extents`` (3 floats or one) centred at ``center`` (exact)."""
 
-    def __init__(
-        self, half_extents: float | Sequence[float] = 0.5, center: float | Sequence[float] = 0.0
-    ):
-        self.half_extents = tuple(
-            _positive(v, "half_extents") for v in _vec3(half_extents, "half_extents")
-        )
+    def __init__(self, half_extents: float | Sequence[float] = 0.5, center: float | Sequence[float] = 0.0):
+        self.half_extents = tuple(_positive(v, "half_extents") for v in _vec3(half_extents, "half_extents"))
         self.center = _vec3(center, "center")
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
@@ -106,14 +115,10 @@ class RoundedBox(SDF):
         radius: float = 0.1,
         center: float | Sequence[float] = 0.0,
     ):
-        self.half_extents = tuple(
-            _positive(v, "half_extents") for v in _vec3(half_extents, "half_extents")
-        )
+        self.half_extents = tuple(_positive(v, "half_extents") for v in _vec3(half_extents, "half_extents"))
         self.radius = _positive(radius, "radius")
         if self.radius >= min(self.half_extents):
-            raise ValueError(
-                f"radius {self.radius} must be smaller than every half extent {self.half_extents}"
-            )
+            raise ValueError(f"radius {self.radius} must be smaller than every half extent {self.half_extents}")
         self.center = _vec3(center, "center")
 
     def distance(self, points: torch.Tensor) -> torch.Tensor:
@@ -124,10 +129,7 @@ class RoundedBox(SDF):
         return Box(self.half_extents, self.center).aabb()
 
     def __repr__(self) -> str:
-        return (
-            f"RoundedBox(half_extents={self.half_extents}, radius={self.radius:.4g}, "
-            f"center={self.center})"
-        )
+        return f"RoundedBox(half_extents={self.half_extents}, radius={self.radius:.4g}, center={self.center})"
 
 
 class Torus(SDF):
@@ -190,9 +192,7 @@ class Capsule(SDF):
 class Cylinder(SDF):
     """Capped cylinder along z through ``center``: ``radius``, z in ``±half_height`` (exact)."""
 
-    def __init__(
-        self, radius: float = 0.3, half_height: float = 0.5, center: float | Sequence[float] = 0.0
-    ):
+    def __init__(self, radius: float = 0.3, half_height: float = 0.5, center: float | Sequence[float] = 0.0):
         self.radius = _positive(radius, "radius")
         self.half_height = _positive(half_height, "half_height")
         self.center = _vec3(center, "center")
@@ -216,7 +216,4 @@ class Cylinder(SDF):
         )
 
     def __repr__(self) -> str:
-        return (
-            f"Cylinder(radius={self.radius:.4g}, half_height={self.half_height:.4g}, "
-            f"center={self.center})"
-        )
+        return f"Cylinder(radius={self.radius:.4g}, half_height={self.half_height:.4g}, center={self.center})"

@@ -8,8 +8,23 @@ import functools
 import numpy as np
 import torch
 
-from .primitives import (SDF, Box, Capsule, Cylinder, Difference, Intersection, Rotate, RoundedBox, Scale,
-                         SmoothUnion, Sphere, Torus, Translate, Union, random_rotation)
+from .primitives import (
+    SDF,
+    Box,
+    Capsule,
+    Cylinder,
+    Difference,
+    Intersection,
+    Rotate,
+    RoundedBox,
+    Scale,
+    SmoothUnion,
+    Sphere,
+    Torus,
+    Translate,
+    Union,
+    random_rotation,
+)
 
 __all__ = ["random_shape", "ProceduralShapes", "sample_uniform"]
 
@@ -62,7 +77,7 @@ def _has_interior(shape: SDF, *, resolution: int = 24, thickness: float = 0.02, 
     The grid is tested centre first in chunks and stops at the first point inside: the shapes are
     centred, so most stop after one chunk (the answer is that of the whole grid)."""
     grid = _centre_first_grid(resolution)
-    return any(bool((shape(grid[i:i + chunk]) < -thickness).any()) for i in range(0, grid.shape[0], chunk))
+    return any(bool((shape(grid[i : i + chunk]) < -thickness).any()) for i in range(0, grid.shape[0], chunk))
 
 
 def random_shape(
@@ -139,9 +154,7 @@ class ProceduralShapes:
             index += self.num
         if not 0 <= index < self.num:
             raise IndexError(f"shape index {index} out of range for {self.num} shapes")
-        return random_shape(
-            self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent
-        )
+        return random_shape(self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent)
 
     def __iter__(self):
         return (self[i] for i in range(self.num))

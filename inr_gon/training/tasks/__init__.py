@@ -18,17 +18,43 @@ from .base import Task
 from .conversion import ConversionConfig, ConversionTask, fit_conversion
 from .image import ImageConfig, ImageDataConfig, ImageDataTask, ImageTask
 from .sdf import SdfConfig, SdfTask
-from .variants import (AutoencoderConfig, AutoencoderTask, ClassifierConfig, ClassifierTask, VariationalConfig,
-                       VariationalTask)
+from .variants import (
+    AutoencoderConfig,
+    AutoencoderTask,
+    ClassifierConfig,
+    ClassifierTask,
+    VariationalConfig,
+    VariationalTask,
+)
 
-__all__ = ["Task", "TASKS", "task_for_config", "ImageConfig", "ImageDataConfig", "ImageDataTask", "ImageTask",
-           "SdfConfig", "SdfTask", "ConversionConfig", "ConversionTask", "fit_conversion", "ClassifierConfig",
-           "ClassifierTask", "VariationalConfig", "VariationalTask", "AutoencoderConfig", "AutoencoderTask",
-           "AutoDecoderConfig", "AutoDecoderTask"]
+__all__ = [
+    "Task",
+    "TASKS",
+    "task_for_config",
+    "ImageConfig",
+    "ImageDataConfig",
+    "ImageDataTask",
+    "ImageTask",
+    "SdfConfig",
+    "SdfTask",
+    "ConversionConfig",
+    "ConversionTask",
+    "fit_conversion",
+    "ClassifierConfig",
+    "ClassifierTask",
+    "VariationalConfig",
+    "VariationalTask",
+    "AutoencoderConfig",
+    "AutoencoderTask",
+    "AutoDecoderConfig",
+    "AutoDecoderTask",
+]
 
 #: task name -> task class
-TASKS = {t.name: t for t in (ImageTask, SdfTask, ConversionTask, ClassifierTask, VariationalTask, AutoencoderTask,
-                              AutoDecoderTask)}
+TASKS = {
+    t.name: t
+    for t in (ImageTask, SdfTask, ConversionTask, ClassifierTask, VariationalTask, AutoencoderTask, AutoDecoderTask)
+}
 
 
 def task_for_config(cfg) -> type:

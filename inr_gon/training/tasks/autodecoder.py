@@ -33,14 +33,16 @@ class CodeFittingConfig(Config):
 
     code_reg: float = option(1e-4, "weight of the codes' mean squared norm", check=nonneg, group="encoder")
     code_init_std: float = option(0.01, "standard deviation of the initial codes", check=positive, group="encoder")
-    encode_iterations: int = option(200, "Adam steps that encode an unseen shape (DeepSDF: 800)", check=at_least(0),
-                                    group="encoder")
+    encode_iterations: int = option(
+        200, "Adam steps that encode an unseen shape (DeepSDF: 800)", check=at_least(0), group="encoder"
+    )
     encode_lr: float = option(5e-3, "learning rate of those steps", check=positive, group="encoder")
 
 
 @dataclass
-class AutoDecoderConfig(ShapeDataConfig, LatentConfig, SirenConfig, CodeFittingConfig, ShapeLossConfig,
-                        ShapeOutputConfig, TrainerConfig):
+class AutoDecoderConfig(
+    ShapeDataConfig, LatentConfig, SirenConfig, CodeFittingConfig, ShapeLossConfig, ShapeOutputConfig, TrainerConfig
+):
     """A DeepSDF-style auto-decoder on a shape set (the shape tasks' data, network and outputs;
     codes instead of the gradient-origin step)."""
 
@@ -73,6 +75,7 @@ class AutoDecoderTask(ShapeTask):
 
     def build_objective(self, model):
         from ...core.sdf import sdf_point_loss
+
         point_loss = sdf_point_loss(self.cfg.outer_loss, delta=self.cfg.delta)
         reg = self.cfg.code_reg
 
@@ -80,12 +83,14 @@ class AutoDecoderTask(ShapeTask):
             z = m.codes(codes_index)
             data = point_loss(m(points, z), sdf.unsqueeze(-1)).mean()
             return data + reg * z.square().sum(-1).mean(), z, {"loss": data.detach()}
+
         return LossObjective(model, loss_fn)
 
     def make_batch(self, index, mine, generator):
         """``(code rows (b,), points (b, M, 3), sdf (b, M))``: each shape's points drawn at random from
         its pool (the same count as the GON's inner plus outer points)."""
         from ...core.sdf import random_shape_points
+
         idx = self.train_index[index]
         dev_idx = idx.to(self.device)
         pts, sdf = random_shape_points(self.points[dev_idx], self.sdf[dev_idx], self.cfg.points, generator)
@@ -110,14 +115,25 @@ class AutoDecoderTask(ShapeTask):
             rows = torch.tensor([index[j] for j in new], device=self.device)
             pts = self.points[rows].gather(1, sel[..., None].expand(-1, -1, 3))
             sdf = self.sdf[rows].gather(1, sel)
-            out[new] = fit_codes(model.net, pts, sdf, iterations=self.cfg.encode_iterations, lr=self.cfg.encode_lr,
-                                 loss=self.cfg.outer_loss, delta=self.cfg.delta, code_reg=self.cfg.code_reg,
-                                 init_std=self.cfg.code_init_std, generator=g)
+            out[new] = fit_codes(
+                model.net,
+                pts,
+                sdf,
+                iterations=self.cfg.encode_iterations,
+                lr=self.cfg.encode_lr,
+                loss=self.cfg.outer_loss,
+                delta=self.cfg.delta,
+                code_reg=self.cfg.code_reg,
+                init_std=self.cfg.code_init_std,
+                generator=g,
+            )
         return out
 
     def encoder_metrics(self) -> dict:
-        return {"encode_iterations": self.cfg.encode_iterations,
-                "encoding": f"{self.cfg.encode_iterations} Adam steps on a fresh code"}
+        return {
+            "encode_iterations": self.cfg.encode_iterations,
+            "encoding": f"{self.cfg.encode_iterations} Adam steps on a fresh code",
+        }
 
 
 AutoDecoderConfig.task_class = AutoDecoderTask

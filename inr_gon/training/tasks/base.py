@@ -37,15 +37,14 @@ class Task:
     ``config_class`` and ``checkpoint_kind`` and implement the hooks that raise here."""
 
     name: ClassVar[str] = ""
-    about: ClassVar[str] = ""             # one line for ``inr-gon train --help``
+    about: ClassVar[str] = ""  # one line for ``inr-gon train --help``
     config_class: ClassVar[type] = type(None)
     checkpoint_kind: ClassVar[str] = ""
     commands: ClassVar[tuple] = ("eval",)  # the ``inr-gon`` commands that take this task's checkpoints
 
     def __init__(self, config):
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
-                            f"got {type(config).__name__}")
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.cfg = config
         self.trainer = None
 

@@ -41,26 +41,36 @@ class ConversionConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOrigi
     """Super-resolution by modality conversion (``None`` fields: the defaults below)."""
 
     factor: int = option(2, "downsampling factor of the inputs (28 -> 28/factor)", check=at_least(1), group="data")
-    inner_loss: str = option("mse", "point loss of the inner integral on the input", choices=IMAGE_LOSSES,
-                             group="encoder")
-    outer_loss: str | None = option(None, "point loss of the outer integral on the target (default: the inner "
-                                          "loss)", choices=IMAGE_LOSSES)
-    outer_fraction: float = option(0.25, "fraction of the target pixels in the Monte-Carlo outer loss",
-                                   check=fraction)
-    max_test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0),
-                                  group="output")
+    inner_loss: str = option(
+        "mse", "point loss of the inner integral on the input", choices=IMAGE_LOSSES, group="encoder"
+    )
+    outer_loss: str | None = option(
+        None, "point loss of the outer integral on the target (default: the inner loss)", choices=IMAGE_LOSSES
+    )
+    outer_fraction: float = option(0.25, "fraction of the target pixels in the Monte-Carlo outer loss", check=fraction)
+    max_test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0), group="output")
 
     TASK = "superres"
     PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
     # the main job's recipe (cosine lr 5e-4 following the time budget, Monte-Carlo outer integral)
-    DEFAULTS = dict(hidden=128, layers=3, steps=12_000, seconds=300.0, batch_size=64, lr=5e-4, lr_schedule="cosine",
-                    schedule_by="time", eval_every=1000, checkpoint_every=1000)
+    DEFAULTS = dict(
+        hidden=128,
+        layers=3,
+        steps=12_000,
+        seconds=300.0,
+        batch_size=64,
+        lr=5e-4,
+        lr_schedule="cosine",
+        schedule_by="time",
+        eval_every=1000,
+        checkpoint_every=1000,
+    )
 
     def resolved(self, device):
         if self.outer_loss is None:
             return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
-        if self.inner_weight is None:      # the 28² trainer's 1/64 per unit area, at the input's pixel size
-            return dataclasses.replace(self, inner_weight=self.factor ** 2 / 64).resolved(device)
+        if self.inner_weight is None:  # the 28² trainer's 1/64 per unit area, at the input's pixel size
+            return dataclasses.replace(self, inner_weight=self.factor**2 / 64).resolved(device)
         return super().resolved(device)
 
     def _checks(self):
@@ -93,8 +103,14 @@ class ConversionTask(ImageDataTask):
         if sources is not None:
             check_pair(sources, targets)
             empty = targets[:0]
-            dataset = ImageDataset("pairs", targets, torch.zeros(len(targets), dtype=torch.long), empty,
-                                   torch.zeros(0, dtype=torch.long), "given pairs")
+            dataset = ImageDataset(
+                "pairs",
+                targets,
+                torch.zeros(len(targets), dtype=torch.long),
+                empty,
+                torch.zeros(0, dtype=torch.long),
+                "given pairs",
+            )
         super().__init__(config, dataset=dataset)
         self._sources = sources
 
@@ -105,8 +121,9 @@ class ConversionTask(ImageDataTask):
     def setup(self, trainer) -> None:
         super().setup(trainer)
         f = self.cfg.factor
-        self.lo_train = (self._sources.to(self.device) if self._sources is not None
-                         else area_downsample(self.train_images, f))
+        self.lo_train = (
+            self._sources.to(self.device) if self._sources is not None else area_downsample(self.train_images, f)
+        )
         n_test = self.cfg.max_test_images or None
         self.test_images = self.test_images[:n_test]
         self.lo_test = area_downsample(self.test_images, f) if self.test_images.shape[0] else self.test_images
@@ -118,23 +135,33 @@ class ConversionTask(ImageDataTask):
     def build_objective(self, model):
         c = self.cfg
         outer = MonteCarloIntegrator(fraction=c.outer_fraction) if c.outer_fraction < 1 else GridIntegrator()
-        return GONObjective(model, loss=c.inner_loss, outer_loss=c.outer_loss, inner=GridIntegrator(scale=c.inner_weight),
-                            outer=outer, amp=c.amp)
+        return GONObjective(
+            model,
+            loss=c.inner_loss,
+            outer_loss=c.outer_loss,
+            inner=GridIntegrator(scale=c.inner_weight),
+            outer=outer,
+            amp=c.amp,
+        )
 
     def make_batch(self, index, mine, generator):
         i = index[mine].to(self.device)
         return self.coords, image_to_points(self.train_images[i]), self.inner_coords, image_to_points(self.lo_train[i])
 
     def predict(self, lo: torch.Tensor) -> torch.Tensor:
-        return convert(self.trainer.model, lo, self.resolution, loss=self.cfg.inner_loss, inner_scale=self.cfg.inner_weight)
+        return convert(
+            self.trainer.model, lo, self.resolution, loss=self.cfg.inner_loss, inner_scale=self.cfg.inner_weight
+        )
 
     def evaluate(self, trainer) -> dict:
         n = min(self.cfg.eval_images, self.test_images.shape[0])
         if not n:
             return {}
         hi, lo = self.test_images[:n], self.lo_test[:n]
-        return {"test_psnr": float(psnr(self.predict(lo), hi).mean()),
-                "bicubic_psnr": float(psnr(upsample(lo, self.resolution, mode="bicubic"), hi).mean())}
+        return {
+            "test_psnr": float(psnr(self.predict(lo), hi).mean()),
+            "bicubic_psnr": float(psnr(upsample(lo, self.resolution, mode="bicubic"), hi).mean()),
+        }
 
     def describe_eval(self, m):
         return f"test PSNR {m['test_psnr']:.2f} dB (bicubic {m['bicubic_psnr']:.2f} dB)"
@@ -160,14 +187,23 @@ class ConversionTask(ImageDataTask):
         self._preds = preds
         m = {f"psnr_{k}": float(psnr(v, hi).mean()) for k, v in preds.items()}
         m.update({f"ssim_{k}": float(ssim(v, hi).mean()) for k, v in preds.items()})
-        m.update({"psnr_gon_minus_bicubic": m["psnr_gon"] - m["psnr_bicubic"],
-                  "fraction_images_gon_beats_bicubic": float((psnr(preds["gon"], hi) > psnr(preds["bicubic"], hi))
-                                                             .float().mean()),
-                  "eval_seconds": round(eval_seconds, 1),
-                  "final_train_mse": trainer.history["loss"][-1] if trainer.history.get("loss") else None,
-                  "num_test": int(hi.shape[0]), "input_size": list(lo.shape[2:]), "output_size": list(self.resolution),
-                  "dataset": self.dataset.name, "data_source": self.dataset.source,
-                  "threads": torch.get_num_threads(), "inner_weight": self.cfg.inner_weight})
+        m.update(
+            {
+                "psnr_gon_minus_bicubic": m["psnr_gon"] - m["psnr_bicubic"],
+                "fraction_images_gon_beats_bicubic": float(
+                    (psnr(preds["gon"], hi) > psnr(preds["bicubic"], hi)).float().mean()
+                ),
+                "eval_seconds": round(eval_seconds, 1),
+                "final_train_mse": trainer.history["loss"][-1] if trainer.history.get("loss") else None,
+                "num_test": int(hi.shape[0]),
+                "input_size": list(lo.shape[2:]),
+                "output_size": list(self.resolution),
+                "dataset": self.dataset.name,
+                "data_source": self.dataset.source,
+                "threads": torch.get_num_threads(),
+                "inner_weight": self.cfg.inner_weight,
+            }
+        )
         return m
 
     def write_outputs(self, trainer, metrics, out):
@@ -176,9 +212,14 @@ class ConversionTask(ImageDataTask):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         from ...viz import save_grid
+
         n = min(12, self.test_images.shape[0])
-        rows = [upsample(self.lo_test[:n], self.resolution, mode="nearest"), self._preds["bicubic"][:n],
-                self._preds["gon"][:n].clamp(0, 1), self.test_images[:n]]
+        rows = [
+            upsample(self.lo_test[:n], self.resolution, mode="nearest"),
+            self._preds["bicubic"][:n],
+            self._preds["gon"][:n].clamp(0, 1),
+            self.test_images[:n],
+        ]
         show = F.interpolate(torch.cat(rows), scale_factor=4, mode="nearest")
         paths = {"figure": save_grid(show, out / "superres_vs_bicubic.png", nrow=n, pad=4)}
         paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
@@ -187,9 +228,11 @@ class ConversionTask(ImageDataTask):
     def summary(self, trainer, m, paths) -> list[str]:
         if "psnr_gon" not in m:
             return super().summary(trainer, m, paths)
-        return [" ".join(f"{k}={m[k]:.2f}" for k in ("psnr_gon", "psnr_bicubic", "psnr_bilinear", "psnr_nearest"))
-                + f" on {m['num_test']} test images ({100 * m['fraction_images_gon_beats_bicubic']:.0f} % of them "
-                  f"better than bicubic); outputs in {trainer.out}"]
+        return [
+            " ".join(f"{k}={m[k]:.2f}" for k in ("psnr_gon", "psnr_bicubic", "psnr_bilinear", "psnr_nearest"))
+            + f" on {m['num_test']} test images ({100 * m['fraction_images_gon_beats_bicubic']:.0f} % of them "
+            f"better than bicubic); outputs in {trainer.out}"
+        ]
 
 
 ConversionConfig.task_class = ConversionTask
@@ -209,9 +252,22 @@ class _GivenModel(ConversionTask):
         return model.config() if hasattr(model, "config") else {"class": type(model).__name__}
 
 
-def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps: int, seconds: float | None = None,
-                   batch_size: int = 64, lr: float = 3e-4, loss="mse", inner_weight: float = 1.0,
-                   outer_fraction: float = 1.0, seed: int = 0, log_every: int = 50, quiet: bool = True) -> dict:
+def fit_conversion(
+    model,
+    sources: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    steps: int,
+    seconds: float | None = None,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    loss="mse",
+    inner_weight: float = 1.0,
+    outer_fraction: float = 1.0,
+    seed: int = 0,
+    log_every: int = 50,
+    quiet: bool = True,
+) -> dict:
     """Train ``model`` in place for source -> target conversion through the :class:`Trainer`
     (constant learning rate, no checkpoints).
 
@@ -229,14 +285,34 @@ def fit_conversion(model, sources: torch.Tensor, targets: torch.Tensor, *, steps
         ValueError: bad options; NonFiniteLossError: the loss became NaN/Inf (names the step).
     """
     from ..trainer import Trainer
+
     dev = next(model.parameters()).device
-    cfg = ConversionConfig(steps=steps, seconds=seconds or 0.0, batch_size=batch_size, lr=lr, inner_loss=loss,
-                           outer_loss=loss, inner_weight=inner_weight, outer_fraction=outer_fraction, seed=seed, log_every=log_every,
-                           lr_schedule="constant", eval_every=10 ** 9, checkpoint_every=10 ** 9,
-                           device=str(dev), keep_freed_memory=False, hidden=1, layers=1)
+    cfg = ConversionConfig(
+        steps=steps,
+        seconds=seconds or 0.0,
+        batch_size=batch_size,
+        lr=lr,
+        inner_loss=loss,
+        outer_loss=loss,
+        inner_weight=inner_weight,
+        outer_fraction=outer_fraction,
+        seed=seed,
+        log_every=log_every,
+        lr_schedule="constant",
+        eval_every=10**9,
+        checkpoint_every=10**9,
+        device=str(dev),
+        keep_freed_memory=False,
+        hidden=1,
+        layers=1,
+    )
     cfg.validate()
     t = Trainer(_GivenModel(cfg, model, sources=sources, targets=targets), quiet=quiet)
     info = t.fit()
     model.eval()
-    return {"steps": info["steps"], "seconds": info["train_seconds"], "step": list(t.history["step"]),
-            "loss": list(t.history.get("loss", []))}
+    return {
+        "steps": info["steps"],
+        "seconds": info["train_seconds"],
+        "step": list(t.history["step"]),
+        "loss": list(t.history.get("loss", [])),
+    }

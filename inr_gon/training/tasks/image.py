@@ -25,16 +25,24 @@ from ...eval.pca import PCA
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
 from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
-from ..config import (Check, Preset, fraction,
-                      option)
+from ..config import Check, Preset, fraction, option
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning
 from .image_data import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks, load_dataset
 from .image_outputs import baseline_lines, write_image_outputs
 
-__all__ = ["ImageDataConfig", "ImageConfig", "ImageDataTask", "ImageTask", "load_dataset",
-           "encode_images", "decode_latents", "write_image_outputs", "IMAGE_CHECKPOINT_KIND"]
+__all__ = [
+    "ImageDataConfig",
+    "ImageConfig",
+    "ImageDataTask",
+    "ImageTask",
+    "load_dataset",
+    "encode_images",
+    "decode_latents",
+    "write_image_outputs",
+    "IMAGE_CHECKPOINT_KIND",
+]
 
 IMAGE_CHECKPOINT_KIND = "inr_gon.image_gon"
 
@@ -54,33 +62,72 @@ def _seconds_list_ok(text: str) -> bool:
 class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
     """An implicit GON on images (``None`` fields: the preset's values)."""
 
-    inner_loss: str = option("mse", "point loss of the inner integral (whose gradient at the origin is the latent)",
-                             choices=IMAGE_LOSSES, group="encoder")
-    outer_loss: str | None = option(None, "point loss of the outer integral (default: the inner loss)",
-                                    choices=IMAGE_LOSSES)
-    outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral",
-                                          check=fraction)
-    outer_sampling: str | None = option(None, "the outer integral's pixels when --outer-fraction < 1: a uniform "
-                                              "random subset, or stratified (one random pixel per block; the fraction "
-                                              "must be 1/b² for an integer b)", choices=("random", "stratified"))
-    snapshots: str = option("3,10,30,60", "training seconds at which 8 fixed test images are reconstructed for "
-                                          "convergence.png (comma-separated; empty: none)", check=Check(
-                                              _seconds_list_ok, "must be comma-separated positive seconds"),
-                            group="output")
+    inner_loss: str = option(
+        "mse",
+        "point loss of the inner integral (whose gradient at the origin is the latent)",
+        choices=IMAGE_LOSSES,
+        group="encoder",
+    )
+    outer_loss: str | None = option(
+        None, "point loss of the outer integral (default: the inner loss)", choices=IMAGE_LOSSES
+    )
+    outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral", check=fraction)
+    outer_sampling: str | None = option(
+        None,
+        "the outer integral's pixels when --outer-fraction < 1: a uniform "
+        "random subset, or stratified (one random pixel per block; the fraction "
+        "must be 1/b² for an integer b)",
+        choices=("random", "stratified"),
+    )
+    snapshots: str = option(
+        "3,10,30,60",
+        "training seconds at which 8 fixed test images are reconstructed for "
+        "convergence.png (comma-separated; empty: none)",
+        check=Check(_seconds_list_ok, "must be comma-separated positive seconds"),
+        group="output",
+    )
 
     TASK = "image"
     PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
     # inner_weight 1/64: each pixel's weight in the inner sum (cwkx/GON's latent at batch 64, independent of the batch)
     DEFAULTS = dict(inner_weight=1.0 / 64, outer_sampling="random")
     PRESETS = {
-        "cpu": Preset("a run of a few minutes on a CPU: a smaller SIREN, a time budget, latent 64 shifting every "
-                      "layer, one Gauss-Newton latent step (chosen by the margin over PCA at the same latent size)",
-                      dict(hidden=128, layers=3, batch_size=32, lr=5e-4, lr_schedule="cosine", schedule_by="time",
-                           outer_fraction=0.25, steps=20_000, seconds=250.0, eval_every=1000, checkpoint_every=500,
-                           latent=64, latent_shifts=True, w0_latent=30.0, gauss_newton=0.01, amp="auto")),
-        "paper": Preset("the paper's configuration: SIREN 4x256, latent 32, batch 64, lr 1e-4, 20,000 steps",
-                        dict(hidden=256, layers=4, batch_size=64, lr=1e-4, lr_schedule="constant", outer_fraction=1.0,
-                             steps=20_000, eval_every=1000, checkpoint_every=1000)),
+        "cpu": Preset(
+            "a run of a few minutes on a CPU: a smaller SIREN, a time budget, latent 64 shifting every "
+            "layer, one Gauss-Newton latent step (chosen by the margin over PCA at the same latent size)",
+            dict(
+                hidden=128,
+                layers=3,
+                batch_size=32,
+                lr=5e-4,
+                lr_schedule="cosine",
+                schedule_by="time",
+                outer_fraction=0.25,
+                steps=20_000,
+                seconds=250.0,
+                eval_every=1000,
+                checkpoint_every=500,
+                latent=64,
+                latent_shifts=True,
+                w0_latent=30.0,
+                gauss_newton=0.01,
+                amp="auto",
+            ),
+        ),
+        "paper": Preset(
+            "the paper's configuration: SIREN 4x256, latent 32, batch 64, lr 1e-4, 20,000 steps",
+            dict(
+                hidden=256,
+                layers=4,
+                batch_size=64,
+                lr=1e-4,
+                lr_schedule="constant",
+                outer_fraction=1.0,
+                steps=20_000,
+                eval_every=1000,
+                checkpoint_every=1000,
+            ),
+        ),
     }
     DEVICE_PRESETS = dict(cpu="cpu", cuda="paper")
     # the first layer's frequency sets the finest detail per pixel: the sharp strokes of the 28²
@@ -106,12 +153,14 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
         return out
 
 
-def encode_images(model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64,
-                  batch_size: int = 500) -> torch.Tensor:
+def encode_images(
+    model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64, batch_size: int = 500
+) -> torch.Tensor:
     """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
     with the inner integral a trained model was trained with."""
-    return encode(model, images, loss=loss, integrator=GridIntegrator(scale=inner_weight), batch_size=batch_size,
-                  check=False)
+    return encode(
+        model, images, loss=loss, integrator=GridIntegrator(scale=inner_weight), batch_size=batch_size, check=False
+    )
 
 
 # latents -> images in [0, 1] (sigmoid for BCE-trained models)
@@ -134,7 +183,7 @@ class ImageTask(ImageDataTask):
     def __init__(self, config, *, dataset=None):
         super().__init__(config, dataset=dataset)
         self.latent_stats: dict | None = None
-        self.snapshots: list[dict] = []                       # the convergence figure's columns
+        self.snapshots: list[dict] = []  # the convergence figure's columns
         self._snap_times = _seconds_list(config.snapshots)
 
     @classmethod
@@ -150,15 +199,22 @@ class ImageTask(ImageDataTask):
         if c.outer_fraction >= 1:
             outer = GridIntegrator()
         elif c.outer_sampling == "stratified":
-            b = round(c.outer_fraction ** -0.5)
+            b = round(c.outer_fraction**-0.5)
             if abs(b * b * c.outer_fraction - 1) > 1e-6:
-                raise ValueError(f"outer_fraction={c.outer_fraction} is not 1/b² (stratified sampling takes one "
-                                 f"pixel per b×b block)")
+                raise ValueError(
+                    f"outer_fraction={c.outer_fraction} is not 1/b² (stratified sampling takes one pixel per b×b block)"
+                )
             outer = StratifiedIntegrator(self.resolution, block=b)
         else:
             outer = MonteCarloIntegrator(fraction=c.outer_fraction)
-        return GONObjective(model, loss=c.inner_loss, outer_loss=c.outer_loss, inner=GridIntegrator(scale=c.inner_weight),
-                            outer=outer, amp=c.amp)
+        return GONObjective(
+            model,
+            loss=c.inner_loss,
+            outer_loss=c.outer_loss,
+            inner=GridIntegrator(scale=c.inner_weight),
+            outer=outer,
+            amp=c.amp,
+        )
 
     def make_batch(self, index, mine, generator):
         return self.coords, image_to_points(self.images_of(index, mine))
@@ -184,8 +240,8 @@ class ImageTask(ImageDataTask):
         takes its shard and the sums are all-reduced: every rank returns the global means."""
         dist = self.trainer.dist
         part = images[dist.shard(images.shape[0])] if dist.enabled else images
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)   # psnr, ssim, count
-        if part.shape[0]:                 # a rank's shard may be empty (fewer images than ranks)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # psnr, ssim, count
+        if part.shape[0]:  # a rank's shard may be empty (fewer images than ranks)
             recon = self.decode(self.encode(part))
             sums[0] = psnr(recon, part).double().sum()
             if with_ssim:
@@ -199,7 +255,7 @@ class ImageTask(ImageDataTask):
         return out
 
     def evaluate(self, trainer) -> dict:
-        eval_set = self.test_images[:self.cfg.eval_images]
+        eval_set = self.test_images[: self.cfg.eval_images]
         if not eval_set.shape[0]:
             return {}
         self._eval_n = int(eval_set.shape[0])
@@ -216,21 +272,27 @@ class ImageTask(ImageDataTask):
         now = trainer.train_seconds
         if now < self._snap_times[0]:
             return
-        if trainer.device.type == "cuda":              # queued training kernels count as training
+        if trainer.device.type == "cuda":  # queued training kernels count as training
             torch.cuda.synchronize(trainer.device)
             now = trainer.train_seconds
         t0 = time.perf_counter()
         passed = [s for s in self._snap_times if s <= now]
-        self._snap_times = self._snap_times[len(passed):]
+        self._snap_times = self._snap_times[len(passed) :]
         was = trainer.model.training
         trainer.model.eval()
         x = self.test_images[:8]
         part = self.test_images[:500]
         rec = self.decode(self.encode(part))
         trainer.model.train(was)
-        self.snapshots.append({"target_seconds": passed[-1], "seconds": round(now, 2),
-                               "step": trainer.step, "psnr": float(psnr(rec, part).mean()),
-                               "images": rec[:x.shape[0]].detach().cpu()})
+        self.snapshots.append(
+            {
+                "target_seconds": passed[-1],
+                "seconds": round(now, 2),
+                "step": trainer.step,
+                "psnr": float(psnr(rec, part).mean()),
+                "images": rec[: x.shape[0]].detach().cpu(),
+            }
+        )
         trainer.eval_seconds += time.perf_counter() - t0
 
     def on_fit_end(self, trainer) -> None:
@@ -241,13 +303,21 @@ class ImageTask(ImageDataTask):
         was = trainer.model.training
         trainer.model.eval()
         test = self.test_images
-        m = (self.reconstruction_metrics(test, with_ssim=True) if test.shape[0]
-             else {"psnr": float("nan"), "ssim": float("nan")})
+        m = (
+            self.reconstruction_metrics(test, with_ssim=True)
+            if test.shape[0]
+            else {"psnr": float("nan"), "ssim": float("nan")}
+        )
         trainer.model.train(was)
-        out = {"test_psnr": m["psnr"], "test_ssim": m["ssim"], "dataset": self.dataset.name,
-               "data_source": self.dataset.source, "num_test": int(test.shape[0]),
-               "num_train": int(self.train_images.shape[0])}
-        base = trainer.dist.run_on_main(self.linear_baseline, m["psnr"], m["ssim"])     # every rank gets rank 0's
+        out = {
+            "test_psnr": m["psnr"],
+            "test_ssim": m["ssim"],
+            "dataset": self.dataset.name,
+            "data_source": self.dataset.source,
+            "num_test": int(test.shape[0]),
+            "num_train": int(self.train_images.shape[0]),
+        }
+        base = trainer.dist.run_on_main(self.linear_baseline, m["psnr"], m["ssim"])  # every rank gets rank 0's
         return {**out, **base, **self.failure_check(m["psnr"])}
 
     def linear_baseline(self, test_psnr: float, test_ssim: float) -> dict:
@@ -258,15 +328,26 @@ class ImageTask(ImageDataTask):
         test, k = self.test_images, self.cfg.latent
         n_train = int(self.train_images.shape[0])
         if not test.shape[0] or n_train < 2 or k > min(n_train, self.train_images[0].numel()):
-            return {"pca_test_psnr": None, "pca_test_ssim": None, "pca_margin_psnr": None, "pca_margin_ssim": None,
-                    "pca_seconds": 0.0, "below_linear_baseline": None}
+            return {
+                "pca_test_psnr": None,
+                "pca_test_ssim": None,
+                "pca_margin_psnr": None,
+                "pca_margin_ssim": None,
+                "pca_seconds": 0.0,
+                "below_linear_baseline": None,
+            }
         t0 = time.perf_counter()
         pca = PCA(k).fit(self.train_images.flatten(1))
         recon = pca.reconstruct(test.flatten(1)).view_as(test)
         p, q = float(psnr(recon, test).mean()), float(ssim(recon, test).mean())
-        return {"pca_test_psnr": p, "pca_test_ssim": q, "pca_margin_psnr": test_psnr - p,
-                "pca_margin_ssim": test_ssim - q, "pca_seconds": round(time.perf_counter() - t0, 2),
-                "below_linear_baseline": bool(test_psnr < p)}
+        return {
+            "pca_test_psnr": p,
+            "pca_test_ssim": q,
+            "pca_margin_psnr": test_psnr - p,
+            "pca_margin_ssim": test_ssim - q,
+            "pca_seconds": round(time.perf_counter() - t0, 2),
+            "below_linear_baseline": bool(test_psnr < p),
+        }
 
     def failure_check(self, test_psnr: float) -> dict:
         """Did the run learn? Its test PSNR against the mean training image's (a reconstruction
@@ -281,9 +362,11 @@ class ImageTask(ImageDataTask):
         if not math.isfinite(test_psnr):
             reasons.append(f"the test PSNR is {test_psnr} (the model diverged)")
         elif test_psnr < baseline + 1.0:
-            reasons.append(f"test PSNR {test_psnr:.2f} dB is within 1 dB of the mean training image's "
-                           f"{baseline:.2f} dB: the reconstructions ignore the image (diverged or constant output; "
-                           f"try a lower --lr)")
+            reasons.append(
+                f"test PSNR {test_psnr:.2f} dB is within 1 dB of the mean training image's "
+                f"{baseline:.2f} dB: the reconstructions ignore the image (diverged or constant output; "
+                f"try a lower --lr)"
+            )
         for why in reasons:
             warnings.warn(f"the run failed to learn: {why}", CollapseWarning, stacklevel=2)
         return {"mean_image_psnr": baseline, "collapsed": bool(reasons), "collapse_reasons": reasons}
@@ -307,21 +390,25 @@ class ImageTask(ImageDataTask):
         lines = super().describe(trainer)
         m = trainer.model
         w0 = f"w0 {m.w0_first:g}" + (f"/{m.w0_latent:g} (latent)" if m.w0_latent != m.w0_first else "")
-        lines[1] = (f"model: LatentSiren {c.layers}x{c.hidden}, latent {c.latent}"
-                    f"{' shifting every layer' if c.latent_shifts else ''}, {w0}, "
-                    f"{sum(p.numel() for p in m.parameters()):,} parameters on {trainer.device}"
-                    f"{', bf16 outer pass' if c.amp == 'bf16' else ''}; "
-                    f"batch {c.batch_size}, lr {c.lr:g}, outer fraction {c.outer_fraction:g}, steps {c.steps}")
+        lines[1] = (
+            f"model: LatentSiren {c.layers}x{c.hidden}, latent {c.latent}"
+            f"{' shifting every layer' if c.latent_shifts else ''}, {w0}, "
+            f"{sum(p.numel() for p in m.parameters()):,} parameters on {trainer.device}"
+            f"{', bf16 outer pass' if c.amp == 'bf16' else ''}; "
+            f"batch {c.batch_size}, lr {c.lr:g}, outer fraction {c.outer_fraction:g}, steps {c.steps}"
+        )
         return lines
 
     def summary(self, trainer, metrics, paths) -> list[str]:
         files = sorted(p.name for p in paths.values()) + ["config.json", "metrics.jsonl"]
         if metrics.get("checkpoint"):
             files.append(Path(metrics["checkpoint"]).name)
-        return [f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
-                f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)",
-                *baseline_lines(metrics, trainer.cfg.latent),
-                f"wrote to {trainer.out}/: " + ", ".join(files)]
+        return [
+            f"test PSNR {metrics['test_psnr']:.2f} dB, SSIM {metrics['test_ssim']:.4f} on {metrics['num_test']} "
+            f"unseen images after {metrics['steps']} steps ({metrics['train_seconds']:.0f} s)",
+            *baseline_lines(metrics, trainer.cfg.latent),
+            f"wrote to {trainer.out}/: " + ", ".join(files),
+        ]
 
 
 ImageConfig.task_class = ImageTask

@@ -26,16 +26,23 @@ __all__ = ["ImageDataConfig", "ImageDataTask", "load_dataset", "IMAGE_LOSSES"]
 class ImageDataConfig(Config):
     """Which images (the data part of every image-data task)."""
 
-    dataset: str = option("mnist", "'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become "
-                                   "labels)", group="data")
-    data_dir: str | None = option(None, "folder holding the four IDX files of the data set (else "
-                                        "$INR_GON_DATA/<name>, then datasets/, then download, then the embedded "
-                                        "MNIST subset)", group="data")
-    image_size: int | None = option(None, "image folders: resize images to this size (pixels per side)",
-                                    check=at_least(1), group="data")
+    dataset: str = option(
+        "mnist", "'mnist', 'fashion' or a folder of PNG/JPEG images (class sub-folders become labels)", group="data"
+    )
+    data_dir: str | None = option(
+        None,
+        "folder holding the four IDX files of the data set (else "
+        "$INR_GON_DATA/<name>, then datasets/, then download, then the embedded "
+        "MNIST subset)",
+        group="data",
+    )
+    image_size: int | None = option(
+        None, "image folders: resize images to this size (pixels per side)", check=at_least(1), group="data"
+    )
     channels: int = option(1, "image folders: 1 (gray) or 3 (RGB)", choices=(1, 3), group="data")
-    eval_images: int = option(1000, "test images in periodic evaluations (the final one uses the whole test set)",
-                              check=at_least(1))
+    eval_images: int = option(
+        1000, "test images in periodic evaluations (the final one uses the whole test set)", check=at_least(1)
+    )
 
 
 IMAGE_LOSSES = ("mse", "bce", "l1")
@@ -43,13 +50,19 @@ IMAGE_LOSSES = ("mse", "bce", "l1")
 
 def _loss_checks(cfg) -> list:
     """The inner and outer losses must read the network's output alike (BCE: logits)."""
-    return [("outer_loss", (cfg.inner_loss == "bce") == (cfg.outer_loss == "bce"),
-             f"and inner_loss={cfg.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce")]
+    return [
+        (
+            "outer_loss",
+            (cfg.inner_loss == "bce") == (cfg.outer_loss == "bce"),
+            f"and inner_loss={cfg.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce",
+        )
+    ]
 
 
 def load_dataset(cfg: ImageDataConfig):
     """The :class:`~inr_gon.data.ImageDataset` named by the config."""
     from ...data import load_image_folder, load_mnist
+
     if is_mnist_name(cfg.dataset):
         return load_mnist(cfg.dataset, data_dir=cfg.data_dir)
     if not Path(cfg.dataset).is_dir():
@@ -72,7 +85,7 @@ class ImageDataTask(Task):
     def setup(self, trainer) -> None:
         super().setup(trainer)
         if self.dataset is None:
-            with trainer.dist.main_first():       # rank 0 downloads/unpacks first
+            with trainer.dist.main_first():  # rank 0 downloads/unpacks first
                 self.dataset = load_dataset(self.cfg)
         for split in ("train", "test"):
             imgs = getattr(self.dataset, f"{split}_images")
@@ -101,20 +114,36 @@ class ImageDataTask(Task):
     def siren(self, out_dim: int | None = None, *, latent: int | None = None) -> LatentSiren:
         c = self.cfg
         steps = c.step_options() if isinstance(c, GradientOriginConfig) else {}
-        return LatentSiren(2, c.latent if latent is None else latent, out_dim or self.channels, c.hidden, c.layers,
-                           **c.siren_options(), **steps)
+        return LatentSiren(
+            2,
+            c.latent if latent is None else latent,
+            out_dim or self.channels,
+            c.hidden,
+            c.layers,
+            **c.siren_options(),
+            **steps,
+        )
 
     def state_dict(self) -> dict:
-        return {"dataset": {"name": self.dataset.name, "source": self.dataset.source,
-                            "image_shape": list(self.train_images.shape[1:])}}
+        return {
+            "dataset": {
+                "name": self.dataset.name,
+                "source": self.dataset.source,
+                "image_shape": list(self.train_images.shape[1:]),
+            }
+        }
 
     def describe(self, trainer) -> list[str]:
         c = trainer.cfg
-        lines = [f"data: {self.train_images.shape[0]} train / {self.test_images.shape[0]} test images from "
-                 f"{self.dataset.source}",
-                 f"model: {type(trainer.model).__name__}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-                 f"parameters on {trainer.device}; batch {c.batch_size}, lr {c.lr:g}, steps {c.steps}"]
+        lines = [
+            f"data: {self.train_images.shape[0]} train / {self.test_images.shape[0]} test images from "
+            f"{self.dataset.source}",
+            f"model: {type(trainer.model).__name__}, {sum(p.numel() for p in trainer.model.parameters()):,} "
+            f"parameters on {trainer.device}; batch {c.batch_size}, lr {c.lr:g}, steps {c.steps}",
+        ]
         if trainer.dist.enabled:
-            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
-                         f" images each per step (global batch {c.batch_size})")
+            lines.append(
+                f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
+                f" images each per step (global batch {c.batch_size})"
+            )
         return lines

@@ -21,8 +21,10 @@ def baseline_lines(metrics: dict, k: int) -> list[str]:
     if p is None:
         return []
     margin = metrics["pca_margin_psnr"]
-    line = (f"linear baseline (PCA, {k} components, fitted in {metrics['pca_seconds']:.1f} s): PSNR {p:.2f} dB, SSIM "
-            f"{metrics['pca_test_ssim']:.4f}; the GON is {abs(margin):.2f} dB {'ahead' if margin >= 0 else 'behind'}")
+    line = (
+        f"linear baseline (PCA, {k} components, fitted in {metrics['pca_seconds']:.1f} s): PSNR {p:.2f} dB, SSIM "
+        f"{metrics['pca_test_ssim']:.4f}; the GON is {abs(margin):.2f} dB {'ahead' if margin >= 0 else 'behind'}"
+    )
     if metrics.get("below_linear_baseline"):
         line += " -- BELOW ITS LINEAR BASELINE: a linear code of the same size reconstructs these images better"
     return [line]
@@ -57,8 +59,11 @@ def write_image_outputs(task, metrics: dict, out, *, num_show: int = 16, seed: i
         rec = t.decode(t.encode(x))
         paths[f"recon_{split}"] = save_grid(torch.cat([x, rec]), out / f"recon_{split}.png", nrow=x.shape[0])
     stats = t.latent_stats
-    sampler = (GaussianLatentSampler.from_moments(stats["mean"], stats["cov"]) if stats is not None
-               else GaussianLatentSampler(t.encode(t.train_images[:5000])))
+    sampler = (
+        GaussianLatentSampler.from_moments(stats["mean"], stats["cov"])
+        if stats is not None
+        else GaussianLatentSampler(t.encode(t.train_images[:5000]))
+    )
     paths["samples"] = save_grid(t.decode(sampler.sample(64, generator=g).to(t.device)), out / "samples.png", nrow=8)
     src = t.test_images if t.test_images.shape[0] >= 2 else t.train_images
     z_src = t.encode(src[:16])
@@ -69,7 +74,7 @@ def write_image_outputs(task, metrics: dict, out, *, num_show: int = 16, seed: i
     # GIF: the first four pairs at 4x resolution, there and back
     n_gif = min(4, len(pairs))
     steps = 24
-    path_z = torch.stack([slerp_path(z_src[a], z_src[b], steps) for a, b in pairs[:n_gif]], 1)   # (T, n, k)
+    path_z = torch.stack([slerp_path(z_src[a], z_src[b], steps) for a, b in pairs[:n_gif]], 1)  # (T, n, k)
     gif_frames = []
     for k in list(range(steps)) + list(range(steps - 2, 0, -1)):
         gif_frames.append(image_grid(t.decode(path_z[k], (4 * H, 4 * W)), nrow=n_gif, pad=4))
@@ -78,9 +83,11 @@ def write_image_outputs(task, metrics: dict, out, *, num_show: int = 16, seed: i
     x = src[:8]
     z = t.encode(x)
     big = (10 * H, 10 * W)
-    shown = [F.interpolate(x, size=big, mode="nearest"),
-             F.interpolate(t.decode(z, (4 * H, 4 * W)), size=big, mode="nearest"),
-             t.decode(z, big)]
+    shown = [
+        F.interpolate(x, size=big, mode="nearest"),
+        F.interpolate(t.decode(z, (4 * H, 4 * W)), size=big, mode="nearest"),
+        t.decode(z, big),
+    ]
     paths["superres"] = save_grid(torch.cat(shown), out / "superres.png", nrow=x.shape[0], pad=4)
     paths["curves"] = plot_curves(t.trainer.history, out / "curves.png")
     if t.snapshots:

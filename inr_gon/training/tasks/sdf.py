@@ -30,29 +30,54 @@ SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 
 
 @dataclass
-class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, ShapeLossConfig, ShapeOutputConfig,
-                TrainerConfig):
+class SdfConfig(
+    ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, ShapeLossConfig, ShapeOutputConfig, TrainerConfig
+):
     """An SDF GON on a shape set (``None`` fields: the preset's values)."""
 
-    inner_loss: str = option("l2", "point loss whose gradient is the latent (L2: the residual's size counts, "
-                                   "so different shapes get different latents)", choices=SDF_LOSSES, group="encoder")
-    inner_fraction: float = option(0.5, "the share of each shape's points per step that are inner points (the latent's "
-                                         "gradient); the rest are the outer loss's",
-                                   check=Check(lambda v: 0 < v < 1, "must be in (0, 1)"), group="encoder")
-    inner: str = option("per_sample", "inner points per shape from its pool, or shared uniform points "
-                                      "(procedural; the exact fast path)", choices=("per_sample", "shared"),
-                        group="encoder")
-    inner_sampling: str | None = option(None, "per-sample inner points: a fresh random subset of the pool every "
-                                              "step, or the same fixed subset of each shape (as it is encoded)",
-                                        choices=("random", "fixed"), group="encoder")
-    fresh_shapes: float | None = option(None, "procedural: the share of each batch made of new random shapes of the "
-                                             "family (1: all; the fixed training shapes are still the ones evaluated; "
-                                             "default: 0.25 with per-sample inner points, else 0; other sources: 0)",
-                                        check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"), group="data")
-    fresh_bank: int | None = option(None, "procedural fresh_shapes: draw the new shapes from a bank of this many (each "
-                                          "made when first drawn, then kept; default 2,048; 0: new ones made every "
-                                          "step, never repeated, at a cost every step)", check=at_least(0),
-                                        group="data")
+    inner_loss: str = option(
+        "l2",
+        "point loss whose gradient is the latent (L2: the residual's size counts, "
+        "so different shapes get different latents)",
+        choices=SDF_LOSSES,
+        group="encoder",
+    )
+    inner_fraction: float = option(
+        0.5,
+        "the share of each shape's points per step that are inner points (the latent's "
+        "gradient); the rest are the outer loss's",
+        check=Check(lambda v: 0 < v < 1, "must be in (0, 1)"),
+        group="encoder",
+    )
+    inner: str = option(
+        "per_sample",
+        "inner points per shape from its pool, or shared uniform points (procedural; the exact fast path)",
+        choices=("per_sample", "shared"),
+        group="encoder",
+    )
+    inner_sampling: str | None = option(
+        None,
+        "per-sample inner points: a fresh random subset of the pool every "
+        "step, or the same fixed subset of each shape (as it is encoded)",
+        choices=("random", "fixed"),
+        group="encoder",
+    )
+    fresh_shapes: float | None = option(
+        None,
+        "procedural: the share of each batch made of new random shapes of the "
+        "family (1: all; the fixed training shapes are still the ones evaluated; "
+        "default: 0.25 with per-sample inner points, else 0; other sources: 0)",
+        check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        group="data",
+    )
+    fresh_bank: int | None = option(
+        None,
+        "procedural fresh_shapes: draw the new shapes from a bank of this many (each "
+        "made when first drawn, then kept; default 2,048; 0: new ones made every "
+        "step, never repeated, at a cost every step)",
+        check=at_least(0),
+        group="data",
+    )
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
 
     TASK = "sdf"
@@ -60,8 +85,16 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
     # the first layer at frequency 60 (finer fields and a better-spread shape space than SIREN's 30), the
     # latent one Gauss-Newton step of damping 1 (new shapes encoded far better than by the plain gradient
     # step), float32 (README, "SDF shapes")
-    DEFAULTS = dict(lr=5e-4, lr_schedule="cosine", keep_checkpoints=2, w0_first=60.0, amp="off", gauss_newton=1.0,
-                    inner_weight=10.0, inner_sampling="random")
+    DEFAULTS = dict(
+        lr=5e-4,
+        lr_schedule="cosine",
+        keep_checkpoints=2,
+        w0_first=60.0,
+        amp="off",
+        gauss_newton=1.0,
+        inner_weight=10.0,
+        inner_sampling="random",
+    )
     PRESETS = SHAPE_PRESETS
     DEVICE_PRESETS = dict(cpu="cpu", cuda="gpu")
     # what a run saved without the options did: it trained on the fixed shapes only
@@ -73,10 +106,16 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
     def resolved(self, device):
         if self.fresh_shapes is None or self.fresh_bank is None:
             mix = self.source == "procedural" and self.inner == "per_sample"
-            fresh = self.fresh_shapes if self.fresh_shapes is not None else (
-                self.PROCEDURAL_FRESH["fresh_shapes"] if mix else 0.0)
-            bank = self.fresh_bank if self.fresh_bank is not None else (
-                self.PROCEDURAL_FRESH["fresh_bank"] if fresh > 0 else 0)
+            fresh = (
+                self.fresh_shapes
+                if self.fresh_shapes is not None
+                else (self.PROCEDURAL_FRESH["fresh_shapes"] if mix else 0.0)
+            )
+            bank = (
+                self.fresh_bank
+                if self.fresh_bank is not None
+                else (self.PROCEDURAL_FRESH["fresh_bank"] if fresh > 0 else 0)
+            )
             return dataclasses.replace(self, fresh_shapes=fresh, fresh_bank=bank).resolved(device)
         return super().resolved(device)
 
@@ -93,10 +132,14 @@ class SdfConfig(ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig
 
     def _checks(self):
         return super()._checks() + [
-            ("inner", self.inner == "per_sample" or self.source == "procedural",
-             "'shared' needs analytic shapes (the procedural source)"),
+            (
+                "inner",
+                self.inner == "per_sample" or self.source == "procedural",
+                "'shared' needs analytic shapes (the procedural source)",
+            ),
             ("fresh_shapes", not self.fresh_shapes or self.source == "procedural", "needs the procedural source"),
-            ("fresh_bank", not self.fresh_bank or bool(self.fresh_shapes), "needs fresh_shapes > 0")]
+            ("fresh_bank", not self.fresh_bank or bool(self.fresh_shapes), "needs fresh_shapes > 0"),
+        ]
 
 
 @torch.no_grad()
@@ -108,14 +151,31 @@ def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tenso
     g = torch.Generator(device=points.device).manual_seed(cfg.seed + 999)
     if hasattr(model, "codes"):
         from ...variants.autodecoder import fit_codes
-        return fit_codes(model.net, points, sdf, iterations=cfg.encode_iterations, lr=cfg.encode_lr,
-                         loss=cfg.outer_loss, delta=cfg.delta, code_reg=cfg.code_reg, init_std=cfg.code_init_std,
-                         generator=g)
+
+        return fit_codes(
+            model.net,
+            points,
+            sdf,
+            iterations=cfg.encode_iterations,
+            lr=cfg.encode_lr,
+            loss=cfg.outer_loss,
+            delta=cfg.delta,
+            code_reg=cfg.code_reg,
+            init_std=cfg.code_init_std,
+            generator=g,
+        )
     n = min(cfg.num_inner if cfg.inner_sampling == "fixed" else 8192, points.shape[1])
-    sel = torch.stack([torch.randperm(points.shape[1], generator=g, device=points.device)[:n]
-                       for _ in range(points.shape[0])])
-    return sdf_gon_latent(model, points.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel),
-                          loss=cfg.inner_loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
+    sel = torch.stack(
+        [torch.randperm(points.shape[1], generator=g, device=points.device)[:n] for _ in range(points.shape[0])]
+    )
+    return sdf_gon_latent(
+        model,
+        points.gather(1, sel[..., None].expand(-1, -1, 3)),
+        sdf.gather(1, sel),
+        loss=cfg.inner_loss,
+        delta=cfg.delta,
+        inner_weight=cfg.inner_weight,
+    )
 
 
 class SdfTask(ShapeTask):
@@ -139,7 +199,7 @@ class SdfTask(ShapeTask):
 
     def __init__(self, config, *, shapes=None):
         super().__init__(config, shapes=shapes)
-        self._fresh_next = 0             # fresh_shapes: the next new shape's index
+        self._fresh_next = 0  # fresh_shapes: the next new shape's index
 
     def setup_encoder(self) -> None:
         cfg = self.cfg
@@ -150,13 +210,24 @@ class SdfTask(ShapeTask):
         S, N = self.sdf.shape
         order = [torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 12345 + i)) for i in range(S)]
         self.fixed_order = torch.stack(order).to(self.device)
-        self.bank = (ShapeBank(cfg.seed, cfg.fresh_bank, cfg.pool, device=self.device)
-                     if cfg.fresh_shapes and cfg.fresh_bank else None)
+        self.bank = (
+            ShapeBank(cfg.seed, cfg.fresh_bank, cfg.pool, device=self.device)
+            if cfg.fresh_shapes and cfg.fresh_bank
+            else None
+        )
 
     def build_objective(self, model):
         c = self.cfg
-        return SdfGONObjective(model, loss=c.inner_loss, outer_loss=c.outer_loss, delta=c.delta,
-                               inner_weight=c.inner_weight, eikonal_weight=c.eikonal, check=False, amp=c.amp)
+        return SdfGONObjective(
+            model,
+            loss=c.inner_loss,
+            outer_loss=c.outer_loss,
+            delta=c.delta,
+            inner_weight=c.inner_weight,
+            eikonal_weight=c.eikonal,
+            check=False,
+            amp=c.amp,
+        )
 
     # -- batches --------------------------------------------------------------------------------------
     def make_batch(self, index, mine, generator):
@@ -172,13 +243,13 @@ class SdfTask(ShapeTask):
             return self._mixed_batch(index, mine, generator, m_in, m_out)
         idx = self.train_index[index]
         dev_idx = idx.to(self.device)
-        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]                # (B, N, 3), (B, N)
+        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]  # (B, N, 3), (B, N)
         if cfg.inner == "shared":
             ip, isdf = self._shared_inner([self.shapes.analytic[int(i)] for i in idx[mine]], m_in, generator)
             op, osdf = random_shape_points(pts, sdf, m_out, generator)
             return ip, isdf, op[mine], osdf[mine]
         if cfg.inner_sampling == "fixed":
-            fixed = self.fixed_order[dev_idx]                                # (B, N): inner first
+            fixed = self.fixed_order[dev_idx]  # (B, N): inner first
             ip = pts.gather(1, fixed[:, :m_in, None].expand(-1, -1, 3))
             isdf = sdf.gather(1, fixed[:, :m_in])
             rest = fixed[:, m_in:]
@@ -222,7 +293,7 @@ class SdfTask(ShapeTask):
         ``round(fresh_shapes · B)`` new ones; per-sample or shared inner points."""
         B = index.numel()
         n_new = min(B, max(1, round(self.cfg.fresh_shapes * B)))
-        idx = self.train_index[index[:B - n_new]].to(self.device)
+        idx = self.train_index[index[: B - n_new]].to(self.device)
         shared = self.cfg.inner == "shared"
         m = m_out if shared else m_in + m_out
         fixed_p, fixed_s = random_shape_points(self.points[idx], self.sdf[idx], m, generator)
@@ -255,12 +326,12 @@ class SdfTask(ShapeTask):
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
             return sdf_gon_latent(model, ip, isdf, **common)
         if self.cfg.inner_sampling == "fixed":
-            sel = self.fixed_order[index][:, :self.cfg.num_inner]
+            sel = self.fixed_order[index][:, : self.cfg.num_inner]
             pts = self.points[index].gather(1, sel[..., None].expand(-1, -1, 3))
             return sdf_gon_latent(model, pts, self.sdf[index].gather(1, sel), **common)
         n = min(num_points, self.points.shape[1])
         zs = []
-        for i in index:       # each shape its own seeded subset: the same in any batch or shard
+        for i in index:  # each shape its own seeded subset: the same in any batch or shard
             g.manual_seed(self.cfg.seed + 12345 + i)
             sel = torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n]
             zs.append(sdf_gon_latent(model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
@@ -269,10 +340,15 @@ class SdfTask(ShapeTask):
     def encoder_metrics(self) -> dict:
         c = self.cfg
         many = c.latent_steps > 1
-        return {"inner": c.inner, "inner_loss": c.inner_loss, "latent_steps": c.latent_steps,
-                "gauss_newton": c.gauss_newton,
-                "encoding": (f"{c.latent_steps} " if many else "one ") + ("Gauss-Newton" if c.gauss_newton else
-                                                                          "gradient") + (" steps" if many else " step")}
+        return {
+            "inner": c.inner,
+            "inner_loss": c.inner_loss,
+            "latent_steps": c.latent_steps,
+            "gauss_newton": c.gauss_newton,
+            "encoding": (f"{c.latent_steps} " if many else "one ")
+            + ("Gauss-Newton" if c.gauss_newton else "gradient")
+            + (" steps" if many else " step"),
+        }
 
     def progress(self, parts, last_eval):
         out = super().progress(parts, last_eval)

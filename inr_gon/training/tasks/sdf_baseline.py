@@ -41,8 +41,19 @@ from ...eval.pca import PCA
 from ...eval.shape import sign_iou
 from .sdf_data import new_shape_family
 
-__all__ = ["FIT_FIXED", "FIT_MESHES", "FIT_NEW", "GRID", "baseline_lines", "baseline_metrics", "fit_shapes",
-           "gon_grid_iou", "grid_points", "linear_baseline", "truth_grid"]
+__all__ = [
+    "FIT_FIXED",
+    "FIT_MESHES",
+    "FIT_NEW",
+    "GRID",
+    "baseline_lines",
+    "baseline_metrics",
+    "fit_shapes",
+    "gon_grid_iou",
+    "grid_points",
+    "linear_baseline",
+    "truth_grid",
+]
 
 #: points per axis of the baseline's grid
 GRID = 32
@@ -99,8 +110,9 @@ def truth_grid(task, i: int, resolution: int = GRID, *, keep: bool = True) -> to
         if mesh is None:
             return None
         from ...data.meshes import signed_distance
+
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)          # not watertight: winding-number signs
+            warnings.simplefilter("ignore", UserWarning)  # not watertight: winding-number signs
             values = torch.from_numpy(signed_distance(mesh, _cpu_points(resolution).numpy())).float()
     if keep:
         task._grid_cache[key] = values
@@ -165,17 +177,17 @@ def linear_baseline(task, step: int, resolution: int = GRID) -> dict:
     t0 = time.perf_counter()
     none = {**dict.fromkeys(_KEYS), "pca_seconds": 0.0}
     cfg, shapes = task.cfg, task.shapes
-    evaluated = {"train": shapes.train_index[:cfg.eval_shapes], "unseen": shapes.unseen_index[:cfg.eval_shapes]}
+    evaluated = {"train": shapes.train_index[: cfg.eval_shapes], "unseen": shapes.unseen_index[: cfg.eval_shapes]}
     members = fit_shapes(task, step)
     if len(members) < 2 or any(truth_grid(task, i, resolution) is None for idx in evaluated.values() for i in idx):
         return none
     family = new_shape_family(cfg.seed)
-    X = torch.empty(len(members), resolution ** 3)
+    X = torch.empty(len(members), resolution**3)
     for r, (kind, j) in enumerate(members):
         if kind == "shape":
             X[r] = truth_grid(task, j, resolution, keep=False)
         else:
-            made = task.bank.shapes[j] if task.bank is not None else None       # made for training: reused
+            made = task.bank.shapes[j] if task.bank is not None else None  # made for training: reused
             X[r] = _analytic_grid(made if made is not None else family[j], resolution)
     delta = cfg.delta
     # the centred fit set spans at most N - 1 directions: more components add nothing
@@ -214,17 +226,28 @@ def baseline_lines(m: dict) -> list[str]:
         return []
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     res = m["pca_grid"]
-    line = (f"linear baseline (PCA shape model, {m['pca_components']} components, {res}³ truncated SDF, fitted on "
-            f"{m['pca_num_train']} shapes in {m['pca_seconds']:.1f} s): train IoU {fmt(m['pca_train_iou'])}, "
-            f"unseen IoU {fmt(m['pca_unseen_iou'])}")
-    leads = [f"{abs(v):.3f} {'ahead' if v >= 0 else 'behind'} on {what}"
-             for v, what in ((m.get("pca_margin_train_iou"), "training shapes"),
-                             (m.get("pca_margin_unseen_iou"), "unseen ones")) if v is not None]
+    line = (
+        f"linear baseline (PCA shape model, {m['pca_components']} components, {res}³ truncated SDF, fitted on "
+        f"{m['pca_num_train']} shapes in {m['pca_seconds']:.1f} s): train IoU {fmt(m['pca_train_iou'])}, "
+        f"unseen IoU {fmt(m['pca_unseen_iou'])}"
+    )
+    leads = [
+        f"{abs(v):.3f} {'ahead' if v >= 0 else 'behind'} on {what}"
+        for v, what in (
+            (m.get("pca_margin_train_iou"), "training shapes"),
+            (m.get("pca_margin_unseen_iou"), "unseen ones"),
+        )
+        if v is not None
+    ]
     if leads:
-        line += (f"; the GON (IoU {fmt(m.get('grid_train_iou'))} / {fmt(m.get('grid_unseen_iou'))} on the same grid) "
-                 f"is {', '.join(leads)}")
+        line += (
+            f"; the GON (IoU {fmt(m.get('grid_train_iou'))} / {fmt(m.get('grid_unseen_iou'))} on the same grid) "
+            f"is {', '.join(leads)}"
+        )
     if m.get("below_linear_baseline"):
-        line += (" -- BELOW ITS LINEAR BASELINE: a linear code of the same size reconstructs "
-                 + ("these unseen shapes" if m.get("pca_margin_unseen_iou") is not None else "these shapes")
-                 + " better")
+        line += (
+            " -- BELOW ITS LINEAR BASELINE: a linear code of the same size reconstructs "
+            + ("these unseen shapes" if m.get("pca_margin_unseen_iou") is not None else "these shapes")
+            + " better"
+        )
     return [line]

@@ -17,8 +17,16 @@ from tqdm.auto import tqdm
 
 from ...geometry.shapes import ProceduralShapes
 
-__all__ = ["SdfShapeSet", "load_shapes", "analytic_pool", "new_shape_family", "family_shapes", "ShapeBank", "mesh_files",
-           "MESH_SUFFIXES"]
+__all__ = [
+    "SdfShapeSet",
+    "load_shapes",
+    "analytic_pool",
+    "new_shape_family",
+    "family_shapes",
+    "ShapeBank",
+    "mesh_files",
+    "MESH_SUFFIXES",
+]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
@@ -73,7 +81,7 @@ def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.
             raise RuntimeError("could not sample near-surface points of a procedural shape")
         # a shape with little surface: the next draw sized by the acceptance seen so far
         rate = max(int(hit.sum()), 1) / size
-        size = int(min(max(size, 1.25 * need / rate), 2 ** 22))
+        size = int(min(max(size, 1.25 * need / rate), 2**22))
     p = torch.cat(pts)
     with torch.no_grad():
         return p, shape(p).float()
@@ -81,7 +89,7 @@ def analytic_pool(shape, n: int, generator: torch.Generator, *, band: float = 0.
 
 def new_shape_family(seed: int) -> ProceduralShapes:
     """The family the new shapes of a run with ``seed`` come from (``fresh_shapes``, ``fresh_bank``)."""
-    return ProceduralShapes(2 ** 62, seed=seed + FRESH_SEED)
+    return ProceduralShapes(2**62, seed=seed + FRESH_SEED)
 
 
 def family_shapes(seed: int, first: int, count: int, n: int, *, device=None) -> tuple:
@@ -158,39 +166,68 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
         g_held = torch.Generator().manual_seed(cfg.seed + UNSEEN_SEED)
         pools = [analytic_pool(s, cfg.pool, g_held if i >= cfg.num_shapes else g) for i, s in enumerate(shapes)]
         names = [f"shape{i:04d}" for i in range(cfg.num_shapes)] + [f"held{i:04d}" for i in range(u)]
-        return SdfShapeSet("procedural", f"{fam!r} + held-out {held!r}", names,
-                           torch.stack([p for p, _ in pools]), torch.stack([s for _, s in pools]),
-                           list(range(cfg.num_shapes)), list(range(cfg.num_shapes, cfg.num_shapes + u)),
-                           analytic=shapes, truth=[None] * len(shapes))
+        return SdfShapeSet(
+            "procedural",
+            f"{fam!r} + held-out {held!r}",
+            names,
+            torch.stack([p for p, _ in pools]),
+            torch.stack([s for _, s in pools]),
+            list(range(cfg.num_shapes)),
+            list(range(cfg.num_shapes, cfg.num_shapes + u)),
+            analytic=shapes,
+            truth=[None] * len(shapes),
+        )
     if cfg.source == "meshes":
         from ...data.meshes import load_mesh, normalize_mesh, sample_sdf_cached
+
         files = mesh_files(cfg.data)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out or "runs") / "cache"
         pts, sdfs, truth = [], [], []
         for f in tqdm(files, desc="sample meshes", disable=quiet):
-            s = sample_sdf_cached(f, cache, num_uniform=cfg.pool // 2, num_surface=cfg.pool - cfg.pool // 2,
-                                  sigmas=(0.05, 0.01, 0.002), seed=cfg.seed)
+            s = sample_sdf_cached(
+                f,
+                cache,
+                num_uniform=cfg.pool // 2,
+                num_surface=cfg.pool - cfg.pool // 2,
+                sigmas=(0.05, 0.01, 0.002),
+                seed=cfg.seed,
+            )
             pts.append(s.points)
             sdfs.append(s.sdf)
             truth.append(normalize_mesh(load_mesh(f))[0])
         tr, un = _split(len(files), cfg.num_unseen)
-        return SdfShapeSet("meshes", str(cfg.data), [f.stem for f in files], torch.stack(pts),
-                           torch.stack(sdfs), tr, un, truth=truth)
+        return SdfShapeSet(
+            "meshes", str(cfg.data), [f.stem for f in files], torch.stack(pts), torch.stack(sdfs), tr, un, truth=truth
+        )
     from ...data.meshes import read_deepsdf
+
     records = read_deepsdf(cfg.data)
     pts, sdfs, truth, norm = [], [], [], []
     for r in records:
         rows = torch.cat([r.pos, r.neg])
         if rows.shape[0] < 1:
             raise ValueError(f"{r.id}: no SDF samples")
-        idx = torch.randint(rows.shape[0], (cfg.pool,), generator=g) if rows.shape[0] < cfg.pool else \
-            torch.randperm(rows.shape[0], generator=g)[:cfg.pool]
+        idx = (
+            torch.randint(rows.shape[0], (cfg.pool,), generator=g)
+            if rows.shape[0] < cfg.pool
+            else torch.randperm(rows.shape[0], generator=g)[: cfg.pool]
+        )
         pts.append(rows[idx, :3].contiguous())
         sdfs.append(rows[idx, 3].contiguous())
         normalised = r.surface_path is not None and r.offset is not None
         truth.append(r.surface_points(normalised=True) if normalised else None)
-        norm.append((np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()) if normalised
-                    else None)
+        norm.append(
+            (np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()) if normalised else None
+        )
     tr, un = _split(len(records), cfg.num_unseen)
-    return SdfShapeSet("deepsdf", str(cfg.data), [r.id for r in records], torch.stack(pts),
-                       torch.stack(sdfs), tr, un, truth=truth, normalization=norm)
+    return SdfShapeSet(
+        "deepsdf",
+        str(cfg.data),
+        [r.id for r in records],
+        torch.stack(pts),
+        torch.stack(sdfs),
+        tr,
+        un,
+        truth=truth,
+        normalization=norm,
+    )

@@ -29,6 +29,7 @@ def truth_slice(task, i: int, res: int = SLICE_RES):
     if mesh is None:
         return None
     from ...data.meshes import signed_distance
+
     ax = np.linspace(-1.0, 1.0, res)
     x, y = np.meshgrid(ax, ax, indexing="ij")
     pts = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
@@ -65,8 +66,8 @@ def write_sdf_outputs(task, metrics: dict, out) -> tuple[dict, dict]:
         return {}, metrics
     evals = t._evals
     paths = {}
-    train_idx = t.shapes.train_index[:cfg.eval_shapes]
-    unseen_idx = t.shapes.unseen_index[:cfg.eval_shapes]
+    train_idx = t.shapes.train_index[: cfg.eval_shapes]
+    unseen_idx = t.shapes.unseen_index[: cfg.eval_shapes]
     out.mkdir(parents=True, exist_ok=True)
     paths["meshes"] = _write_meshes(evals, out / "meshes")
     # meshes.png: per split a row of reconstructions above a row of ground truths
@@ -77,8 +78,11 @@ def write_sdf_outputs(task, metrics: dict, out) -> tuple[dict, dict]:
         pad = [None] * (ncols - len(names))
         rows += [list(e["meshes"]) + pad, list(e["truths"]) + pad]
         labels += [f"{split} {t.name}", f"{split} truth"]
-        titles += [[f"{n}  IoU {v:.2f}" if v is not None else n for n, v in zip(names, e["per_shape"]["iou"])]
-                   + [""] * len(pad), [""] * ncols]
+        titles += [
+            [f"{n}  IoU {v:.2f}" if v is not None else n for n, v in zip(names, e["per_shape"]["iou"])]
+            + [""] * len(pad),
+            [""] * ncols,
+        ]
     paths["meshes_png"] = save_mesh_grid(rows, out / "meshes.png", titles=titles, row_labels=labels)
     # slices with both zero levels
     for split, idx in (("train", train_idx), ("unseen", unseen_idx)):
@@ -88,8 +92,11 @@ def write_sdf_outputs(task, metrics: dict, out) -> tuple[dict, dict]:
         pred = [sdf_slice(t.sdf_of(z[j]), SLICE_RES).cpu().numpy() for j in range(len(idx))]
         truth = [truth_slice(t, i) for i in idx]
         paths[f"slices_{split}"] = save_slices_with_truth(
-            pred, out / f"slices_{split}.png", truth_slices=truth if any(x is not None for x in truth) else None,
-            titles=[t.shapes.names[i] for i in idx])
+            pred,
+            out / f"slices_{split}.png",
+            truth_slices=truth if any(x is not None for x in truth) else None,
+            titles=[t.shapes.names[i] for i in idx],
+        )
     # slerp between two shapes (unseen if there are two, else training)
     src = unseen_idx if len(unseen_idx) >= 2 else t.shapes.train_index
     if len(src) >= 2:
@@ -109,8 +116,11 @@ def write_sdf_outputs(task, metrics: dict, out) -> tuple[dict, dict]:
         paths["slerp_meshes"] = out / "slerp"
         paths["slerp"] = save_mesh_grid([meshes], out / "slerp.png", titles=ts, row_labels=[f"{a} -> {b}"])
         paths["slerp_slices"] = save_slices_with_truth(slices, out / "slerp_slices.png", titles=ts)
-    metrics = {**metrics, "checkpoint": str(t.trainer.last_checkpoint) if t.trainer.last_checkpoint else None,
-               "notes": NOTES}
+    metrics = {
+        **metrics,
+        "checkpoint": str(t.trainer.last_checkpoint) if t.trainer.last_checkpoint else None,
+        "notes": NOTES,
+    }
     paths["metrics"] = atomic_write_bytes(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     return paths, metrics
 
@@ -124,16 +134,18 @@ def _write_meshes(evals: dict, folder: Path) -> Path:
                 mesh.export(folder / f"{split}_{name}.ply")
             if hasattr(gt, "faces") and len(gt.faces):
                 gt.export(folder / f"{split}_{name}_gt.ply")
-            elif gt is not None and not hasattr(gt, "faces"):          # surface samples (DeepSDF)
+            elif gt is not None and not hasattr(gt, "faces"):  # surface samples (DeepSDF)
                 trimesh.PointCloud(np.asarray(gt)).export(folder / f"{split}_{name}_gt.ply")
     return folder
 
 
-NOTES = ("chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, units of the [-1,1]^3 box); "
-         "iou: 50k uniform points in [-1,1]^3 (DeepSDF data: sign agreement on the shape's samples); chamfer_deepsdf "
-         "(DeepSDF data): DeepSDF's convention, the reconstruction mapped to the original frame against the "
-         "SurfaceSamples, 30k points; nearest_own_truth: fraction of reconstructions nearer (Chamfer) their own "
-         "ground truth than any other evaluated shape's; pca_*: the linear baseline, a PCA shape model of the "
-         "latent's size fitted on pca_num_train training shapes' truncated SDFs (clamped to +-delta) at the cell "
-         "centres of a pca_grid^3 grid over [-1,1]^3, the evaluated shapes' ground-truth grids projected on it, sign "
-         "IoU on that grid; grid_*_iou: the GON's sign IoU on the same grid, pca_margin_*_iou: the GON's lead there")
+NOTES = (
+    "chamfer: DeepSDF's (mean squared NN distance both ways, 10k surface samples, units of the [-1,1]^3 box); "
+    "iou: 50k uniform points in [-1,1]^3 (DeepSDF data: sign agreement on the shape's samples); chamfer_deepsdf "
+    "(DeepSDF data): DeepSDF's convention, the reconstruction mapped to the original frame against the "
+    "SurfaceSamples, 30k points; nearest_own_truth: fraction of reconstructions nearer (Chamfer) their own "
+    "ground truth than any other evaluated shape's; pca_*: the linear baseline, a PCA shape model of the "
+    "latent's size fitted on pca_num_train training shapes' truncated SDFs (clamped to +-delta) at the cell "
+    "centres of a pca_grid^3 grid over [-1,1]^3, the evaluated shapes' ground-truth grids projected on it, sign "
+    "IoU on that grid; grid_*_iou: the GON's sign IoU on the same grid, pca_margin_*_iou: the GON's lead there"
+)

@@ -28,6 +28,7 @@ from .sdf_data import SdfShapeSet, load_shapes
 
 __all__ = ["ShapeTask"]
 
+
 class ShapeTask(Task):
     """Base of the shape tasks (see the module docstring). Subclasses implement
     :meth:`build_objective`, :meth:`make_batch`, :meth:`encode` and :meth:`encoder_metrics`.
@@ -43,8 +44,8 @@ class ShapeTask(Task):
         super().__init__(config)
         self.shapes = shapes
         self._truth_cache: dict = {}
-        self._grid_cache: dict = {}      # ground-truth SDF grids of the linear baseline (sdf_baseline)
-        self._evals: dict = {}           # the final evaluation's meshes (final_metrics -> write_outputs)
+        self._grid_cache: dict = {}  # ground-truth SDF grids of the linear baseline (sdf_baseline)
+        self._evals: dict = {}  # the final evaluation's meshes (final_metrics -> write_outputs)
 
     @classmethod
     def default_out(cls, cfg) -> str:
@@ -55,20 +56,23 @@ class ShapeTask(Task):
         super().setup(trainer)
         cfg, dist = self.cfg, trainer.dist
         if self.shapes is None:
-            with dist.main_first():        # rank 0 samples and caches mesh folders first
+            with dist.main_first():  # rank 0 samples and caches mesh folders first
                 self.shapes = load_shapes(cfg, quiet=trainer.quiet)
         if not self.shapes.train_index:
             raise ValueError("the training set is empty")
         if dist.enabled:
             if len(self.shapes.train_index) < cfg.batch_size:
-                raise ValueError(f"{len(self.shapes.train_index)} training shapes are fewer than the global "
-                                 f"batch_size={cfg.batch_size}")
+                raise ValueError(
+                    f"{len(self.shapes.train_index)} training shapes are fewer than the global "
+                    f"batch_size={cfg.batch_size}"
+                )
             total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
             if dist.broadcast_object(total) != total:
                 raise ValueError("the ranks loaded different shape pools (the same --seed and data are needed)")
         if self.shapes.points.shape[1] < cfg.points:
-            raise ValueError(f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than "
-                             f"points={cfg.points}")
+            raise ValueError(
+                f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than points={cfg.points}"
+            )
         self.device = trainer.device
         self.points = self.shapes.points.to(self.device)
         self.sdf = self.shapes.sdf.to(self.device)
@@ -105,6 +109,7 @@ class ShapeTask(Task):
 
     def on_fit_end(self, trainer) -> None:
         from ...core.sampling import GaussianLatentSampler
+
         z = self.encode(self.shapes.train_index)
         if z.shape[0] >= 2:
             s = GaussianLatentSampler(z)
@@ -120,23 +125,30 @@ class ShapeTask(Task):
         """:func:`~inr_gon.eval.shape_space.field_agreement` of the encoded shapes ``index`` on their pools."""
         index = [int(i) for i in index]
         z = self.encode(index) if index else None
-        return field_agreement([self.sdf_of(z[j]) for j in range(len(index))], [self.points[i] for i in index],
-                               [self.sdf[i] for i in index], self.cfg.delta)
+        return field_agreement(
+            [self.sdf_of(z[j]) for j in range(len(index))],
+            [self.points[i] for i in index],
+            [self.sdf[i] for i in index],
+            self.cfg.delta,
+        )
 
     @torch.no_grad()
     def health(self, index) -> dict:
         """:func:`~inr_gon.eval.shape_space.shape_space_health` of the encoded training shapes ``index``."""
         index = [int(i) for i in index]
         z = self.encode(index) if index else None
-        return shape_space_health([self.sdf_of(z[j]) for j in range(len(index))], [self.points[i] for i in index],
-                                  [self.sdf[i] for i in index])
+        return shape_space_health(
+            [self.sdf_of(z[j]) for j in range(len(index))],
+            [self.points[i] for i in index],
+            [self.sdf[i] for i in index],
+        )
 
     def evaluate(self, trainer) -> dict:
         out = {}
         for split, idx in (("train", self.shapes.train_index), ("unseen", self.shapes.unseen_index)):
-            m = self.field_metrics(idx[:self.cfg.eval_shapes])
+            m = self.field_metrics(idx[: self.cfg.eval_shapes])
             out.update({f"{split}_{k}": v for k, v in m.items()})
-        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+        h = self.health(self.shapes.train_index[: max(self.cfg.eval_shapes, 2)])
         out.update({k: v for k, v in h.items() if k != "shapes"})
         return out
 
@@ -145,34 +157,54 @@ class ShapeTask(Task):
         their ground truth, and the linear baseline (a collective under DDP)."""
         import time
         from .sdf_baseline import baseline_metrics
-        h = self.health(self.shapes.train_index[:max(self.cfg.eval_shapes, 2)])
+
+        h = self.health(self.shapes.train_index[: max(self.cfg.eval_shapes, 2)])
         why = collapse_reasons(h)
         for w in why:
             warnings.warn(f"the shape space collapsed: {w}", CollapseWarning, stacklevel=2)
-        base = trainer.dist.run_on_main(linear_baseline, self, trainer.step)     # the PCA shape model, from rank 0
+        base = trainer.dist.run_on_main(linear_baseline, self, trainer.step)  # the PCA shape model, from rank 0
         t0 = time.perf_counter()
         model = trainer.model
         was = model.training
         model.eval()
-        self._evals = {"train": self.evaluate_shapes(self.shapes.train_index[:self.cfg.eval_shapes])}
+        self._evals = {"train": self.evaluate_shapes(self.shapes.train_index[: self.cfg.eval_shapes])}
         if self.shapes.unseen_index:
-            self._evals["unseen"] = self.evaluate_shapes(self.shapes.unseen_index[:self.cfg.eval_shapes])
+            self._evals["unseen"] = self.evaluate_shapes(self.shapes.unseen_index[: self.cfg.eval_shapes])
         model.train(was)
         m = {}
         for split in ("train", "unseen"):
             e = self._evals.get(split)
             for k in ("chamfer", "iou", "normal_consistency", "nearest_own_truth", "chamfer_deepsdf"):
                 m[f"{split}_{k}"] = e[k] if e else None
-        m.update(baseline_metrics(base, self._evals["train"]["grid_iou"],
-                                  self._evals["unseen"]["grid_iou"] if "unseen" in self._evals else None))
-        m.update({"eval_seconds": round(time.perf_counter() - t0, 2),
-                  "params": sum(p.numel() for p in model.parameters()),
-                  "source": self.shapes.name, "data": self.shapes.source, "num_train": len(self.shapes.train_index),
-                  "num_unseen": len(self.shapes.unseen_index), "outer_loss": self.cfg.outer_loss,
-                  **self.encoder_metrics(), "mesh_resolution": self.cfg.mesh_resolution, "device": str(self.device),
-                  "processes": trainer.dist.world_size, "collapsed": bool(why), "collapse_reasons": why, "health": h,
-                  **{split: {k: v for k, v in e.items() if k not in ("meshes", "truths")}
-                     for split, e in self._evals.items()}})
+        m.update(
+            baseline_metrics(
+                base,
+                self._evals["train"]["grid_iou"],
+                self._evals["unseen"]["grid_iou"] if "unseen" in self._evals else None,
+            )
+        )
+        m.update(
+            {
+                "eval_seconds": round(time.perf_counter() - t0, 2),
+                "params": sum(p.numel() for p in model.parameters()),
+                "source": self.shapes.name,
+                "data": self.shapes.source,
+                "num_train": len(self.shapes.train_index),
+                "num_unseen": len(self.shapes.unseen_index),
+                "outer_loss": self.cfg.outer_loss,
+                **self.encoder_metrics(),
+                "mesh_resolution": self.cfg.mesh_resolution,
+                "device": str(self.device),
+                "processes": trainer.dist.world_size,
+                "collapsed": bool(why),
+                "collapse_reasons": why,
+                "health": h,
+                **{
+                    split: {k: v for k, v in e.items() if k not in ("meshes", "truths")}
+                    for split, e in self._evals.items()
+                },
+            }
+        )
         m.setdefault("unseen", None)
         return {**base, **m}
 
@@ -189,8 +221,7 @@ class ShapeTask(Task):
         if self.shapes.analytic is not None:
             if i not in self._truth_cache:
                 res = min(2 * self.cfg.mesh_resolution, 192)
-                self._truth_cache[i] = extract_mesh(self.shapes.analytic[i], res, method="coarse_to_fine",
-                                                    device="cpu")
+                self._truth_cache[i] = extract_mesh(self.shapes.analytic[i], res, method="coarse_to_fine", device="cpu")
             return self._truth_cache[i]
         t = self.shapes.truth[i] if self.shapes.truth else None
         return t if hasattr(t, "faces") else None
@@ -217,16 +248,22 @@ class ShapeTask(Task):
             if k == "chamfer_deepsdf" and not any(k in r for r in results):
                 continue
             rows[k] = [r.get(k) for r in results]
-        mean = lambda v: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
-                          else None)
+        mean = lambda v: float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v) else None
         own = nearest_own_truth([r["mesh"] for r in results], [r["truth"] for r in results], num_samples)
         rows["nearest_own_truth"] = own
-        return {"num": len(index), "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
-                "chamfer": mean(rows["chamfer"]), "normal_consistency": mean(rows["normal_consistency"]),
-                "iou": mean(rows["iou"]), "grid_iou": mean(rows["grid_iou"]),
-                "nearest_own_truth": mean([float(x) for x in own if x is not None]),
-                "chamfer_deepsdf": mean(rows["chamfer_deepsdf"]) if "chamfer_deepsdf" in rows else None,
-                "per_shape": rows, "meshes": [r["mesh"] for r in results], "truths": [r["truth"] for r in results]}
+        return {
+            "num": len(index),
+            "empty_meshes": sum(len(r["mesh"].faces) == 0 for r in results),
+            "chamfer": mean(rows["chamfer"]),
+            "normal_consistency": mean(rows["normal_consistency"]),
+            "iou": mean(rows["iou"]),
+            "grid_iou": mean(rows["grid_iou"]),
+            "nearest_own_truth": mean([float(x) for x in own if x is not None]),
+            "chamfer_deepsdf": mean(rows["chamfer_deepsdf"]) if "chamfer_deepsdf" in rows else None,
+            "per_shape": rows,
+            "meshes": [r["mesh"] for r in results],
+            "truths": [r["truth"] for r in results],
+        }
 
     def _evaluate_one(self, i: int, z: torch.Tensor, num_samples: int) -> dict:
         """Mesh and metrics of shape ``i`` encoded as ``z (k,)``; ``gt_mesh``: the analytic
@@ -246,12 +283,19 @@ class ShapeTask(Task):
             iou = volumetric_iou(f, self.shapes.analytic[i], bounds=(-1.0, 1.0), num_points=50_000)
         elif gt_mesh is not None:
             iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
-        else:       # DeepSDF: agreement of inside/outside on the shape's own samples
+        else:  # DeepSDF: agreement of inside/outside on the shape's own samples
             iou = float(sign_iou(f(self.points[i]), self.sdf[i]))
-        out = {"name": self.shapes.names[i], "mesh": mesh, "truth": gt, "chamfer": ch, "normal_consistency": nc,
-               "iou": iou, "grid_iou": gon_grid_iou(self, i, f)}
+        out = {
+            "name": self.shapes.names[i],
+            "mesh": mesh,
+            "truth": gt,
+            "chamfer": ch,
+            "normal_consistency": nc,
+            "iou": iou,
+            "grid_iou": gon_grid_iou(self, i, f),
+        }
         norm = self.shapes.normalization[i] if self.shapes.normalization else None
-        if norm is not None:       # DeepSDF's convention: in the original frame, 30,000 points
+        if norm is not None:  # DeepSDF's convention: in the original frame, 30,000 points
             offset, scale, original = norm
             if len(mesh.faces):
                 m = mesh.copy()
@@ -264,37 +308,47 @@ class ShapeTask(Task):
     # -- checkpoints and outputs ----------------------------------------------------------------------
     def state_dict(self) -> dict:
         s = self.shapes
-        return {"shapes": {"name": s.name, "source": s.source, "names": list(s.names),
-                           "train_index": list(s.train_index), "unseen_index": list(s.unseen_index)},
-                "latent_stats": getattr(self, "latent_stats", None)}
+        return {
+            "shapes": {
+                "name": s.name,
+                "source": s.source,
+                "names": list(s.names),
+                "train_index": list(s.train_index),
+                "unseen_index": list(s.unseen_index),
+            },
+            "latent_stats": getattr(self, "latent_stats", None),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.latent_stats = state.get("latent_stats")
 
     def write_outputs(self, trainer, metrics, out):
         from .sdf_outputs import write_sdf_outputs
+
         return write_sdf_outputs(self, metrics, out)
 
     def describe(self, trainer) -> list[str]:
         lines = []
         if trainer.dist.enabled:
             c = trainer.cfg
-            lines.append(f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
-                         f" shapes each per step (global batch {c.batch_size})")
+            lines.append(
+                f"data parallel: {trainer.dist.world_size} processes, {c.batch_size // trainer.dist.world_size}"
+                f" shapes each per step (global batch {c.batch_size})"
+            )
         return lines
 
     def summary(self, trainer, m, paths) -> list[str]:
         fmt = lambda v, f: "n/a" if v is None else format(v, f)
-        lines = [f"data: {self.shapes.name} ({len(self.shapes.train_index)} train, "
-                 f"{len(self.shapes.unseen_index)} unseen shapes)",
-                 f"trained {m['steps']} steps in {m['train_seconds']:.1f} s ({m['params']:,} parameters, {m['device']})",
-                 f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
-                 f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}",
-                 f"unseen shapes ({m['encoding']}): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
-                 f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}",
-                 *baseline_lines(m)]
+        lines = [
+            f"data: {self.shapes.name} ({len(self.shapes.train_index)} train, "
+            f"{len(self.shapes.unseen_index)} unseen shapes)",
+            f"trained {m['steps']} steps in {m['train_seconds']:.1f} s ({m['params']:,} parameters, {m['device']})",
+            f"train  shapes: Chamfer {fmt(m['train_chamfer'], '.5f')}  IoU {fmt(m['train_iou'], '.3f')}  "
+            f"normal consistency {fmt(m['train_normal_consistency'], '.3f')}",
+            f"unseen shapes ({m['encoding']}): Chamfer {fmt(m['unseen_chamfer'], '.5f')}  "
+            f"IoU {fmt(m['unseen_iou'], '.3f')}  normal consistency {fmt(m['unseen_normal_consistency'], '.3f')}",
+            *baseline_lines(m),
+        ]
         lines += [f"  {name:16s} {path}" for name, path in paths.items()]
         lines += [f"  {'checkpoint':16s} {trainer.last_checkpoint}", f"  {'config':16s} {trainer.out / 'config.json'}"]
         return lines
-
-

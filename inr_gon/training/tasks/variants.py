@@ -23,8 +23,14 @@ from ..objectives import LossObjective
 from ..trainer import TrainerConfig
 from .image import ImageDataConfig, ImageDataTask
 
-__all__ = ["ClassifierConfig", "ClassifierTask", "VariationalConfig", "VariationalTask", "AutoencoderConfig",
-           "AutoencoderTask"]
+__all__ = [
+    "ClassifierConfig",
+    "ClassifierTask",
+    "VariationalConfig",
+    "VariationalTask",
+    "AutoencoderConfig",
+    "AutoencoderTask",
+]
 
 
 def _shape_config(model) -> dict:
@@ -47,8 +53,12 @@ class _VariantTask(ImageDataTask):
         trainer.model.eval()
         m = self.evaluate_on(*self.eval_split(self.test_images.shape[0])) if self.test_images.shape[0] else {}
         trainer.model.train(was)
-        return {**m, "dataset": self.dataset.name, "num_test": int(self.test_images.shape[0]),
-                "num_train": int(self.train_images.shape[0])}
+        return {
+            **m,
+            "dataset": self.dataset.name,
+            "num_test": int(self.test_images.shape[0]),
+            "num_train": int(self.train_images.shape[0]),
+        }
 
     def evaluate(self, trainer) -> dict:
         x, y = self.eval_split()
@@ -60,16 +70,32 @@ class _VariantTask(ImageDataTask):
 class ClassifierConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
     """A classifier GON (a linear softmax on the gradient-origin latent, Eq. 4)."""
 
-    mode: str = option("classifier", "train solely by cross-entropy, or jointly with the reconstruction",
-                       choices=("classifier", "joint"))
-    inner_loss: str = option("mse", "point loss of the inner integral (whose gradient at the origin is the latent)",
-                             choices=("mse", "bce"), group="encoder")
+    mode: str = option(
+        "classifier",
+        "train solely by cross-entropy, or jointly with the reconstruction",
+        choices=("classifier", "joint"),
+    )
+    inner_loss: str = option(
+        "mse",
+        "point loss of the inner integral (whose gradient at the origin is the latent)",
+        choices=("mse", "bce"),
+        group="encoder",
+    )
     ce_weight: float | None = option(None, "weight of the cross-entropy in joint mode", check=nonneg)
 
     TASK = "classifier"
     PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
-    DEFAULTS = dict(hidden=64, layers=3, steps=400, batch_size=64, lr=3e-4, eval_every=200, checkpoint_every=1000,
-                    inner_weight=1.0 / 64, ce_weight=1.0)
+    DEFAULTS = dict(
+        hidden=64,
+        layers=3,
+        steps=400,
+        batch_size=64,
+        lr=3e-4,
+        eval_every=200,
+        checkpoint_every=1000,
+        inner_weight=1.0 / 64,
+        ce_weight=1.0,
+    )
 
     def inactive(self):
         out = super().inactive()
@@ -87,13 +113,20 @@ class ClassifierTask(_VariantTask):
     def build_model(self):
         c = self.cfg
         k = int(self.dataset.train_labels.max()) + 1 if self.dataset.train_labels.numel() else 2
-        return ClassifierGON(self.siren(), max(k, 2), inner_loss=c.inner_loss, inner_scale=c.inner_weight, mode=c.mode,
-                             ce_weight=c.ce_weight or 0.0)
+        return ClassifierGON(
+            self.siren(),
+            max(k, 2),
+            inner_loss=c.inner_loss,
+            inner_scale=c.inner_weight,
+            mode=c.mode,
+            ce_weight=c.ce_weight or 0.0,
+        )
 
     def build_objective(self, model):
         def loss_fn(m, images, labels):
             loss, z, parts = m.loss(images, labels)
             return loss, z, {"loss": loss.detach(), "ce": parts["ce"], "recon": parts["recon"]}
+
         return LossObjective(model, loss_fn)
 
     def make_batch(self, index, mine, generator):
@@ -122,22 +155,37 @@ class VariationalConfig(ImageDataConfig, LatentConfig, SirenConfig, TrainerConfi
     """A variational GON (Eq. 2): the negative ELBO through the gradient-origin latent. The SIREN
     options are read with ``--decoder siren`` only, ``--base-channels`` with the conv decoder."""
 
-    decoder: str = option("conv", "the paper's convolutional decoder, or a SIREN", choices=("conv", "siren"),
-                          group="model")
-    base_channels: int | None = option(None, "convolutional decoder: channels of its last hidden layer",
-                                       check=at_least(1), group="model")
+    decoder: str = option(
+        "conv", "the paper's convolutional decoder, or a SIREN", choices=("conv", "siren"), group="model"
+    )
+    base_channels: int | None = option(
+        None, "convolutional decoder: channels of its last hidden layer", check=at_least(1), group="model"
+    )
     kl_weight: float = option(1.0, "weight of the KL term", check=nonneg)
 
     TASK = "variational"
     PARTS = ("trainer", "image data", "latent", "siren or conv decoder")
-    DEFAULTS = dict(latent=48, hidden=64, layers=3, steps=700, batch_size=64, lr=1e-3, eval_every=350,
-                    checkpoint_every=1000, base_channels=32)
+    DEFAULTS = dict(
+        latent=48,
+        hidden=64,
+        layers=3,
+        steps=700,
+        batch_size=64,
+        lr=1e-3,
+        eval_every=350,
+        checkpoint_every=1000,
+        base_channels=32,
+    )
 
     def inactive(self):
         if self.decoder == "conv":
-            return {**super().inactive(), **{
-                k: "is a SIREN option; the conv decoder does not read it (--decoder siren does)"
-                for k in self.SIREN_FIELDS}}
+            return {
+                **super().inactive(),
+                **{
+                    k: "is a SIREN option; the conv decoder does not read it (--decoder siren does)"
+                    for k in self.SIREN_FIELDS
+                },
+            }
         return {**super().inactive(), "base_channels": "is the conv decoder's; the SIREN decoder does not read it"}
 
 
@@ -159,15 +207,23 @@ class VariationalTask(_VariantTask):
 
         def loss_fn(m, images):
             loss, z, parts = m.loss(images, kl_weight=kl_weight)
-            return loss, z, {"loss": loss.detach(), "bce": parts["bce"].detach().mean(),
-                             "kl": parts["kl"].detach().mean()}
+            return (
+                loss,
+                z,
+                {"loss": loss.detach(), "bce": parts["bce"].detach().mean(), "kl": parts["kl"].detach().mean()},
+            )
+
         return LossObjective(model, loss_fn)
 
     def evaluate_on(self, x, y) -> dict:
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 7)
         r = self.trainer.model.evaluate(x, generator=g, device=self.device)
-        return {"test_nelbo": r["nelbo_nats"], "test_bce": r["bce_nats"], "test_kl": r["kl_nats"],
-                "test_bits_per_dim": r["bits_per_dim"]}
+        return {
+            "test_nelbo": r["nelbo_nats"],
+            "test_bce": r["bce_nats"],
+            "test_kl": r["kl_nats"],
+            "test_bits_per_dim": r["bits_per_dim"],
+        }
 
     def describe_eval(self, m):
         return f"test -ELBO {m['test_nelbo']:.2f} nats/image ({m['test_bits_per_dim']:.4f} bits/dim)"
@@ -182,10 +238,10 @@ class AutoencoderConfig(ImageDataConfig, LatentConfig, SirenConfig, TrainerConfi
     """An autoencoder (``kind="ae"``) or VAE (``"vae"``) with the GON's implicit decoder and an MLP
     encoder sized to the decoder (the paper's comparison)."""
 
-    kind: str = option("ae", "plain autoencoder (MSE) or VAE (negative ELBO)", choices=("ae", "vae"),
-                       group="model")
-    encoder_hidden: int | None = option(None, "encoder width (default: sized to the decoder's parameter count)",
-                                        check=at_least(1), group="model")
+    kind: str = option("ae", "plain autoencoder (MSE) or VAE (negative ELBO)", choices=("ae", "vae"), group="model")
+    encoder_hidden: int | None = option(
+        None, "encoder width (default: sized to the decoder's parameter count)", check=at_least(1), group="model"
+    )
 
     TASK = "autoencoder"
     PARTS = ("trainer", "image data", "latent", "siren", "MLP encoder")
@@ -208,6 +264,7 @@ class AutoencoderTask(_VariantTask):
         def loss_fn(m, images):
             out = m.loss(images)
             return out[0], out[1], {"loss": out[0].detach()}
+
         return LossObjective(model, loss_fn)
 
     @torch.no_grad()
@@ -216,7 +273,7 @@ class AutoencoderTask(_VariantTask):
         m = self.trainer.model
         out = []
         for s in range(0, images.shape[0], batch_size):
-            x = images[s:s + batch_size]
+            x = images[s : s + batch_size]
             z = m.encode(x) if self.cfg.kind == "ae" else m.encode(x)[0]
             y = m.decoder(self.coords, z)
             out.append(points_to_image(torch.sigmoid(y) if self.cfg.kind == "vae" else y, self.resolution))
