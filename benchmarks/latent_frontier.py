@@ -256,7 +256,7 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
         f"--quiet --eval-every 10000000 --seed {a.seed} {a.common}"
     )
     if method == "autodecoder":
-        cfg = train_args("autodecoder", common + f" --fresh-shapes 0 --encode-iterations {max(a.ad_steps)}")
+        cfg = train_args("autodecoder", common + f" --encode-iterations {max(a.ad_steps)}")
     else:
         cfg = train_args(
             "sdf", common + (" --gauss-newton 0" if method == "gon" else f" --gauss-newton {a.sdf_damping:g}")

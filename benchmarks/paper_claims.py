@@ -21,7 +21,8 @@ Claims and what is measured (test = the 10,000 MNIST test images unless the embe
     beside its bound: with a squared-error inner loss at the origin the latent is an affine
     function of the image, so a softmax on it is a linear classifier on the pixels, and a linear
     softmax trained on the raw pixels (``linear_pixel_accuracy``) bounds it; a classifier GON with
-    two latent steps (not affine in the image) is measured against that bound. Figure 7: a 2-D-latent classifier GON's test latents coloured by class.
+    two latent steps (not affine in the image) is measured against that bound. Figure 7: a
+    2-D-latent classifier GON's test latents coloured by class.
 (e) Variational GON (Eq. 2) with the paper's convolutional decoder at 28²: test negative ELBO in
     nats per image and bits per dimension (BCE on continuous [0, 1] targets: the paper's
     BCE-based bound, not a discrete log-likelihood), and samples from the prior.
@@ -437,7 +438,8 @@ def main(argv=None):
         f"(d) test accuracy: classifier GON {figs['classifier_accuracy']:.4f} ({a.steps_cls} steps), "
         f"joint {figs['joint_classifier_accuracy']:.4f} ({a.steps_joint} steps), "
         f"2-D latent {figs['classifier_2d_accuracy']:.4f}; linear bound (softmax on the pixels) "
-        f"{figs['linear_pixel_accuracy']:.4f}; with 2 latent steps (not affine in x) {figs['classifier_k2_accuracy']:.4f} "
+        f"{figs['linear_pixel_accuracy']:.4f}; with 2 latent steps (not affine in x) "
+        f"{figs['classifier_k2_accuracy']:.4f} "
         f"({a.steps_cls_k2} steps)"
     )
     print(

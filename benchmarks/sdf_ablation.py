@@ -98,7 +98,8 @@ def main(argv=None) -> int:
             shapes_cache[key] = load_shapes(cfg)
         r = rows[name] = run(cfg, shapes_cache[key])
         print(
-            f"{name:>14s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | train CD {fmt(r.get('train_chamfer'))}"
+            f"{name:>14s}: {r['steps']:6d} steps ({r['steps_per_second']:.1f}/s) | "
+            f"train CD {fmt(r.get('train_chamfer'))}"
             f" IoU {fmt(r.get('train_iou'), '.3f')} | unseen CD {fmt(r.get('unseen_chamfer'))} IoU "
             f"{fmt(r.get('unseen_iou'), '.3f')} | sens {r['latent_sensitivity']:.3f} ident {r['identified']:.2f} "
             f"cross {r['zero_crossing']:.2f}{' COLLAPSED' if r['collapsed'] else ''}",

@@ -112,12 +112,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH")
     a = p.parse_args(argv)
     # the same data: the GON too trains on the fixed training shapes only (no new procedural shapes mixed in)
-    common = f"--seconds {a.seconds:g} --steps 10000000 --quiet --eval-every 10000000 --fresh-shapes 0 " + a.common
+    common = f"--seconds {a.seconds:g} --steps 10000000 --quiet --eval-every 10000000 " + a.common
     if a.meshes:
         common += f" --meshes {shlex.quote(a.meshes)}"
     if a.deepsdf:
         common += f" --deepsdf {shlex.quote(a.deepsdf)}"
-    gon = config("sdf", common + " " + a.gon)
+    gon = config("sdf", common + " --fresh-shapes 0 " + a.gon)
     ad = config("autodecoder", common + f" --encode-iterations {a.encode_iterations}")
     shapes = load_shapes(gon)
     print(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import inr_gon as ig
+from inr_gon.eval.shape_space import MIN_SENSITIVITY, collapse_reasons
 from inr_gon.cli import main
 from inr_gon.core.losses import MSE, ClampedL1, TruncatedL1, TruncatedL2
 from inr_gon.training import AutoDecoderConfig, SdfConfig, Trainer
@@ -98,7 +99,7 @@ def test_collapse_check_fires_on_a_field_that_ignores_the_latent():
         t.model.latent_weight.zero_()  # F(c ⊕ z) = F(c ⊕ 0) for every z
     h = t.task.health(t.task.shapes.train_index[:3])
     assert h["latent_sensitivity"] < 1e-6
-    why = t.task.collapse(h)
+    why = collapse_reasons(h)
     assert any("barely depends on the latent" in w for w in why)
     assert any("indistinguishable" in w for w in why)
 
@@ -107,7 +108,7 @@ def test_collapse_check_fires_on_an_empty_field():
     t = trainer(steps=0)
     with torch.no_grad():
         t.model.out.bias.fill_(5.0)  # positive (outside) everywhere
-    why = t.task.collapse(t.task.health(t.task.shapes.train_index[:3]))
+    why = collapse_reasons(t.task.health(t.task.shapes.train_index[:3]))
     assert any("no zero crossing on the training points of 3 of 3 shapes" in w for w in why)
 
 
@@ -119,8 +120,8 @@ def test_collapse_check_is_quiet_on_a_field_that_is_each_shape():
     task.encode = lambda index, **kw: torch.nn.functional.one_hot(torch.tensor(list(index)), 16).float()
     task.sdf_of = lambda z: truth[int(z.argmax())]
     h = task.health(task.shapes.train_index[:4])
-    assert h["zero_crossing"] == 1.0 and h["identified"] == 1.0 and h["latent_sensitivity"] > 3 * task.MIN_SENSITIVITY
-    assert task.collapse(h) == []
+    assert h["zero_crossing"] == 1.0 and h["identified"] == 1.0 and h["latent_sensitivity"] > 3 * MIN_SENSITIVITY
+    assert collapse_reasons(h) == []
 
 
 def test_a_collapsed_run_says_so_and_strict_makes_it_an_error(tmp_path, capsys):
@@ -301,7 +302,7 @@ def test_image_checkpoints_are_refused_by_the_mesh_command(tmp_path, capsys):
 
     img = Path(__file__).parent / "fixtures" / "checkpoints" / "image_v1" / "ckpt_step0000004.pt"
     assert main(["mesh", "--checkpoint", str(img), "--shape", "0", "--out", str(tmp_path / "x.ply")]) == 2
-    assert "expected an SDF or auto-decoder checkpoint" in capsys.readouterr().err
+    assert "'image' checkpoint cannot be used with 'inr-gon mesh'" in capsys.readouterr().err
 
 
 # -- mesh folders in any units, any batch size ---------------------------------------------------------------
@@ -426,16 +427,17 @@ def test_procedural_default_mixes_a_bank_in_and_other_sources_do_not():
     cpu = torch.device("cpu")
     r = SdfConfig().resolved(cpu)
     assert (r.fresh_shapes, r.fresh_bank) == (0.25, 2048)
-    for cfg in (SdfConfig(meshes="m"), SdfConfig(deepsdf="d"), SdfConfig(inner="shared"), AutoDecoderConfig()):
+    for cfg in (SdfConfig(meshes="m"), SdfConfig(deepsdf="d"), SdfConfig(inner="shared")):
         r = cfg.resolved(cpu)
         assert (r.fresh_shapes, r.fresh_bank) == (0.0, 0)
+    assert not hasattr(AutoDecoderConfig().resolved(cpu), "fresh_shapes")
     assert (
         SdfConfig(fresh_shapes=1.0).resolved(cpu).fresh_bank,
         SdfConfig(fresh_bank=0).resolved(cpu).fresh_bank,
         SdfConfig(fresh_shapes=0.0).resolved(cpu).fresh_bank,
     ) == (2048, 0, 0)
-    with pytest.raises(ValueError, match="auto-decoder"):
-        AutoDecoderConfig(fresh_shapes=0.5).resolved(cpu)
+    with pytest.raises(TypeError, match="fresh_shapes"):  # the auto-decoder takes no such option
+        AutoDecoderConfig(fresh_shapes=0.5)
     old = SdfConfig.from_dict(SdfConfig.fill_absent({"num_shapes": 8}))
     assert (old.fresh_shapes, old.fresh_bank) == (0.0, 0)
 

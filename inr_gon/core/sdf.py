@@ -65,8 +65,9 @@ _CLAMPED = {"clamped_l1": ClampedL1, "truncated_l1": TruncatedL1, "truncated_l2"
 
 
 def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
-    """The pointwise loss object for a name: ``"clamped_l1"``, ``"truncated_l1"`` or ``"truncated_l2"`` (with ``delta``), ``"l2"``/``"mse"``,
-    ``"l1"``, or a :class:`~inr_gon.losses.PointLoss` / callable passed through."""
+    """The pointwise loss object for a name: ``"clamped_l1"``, ``"truncated_l1"`` or
+    ``"truncated_l2"`` (with ``delta``), ``"l2"``/``"mse"``, ``"l1"``, or a
+    :class:`~inr_gon.losses.PointLoss` / callable passed through."""
     if isinstance(loss, str) and loss in _CLAMPED:
         if not delta > 0:
             raise ValueError(f"delta must be > 0, got {delta}")

@@ -29,7 +29,7 @@ from ..config import at_least, fraction, option
 from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
-from .image import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks
+from .image_data import ImageDataConfig, ImageDataTask, ImageLossConfig
 
 __all__ = ["ConversionConfig", "ConversionTask", "fit_conversion", "CONVERSION_CHECKPOINT_KIND"]
 
@@ -37,21 +37,17 @@ CONVERSION_CHECKPOINT_KIND = "inr_gon.conversion_gon"
 
 
 @dataclass
-class ConversionConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
+class ConversionConfig(
+    ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig
+):
     """Super-resolution by modality conversion (``None`` fields: the defaults below)."""
 
     factor: int = option(2, "downsampling factor of the inputs (28 -> 28/factor)", check=at_least(1), group="data")
-    inner_loss: str = option(
-        "mse", "point loss of the inner integral on the input", choices=IMAGE_LOSSES, group="encoder"
-    )
-    outer_loss: str | None = option(
-        None, "point loss of the outer integral on the target (default: the inner loss)", choices=IMAGE_LOSSES
-    )
     outer_fraction: float = option(0.25, "fraction of the target pixels in the Monte-Carlo outer loss", check=fraction)
     max_test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0), group="output")
 
     TASK = "superres"
-    PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
+    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin")
     # the main job's recipe (cosine lr 5e-4 following the time budget, Monte-Carlo outer integral)
     DEFAULTS = dict(
         hidden=128,
@@ -67,14 +63,9 @@ class ConversionConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOrigi
     )
 
     def resolved(self, device):
-        if self.outer_loss is None:
-            return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
         if self.inner_weight is None:  # the 28² trainer's 1/64 per unit area, at the input's pixel size
             return dataclasses.replace(self, inner_weight=self.factor**2 / 64).resolved(device)
         return super().resolved(device)
-
-    def _checks(self):
-        return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
 
 
 class ConversionTask(ImageDataTask):

@@ -29,7 +29,7 @@ from ..config import Check, Preset, fraction, option
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning
-from .image_data import IMAGE_LOSSES, ImageDataConfig, ImageDataTask, _loss_checks, load_dataset
+from .image_data import ImageDataConfig, ImageDataTask, ImageLossConfig, load_dataset
 from .image_outputs import baseline_lines, write_image_outputs
 
 __all__ = [
@@ -59,18 +59,9 @@ def _seconds_list_ok(text: str) -> bool:
 
 
 @dataclass
-class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
+class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
     """An implicit GON on images (``None`` fields: the preset's values)."""
 
-    inner_loss: str = option(
-        "mse",
-        "point loss of the inner integral (whose gradient at the origin is the latent)",
-        choices=IMAGE_LOSSES,
-        group="encoder",
-    )
-    outer_loss: str | None = option(
-        None, "point loss of the outer integral (default: the inner loss)", choices=IMAGE_LOSSES
-    )
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral", check=fraction)
     outer_sampling: str | None = option(
         None,
@@ -88,7 +79,7 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
     )
 
     TASK = "image"
-    PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
+    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin")
     # inner_weight 1/64: each pixel's weight in the inner sum (cwkx/GON's latent at batch 64, independent of the batch)
     DEFAULTS = dict(inner_weight=1.0 / 64, outer_sampling="random")
     PRESETS = {
@@ -136,15 +127,10 @@ class ImageConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOriginConf
     MNIST_W0_FIRST = 90.0
 
     def resolved(self, device):
-        if self.outer_loss is None:
-            return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
         preset = self.preset or self.default_preset(getattr(device, "type", str(device)))
         if self.w0_first is None and preset == "cpu" and is_mnist_name(self.dataset):
             return dataclasses.replace(self, w0_first=self.MNIST_W0_FIRST).resolved(device)
         return super().resolved(device)
-
-    def _checks(self):
-        return super()._checks() + (_loss_checks(self) if self.outer_loss is not None else [])
 
     def inactive(self):
         out = super().inactive()

@@ -7,6 +7,7 @@ and keeps the images on the device.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ..config import Config, at_least, option
 from ..parts import GradientOriginConfig
 from .base import Task
 
-__all__ = ["ImageDataConfig", "ImageDataTask", "load_dataset", "IMAGE_LOSSES"]
+__all__ = ["ImageDataConfig", "ImageLossConfig", "ImageDataTask", "load_dataset", "IMAGE_LOSSES"]
 
 
 @dataclass
@@ -48,15 +49,30 @@ class ImageDataConfig(Config):
 IMAGE_LOSSES = ("mse", "bce", "l1")
 
 
-def _loss_checks(cfg) -> list:
-    """The inner and outer losses must read the network's output alike (BCE: logits)."""
-    return [
-        (
-            "outer_loss",
-            (cfg.inner_loss == "bce") == (cfg.outer_loss == "bce"),
-            f"and inner_loss={cfg.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce",
-        )
-    ]
+@dataclass
+class ImageLossConfig(Config):
+    """The point losses of an image GON's two integrals (the latent's and the reconstruction's)."""
+
+    inner_loss: str = option(
+        "mse",
+        "point loss of the inner integral (whose gradient at the origin is the latent)",
+        choices=IMAGE_LOSSES,
+        group="encoder",
+    )
+    outer_loss: str | None = option(
+        None, "point loss of the outer integral (default: the inner loss)", choices=IMAGE_LOSSES
+    )
+
+    def resolved(self, device):
+        if self.outer_loss is None:
+            return dataclasses.replace(self, outer_loss=self.inner_loss).resolved(device)
+        return super().resolved(device)
+
+    def _checks(self):
+        # the two losses must read the network's output alike (BCE: as logits)
+        same = self.outer_loss is None or (self.inner_loss == "bce") == (self.outer_loss == "bce")
+        why = f"and inner_loss={self.inner_loss!r}: BCE reads the output as logits, so both or neither must be bce"
+        return super()._checks() + [("outer_loss", same, why)]
 
 
 def load_dataset(cfg: ImageDataConfig):

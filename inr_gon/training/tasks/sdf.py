@@ -312,8 +312,9 @@ class SdfTask(ShapeTask):
         """Gradient-origin latents ``(len(index), k)`` of shapes ``index`` (training or unseen).
 
         Per-sample mode: ``num_points`` fixed points of each shape's pool (at most the pool), or
-        with ``inner_sampling="fixed"`` the shape's fixed inner points of training; shared mode: ``num_points`` fixed uniform points, SDFs evaluated analytically (the
-        distribution the model was trained with).
+        with ``inner_sampling="fixed"`` the shape's fixed inner points of training; shared mode:
+        ``num_points`` fixed uniform points, SDFs evaluated analytically (the distribution the
+        model was trained with).
         """
         model = self.trainer.model
         index = [int(i) for i in index]
