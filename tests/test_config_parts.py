@@ -118,7 +118,7 @@ def test_earlier_names_are_mapped_in_one_place():
         "inner_loss": "l2",
         "mesh_resolution": 32,
     }
-    # a 0.2 auto-decoder config.json (it carried the GON's options) re-runs strictly
+    # a 0.3 auto-decoder config.json (it carried the GON's options) re-runs strictly
     old = {
         "task": "autodecoder",
         "loss": "clamped_l1",

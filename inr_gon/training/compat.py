@@ -1,9 +1,9 @@
 """Reading configs of earlier versions: every renamed or removed option, in one place.
 
-``config.json`` files and checkpoints written by inr_gon 0.1 and 0.2 keep loading (for
+``config.json`` files and checkpoints written by inr_gon 0.1 to 0.3 keep loading (for
 ``--config``, ``--resume``, ``render``, ``eval`` and ``mesh``): :func:`upgrade` maps their
 dictionaries onto today's fields before :meth:`~inr_gon.training.config.Config.from_dict`
-reads them. Runs written since 0.3 use today's names only. These shims live until 1.0 (the
+reads them. Runs written since 0.4 use today's names only. These shims live until 1.0 (the
 changelog announces their removal one minor version ahead).
 """
 
