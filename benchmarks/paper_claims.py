@@ -223,7 +223,7 @@ def claim_d(ds, a):
     res = {"linear_pixel_accuracy": linear_pixel_accuracy(ds, a)}
     print(f"    linear softmax on the pixels: {res['linear_pixel_accuracy']:.4f}", flush=True)
     # solely a classifier (and with two latent steps): its own recipe (lr, inner scale, cosine
-    # schedule; evidence: the README's "The paper's claims"); jointly: the reconstruction GON's
+    # schedule; evidence: docs/findings/paper-claims.md); jointly: the reconstruction GON's
     # settings, whose inner scale the decoder needs
     recipe = dict(lr=a.lr_cls, inner_scale=a.inner_scale_cls)
     runs = (

@@ -15,7 +15,7 @@ weight (``latent = -w ∇ mean_p ℓ``).
 
     python benchmarks/sdf_step.py [--steps 150] [--repeats 10] [--scales 0.03 0.1 0.3 1]
 
-Figures: README, "SDF shapes".
+Figures: docs/findings/shapes.md.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
   the working directory a temporary folder). A block that would be slow at its written size is
   preceded by a marker naming textual substitutions the test makes first, e.g.
   ``<!-- docs-test: {"steps=20_000": "steps=2"} -->`` (the block is never skipped).
-* Every ```bash block's commands are checked: ``inr-gon ...``, ``torchrun ... -m inr_gon.cli ...``
-  and ``python examples/*.py ...`` are parsed by the real argument parser; ``python
+* Every ```bash block's commands are checked: ``inr-gon ...``, ``torchrun ... -m inr_gon.cli ...``,
+  ``python examples/*.py ...`` and ``torchrun ... examples/*.py ...`` are parsed by the real
+  argument parser; ``python
   benchmarks/X.py --opt`` must name an existing script that declares each option it is given.
 * ``examples/tutorial_gon.py`` runs, and the checks it prints hold.
 * ``benchmarks/report.py --check`` finds no table that differs from its JSON, and changing a
@@ -46,7 +47,7 @@ def test_python_blocks_run(page, code, subs, tmp_path, monkeypatch):
         code = code.replace(old, new)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INR_GON_OFFLINE", "1")
-    exec(compile(code, f"{page.name}:python block", "exec"), {"__name__": "__docs__"})
+    exec(compile(code, f"{page.name}:python block", "exec", dont_inherit=True), {"__name__": "__docs__"})
 
 
 def commands(code: str) -> list[list[str]]:
@@ -78,9 +79,14 @@ def check_command(argv: list[str]) -> None:
 
     if argv[0] == "inr-gon":
         parse(argv[1:])
-    elif argv[0] == "torchrun":
-        assert "-m" in argv and argv[argv.index("-m") + 1] == "inr_gon.cli", argv
-        parse(argv[argv.index("-m") + 2 :])
+    elif argv[0] == "torchrun":  # torchrun [--its-options] (-m inr_gon.cli | examples/X.py) args
+        rest = argv[1:]
+        while rest and rest[0].startswith("--"):
+            rest = rest[1:]
+        if rest[:2] == ["-m", "inr_gon.cli"]:
+            parse(rest[2:])
+        else:
+            check_command(["python", *rest])
     elif argv[0] in ("python", "python3") and len(argv) > 1 and argv[1].startswith("examples/"):
         script = ROOT / argv[1]
         assert script.is_file(), f"no such example: {argv[1]}"

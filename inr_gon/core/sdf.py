@@ -25,7 +25,7 @@ both).
 Inner scale. The latent is linear in ``w``. ``w = inner_weight / P`` makes ``z`` an estimate of
 ``-inner_weight ∇ mean_p ℓ``, independent of how many points encode a shape (training and
 encoding unseen shapes may use different ``P``). :data:`DEFAULT_INNER_WEIGHT` comes from the
-inner-weight sweep of ``benchmarks/sdf_step.py --scales`` (evidence: the README's "SDF shapes").
+inner-weight sweep of ``benchmarks/sdf_step.py --scales`` (evidence: docs/findings/shapes.md).
 
 This module is part of the core: no file I/O.
 """

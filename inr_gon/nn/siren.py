@@ -133,7 +133,7 @@ class LatentSiren(nn.Module):
             callable applied to the output. GON losses on logits (e.g. ``"bce"``) expect
             ``None``.
         fused: train with the buffer-reusing backward of the sine stack (same values and
-            gradients, fewer large allocations; README "Speed"). Turn it off to apply
+            gradients, fewer large allocations; docs/findings/speed.md). Turn it off to apply
             ``torch.func`` transforms or saved-tensor hooks (offloading, checkpointing), which do
             not see that custom backward.
         latent_steps: ``K``, the gradient steps of this model's latents

@@ -81,7 +81,9 @@ class TrainerConfig(Config):
         group="speed",
     )
     tf32: bool = option(False, "allow TF32 matmuls on CUDA (faster, ~1e-3 relative error)", group="speed")
-    compile: bool = option(False, "torch.compile the training objective (slow to start; see the README)", group="speed")
+    compile: bool = option(
+        False, "torch.compile the training objective (slow to start; docs/guides/gpus.md)", group="speed"
+    )
     keep_freed_memory: bool = option(
         True,
         "CPU: keep glibc's default of returning large freed blocks to the OS "

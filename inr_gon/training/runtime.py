@@ -28,7 +28,7 @@ def keep_freed_memory(*, threshold: int = 1 << 30) -> bool:
     By default glibc maps every block above 32 MiB afresh from the kernel and unmaps it when
     freed, so each large activation of a CPU training step (a ``(B·P, H)`` float32 tensor is
     51 MB at the paper's size) is paid for again with a zero-filled page fault per 4 KiB (the
-    README's "Speed" section has the figures). Raising ``M_MMAP_THRESHOLD`` and
+    figures are in docs/findings/speed.md). Raising ``M_MMAP_THRESHOLD`` and
     ``M_TRIM_THRESHOLD`` to ``threshold`` bytes serves such blocks from the heap and keeps it.
     Process-wide: the resident size then stays at the step's peak (which it reaches anyway).
 

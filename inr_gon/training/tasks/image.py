@@ -122,7 +122,7 @@ class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, G
     }
     DEVICE_PRESETS = dict(cpu="cpu", cuda="paper")
     # the first layer's frequency sets the finest detail per pixel: the sharp strokes of the 28²
-    # digits and garments need more than the paper's 30 (README, "Main job"); elsewhere (smooth or
+    # digits and garments need more than the paper's 30 (docs/findings/images.md); elsewhere (smooth or
     # larger images) the paper's 30 stays the default
     MNIST_W0_FIRST = 90.0
 

@@ -84,7 +84,7 @@ class SdfConfig(
     PARTS = ("trainer", "shape data", "latent", "siren", "gradient origin", "shape loss", "shape outputs")
     # the first layer at frequency 60 (finer fields and a better-spread shape space than SIREN's 30), the
     # latent one Gauss-Newton step of damping 1 (new shapes encoded far better than by the plain gradient
-    # step), float32 (README, "SDF shapes")
+    # step), float32 (docs/findings/shapes.md)
     DEFAULTS = dict(
         lr=5e-4,
         lr_schedule="cosine",
@@ -100,7 +100,7 @@ class SdfConfig(
     # what a run saved without the options did: it trained on the fixed shapes only
     ABSENT = dict(fresh_shapes=0.0, fresh_bank=0)
     # procedural, per-sample inner points: a quarter of each batch from a bank of the family's other shapes (the
-    # fixed shapes fit as well, new ones are encoded better; README "SDF shapes", "The default run")
+    # fixed shapes fit as well, new ones are encoded better; docs/findings/shapes.md)
     PROCEDURAL_FRESH = dict(fresh_shapes=0.25, fresh_bank=2048)
 
     def resolved(self, device):
