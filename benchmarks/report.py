@@ -9,9 +9,11 @@ A table lives between two markers in a Markdown file::
     ...the table, written by this script...
     <!-- /report -->
 
-``NAME`` is one of :data:`TABLES`; each table function reads the JSON files it cites (paths
-relative to the repository root) and returns Markdown, so a number on a page cannot drift from
-its data: change the JSON, rerun this script, and the page changes.
+``NAME`` is one of :data:`TABLES`, optionally followed by the JSON files it draws from
+(``<!-- report: ablation docs/figures/image_ablation_1.json -->``); each table function reads
+the JSON files it cites (paths relative to the repository root) and returns Markdown, so a
+number on a page cannot drift from its data: change the JSON, rerun this script, and the page
+changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"(<!-- report: ([\w-]+) -->\n)(.*?)(<!-- /report -->)", re.S)
+MARKER = re.compile(r"(<!-- report: ([\w-]+)((?: [^ >]+)*) -->\n)(.*?)(<!-- /report -->)", re.S)
 
 
 def _load(root: Path, rel: str) -> dict:
@@ -47,7 +49,7 @@ def _f(v, spec: str) -> str:
 
 
 # -- the tables ---------------------------------------------------------------------------------------------------
-def headline(root: Path, page: Path) -> str:
+def headline(root: Path, page: Path, *paths: str) -> str:
     """The README's results: each default run beside its simplest alternative."""
     mn, fa = "docs/figures/mnist_metrics.json", "docs/figures/fashion_metrics.json"
     sdf, sr = "docs/figures/sdf_baseline_default_run.json", "docs/figures/superres_metrics.json"
@@ -75,7 +77,7 @@ def headline(root: Path, page: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def image_frontier(root: Path, page: Path) -> str:
+def image_frontier(root: Path, page: Path, *paths: str) -> str:
     """Test PSNR / SSIM against the latent size k, per method, on the full test sets."""
     rel = "docs/figures/frontier/image.json"
     cells = _load(root, rel)["cells"]
@@ -100,7 +102,7 @@ def image_frontier(root: Path, page: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def image_default_runs(root: Path, page: Path) -> str:
+def image_default_runs(root: Path, page: Path, *paths: str) -> str:
     """The default image runs beside PCA of the same latent size."""
     rows = [
         "| default run | steps | GON test PSNR / SSIM | PCA, same k | margin | PCA's cost | data |",
@@ -119,7 +121,7 @@ def image_default_runs(root: Path, page: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def sdf_baseline(root: Path, page: Path) -> str:
+def sdf_baseline(root: Path, page: Path, *paths: str) -> str:
     """The default SDF run beside the PCA shape model of its latent size."""
     rel = "docs/figures/sdf_baseline_default_run.json"
     s = _load(root, rel)
@@ -136,7 +138,7 @@ def sdf_baseline(root: Path, page: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def superres(root: Path, page: Path) -> str:
+def superres(root: Path, page: Path, *paths: str) -> str:
     """The super-resolution run beside classical upsampling of the same input."""
     rel = "docs/figures/superres_metrics.json"
     r = _load(root, rel)
@@ -151,13 +153,53 @@ def superres(root: Path, page: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-#: table name -> function(root, page) -> Markdown
+def ablation(root: Path, page: Path, *paths: str) -> str:
+    """The runs of ``benchmarks/image_ablation.py`` / ``sdf_ablation.py`` JSON files, one row a
+    variant: its options, steps and figures (images: test PSNR / SSIM and the change against the
+    file's ``base``; shapes: train and unseen IoU and Chamfer, and whether the space collapsed)."""
+    if not paths:
+        raise ValueError(f"{page}: the ablation table needs the JSON files it draws from")
+    rows, sdf = [], None
+    for rel in paths:
+        data = _load(root, rel)
+        results, variants = data["results"], data.get("variants", {})
+        for name, r in results.items():
+            sdf = "train_iou" in r if sdf is None else sdf
+            opts = (r.get("options") or variants.get(name) or "").strip() or "(the common options)"
+            if sdf:
+                rows.append(
+                    f"| {name} | `{opts}` | {_f(r.get('steps'), ',')} | {_f(r.get('train_iou'), '.3f')} | "
+                    f"{_f(r.get('unseen_iou'), '.3f')} | {_f(r.get('train_chamfer'), '.5f')} | "
+                    f"{_f(r.get('unseen_chamfer'), '.5f')} | {'yes' if r.get('collapsed') else 'no'} |"
+                )
+            else:
+                base = results.get("base", {}).get("test_psnr")
+                psnr = r.get("test_psnr")
+                delta = "" if base is None or name == "base" or psnr is None else f"{psnr - base:+.2f}"
+                failed = " (failed)" if r.get("failed") else ""
+                rows.append(
+                    f"| {name} | `{opts}` | {_f(r.get('steps'), ',')} | {_f(psnr, '.2f')} / "
+                    f"{_f(r.get('test_ssim'), '.3f')}{failed} | {delta} |"
+                )
+    if sdf:
+        head = [
+            "| variant | options | steps | train IoU | unseen IoU | train Chamfer | unseen Chamfer | collapsed |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        head = ["| variant | options | steps | test PSNR / SSIM | against base (dB) |", "|---|---|---|---|---|"]
+    links = ", ".join(f"[{Path(rel).name}]({_link(rel, page, root)})" for rel in paths)
+    return "\n".join(head + rows) + f"\n\nData: {links}.\n"
+
+
+#: table name -> function(root, page, *json paths) -> Markdown
 TABLES = {
     "headline": headline,
     "image-frontier": image_frontier,
     "image-default-runs": image_default_runs,
     "sdf-baseline": sdf_baseline,
     "superres": superres,
+    "ablation": ablation,
 }
 
 
@@ -169,10 +211,10 @@ def render_page(text: str, page: Path, root: Path) -> str:
     """``text`` with every marked table redrawn (a one-line ``ValueError`` for an unknown table name)."""
 
     def draw(m: re.Match) -> str:
-        name = m.group(2)
+        name, args = m.group(2), m.group(3).split()
         if name not in TABLES:
             raise ValueError(f"{page}: unknown report table {name!r} (known: {', '.join(TABLES)})")
-        return m.group(1) + TABLES[name](root, page) + m.group(4)
+        return m.group(1) + TABLES[name](root, page, *args) + m.group(5)
 
     return MARKER.sub(draw, text)
 
