@@ -157,3 +157,31 @@ def test_the_tutorial_runs_and_its_checks_hold(capsys):
     assert float((ns["z_gn"][0] - ns["z_ref"]).abs().max()) < 1e-4
     assert ns["mse_plain"] < 0.1 * float(ns["x"].var())  # it learned
     assert ns["big"].shape == (4, 1, 128, 128) and ns["mesh"].is_watertight
+
+
+# the default runs behind the reported figures and the command whose config they used
+RUN_CONFIGS = {
+    "mnist_metrics.json": "mnist_config.json",
+    "fashion_metrics.json": "fashion_config.json",
+    "sdf_metrics.json": "sdf_config.json",
+    "sdf_baseline_default_run.json": "sdf_config.json",
+    "sdf_metrics_real_meshes.json": "sdf_metrics_real_meshes_config.json",
+    "superres_metrics.json": "superres_config.json",
+}
+
+
+@pytest.mark.parametrize("metrics,config", sorted(RUN_CONFIGS.items()))
+def test_each_reported_run_has_its_config_beside_its_json(metrics, config):
+    """The config beside a reported run's JSON is a whole, valid config of its task: ``inr-gon
+    train TASK --config FILE`` repeats the run."""
+    import torch
+
+    from inr_gon.training.tasks import TASKS
+
+    figures = ROOT / "docs" / "figures"
+    assert (figures / metrics).is_file()
+    saved = json.loads((figures / config).read_text())
+    cls = TASKS[saved.pop("task")].config_class
+    saved.pop("command")
+    cfg = cls.from_dict(saved, strict=True, saved=False)
+    assert cfg.resolved(torch.device("cpu")) == cfg  # every value resolved
