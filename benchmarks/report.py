@@ -10,7 +10,8 @@ A table lives between two markers in a Markdown file::
     <!-- /report -->
 
 ``NAME`` is one of :data:`TABLES`, optionally followed by the JSON files it draws from
-(``<!-- report: ablation docs/figures/image_ablation_1.json -->``); each table function reads
+(``<!-- report: ablation docs/figures/image_ablation_1.json -->``; ``PATH#A,B`` draws only the
+variants A and B of an ablation file, in that order); each table function reads
 the JSON files it cites (paths relative to the repository root) and returns Markdown, so a
 number on a page cannot drift from its data: change the JSON, rerun this script, and the page
 changes.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -48,7 +50,72 @@ def _f(v, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _sci(v, digits: int = 1) -> str:
+    """``v`` as ``7.6 × 10⁻⁴``."""
+    if v is None:
+        return "n/a"
+    m, e = f"{v:.{digits}e}".split("e")
+    return f"{m} × 10{str(int(e)).translate(_SUP)}"
+
+
+def _pick(root: Path, arg: str) -> tuple[str, dict, list[str]]:
+    """``PATH`` or ``PATH#A,B``: the file, its JSON and the variants to draw (all, in file order, by default)."""
+    rel, _, names = arg.partition("#")
+    data = _load(root, rel)
+    return rel, data, names.split(",") if names else list(data["results"])
+
+
+def _links(paths, page: Path, root: Path) -> str:
+    rels = dict.fromkeys(p.partition("#")[0] for p in paths)
+    return ", ".join(f"[{Path(rel).name}]({_link(rel, page, root)})" for rel in rels)
+
+
+#: options of the ablation scripts' own harness, not of the experiment (with the number of values each takes)
+_HARNESS = {
+    "--seconds": 1,
+    "--device": 1,
+    "--quiet": 0,
+    "--out": 1,
+    "--overwrite": 0,
+    "--eval-every": 1,
+    "--snapshots": 1,
+    "--keep-checkpoints": 1,
+}
+
+
+def _common(data: dict) -> str:
+    """An ablation file's budget and common options, less those of the harness."""
+    words, kept = shlex.split(data.get("common") or ""), []
+    while words:
+        w = words.pop(0)
+        if w in _HARNESS:
+            del words[: _HARNESS[w]]
+        elif (w, words[:1]) in (("--steps", ["1000000"]), ("--schedule-by", ["time"])):
+            del words[:1]
+        else:
+            kept.append(w)
+    budget = f"{data['seconds']:g} s each" if data.get("seconds") else ""
+    return ", ".join(x for x in (budget, f"common: `{' '.join(kept)}`" if kept else "") if x)
+
+
 # -- the tables ---------------------------------------------------------------------------------------------------
+#: the latent-size frontier's methods, in the order its tables show them
+FRONTIER_METHODS = {
+    "pca": "PCA",
+    "gon": "GON, plain step",
+    "gon_gn": "GON, Gauss–Newton step",
+    "gon_gn2": "GON, 2 GN steps",
+    "autoencoder": "autoencoder",
+    "autodecoder": "auto-decoder",
+}
+
+
+IMAGES, SHAPES, CLAIMS = "docs/findings/images.md", "docs/findings/shapes.md", "docs/findings/paper-claims.md"
+
+
 def headline(root: Path, page: Path, *paths: str) -> str:
     """The README's results: each default run beside its simplest alternative."""
     mn, fa = "docs/figures/mnist_metrics.json", "docs/figures/fashion_metrics.json"
@@ -56,23 +123,25 @@ def headline(root: Path, page: Path, *paths: str) -> str:
     pc = "docs/figures/paper_claims_quick.json"
     m, f, s, r, p = (_load(root, x) for x in (mn, fa, sdf, sr, pc))
     rows = [
-        "| use (default command) | GON | simplest alternative | margin | data |",
+        "| use (default command) | GON | simplest alternative | margin | evidence |",
         "|---|---|---|---|---|",
         f"| MNIST, test PSNR / SSIM | {m['test_psnr']:.2f} dB / {m['test_ssim']:.3f} | PCA, same latent size: "
         f"{m['pca_test_psnr']:.2f} dB / {m['pca_test_ssim']:.3f} | {m['pca_margin_psnr']:+.2f} dB | "
-        f"[json]({_link(mn, page, root)}) |",
+        f"[page]({_link(IMAGES, page, root)}), [json]({_link(mn, page, root)}) |",
         f"| Fashion-MNIST, test PSNR / SSIM | {f['test_psnr']:.2f} dB / {f['test_ssim']:.3f} | PCA, same latent "
         f"size: {f['pca_test_psnr']:.2f} dB / {f['pca_test_ssim']:.3f} | {f['pca_margin_psnr']:+.2f} dB | "
-        f"[json]({_link(fa, page, root)}) |",
+        f"[page]({_link(IMAGES, page, root)}), [json]({_link(fa, page, root)}) |",
         f"| shapes, sign IoU on a 32³ grid, train / unseen | {s['grid_train_iou']:.3f} / {s['grid_unseen_iou']:.3f} "
         f"| PCA shape model, same latent size: {s['pca_train_iou']:.3f} / {s['pca_unseen_iou']:.3f} | "
-        f"{s['pca_margin_train_iou']:+.3f} / {s['pca_margin_unseen_iou']:+.3f} | [json]({_link(sdf, page, root)}) |",
+        f"{s['pca_margin_train_iou']:+.3f} / {s['pca_margin_unseen_iou']:+.3f} | "
+        f"[page]({_link(SHAPES, page, root)}), [json]({_link(sdf, page, root)}) |",
         f"| super-resolution 14² → 28², test PSNR | {r['psnr_gon']:.2f} dB | bicubic: {r['psnr_bicubic']:.2f} dB | "
-        f"{r['psnr_gon_minus_bicubic']:+.2f} dB | [json]({_link(sr, page, root)}) |",
+        f"{r['psnr_gon_minus_bicubic']:+.2f} dB | [page]({_link(IMAGES, page, root)}), "
+        f"[json]({_link(sr, page, root)}) |",
         f"| classifier GON (linear softmax on z), test accuracy | {100 * p['classifier_accuracy']:.1f} % | "
         f"linear softmax on the pixels: {100 * p['linear_pixel_accuracy']:.1f} % | "
         f"{100 * (p['classifier_accuracy'] - p['linear_pixel_accuracy']):+.1f} points | "
-        f"[json]({_link(pc, page, root)}) |",
+        f"[page]({_link(CLAIMS, page, root)}), [json]({_link(pc, page, root)}) |",
     ]
     return "\n".join(rows) + "\n"
 
@@ -82,17 +151,9 @@ def image_frontier(root: Path, page: Path, *paths: str) -> str:
     rel = "docs/figures/frontier/image.json"
     cells = _load(root, rel)["cells"]
     ks = sorted({c["k"] for c in cells.values()})
-    names = {
-        "pca": "PCA",
-        "gon": "GON, plain step",
-        "gon_gn": "GON, Gauss–Newton step",
-        "gon_gn2": "GON, 2 GN steps",
-        "autoencoder": "autoencoder",
-        "autodecoder": "auto-decoder",
-    }
     rows = ["| data set, method | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for ds in sorted({c["dataset"] for c in cells.values()}):
-        for method, label in names.items():
+        for method, label in FRONTIER_METHODS.items():
             got = {c["k"]: c for c in cells.values() if c["dataset"] == ds and c["method"] == method}
             if not got:
                 continue
@@ -153,29 +214,346 @@ def superres(root: Path, page: Path, *paths: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def image_frontier_cells(root: Path, page: Path, *paths: str) -> str:
+    """The frontier's learned cells beside PCA of the same k: steps, figures and the time to encode."""
+    rel = "docs/figures/frontier/image.json"
+    cells = _load(root, rel)["cells"].values()
+    learned = {(c["dataset"], c["k"]) for c in cells if c["method"] != "pca"}
+    order = list(FRONTIER_METHODS)
+    rows = ["| cell | steps | test PSNR / SSIM | seconds to encode the test set |", "|---|---|---|---|"]
+    for c in sorted(
+        (c for c in cells if (c["dataset"], c["k"]) in learned),
+        key=lambda c: (c["dataset"], c["k"], order.index(c["method"])),
+    ):
+        label = f"{c['dataset']}, {FRONTIER_METHODS[c['method']]}, k = {c['k']}"
+        label += f" (`{c['options']}`)" if c.get("options") else ""
+        by = sorted((c.get("by_test_steps") or {}).items(), key=lambda kv: int(kv[0]))
+        if by:
+            label += f": {' / '.join(k for k, _ in by)} Adam steps per test image ({c['test_images']:,} test images)"
+            fig = "; ".join(f"{v['test_psnr']:.2f} / {v['test_ssim']:.3f}" for _, v in by)
+            enc = " / ".join(f"{v['encode_seconds']:,.0f}" for _, v in by) + " (scaled to the whole test set)"
+        else:
+            fig, enc = f"{c['test_psnr']:.2f} / {c['test_ssim']:.3f}", f"{c['encode_seconds']:.2f}"
+        rows.append(f"| {label} | {_f(c.get('steps'), ',')} | {fig} | {enc} |")
+    rows.append(f"\nTest PSNR (dB) / SSIM. Data: [frontier/image.json]({_link(rel, page, root)}).")
+    return "\n".join(rows) + "\n"
+
+
+def image_convergence(root: Path, page: Path, *paths: str) -> str:
+    """The paper's Figure 6: the default runs' test PSNR after a few seconds of training (``convergence``)."""
+    runs = [("MNIST", "docs/figures/mnist_metrics.json"), ("Fashion-MNIST", "docs/figures/fashion_metrics.json")]
+    conv = [_load(root, rel)["convergence"] for _, rel in runs]
+    rows = [
+        "| seconds of training | " + " | ".join(f"{c['target_seconds']:g}" for c in conv[0]) + " |",
+        "|---|" + "---|" * len(conv[0]),
+    ]
+    for (name, _), cs in zip(runs, conv):
+        rows.append(f"| {name} (step) | " + " | ".join(f"{c['psnr']:.2f} dB ({c['step']:,})" for c in cs) + " |")
+    rows.append(f"\nData: `convergence` in {_links([rel for _, rel in runs], page, root)}.")
+    return "\n".join(rows) + "\n"
+
+
+def sdf_run(root: Path, page: Path, *paths: str) -> str:
+    """An SDF run's ``metrics.json`` (default: the default run's): its training and unseen shapes."""
+    rel = paths[0] if paths else "docs/figures/sdf_metrics.json"
+    m = _load(root, rel)
+    step = f"one Gauss–Newton step, λ = {m['gauss_newton']:g}" if m.get("gauss_newton") else "one gradient step"
+    rows = ["| | IoU | Chamfer | normal consistency | nearest own ground truth |", "|---|---|---|---|---|"]
+    for part, label in (("train", "training shapes"), ("unseen", f"unseen shapes (held-out family, {step})")):
+        s, iou = m[part], m[part]["per_shape"]["iou"]
+        rows.append(
+            f"| {label}, {s['num']} evaluated | {s['iou']:.3f} ({min(iou):.2f}–{max(iou):.2f} each) | "
+            f"{_sci(s['chamfer'])} | {_f(s['normal_consistency'], '.3f')} | "
+            f"{round(s['nearest_own_truth'] * s['num'])} of {s['num']} |"
+        )
+    rows.append(
+        f"\n{m['steps']:,} steps in {m['train_seconds']:.0f} s ({m['steps'] / m['train_seconds']:.1f} steps/s on that "
+        f"machine). Data: [{Path(rel).name}]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def sdf_goals(root: Path, page: Path, *paths: str) -> str:
+    """The SDF default run against the goals of the CPU defaults (the margins from the baseline run)."""
+    mr, br = "docs/figures/sdf_metrics.json", "docs/figures/sdf_baseline_default_run.json"
+    m, b = _load(root, mr), _load(root, br)
+    t, u = m["train"], m["unseen"]
+    own = round(t["nearest_own_truth"] * t["num"])
+    mt, mu = b["pca_margin_train_iou"], b["pca_margin_unseen_iou"]
+    goals = [
+        (
+            "train IoU ≥ 0.90, Chamfer ≤ 2 × 10⁻³, every training mesh nearest its own ground truth",
+            f"{t['iou']:.3f}, {_sci(t['chamfer'])}, {own} of {t['num']}",
+            t["iou"] >= 0.9 and t["chamfer"] <= 2e-3 and own == t["num"],
+        ),
+        ("unseen IoU ≥ 0.75 (one step)", f"{u['iou']:.3f} ({u['num']} shapes)", u["iou"] >= 0.75),
+        (
+            "≥ PCA + 0.1 IoU on training shapes, ≥ PCA + 0.05 on unseen ones",
+            f"{mt:+.3f}, {mu:+.3f}",
+            mt >= 0.1 and mu >= 0.05,
+        ),
+    ]
+    rows = ["| goal (CPU defaults, procedural shapes) | measured | |", "|---|---|---|"]
+    rows += [f"| {g} | {v} | {'met' if ok else 'not met'} |" for g, v, ok in goals]
+    rows.append(f"\nData: {_links([mr], page, root)}, {_links([br], page, root)} (the margins).")
+    return "\n".join(rows) + "\n"
+
+
+def sdf_per_shape(root: Path, page: Path, *paths: str) -> str:
+    """Each shape of an SDF run (the ``metrics.json`` given): IoU and Chamfer, the unseen ones marked."""
+    rel = paths[0]
+    m = _load(root, rel)
+    names, iou, cd = [], [], []
+    for part in ("train", "unseen"):
+        p = m[part]["per_shape"]
+        names += [n + (" (unseen)" if part == "unseen" else "") for n in p["names"]]
+        iou, cd = iou + p["iou"], cd + p["chamfer"]
+    rows = [
+        "| shape | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        "| IoU | " + " | ".join(f"{v:.3f}" for v in iou) + " |",
+        "| Chamfer | " + " | ".join(_sci(v) for v in cd) + " |",
+        f"\nData: [{Path(rel).name}]({_link(rel, page, root)}).",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def sdf_curves(root: Path, page: Path, *paths: str) -> str:
+    """Sign IoU on each shape's own points during training (``curve``), one row a variant (``PATH#A,B``)."""
+    rows, steps = [], []
+    for arg in paths:
+        rel, data, names = _pick(root, arg)
+        for name in names:
+            r = data["results"][name]
+            curve = {c["step"]: c for c in r["curve"]}
+            steps = steps or sorted(curve)
+            opts = (r.get("options") or data.get("variants", {}).get(name) or "").strip()
+            cells = [
+                f"{curve[s]['unseen_sign_iou']:.2f} / {curve[s]['train_sign_iou']:.2f}" if s in curve else ""
+                for s in steps
+            ]
+            rows.append(f"| {name}" + (f" (`{opts}`)" if opts else "") + " | " + " | ".join(cells) + " |")
+    head = ["| step: unseen / train | " + " | ".join(f"{s:,}" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    return "\n".join(head + rows) + f"\n\nData: `curve` in {_links(paths, page, root)}.\n"
+
+
+def sdf_vs_autodecoder(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/sdf_vs_autodecoder.py`` (the JSON given): each method's fit, generalisation and encoding time."""
+    rel = paths[0]
+    d = _load(root, rel)
+    res = d["results"]
+    key = "chamfer_deepsdf" if any(r.get("train_chamfer_deepsdf") is not None for r in res.values()) else "chamfer"
+    cd = "Chamfer (DeepSDF's frame)" if key == "chamfer_deepsdf" else "Chamfer"
+    labels = {
+        "gon": "GON (one Gauss–Newton step)",
+        "autodecoder": f"auto-decoder ({d['encode_iterations']} Adam steps per unseen shape)",
+    }
+    rows = [
+        f"| {d['seconds']:g} s each | steps | train {cd} | train IoU | unseen {cd} | unseen IoU | "
+        "encoding the unseen shapes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        rows.append(
+            f"| {labels.get(name, name)} | {r['steps']:,} | {_sci(r['train_' + key])} | {r['train_iou']:.3f} | "
+            f"{_sci(r['unseen_' + key])} | {r['unseen_iou']:.3f} | {r['unseen_encode_seconds']:.2f} s |"
+        )
+    rows.append(f"\nData: [{Path(rel).name}]({_link(rel, page, root)}).")
+    return "\n".join(rows) + "\n"
+
+
+def sdf_encode_sweep(root: Path, page: Path, *paths: str) -> str:
+    """The trained auto-decoder with fewer Adam steps per unseen shape, beside the GON's one step."""
+    rel = paths[0]
+    res = _load(root, rel)["results"]
+    sweep = sorted(res["autodecoder"]["unseen_by_encode_iterations"].items(), key=lambda kv: int(kv[0]))
+    g = res["gon"]
+    cols = [(k, v["iou"], v["chamfer"], v["encode_seconds"]) for k, v in sweep]
+    cols.append(("GON, one Gauss–Newton step", g["unseen_iou"], g["unseen_chamfer"], g["unseen_encode_seconds"]))
+    rows = [
+        "| Adam steps per unseen shape | " + " | ".join(c[0] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+        "| unseen IoU | " + " | ".join(f"{c[1]:.3f}" for c in cols) + " |",
+        "| unseen Chamfer | " + " | ".join(_sci(c[2]) for c in cols) + " |",
+        "| encoding the unseen shapes | " + " | ".join(f"{c[3]:.2f} s" for c in cols) + " |",
+        f"\nData: `unseen_by_encode_iterations` in [{Path(rel).name}]({_link(rel, page, root)}).",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def sdf_subsets(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/sdf_subsets.py`` JSON files: one row a run, its meshes and the shape-space checks."""
+    rows = [
+        "| meshes | training shapes | batch | steps | zero crossing | latent sensitivity | identified | "
+        "train sign IoU | collapsed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rel in paths:
+        d = _load(root, rel)
+        for r in d["runs"]:
+            rows.append(
+                f"| {', '.join(r['meshes'])} | {r['num_train']} | {r['batch_size']} | {d['steps']:,} | "
+                f"{r['zero_crossing']:.2f} | {r['latent_sensitivity']:.2f} | {r['identified']:.2f} | "
+                f"{r['train_sign_iou']:.3f} | {'yes' if r['collapsed'] else 'no'} |"
+            )
+    return "\n".join(rows) + f"\n\nData: {_links(paths, page, root)}.\n"
+
+
+def paper_claims(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/paper_claims.py --quick``: what each of the paper's MNIST claims measured."""
+    rel = "docs/figures/paper_claims_quick.json"
+    p = _load(root, rel)
+
+    def pc(key: str) -> str:
+        return f"{100 * p[key]:.1f} %"
+
+    rows = [
+        "| claim | measured |",
+        "|---|---|",
+        f"| (a) MNIST by a tiny SIREN (3 sine layers of 32, latent 32), {p['tiny_siren_steps']:,} steps | "
+        f"{p['tiny_siren_params']:,} parameters (the paper's: {p['tiny_siren_paper_params']:,}); test PSNR "
+        f"{p['tiny_siren_test_psnr']:.2f} dB, train {p['tiny_siren_train_psnr']:.2f} dB (curves below) |",
+        f"| (b) GON vs an autoencoder whose encoder matches the decoder's size, same decoder (SIREN 3×{p['hidden']}), "
+        f"{p['ae_gon_steps']:,} steps each | test MSE GON {p['gon_test_mse']:.4f} ({p['gon_params']:,} parameters) "
+        f"vs autoencoder {p['ae_test_mse']:.4f} ({p['ae_params']:,} parameters) |",
+        f"| (c) normality of latents (Figure 8; z-scored per dimension, pooled) | GON skew {p['latent_skew']:.3f}, "
+        f"excess kurtosis {p['latent_excess_kurtosis']:.3f}; VAE encoder μ skew {p['vae_latent_skew']:.3f}, "
+        f"excess kurtosis {p['vae_latent_excess_kurtosis']:.3f} |",
+        f"| (d) classifier GON (linear softmax on z), test accuracy | trained solely as a classifier "
+        f"({p['classifier_steps']:,} steps, lr {p['classifier_lr']:g} {p['classifier_lr_schedule']}, inner weight "
+        f"{p['classifier_inner_scale']:g}): {pc('classifier_accuracy')}, against its bound, a linear softmax on the "
+        f"pixels trained in the same run: {pc('linear_pixel_accuracy')}; jointly ({p['joint_steps']:,} steps): "
+        f"{pc('joint_classifier_accuracy')}; 2-D latent (Figure 7): {pc('classifier_2d_accuracy')}; two latent steps "
+        f"({p['classifier_k2_steps']:,} steps): {pc('classifier_k2_accuracy')} |",
+        f"| (e) variational GON, convolutional decoder at 28², {p['vgon_steps']:,} steps | test −ELBO "
+        f"{p['vgon_test_nelbo_nats']:.1f} nats/image (BCE {p['vgon_test_bce_nats']:.1f} + KL "
+        f"{p['vgon_test_kl_nats']:.1f}), {p['vgon_bits_per_dim']:.3f} bits/dim |",
+        f"\n{p['n_train']:,} training and {p['n_test']:,} test images, {p['total_seconds']:.0f} s in all. "
+        f"Data: [paper_claims_quick.json]({_link(rel, page, root)}).",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def paper_claims_tiny(root: Path, page: Path, *paths: str) -> str:
+    """Claim (a): the test PSNR of tiny SIRENs during the quick run's training."""
+    rel = "docs/figures/paper_claims_quick.json"
+    models = _load(root, rel)["tiny_models"]
+    steps = [s for s, _ in models[0]["curve"]]
+    rows = [
+        "| tiny SIREN | parameters | " + " | ".join(f"{s:,}" for s in steps) + " |",
+        "|---|---|" + "---|" * len(steps),
+    ]
+    for m in models:
+        c = dict(m["curve"])
+        vals = " | ".join(_f(c.get(s), ".2f") for s in steps)
+        rows.append(f"| {m['layers']}×{m['hidden']}, latent {m['latent']} | {m['params']:,} | {vals} |")
+    rows.append(
+        "\nTest PSNR (dB, 1,000 test images) by training step. Data: `tiny_models` in "
+        f"[paper_claims_quick.json]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def scaling(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/scaling.py``: seconds per step by resolution and channels; a cell over the memory limit shows
+    what it would have needed."""
+    rel = "docs/figures/scaling.json"
+    d = _load(root, rel)
+    info, cells = d["info"], {(c["resolution"], c["channels"], c["formulation"]): c for c in d["cells"]}
+    ratios = {(r["resolution"], r["channels"]): r for r in d["ratios"]}
+    forms = {
+        "official": "official",
+        "exact": "inr_gon exact",
+        "mc": "inr_gon MC",
+        "official_inner": "official inner pass",
+        "inr_gon_inner": "inr_gon inner pass",
+    }
+    slopes = {(x["formulation"], x["channels"]): x["slope"] for x in d["slopes"]}
+
+    def sec(c: dict) -> str:
+        return f"{c['seconds']:#.3g}" if c["status"] == "ok" else f"needs {c['estimated_gib']:.0f} GiB"
+
+    def times(v, spec: str) -> str:
+        return "–" if v is None else f"{v:{spec}}×"
+
+    rows = [
+        f"| pixels | C | official | inr_gon exact | inr_gon MC {100 * info['fraction']:.0f} % | official inner pass | "
+        "inr_gon inner pass | official / exact | official / MC | inner ratio |",
+        "|---" * 10 + "|",
+    ]
+    for ch in info["channels"]:
+        for res in info["sizes"]:
+            r = ratios[(res, ch)]
+            rows.append(
+                f"| {res}² | {ch} | " + " | ".join(sec(cells[(res, ch, f)]) for f in forms) + f" | "
+                f"{times(r['official_over_exact'], '.1f')} | {times(r['official_over_mc'], '.1f')} | "
+                f"{times(r['inner_ratio'], '.0f')} |"
+            )
+    line = "; ".join(
+        f"{label} " + " / ".join(_f(slopes.get((f, c)), ".2f") for c in info["channels"]) for f, label in forms.items()
+    )
+    rows.append(
+        f"\nSeconds per step, B = {info['batch']}. Log–log slope of the seconds against the pixels (C = "
+        f"{' / '.join(map(str, info['channels']))}): {line}. Data: [scaling.json]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def render_benchmark(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/render.py``: seconds, points/s and peak memory of chunked and unchunked renders."""
+    rel = "docs/figures/render_benchmark_cpu.json"
+    runs = _load(root, rel)
+    params = {r["model"]: r["params"] for r in runs if "params" in r}
+    rows = [
+        "| model | mode | resolution | seconds | points/s | peak MiB | output MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        model = r["model"] + (f" ({params[r['model']]:,} parameters)" if r["model"] in params else "")
+        head = f"| {model} | {'one unchunked call' if r['direct'] else '`render`'} | {r['resolution']}² |"
+        if "skipped" in r:
+            rows.append(f"{head} skipped (estimated {r['skipped']:,.0f} s) | | | |")
+        else:
+            rows.append(
+                f"{head} {r['seconds']:#.3g} | {r['points_per_s']:,.0f} | {r['peak_bytes'] / 2**20:,.1f} | "
+                f"{r['output_bytes'] / 2**20:,.1f} |"
+            )
+    r0 = runs[0]
+    rows.append(
+        f"\n{r0['device']}, {r0['threads']} thread(s), {r0['batch']} latents, chunks of {r0['chunk_size']:,} points. "
+        f"Data: [render_benchmark_cpu.json]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
 def ablation(root: Path, page: Path, *paths: str) -> str:
     """The runs of ``benchmarks/image_ablation.py`` / ``sdf_ablation.py`` JSON files, one row a
-    variant: its options, steps and figures (images: test PSNR / SSIM and the change against the
-    file's ``base``; shapes: train and unseen IoU and Chamfer, and whether the space collapsed)."""
+    variant (``PATH#A,B`` draws only variants A and B, in that order): its options, steps and
+    figures (images: test PSNR / SSIM and the change against the file's ``base`` variant, or its
+    first; shapes: steps/s, train and unseen IoU and Chamfer, and whether the space collapsed)."""
     if not paths:
         raise ValueError(f"{page}: the ablation table needs the JSON files it draws from")
-    rows, sdf = [], None
-    for rel in paths:
-        data = _load(root, rel)
+    rows, sdf, notes = [], None, {}
+    for arg in paths:
+        rel, data, names = _pick(root, arg)
         results, variants = data["results"], data.get("variants", {})
-        for name, r in results.items():
+        base = "base" if "base" in results else next(iter(results))
+        if _common(data):
+            notes.setdefault(_common(data), {})[Path(rel).name] = None
+        for name in names:
+            r = results[name]
             sdf = "train_iou" in r if sdf is None else sdf
             opts = (r.get("options") or variants.get(name) or "").strip() or "(the common options)"
             if sdf:
                 rows.append(
-                    f"| {name} | `{opts}` | {_f(r.get('steps'), ',')} | {_f(r.get('train_iou'), '.3f')} | "
-                    f"{_f(r.get('unseen_iou'), '.3f')} | {_f(r.get('train_chamfer'), '.5f')} | "
-                    f"{_f(r.get('unseen_chamfer'), '.5f')} | {'yes' if r.get('collapsed') else 'no'} |"
+                    f"| {name} | `{opts}` | {_f(r.get('steps'), ',')} | {_f(r.get('steps_per_second'), '.1f')} | "
+                    f"{_f(r.get('train_iou'), '.3f')} | {_f(r.get('unseen_iou'), '.3f')} | "
+                    f"{_f(r.get('train_chamfer'), '.5f')} | {_f(r.get('unseen_chamfer'), '.5f')} | "
+                    f"{'yes' if r.get('collapsed') else 'no'} |"
                 )
             else:
-                base = results.get("base", {}).get("test_psnr")
-                psnr = r.get("test_psnr")
-                delta = "" if base is None or name == "base" or psnr is None else f"{psnr - base:+.2f}"
+                ref, psnr = results[base].get("test_psnr"), r.get("test_psnr")
+                delta = "" if ref is None or name == base or psnr is None else f"{psnr - ref:+.2f}"
                 failed = " (failed)" if r.get("failed") else ""
                 rows.append(
                     f"| {name} | `{opts}` | {_f(r.get('steps'), ',')} | {_f(psnr, '.2f')} / "
@@ -183,13 +561,17 @@ def ablation(root: Path, page: Path, *paths: str) -> str:
                 )
     if sdf:
         head = [
-            "| variant | options | steps | train IoU | unseen IoU | train Chamfer | unseen Chamfer | collapsed |",
-            "|---|---|---|---|---|---|---|---|",
+            "| variant | options | steps | steps/s | train IoU | unseen IoU | train Chamfer | unseen Chamfer | "
+            "collapsed |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
+        legend = ""
     else:
         head = ["| variant | options | steps | test PSNR / SSIM | against base (dB) |", "|---|---|---|---|---|"]
-    links = ", ".join(f"[{Path(rel).name}]({_link(rel, page, root)})" for rel in paths)
-    return "\n".join(head + rows) + f"\n\nData: {links}.\n"
+        legend = " Against base: the change from the `base` variant of the row's file, or from its first row."
+    runs = "".join(f"\n- {', '.join(names)}: {c}" for c, names in notes.items())
+    runs = f"\nEach file's budget and common options:\n{runs}\n" if runs else ""
+    return "\n".join(head + rows) + f"\n\nData: {_links(paths, page, root)}.{legend}\n" + runs
 
 
 #: table name -> function(root, page, *json paths) -> Markdown
@@ -199,6 +581,19 @@ TABLES = {
     "image-default-runs": image_default_runs,
     "sdf-baseline": sdf_baseline,
     "superres": superres,
+    "image-frontier-cells": image_frontier_cells,
+    "image-convergence": image_convergence,
+    "sdf-run": sdf_run,
+    "sdf-goals": sdf_goals,
+    "sdf-per-shape": sdf_per_shape,
+    "sdf-curves": sdf_curves,
+    "sdf-vs-autodecoder": sdf_vs_autodecoder,
+    "sdf-encode-sweep": sdf_encode_sweep,
+    "sdf-subsets": sdf_subsets,
+    "paper-claims": paper_claims,
+    "paper-claims-tiny": paper_claims_tiny,
+    "scaling": scaling,
+    "render-benchmark": render_benchmark,
     "ablation": ablation,
 }
 
