@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import sys
 import warnings
@@ -73,6 +74,10 @@ SHAPES = dict(
     num_shapes=4, num_unseen=2, pool=64, points=32, batch_size=2, eval_shapes=2, mesh_resolution=8, slerp_frames=2
 )  # procedural
 MESHES = dict(meshes="<meshes>", cache_dir="<tmp>/cache", num_unseen=1)  # reads cache_dir
+# a mesh tree with DeepSDF split files (reads split, test_split)
+MESH_SPLIT = dict(
+    meshes="<meshes>", cache_dir="<tmp>/cache", split="<split>", test_split="<test-split>", num_unseen=None
+)
 
 # The first run of a task is its plain tiny run; the others take the branches that its options switch
 # between, so that an option read only on one branch is not reported.
@@ -93,8 +98,13 @@ RUNS: dict[str, list[dict]] = {
         {**SHAPES, **SIREN, "inner": "shared"},
         {**SHAPES, **SIREN, "inner_sampling": "fixed"},
         {**SHAPES, **SIREN, **MESHES},
+        {**SHAPES, **SIREN, **MESH_SPLIT},
     ],
-    "autodecoder": [{**SHAPES, **SIREN, "encode_iterations": 2}, {**SHAPES, **SIREN, **MESHES, "encode_iterations": 2}],
+    "autodecoder": [
+        {**SHAPES, **SIREN, "encode_iterations": 2},
+        {**SHAPES, **SIREN, **MESHES, "encode_iterations": 2},
+        {**SHAPES, **SIREN, **MESH_SPLIT, "encode_iterations": 2},
+    ],
 }
 
 # Options read outside the trainer and the task: {option: (where, a pattern that source has)}.
@@ -187,9 +197,20 @@ def write_meshes(folder):
     return folder
 
 
+def write_split(path, ids):
+    """A DeepSDF split file naming meshes of the ``<meshes>`` folder (its class is the folder's name)."""
+    path.write_text(json.dumps({"any": {"meshes": ids}}))
+    return path
+
+
 def fill(options: dict, tmp_path) -> dict:
     """``options`` with the placeholders replaced (the folders are written when first needed)."""
-    makers = {"<images>": lambda p: write_image_folder(p, n=12, size=12), "<meshes>": write_meshes}
+    makers = {
+        "<images>": lambda p: write_image_folder(p, n=12, size=12),
+        "<meshes>": write_meshes,
+        "<split>": lambda p: write_split(p, ["m0", "m1", "m2"]),
+        "<test-split>": lambda p: write_split(p, ["m3"]),
+    }
     out = {}
     for k, v in options.items():
         if v in makers:

@@ -21,8 +21,19 @@ from pathlib import Path
 from ..training.config import at_least, load_config_file
 
 from .checkpoints import cmd_eval, cmd_mesh, cmd_render
+from .data import add_prepare_parser, cmd_prepare
 
-__all__ = ["main", "build_parser", "train_main", "sdf_main", "cmd_train", "cmd_render", "cmd_eval", "cmd_mesh"]
+__all__ = [
+    "main",
+    "build_parser",
+    "train_main",
+    "sdf_main",
+    "cmd_train",
+    "cmd_render",
+    "cmd_eval",
+    "cmd_mesh",
+    "cmd_prepare",
+]
 
 
 def add_train_parsers(sub) -> None:
@@ -158,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         "training and unseen shapes. Other tasks: their final evaluation.",
     )
     e.add_argument("--num", type=_positive_int, default=10_000, help="test images to use (default: all, up to 10000)")
+    s = e.add_argument_group("shapes: every shape of a split (DeepSDF data)")
+    s.add_argument("--deepsdf", metavar="DIR", help="a DeepSDF data folder (default: the run's own --deepsdf)")
+    s.add_argument("--split", metavar="JSON", help="evaluate every shape of this split file, one row each")
+    s.add_argument("--csv", metavar="PATH", help="write the per-shape rows here")
+    s.add_argument(
+        "--refine", type=_nonneg_int, default=0, help="Adam steps on each latent after encoding (default: 0)"
+    )
+    s.add_argument("--mesh-resolution", type=_positive_int, default=64, help="marching-cubes grid (default: 64)")
     e.set_defaults(func=cmd_eval)
     m = sub.add_parser(
         "mesh",
@@ -196,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="output mesh: .ply, .obj, .glb, .stl or .off (several: _NN suffixes)")
     m.add_argument("--render", action="store_true", help="also write a PNG picture beside the mesh")
     m.set_defaults(func=cmd_mesh)
+    add_prepare_parser(sub, _positive_int)
     return p
 
 

@@ -97,6 +97,13 @@ def cmd_eval(args) -> int:
     from ..training.tasks.shapes import ShapeTask
 
     run = _load(args, "eval")
+    split_options = [o for o in ("deepsdf", "split", "csv") if getattr(args, o, None)] + (
+        ["refine"] if args.refine else []
+    )
+    if split_options and not issubclass(run.task_class, ShapeTask):
+        raise ValueError(f"--{split_options[0]} is for shape checkpoints (sdf, autodecoder), not {run.task_name!r}")
+    if split_options:
+        return _eval_split(run, args)
     if issubclass(run.task_class, ShapeTask):
         return _eval_shapes(run)
     if not issubclass(run.task_class, ImageTask):
@@ -116,6 +123,25 @@ def cmd_eval(args) -> int:
         "dataset": ds.name,
         "step": run.step,
     }
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def _eval_split(run, args) -> int:
+    """Every shape of a DeepSDF split: one row each (``--csv``), mean and median printed."""
+    from ..training.split_eval import evaluate_split, summarize, write_csv
+
+    data = args.deepsdf or getattr(run.config, "deepsdf", None)
+    if not data:
+        raise ValueError("--split needs --deepsdf DIR (the run did not train on DeepSDF data)")
+    if not args.split:
+        raise ValueError("give --split JSON: the shapes to evaluate")
+    rows = evaluate_split(run, data, args.split, refine=args.refine, resolution=args.mesh_resolution, progress=True)
+    if args.csv:
+        write_csv(rows, args.csv)
+    res = {"task": run.task_name, "step": run.step, "refine": args.refine, **summarize(rows)}
+    if args.csv:
+        res["csv"] = str(args.csv)
     print(json.dumps(res, indent=2))
     return 0
 

@@ -56,22 +56,30 @@ def fit_codes(
     code_reg: float = 1e-4,
     init_std: float = 0.01,
     generator: torch.Generator | None = None,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latents of shapes by optimisation with the network frozen (DeepSDF's test-time encoding).
 
     Args:
         points: ``(B, P, 3)``; sdf: ``(B, P)``.
         iterations: Adam steps on the codes; ``code_reg``: weight of ``mean ||z||²``.
+        init: ``(B, k)`` codes to start from (e.g. a GON's one-step latents: test-time
+            refinement); default: ``init_std`` times Gaussian noise (DeepSDF's).
     Returns:
         ``(B, k)`` detached codes.
     """
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     point_loss = sdf_point_loss(loss, delta=delta)
-    z = (
-        torch.randn(points.shape[0], net.latent_dim, generator=generator, device=points.device, dtype=points.dtype)
-        * init_std
-    ).requires_grad_()
+    if init is not None:
+        if init.shape != (points.shape[0], net.latent_dim):
+            raise ValueError(f"init must have shape {(points.shape[0], net.latent_dim)}, got {tuple(init.shape)}")
+        z = init.detach().clone().to(points).requires_grad_()
+    else:
+        z = (
+            torch.randn(points.shape[0], net.latent_dim, generator=generator, device=points.device, dtype=points.dtype)
+            * init_std
+        ).requires_grad_()
     opt = torch.optim.Adam([z], lr=lr)
     req = [p.requires_grad for p in net.parameters()]
     for p in net.parameters():

@@ -138,6 +138,30 @@ def _split(num: int, num_unseen: int | None) -> tuple[list, list]:
     return list(range(num - u)), list(range(num - u, num))
 
 
+def _mesh_tree(cfg) -> tuple[list[Path], list[int], list[int]]:
+    """The mesh files of ``cfg.meshes`` (a flat folder, nested folders or ShapeNet's layout) and
+    the training and unseen positions: the split files' shapes (matched by class and id, whatever
+    the dataset key), or the last quarter held out."""
+    from ...data.prepare import find_meshes, read_split
+
+    entries = find_meshes(cfg.data)
+    if not cfg.split:
+        tr, un = _split(len(entries), cfg.num_unseen)
+        return [e.path for e in entries], tr, un
+    by_key = {(e.class_id, e.shape_id): e.path for e in entries}
+
+    def pick(path):
+        keys = [(c, i) for classes in read_split(path).values() for c, ids in classes.items() for i in ids]
+        missing = [f"{c}/{i}" for c, i in keys if (c, i) not in by_key]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} id(s) have no mesh under {cfg.data}: {', '.join(missing[:3])}")
+        return [by_key[k] for k in keys]
+
+    train = pick(cfg.split)
+    test = pick(cfg.test_split) if cfg.test_split else []
+    return train + test, list(range(len(train))), list(range(len(train), len(train) + len(test)))
+
+
 def mesh_files(folder) -> list[Path]:
     """Mesh files (``MESH_SUFFIXES``) directly in ``folder``, sorted; a one-line ``ValueError``
     when the folder is missing or holds none."""
@@ -180,7 +204,7 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
     if cfg.source == "meshes":
         from ...data.meshes import load_mesh, normalize_mesh, sample_sdf_cached
 
-        files = mesh_files(cfg.data)
+        files, tr, un = _mesh_tree(cfg)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out or "runs") / "cache"
         pts, sdfs, truth = [], [], []
         for f in tqdm(files, desc="sample meshes", disable=quiet):
@@ -195,13 +219,21 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
             pts.append(s.points)
             sdfs.append(s.sdf)
             truth.append(normalize_mesh(load_mesh(f))[0])
-        tr, un = _split(len(files), cfg.num_unseen)
-        return SdfShapeSet(
-            "meshes", str(cfg.data), [f.stem for f in files], torch.stack(pts), torch.stack(sdfs), tr, un, truth=truth
-        )
+        names = [f.stem if f.stem != "model_normalized" else f.parent.parent.name for f in files]
+        return SdfShapeSet("meshes", str(cfg.data), names, torch.stack(pts), torch.stack(sdfs), tr, un, truth=truth)
     from ...data.meshes import read_deepsdf
 
-    records = read_deepsdf(cfg.data)
+    if cfg.split:
+        from ...data.prepare import read_split
+
+        train_records = read_deepsdf(cfg.data, read_split(cfg.split))
+        test_records = read_deepsdf(cfg.data, read_split(cfg.test_split)) if cfg.test_split else []
+        records = train_records + test_records
+        tr = list(range(len(train_records)))
+        un = list(range(len(train_records), len(records)))
+    else:
+        records = read_deepsdf(cfg.data)
+        tr, un = _split(len(records), cfg.num_unseen)
     pts, sdfs, truth, norm = [], [], [], []
     for r in records:
         rows = torch.cat([r.pos, r.neg])
@@ -219,7 +251,6 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
         norm.append(
             (np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()) if normalised else None
         )
-    tr, un = _split(len(records), cfg.num_unseen)
     return SdfShapeSet(
         "deepsdf",
         str(cfg.data),

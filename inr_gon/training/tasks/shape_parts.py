@@ -33,6 +33,15 @@ class ShapeDataConfig(Config):
         group="data",
     )
     cache_dir: str | None = option(None, "mesh sample cache (default: <out>/cache)", group="data")
+    split: str | None = option(
+        None,
+        "a DeepSDF split file ({dataset: {class: [ids]}}): the training shapes of --deepsdf or a --meshes tree",
+        metavar="JSON",
+        group="data",
+    )
+    test_split: str | None = option(
+        None, "a split file of the unseen shapes (with --split; default: none)", metavar="JSON", group="data"
+    )
 
     @property
     def source(self) -> str:
@@ -46,6 +55,12 @@ class ShapeDataConfig(Config):
         out = super().inactive()
         if self.source != "meshes":
             out["cache_dir"] = "is the mesh folders' sample cache (--meshes)"
+        if self.source == "procedural":
+            out["split"] = out["test_split"] = "names shapes of --deepsdf or --meshes data"
+        elif self.split is None:
+            out["test_split"] = "needs --split (the training shapes)"
+        if self.split is not None:
+            out["num_unseen"] = "is set by --test-split when --split is given"
         return out
 
     def _checks(self):
