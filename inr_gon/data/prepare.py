@@ -16,7 +16,8 @@ from libigl, by generalised winding numbers when a mesh is not watertight.
 Every file is written to a temporary name and renamed, the samples last, so a shape whose sample
 file verifies is finished: a rerun skips it and redoes the others. ``prepare.json`` records the
 parameters (a rerun with other parameters into the same ``OUT`` is refused), the versions and the
-counts; ``failures.json`` names each mesh that failed and why.
+counts; ``failures.json`` names each mesh that failed and why. With ``workers`` > 1 each worker
+process runs on one thread (libigl's loops otherwise spread over every core in each process).
 """
 
 from __future__ import annotations
@@ -189,6 +190,19 @@ def prepare_one(entry: MeshEntry, out, params: dict) -> dict:
     }
 
 
+def _one_thread() -> None:
+    """A worker process's set-up: one thread each (libigl's loops, BLAS, torch), so ``workers``
+    processes share the cores instead of each spreading over all of them."""
+    for var in ("IGL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
 def _work(args):
     entry, out, params = args
     try:
@@ -268,7 +282,7 @@ def prepare(
     if workers == 1:
         results = map(_work, jobs)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread)
         results = (f.result() for f in as_completed([pool.submit(_work, j) for j in jobs]))
     try:
         for entry, rec, why in results:
@@ -290,6 +304,7 @@ def prepare(
         "parameters": params,
         "shard": f"{shard[0]}/{shard[1]}",
         "workers": workers,
+        "threads_per_worker": 1 if workers > 1 else "all",
         "meshes": len(entries),
         "prepared": len(done),
         "skipped": len(entries) - len(todo),
