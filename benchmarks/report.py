@@ -574,6 +574,36 @@ def ablation(root: Path, page: Path, *paths: str) -> str:
     return "\n".join(head + rows) + f"\n\nData: {_links(paths, page, root)}.{legend}\n" + runs
 
 
+def sdf_split(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/sdf_split.py``: every shape of the test split, per class (the classes' Chamfer
+    units differ: real scans keep their original frame), per method."""
+    import statistics
+
+    rel = paths[0] if paths else "docs/figures/sdf_split.json"
+    d = _load(root, rel)
+    methods = d["methods"]
+    classes = sorted({r["class"] for m in methods.values() for r in m["per_shape"]})
+    head = "| method | " + " | ".join(f"{c}: Chamfer mean / median" for c in classes)
+    rows = [head + " | F-score@0.01 | sign IoU | encoding s / shape |", "|---|" + "---|" * (len(classes) + 3)]
+    for name, m in methods.items():
+        cells = []
+        for c in classes:
+            ch = [r["chamfer"] for r in m["per_shape"] if r["class"] == c and r["chamfer"] is not None]
+            cells.append(f"{statistics.mean(ch):.4g} / {statistics.median(ch):.4g}" if ch else "n/a")
+        sm = m["summary"]
+        rows.append(
+            f"| {name} | " + " | ".join(cells) + f" | {_f(sm['fscore@0.01'] and sm['fscore@0.01']['mean'], '.3f')} | "
+            f"{sm['sign_iou']['mean']:.3f} | {sm['encode_seconds']['mean']:.3f} |"
+        )
+    n_test = sum(len(ids) for cl in d["test"].values() for ids in cl.values())
+    n_train = sum(len(ids) for cl in d["train"].values() for ids in cl.values())
+    rows.append(
+        f"\n{n_train} training and {n_test} test shapes, {d['seconds']:g} s of training per model. "
+        f"Data: [{Path(rel).name}]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
 #: table name -> function(root, page, *json paths) -> Markdown
 TABLES = {
     "headline": headline,
@@ -595,6 +625,7 @@ TABLES = {
     "scaling": scaling,
     "render-benchmark": render_benchmark,
     "ablation": ablation,
+    "sdf-split": sdf_split,
 }
 
 

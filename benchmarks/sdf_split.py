@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--common", default="", help="more inr-gon train options for both models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="write the results here")
+    p.add_argument("--reuse", action="store_true", help="evaluate the models already trained in --out")
     a = p.parse_args(argv)
     import shlex
 
@@ -97,6 +98,8 @@ def main(argv=None) -> int:
     ]  # fmt: skip
     results = {"prepare": rec, "train": train, "test": test, "seconds": a.seconds, "common": " ".join(common)}
     for task in ("sdf", "autodecoder"):
+        if a.reuse and list((out / task).glob("ckpt_step*.pt")):
+            continue
         extra = ["--encode-iterations", a.ad_iterations.split(",")[-1]] if task == "autodecoder" else []
         assert cli(["train", task, *common, *extra, "--out", str(out / task)]) == 0, f"training {task} failed"
     gon, ad = load_run(out / "sdf", device="cpu"), load_run(out / "autodecoder", device="cpu")

@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--refine", type=_nonneg_int, default=0, help="Adam steps on each latent after encoding (default: 0)"
     )
+    s.add_argument("--refine-lr", type=_positive_float, default=1e-3, help="their learning rate (default: 0.001)")
     s.add_argument("--mesh-resolution", type=_positive_int, default=64, help="marching-cubes grid (default: 64)")
     e.set_defaults(func=cmd_eval)
     m = sub.add_parser(

@@ -136,10 +136,24 @@ def _eval_split(run, args) -> int:
         raise ValueError("--split needs --deepsdf DIR (the run did not train on DeepSDF data)")
     if not args.split:
         raise ValueError("give --split JSON: the shapes to evaluate")
-    rows = evaluate_split(run, data, args.split, refine=args.refine, resolution=args.mesh_resolution, progress=True)
+    rows = evaluate_split(
+        run,
+        data,
+        args.split,
+        refine=args.refine,
+        refine_lr=args.refine_lr,
+        resolution=args.mesh_resolution,
+        progress=True,
+    )
     if args.csv:
         write_csv(rows, args.csv)
-    res = {"task": run.task_name, "step": run.step, "refine": args.refine, **summarize(rows)}
+    res = {
+        "task": run.task_name,
+        "step": run.step,
+        "refine": args.refine,
+        "refine_lr": args.refine_lr,
+        **summarize(rows),
+    }
     if args.csv:
         res["csv"] = str(args.csv)
     print(json.dumps(res, indent=2))

@@ -2,8 +2,10 @@
 
 Each shape is encoded from its own samples as the run encodes new shapes (the GON: its
 gradient-origin step; the auto-decoder: Adam steps on a fresh code), optionally refined by
-``refine`` Adam steps on the latent with the decoder fixed (DeepSDF's test-time optimisation,
-started from the encoder's latent), meshed, and compared with its ground truth:
+``refine`` Adam steps of learning rate ``refine_lr`` on the latent with the decoder fixed
+(DeepSDF's test-time optimisation, started from the encoder's latent instead of noise; a step
+smaller than the auto-decoder's keeps a good start good), meshed, and compared with its ground
+truth:
 
 * ``chamfer``: DeepSDF's convention — the mesh mapped back to the original frame, 30,000 points
   each way against the SurfaceSamples, mean squared distances summed;
@@ -44,7 +46,7 @@ def evaluate_split(
     split,
     *,
     refine: int = 0,
-    refine_lr: float = 5e-3,
+    refine_lr: float = 1e-3,
     resolution: int = 64,
     num_points: int = 8192,
     chamfer_points: int = 30_000,
