@@ -349,11 +349,16 @@ def gon_loss(
     a Monte-Carlo outer loss.
 
     Args:
-        coords, target: outer points ``(P, n)``/``(B, P, n)`` and values ``(B, P, O)``.
-        inner_loss, outer_loss: losses (``outer_loss`` defaults to ``inner_loss``).
-        inner_coords, inner_target: inner points/values (default: the outer ones).
+        coords: outer points ``(P, n)`` or ``(B, P, n)``.
+        target: outer values ``(B, P, O)``.
+        inner_loss: the inner integral's point loss.
+        outer_loss: the outer integral's (default: ``inner_loss``).
+        inner_coords: inner points (default: ``coords``).
+        inner_target: inner values (default: ``target``).
         create_graph: ``True`` for training (the loss differentiates through ``z``).
-        steps, step_size, gauss_newton: the latent's steps (see :func:`gon_latent`).
+        steps: the latent's steps (see :func:`gon_latent`).
+        step_size: the size of steps 2..K (see :func:`gon_latent`).
+        gauss_newton: the Gauss–Newton damping (see :func:`gon_latent`).
     Returns:
         ``(loss, z)``: the batch mean of the outer integral estimates (scalar) and ``(B, k)``
         latents.

@@ -121,12 +121,15 @@ def sdf_gon_latent(
         points: ``(B, P, 3)`` per-shape points (general path) or ``(P, 3)`` shared by every
             shape (exact shared-origin fast path).
         sdf: ``(B, P)`` signed distances at ``points``.
-        loss, delta: the inner loss (see :func:`sdf_point_loss`).
+        loss: the inner point loss (see :func:`sdf_point_loss`).
+        delta: its clamp.
         inner_scale: weight per point ``w``; default ``inner_weight / P``.
         create_graph: keep the graph (training); ``False`` returns a detached latent.
         method: ``"auto"``, ``"explicit"`` or ``"autograd"`` (see :func:`~inr_gon.core.gon.gon_latent`).
-        steps, step_size, gauss_newton: further gradient steps of the latent, Gauss–Newton steps
-            (see :func:`~inr_gon.core.gon.gon_latent`; default: the model's).
+        steps: gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`; default:
+            the model's).
+        step_size: the size of steps 2..K (default: the model's).
+        gauss_newton: Gauss–Newton damping of the steps (default: the model's).
     Returns:
         ``(B, k)`` latents.
     """
@@ -248,7 +251,8 @@ def sdf_gon_loss(
         eikonal_weight: weight of ``mean (‖∇_c F‖ - 1)²`` at the outer points (or at
             ``eikonal_points`` ``(B, E, 3)`` / ``(E, 3)`` if given, e.g. uniform points).
         generator: for the random subsets.
-        steps, step_size: gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`).
+        steps: gradient steps of the latent (see :func:`~inr_gon.core.gon.gon_latent`).
+        step_size: the size of steps 2..K.
         outer_dtype: autocast dtype of the outer network pass (``torch.bfloat16`` or
             ``torch.float16``; ``None``: off). The latent and the losses stay float32.
     Returns:

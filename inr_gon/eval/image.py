@@ -11,7 +11,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0) -
     """Peak signal-to-noise ratio per image, in dB.
 
     Args:
-        pred, target: ``(B, ...)`` images (any channels/spatial shape), values in ``[0, data_range]``.
+        pred: ``(B, ...)`` images (any channels/spatial shape), values in ``[0, data_range]``.
+        target: the reference images, the same shape.
     Returns:
         ``(B,)``; ``pred`` is clipped to the data range first (as images are displayed).
         A perfect reconstruction is capped at 100 dB so that means stay finite.
@@ -30,7 +31,8 @@ def ssim(
     averaged), computed in float64 with box filters on the tensors' device.
 
     Args:
-        pred, target: ``(B, C, H, W)`` images in ``[0, data_range]``, ``H, W >= win_size``.
+        pred: ``(B, C, H, W)`` images in ``[0, data_range]``, ``H, W >= win_size``.
+        target: the reference images, the same shape.
     Returns:
         ``(B,)`` SSIM values (float64, CPU tensor).
     """

@@ -46,7 +46,8 @@ class GONObjective(nn.Module):
         model: a :class:`~inr_gon.nn.siren.LatentSiren` (or any model ``gon_latent`` accepts).
         loss: the inner point loss (``"mse"``, ``"bce"``, ``"l1"``, ...); ``outer_loss``: the
             outer integral's (default: the same).
-        inner, outer: integrators (default: the full grid, weight 1).
+        inner: the inner integral's integrator (default: the full grid, weight 1).
+        outer: the outer integral's (default: the full grid).
         amp: ``"off"``, ``"bf16"`` or ``"fp16"``: autocast dtype of the outer pass.
     """
 
@@ -80,7 +81,8 @@ class GONObjective(nn.Module):
     ):
         """Args:
             coords: ``(P, n)`` shared or ``(B, P, n)`` per-sample outer points; target ``(B, P, O)``.
-            inner_coords, inner_target: the inner integral's points and values (default: the outer).
+            inner_coords: the inner integral's points (default: the outer).
+            inner_target: its values (default: the outer).
             generator: for Monte-Carlo integrators (identical on every rank, so the ranks draw
                 the same point subset, as one process with the whole batch would).
         Returns:

@@ -44,7 +44,8 @@ class ClassifierGON(nn.Module):
         mode: default training mode, ``"classifier"`` or ``"joint"``.
         ce_weight: weight of the cross-entropy in joint mode.
         bounds: coordinate domain of the image grid.
-        device, dtype: where to create the classifier (the decoder is moved there too).
+        device: where to create the classifier (the decoder is moved there too).
+        dtype: its dtype.
 
     Attributes: ``decoder``, ``classifier`` (``nn.Linear(k, K)``).
     """
