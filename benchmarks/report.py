@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sys
@@ -37,13 +38,7 @@ def _load(root: Path, rel: str) -> dict:
 def _link(rel: str, page: Path, root: Path) -> str:
     """``rel`` (from the root) as a link relative to the page that shows it."""
     target = (root / rel).resolve()
-    return Path(_relpath(target, page.parent.resolve())).as_posix()
-
-
-def _relpath(target: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(target, start)
+    return Path(os.path.relpath(target, page.parent.resolve())).as_posix()
 
 
 def _f(v, spec: str) -> str:

@@ -23,7 +23,15 @@ def _load(args, command: str):
 
 
 def _dataset_for(run, args):
-    return run.trainer(data_dir=getattr(args, "data_dir", None)).task.dataset
+    """The run's image data set (read directly: no trainer, model or speed probe is built for it)."""
+    import dataclasses
+
+    from ..training.tasks.image import load_dataset
+
+    cfg = run.config
+    if getattr(args, "data_dir", None):
+        cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
+    return load_dataset(cfg)
 
 
 def _encode(run, images):

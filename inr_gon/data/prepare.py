@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from .errors import DataError
 
 __all__ = ["MeshEntry", "find_meshes", "read_split", "shard_of", "prepare", "prepare_one", "MESH_SUFFIXES"]
@@ -313,7 +314,7 @@ def prepare(
         "meshes_per_minute": round(60 * len(done) / seconds, 2) if done and seconds > 0 else None,
         "not_watertight": sum(not r["watertight"] for r in done),
         "versions": {
-            "inr_gon": _version(),
+            "inr_gon": __version__,
             "torch": torch.__version__,
             "trimesh": trimesh.__version__,
             "numpy": np.__version__,
@@ -324,15 +325,6 @@ def prepare(
     if failed or (out / "failures.json").exists():
         _atomic(out / "failures.json", lambda t: t.write_text(json.dumps(failed, indent=2) + "\n"))
     return record
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("inr_gon")
-    except Exception:  # noqa: BLE001 - an uninstalled checkout
-        return "unknown"
 
 
 def _igl_version() -> str | None:

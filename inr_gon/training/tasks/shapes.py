@@ -12,6 +12,7 @@ The config parts of shape tasks are in :mod:`.shape_parts`.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -23,7 +24,7 @@ from ...eval.shape_space import collapse_reasons, field_agreement, shape_space_h
 from ...geometry.mesh import extract_mesh
 from ...nn.siren import LatentSiren
 from .base import CollapseWarning, Task
-from .sdf_baseline import baseline_lines, gon_grid_iou, linear_baseline
+from .sdf_baseline import baseline_lines, baseline_metrics, gon_grid_iou, linear_baseline
 from .sdf_data import SdfShapeSet, load_shapes
 
 __all__ = ["ShapeTask"]
@@ -155,8 +156,6 @@ class ShapeTask(Task):
     def final_metrics(self, trainer) -> dict:
         """The shape-space checks, the meshes of ``eval_shapes`` training and unseen shapes against
         their ground truth, and the linear baseline (a collective under DDP)."""
-        import time
-        from .sdf_baseline import baseline_metrics
 
         h = self.health(self.shapes.train_index[: max(self.cfg.eval_shapes, 2)])
         why = collapse_reasons(h)
