@@ -189,3 +189,30 @@ def record_lrs(trainer) -> list:
 
     trainer.train_step = step
     return seen
+
+
+def write_deepsdf_folder(root: Path, ids, nan_rows=0, pos_rows=50, neg_rows=30, seed=0) -> Path:
+    """A DeepSDF data folder of random samples (class 02691156): ``pos_rows + i`` outside and
+    ``neg_rows`` inside rows for the ``i``-th id (the first ``nan_rows`` inside rows' SDF NaN),
+    NormalizationParameters and SurfaceSamples (20 points)."""
+    import trimesh
+
+    rng = np.random.default_rng(seed)
+    for i, shape_id in enumerate(ids):
+        d = root / "SdfSamples" / "ShapeNetV2" / "02691156"
+        d.mkdir(parents=True, exist_ok=True)
+        pos = np.concatenate([rng.uniform(-1, 1, (pos_rows + i, 3)), rng.uniform(0, 0.1, (pos_rows + i, 1))], 1)
+        neg = np.concatenate([rng.uniform(-1, 1, (neg_rows, 3)), -rng.uniform(0, 0.1, (neg_rows, 1))], 1)
+        neg[:nan_rows, 3] = np.nan
+        np.savez(d / f"{shape_id}.npz", pos=pos.astype(np.float32), neg=neg.astype(np.float32))
+        n = root / "NormalizationParameters" / "ShapeNetV2" / "02691156"
+        n.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            n / f"{shape_id}.npz",
+            offset=np.array([0.1, 0.2, 0.3], np.float32),
+            scale=np.array([2.0], np.float32),
+        )
+        s = root / "SurfaceSamples" / "ShapeNetV2" / "02691156"
+        s.mkdir(parents=True, exist_ok=True)
+        trimesh.PointCloud(rng.uniform(-1, 1, (20, 3))).export(s / f"{shape_id}.ply")
+    return root

@@ -19,6 +19,8 @@ from inr_gon.data.meshes import (
     signed_distance,
 )
 
+from conftest import write_deepsdf_folder
+
 DATA = os.environ.get("INR_GON_DATA")
 needs_data = pytest.mark.skipif(not DATA, reason="INR_GON_DATA is not set")
 
@@ -137,29 +139,8 @@ def test_sample_cache(tmp_path, sphere):
     assert first.scale == pytest.approx(1 / (0.5 * 1.03), rel=1e-6)
 
 
-def _write_layout(root: Path, ids, nan_rows=0):
-    rng = np.random.default_rng(0)
-    for i, shape_id in enumerate(ids):
-        d = root / "SdfSamples" / "ShapeNetV2" / "02691156"
-        d.mkdir(parents=True, exist_ok=True)
-        pos = np.concatenate([rng.uniform(-1, 1, (50 + i, 3)), rng.uniform(0, 0.1, (50 + i, 1))], 1).astype(np.float32)
-        neg = np.concatenate([rng.uniform(-1, 1, (30, 3)), -rng.uniform(0, 0.1, (30, 1))], 1).astype(np.float32)
-        neg[:nan_rows, 3] = np.nan
-        np.savez(d / f"{shape_id}.npz", pos=pos, neg=neg)
-        n = root / "NormalizationParameters" / "ShapeNetV2" / "02691156"
-        n.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            n / f"{shape_id}.npz",
-            offset=np.array([0.1, 0.2, 0.3], np.float32),
-            scale=np.array([2.0], np.float32),
-        )
-        s = root / "SurfaceSamples" / "ShapeNetV2" / "02691156"
-        s.mkdir(parents=True, exist_ok=True)
-        trimesh.PointCloud(rng.uniform(-1, 1, (20, 3))).export(s / f"{shape_id}.ply")
-
-
 def test_read_deepsdf_generated(tmp_path):
-    _write_layout(tmp_path, ["b", "a"], nan_rows=2)
+    write_deepsdf_folder(tmp_path, ["b", "a"], nan_rows=2)
     records = read_deepsdf(tmp_path)
     assert [r.id for r in records] == ["a", "b"]
     r = records[1]
@@ -179,7 +160,7 @@ def test_read_deepsdf_generated(tmp_path):
 
 
 def test_read_deepsdf_bad_arrays(tmp_path):
-    _write_layout(tmp_path, ["a"])
+    write_deepsdf_folder(tmp_path, ["a"])
     f = tmp_path / "SdfSamples" / "ShapeNetV2" / "02691156" / "a.npz"
     np.savez(f, pos=np.zeros((5, 3), np.float32), neg=np.zeros((5, 4), np.float32))
     with pytest.raises(DataError, match=r"a\.npz.*\(N, 4\)"):

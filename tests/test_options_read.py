@@ -50,7 +50,7 @@ from inr_gon.training.config import Config
 from inr_gon.training.tasks import TASKS
 from inr_gon.training.trainer import Trainer
 
-from conftest import write_image_folder
+from conftest import write_deepsdf_folder, write_image_folder
 
 # -- the runs of each task ------------------------------------------------------------------------------------------
 # "<images>": a folder of 12 tiny PNGs; "<meshes>": a folder of 4 small meshes; "<tmp>": the test's tmp_path.
@@ -79,6 +79,9 @@ MESH_SPLIT = dict(
     meshes="<meshes>", cache_dir="<tmp>/cache", split="<split>", test_split="<test-split>", num_unseen=None
 )
 
+# a DeepSDF folder of 4 shapes, its pools streamed from the files and held in memory (reads stream)
+DEEPSDF = dict(deepsdf="<deepsdf>", num_unseen=1)
+
 # The first run of a task is its plain tiny run; the others take the branches that its options switch
 # between, so that an option read only on one branch is not reported.
 RUNS: dict[str, list[dict]] = {
@@ -99,11 +102,13 @@ RUNS: dict[str, list[dict]] = {
         {**SHAPES, **SIREN, "inner_sampling": "fixed"},
         {**SHAPES, **SIREN, **MESHES},
         {**SHAPES, **SIREN, **MESH_SPLIT},
+        {**SHAPES, **SIREN, **DEEPSDF, "stream": "on"},
     ],
     "autodecoder": [
         {**SHAPES, **SIREN, "encode_iterations": 2},
         {**SHAPES, **SIREN, **MESHES, "encode_iterations": 2},
         {**SHAPES, **SIREN, **MESH_SPLIT, "encode_iterations": 2},
+        {**SHAPES, **SIREN, **DEEPSDF, "stream": "on", "encode_iterations": 2},
     ],
 }
 
@@ -210,6 +215,7 @@ def fill(options: dict, tmp_path) -> dict:
         "<meshes>": write_meshes,
         "<split>": lambda p: write_split(p, ["m0", "m1", "m2"]),
         "<test-split>": lambda p: write_split(p, ["m3"]),
+        "<deepsdf>": lambda p: write_deepsdf_folder(p, ["a", "b", "c", "d"]),
     }
     out = {}
     for k, v in options.items():

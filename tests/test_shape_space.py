@@ -464,7 +464,7 @@ def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_
     plain.model.load_state_dict(gn.model.state_dict())
     index = gn.task.shapes.train_index[:3]
     z_gn, z_plain = gn.task.encode(index), plain.task.encode(index)
-    pts, sdf = gn.task.points[index], gn.task.sdf[index]
+    pts, sdf = gn.task.pools(index)
     kw = dict(loss="l2", inner_weight=gn.task.cfg.inner_weight)
     torch.testing.assert_close(z_gn, ig.sdf_gon_latent(gn.model, pts, sdf, gauss_newton=1.0, **kw))
     torch.testing.assert_close(z_plain, ig.sdf_gon_latent(plain.model, pts, sdf, **kw))

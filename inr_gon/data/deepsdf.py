@@ -25,7 +25,7 @@ import trimesh
 
 from .errors import DataError
 
-__all__ = ["DeepSDFRecord", "read_deepsdf"]
+__all__ = ["DeepSDFRecord", "read_deepsdf", "deepsdf_files", "read_record", "read_samples"]
 
 # what np.load(..., allow_pickle=False) of a damaged, foreign or pickled .npz raises (the sample
 # cache in .meshes catches the same)
@@ -102,29 +102,15 @@ def _read_normalization(path: Path) -> tuple[np.ndarray, float]:
     return offset, float(scale[0])
 
 
-def read_deepsdf(
-    root: str | os.PathLike, split: Iterable[str] | dict | None = None, *, drop_nans: bool = True
-) -> list[DeepSDFRecord]:
-    """Read a DeepSDF data folder: ``SdfSamples/<dataset>/<class>/<id>.npz`` plus, when present,
-    ``NormalizationParameters/<dataset>/<class>/<id>.npz`` and
-    ``SurfaceSamples/<dataset>/<class>/<id>.ply``.
-
-    ``split``: ``None`` for every shape found (sorted by dataset, class, id); an iterable of shape
-    ids; or a DeepSDF split dict ``{dataset: {class: [ids]}}``. Rows with NaN/inf are dropped
-    (DeepSDF's ``remove_nans``) and counted, or raise with ``drop_nans=False``. Missing folders,
-    missing ids and malformed arrays raise :class:`DataError` naming the file.
-    """
+def deepsdf_files(root: str | os.PathLike, split: Iterable[str] | dict | None = None) -> list[Path]:
+    """The ``SdfSamples/<dataset>/<class>/<id>.npz`` files of a DeepSDF data folder that ``split``
+    names (see :func:`read_deepsdf`), in order, without reading them. Missing folders and ids
+    raise :class:`DataError` naming the file."""
     root = Path(root)
     sdf_root = root / "SdfSamples"
     if not sdf_root.is_dir():
         raise DataError(f"{root}: no SdfSamples folder (not a DeepSDF data folder)")
-    found = {}
-    for f in sorted(sdf_root.glob("*/*/*.npz")):
-        found.setdefault(f.stem, []).append(f)
-    if split is None:
-        files = [f for fs in found.values() for f in fs]
-        files.sort(key=lambda f: (f.parent.parent.name, f.parent.name, f.stem))
-    elif isinstance(split, dict):
+    if isinstance(split, dict):
         files = []
         for dataset, classes in split.items():
             for class_id, ids in classes.items():
@@ -133,6 +119,15 @@ def read_deepsdf(
                     if not f.is_file():
                         raise DataError(f"{f}: missing SdfSamples file for split entry {shape_id}")
                     files.append(f)
+        if not files:
+            raise DataError(f"{sdf_root}: the split names no shapes")
+        return files
+    found = {}
+    for f in sorted(sdf_root.glob("*/*/*.npz")):
+        found.setdefault(f.stem, []).append(f)
+    if split is None:
+        files = [f for fs in found.values() for f in fs]
+        files.sort(key=lambda f: (f.parent.parent.name, f.parent.name, f.stem))
     else:
         if isinstance(split, str):
             raise TypeError("split must be a list of ids or a split dict, not a single string")
@@ -147,25 +142,58 @@ def read_deepsdf(
             files.append(found[shape_id][0])
     if not files:
         raise DataError(f"{sdf_root}: no sample files found")
-    records = []
-    for f in files:
-        dataset, class_id, shape_id = f.parent.parent.name, f.parent.name, f.stem
+    return files
+
+
+def read_record(file: str | os.PathLike, *, drop_nans: bool = True, samples: bool = True) -> DeepSDFRecord:
+    """The :class:`DeepSDFRecord` of one ``SdfSamples/<dataset>/<class>/<id>.npz`` file (its data
+    folder is three levels up). ``samples=False``: only the normalisation and the surface file's
+    path (``pos``/``neg`` empty), for a reader that takes the samples later."""
+    f = Path(file)
+    root = f.parent.parent.parent.parent
+    dataset, class_id, shape_id = f.parent.parent.name, f.parent.name, f.stem
+    if samples:
         pos, dropped_pos = _read_samples(f, "pos", drop_nans)
         neg, dropped_neg = _read_samples(f, "neg", drop_nans)
-        norm = root / "NormalizationParameters" / dataset / class_id / f"{shape_id}.npz"
-        offset, scale = _read_normalization(norm) if norm.is_file() else (None, None)
-        surface = root / "SurfaceSamples" / dataset / class_id / f"{shape_id}.ply"
-        records.append(
-            DeepSDFRecord(
-                id=shape_id,
-                dataset=dataset,
-                class_id=class_id,
-                pos=pos,
-                neg=neg,
-                offset=offset,
-                scale=scale,
-                surface_path=surface if surface.is_file() else None,
-                dropped_nans=dropped_pos + dropped_neg,
-            )
-        )
-    return records
+    else:
+        pos = neg = torch.zeros(0, 4)
+        dropped_pos = dropped_neg = 0
+    norm = root / "NormalizationParameters" / dataset / class_id / f"{shape_id}.npz"
+    offset, scale = _read_normalization(norm) if norm.is_file() else (None, None)
+    surface = root / "SurfaceSamples" / dataset / class_id / f"{shape_id}.ply"
+    return DeepSDFRecord(
+        id=shape_id,
+        dataset=dataset,
+        class_id=class_id,
+        pos=pos,
+        neg=neg,
+        offset=offset,
+        scale=scale,
+        surface_path=surface if surface.is_file() else None,
+        dropped_nans=dropped_pos + dropped_neg,
+    )
+
+
+def read_samples(file: str | os.PathLike, *, drop_nans: bool = True) -> torch.Tensor:
+    """The ``(Np + Nn, 4)`` float32 rows ``x, y, z, sdf`` of one ``SdfSamples`` file, ``pos`` then
+    ``neg`` (NaN/inf rows dropped, or a :class:`DataError` with ``drop_nans=False``)."""
+    f = Path(file)
+    pos, _ = _read_samples(f, "pos", drop_nans)
+    neg, _ = _read_samples(f, "neg", drop_nans)
+    return torch.cat([pos, neg])
+
+
+def read_deepsdf(
+    root: str | os.PathLike, split: Iterable[str] | dict | None = None, *, drop_nans: bool = True
+) -> list[DeepSDFRecord]:
+    """Read a DeepSDF data folder: ``SdfSamples/<dataset>/<class>/<id>.npz`` plus, when present,
+    ``NormalizationParameters/<dataset>/<class>/<id>.npz`` and
+    ``SurfaceSamples/<dataset>/<class>/<id>.ply``.
+
+    ``split``: ``None`` for every shape found (sorted by dataset, class, id); an iterable of shape
+    ids; or a DeepSDF split dict ``{dataset: {class: [ids]}}``. Rows with NaN/inf are dropped
+    (DeepSDF's ``remove_nans``) and counted, or raise with ``drop_nans=False``. Missing folders,
+    missing ids and malformed arrays raise :class:`DataError` naming the file. Every shape's
+    samples are held in memory: :func:`deepsdf_files` and :func:`read_record` read one at a time.
+    """
+    return [read_record(f, drop_nans=drop_nans) for f in deepsdf_files(root, split)]

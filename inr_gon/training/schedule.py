@@ -60,6 +60,14 @@ class BatchSampler:
         self.pos += B
         return idx
 
+    def peek(self) -> torch.Tensor:
+        """The batch :meth:`next` returns next, without drawing it."""
+        B, N = self.batch_size, self.perm.numel()
+        if self.pos + B > N:
+            g = torch.Generator().set_state(self.generator.get_state())
+            return torch.randperm(N, generator=g)[: min(B, N)]
+        return self.perm[self.pos : self.pos + min(B, N)]
+
     def state_dict(self) -> dict:
         return {"perm": self.perm, "pos": self.pos, "generator": self.generator.get_state()}
 

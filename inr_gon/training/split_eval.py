@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..core.sdf import latent_sdf
-from ..data.deepsdf import read_deepsdf
+from ..data.deepsdf import deepsdf_files, read_record
 from ..data.prepare import read_split
 from ..eval.shape import chamfer_distance, f_score, sign_iou
 from ..geometry.mesh import extract_mesh
@@ -61,11 +61,12 @@ def evaluate_split(
 
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    records = read_deepsdf(data, read_split(split) if not isinstance(split, dict) else split)
+    files = deepsdf_files(data, read_split(split) if not isinstance(split, dict) else split)
     model, cfg = run.model, run.config
     net = model.net if hasattr(model, "codes") else model
     rows = []
-    for k, r in enumerate(tqdm(records, desc="evaluate", unit="shape", disable=not progress)):
+    for k, file in enumerate(tqdm(files, desc="evaluate", unit="shape", disable=not progress)):
+        r = read_record(file)  # one shape in memory at a time
         g = torch.Generator().manual_seed(cfg.seed + 4242 + k)
         samples = torch.cat([r.pos, r.neg])
         pick = torch.randperm(samples.shape[0], generator=g)[:num_points]

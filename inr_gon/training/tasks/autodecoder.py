@@ -91,9 +91,7 @@ class AutoDecoderTask(ShapeTask):
         its pool (the same count as the GON's inner plus outer points)."""
         from ...core.sdf import random_shape_points
 
-        idx = self.train_index[index]
-        dev_idx = idx.to(self.device)
-        pts, sdf = random_shape_points(self.points[dev_idx], self.sdf[dev_idx], self.cfg.points, generator)
+        pts, sdf = random_shape_points(*self.batch_pools(index), self.cfg.points, generator)
         return index[mine].to(self.device), pts[mine], sdf[mine]
 
     @torch.no_grad()
@@ -109,12 +107,13 @@ class AutoDecoderTask(ShapeTask):
             out[seen] = model.codes(torch.tensor([pos[index[j]] for j in seen], device=self.device))
         new = [j for j, i in enumerate(index) if i not in pos]
         if new:
-            n = min(num_points, self.points.shape[1])
+            pool_pts, pool_sdf = self.pools([index[j] for j in new])
+            N = pool_pts.shape[1]
+            n = min(num_points, N)
             g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 54321)
-            sel = torch.stack([torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n] for _ in new])
-            rows = torch.tensor([index[j] for j in new], device=self.device)
-            pts = self.points[rows].gather(1, sel[..., None].expand(-1, -1, 3))
-            sdf = self.sdf[rows].gather(1, sel)
+            sel = torch.stack([torch.randperm(N, generator=g, device=self.device)[:n] for _ in new])
+            pts = pool_pts.gather(1, sel[..., None].expand(-1, -1, 3))
+            sdf = pool_sdf.gather(1, sel)
             out[new] = fit_codes(
                 model.net,
                 pts,

@@ -205,16 +205,19 @@ class SdfTask(ShapeTask):
         cfg = self.cfg
         if cfg.inner == "shared" and self.shapes.analytic is None:
             raise ValueError("inner='shared' needs analytic shapes (source 'procedural')")
-        # each shape's fixed order of its pool (inner_sampling="fixed": the first points are its
-        # inner points in training and in encoding); seeded by the shape's index
-        S, N = self.sdf.shape
-        order = [torch.randperm(N, generator=torch.Generator().manual_seed(cfg.seed + 12345 + i)) for i in range(S)]
-        self.fixed_order = torch.stack(order).to(self.device)
         self.bank = (
             ShapeBank(cfg.seed, cfg.fresh_bank, cfg.pool, device=self.device)
             if cfg.fresh_shapes and cfg.fresh_bank
             else None
         )
+
+    def fixed_order(self, index) -> torch.Tensor:
+        """Each shape's fixed order of its pool ``(B, N)`` (``inner_sampling="fixed"``: the first
+        points are its inner points in training and in encoding), seeded by the shape's index."""
+        N = self.shapes.pool_size
+        seed = self.cfg.seed + 12345
+        order = [torch.randperm(N, generator=torch.Generator().manual_seed(seed + int(i))) for i in index]
+        return torch.stack(order).to(self.device)
 
     def build_objective(self, model):
         c = self.cfg
@@ -242,14 +245,13 @@ class SdfTask(ShapeTask):
         if cfg.fresh_shapes > 0:
             return self._mixed_batch(index, mine, generator, m_in, m_out)
         idx = self.train_index[index]
-        dev_idx = idx.to(self.device)
-        pts, sdf = self.points[dev_idx], self.sdf[dev_idx]  # (B, N, 3), (B, N)
+        pts, sdf = self.batch_pools(index)  # (B, N, 3), (B, N)
         if cfg.inner == "shared":
             ip, isdf = self._shared_inner([self.shapes.analytic[int(i)] for i in idx[mine]], m_in, generator)
             op, osdf = random_shape_points(pts, sdf, m_out, generator)
             return ip, isdf, op[mine], osdf[mine]
         if cfg.inner_sampling == "fixed":
-            fixed = self.fixed_order[dev_idx]  # (B, N): inner first
+            fixed = self.fixed_order(idx.tolist())  # (B, N): inner first
             ip = pts.gather(1, fixed[:, :m_in, None].expand(-1, -1, 3))
             isdf = sdf.gather(1, fixed[:, :m_in])
             rest = fixed[:, m_in:]
@@ -293,10 +295,10 @@ class SdfTask(ShapeTask):
         ``round(fresh_shapes · B)`` new ones; per-sample or shared inner points."""
         B = index.numel()
         n_new = min(B, max(1, round(self.cfg.fresh_shapes * B)))
-        idx = self.train_index[index[: B - n_new]].to(self.device)
+        idx = self.train_index[index[: B - n_new]]
         shared = self.cfg.inner == "shared"
         m = m_out if shared else m_in + m_out
-        fixed_p, fixed_s = random_shape_points(self.points[idx], self.sdf[idx], m, generator)
+        fixed_p, fixed_s = random_shape_points(*self.batch_pools(index[: B - n_new]), m, generator)
         shapes, new_p, new_s = self._new_shapes(n_new, m, generator)
         pts, sdf = torch.cat([fixed_p, new_p]), torch.cat([fixed_s, new_s])
         if shared:
@@ -326,16 +328,18 @@ class SdfTask(ShapeTask):
             ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()
             return sdf_gon_latent(model, ip, isdf, **common)
+        pool_pts, pool_sdf = self.pools(index)
         if self.cfg.inner_sampling == "fixed":
-            sel = self.fixed_order[index][:, : self.cfg.num_inner]
-            pts = self.points[index].gather(1, sel[..., None].expand(-1, -1, 3))
-            return sdf_gon_latent(model, pts, self.sdf[index].gather(1, sel), **common)
-        n = min(num_points, self.points.shape[1])
+            sel = self.fixed_order(index)[:, : self.cfg.num_inner]
+            pts = pool_pts.gather(1, sel[..., None].expand(-1, -1, 3))
+            return sdf_gon_latent(model, pts, pool_sdf.gather(1, sel), **common)
+        N = pool_pts.shape[1]
+        n = min(num_points, N)
         zs = []
-        for i in index:  # each shape its own seeded subset: the same in any batch or shard
+        for j, i in enumerate(index):  # each shape its own seeded subset: the same in any batch or shard
             g.manual_seed(self.cfg.seed + 12345 + i)
-            sel = torch.randperm(self.points.shape[1], generator=g, device=self.device)[:n]
-            zs.append(sdf_gon_latent(model, self.points[i, sel][None], self.sdf[i, sel][None], **common))
+            sel = torch.randperm(N, generator=g, device=self.device)[:n]
+            zs.append(sdf_gon_latent(model, pool_pts[j, sel][None], pool_sdf[j, sel][None], **common))
         return torch.cat(zs)
 
     def encoder_metrics(self) -> dict:

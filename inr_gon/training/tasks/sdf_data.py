@@ -8,6 +8,8 @@ shapes: never trained on, encoded by the model's single step at evaluation.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,12 @@ class SdfShapeSet:
             (DeepSDF), or ``None``.
         normalization: DeepSDF data: per shape ``(offset (3,), scale, surface points in the
             original frame)`` (``normalised = (original + offset) * scale``), or ``None``.
+        stream: DeepSDF data read from the files at each use (``points`` and ``sdf`` are then
+            ``None``): the :class:`~inr_gon.data.sample_pools.SamplePools`; ``None`` when the
+            pools are held in memory.
+        storage: where the pools are, in words (a run prints it).
+
+    DeepSDF ground truths (``truth``, ``normalization``) are read from their files when indexed.
     """
 
     name: str
@@ -57,6 +65,39 @@ class SdfShapeSet:
     analytic: list | None = None
     truth: list | None = None
     normalization: list | None = None
+    stream: object | None = None
+    storage: str = "in memory"
+
+    @property
+    def pool_size(self) -> int:
+        """Points in each shape's pool."""
+        return self.stream.pool if self.stream is not None else self.points.shape[1]
+
+    def take(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pools of shapes ``index`` (CPU): ``(points (B, N, 3), sdf (B, N))``."""
+        if self.stream is not None:
+            return self.stream.take(index)
+        idx = torch.as_tensor([int(i) for i in index], dtype=torch.long)
+        return self.points[idx], self.sdf[idx]
+
+
+class _Lazy(Sequence):
+    """``n`` items made by ``fn(i)`` when indexed (the last few kept)."""
+
+    def __init__(self, fn, n: int):
+        self._fn, self._n = functools.lru_cache(maxsize=4)(fn), n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._fn(i % self._n)
+
+
+#: ``stream="auto"`` streams when the pools held in memory would take more bytes than this
+STREAM_ABOVE = 1 << 30
 
 
 #: seed offsets of the procedural held-out family and of the new shapes of ``fresh_shapes``
@@ -221,44 +262,59 @@ def load_shapes(cfg, *, quiet: bool = True) -> SdfShapeSet:
             truth.append(normalize_mesh(load_mesh(f))[0])
         names = [f.stem if f.stem != "model_normalized" else f.parent.parent.name for f in files]
         return SdfShapeSet("meshes", str(cfg.data), names, torch.stack(pts), torch.stack(sdfs), tr, un, truth=truth)
-    from ...data.meshes import read_deepsdf
+    return _deepsdf_shapes(cfg, quiet)
+
+
+def _deepsdf_shapes(cfg, quiet: bool) -> SdfShapeSet:
+    """A DeepSDF data folder's shapes (see :class:`SdfShapeSet`): the split files' or every
+    shape, pools in memory or streamed (``cfg.stream``), ground truths read when indexed."""
+    from ...data.deepsdf import deepsdf_files, read_record
+    from ...data.sample_pools import SamplePools
 
     if cfg.split:
         from ...data.prepare import read_split
 
-        train_records = read_deepsdf(cfg.data, read_split(cfg.split))
-        test_records = read_deepsdf(cfg.data, read_split(cfg.test_split)) if cfg.test_split else []
-        records = train_records + test_records
-        tr = list(range(len(train_records)))
-        un = list(range(len(train_records), len(records)))
+        train_files = deepsdf_files(cfg.data, read_split(cfg.split))
+        test_files = deepsdf_files(cfg.data, read_split(cfg.test_split)) if cfg.test_split else []
+        files = train_files + test_files
+        tr, un = list(range(len(train_files))), list(range(len(train_files), len(files)))
     else:
-        records = read_deepsdf(cfg.data)
-        tr, un = _split(len(records), cfg.num_unseen)
-    pts, sdfs, truth, norm = [], [], [], []
-    for r in records:
-        rows = torch.cat([r.pos, r.neg])
-        if rows.shape[0] < 1:
-            raise ValueError(f"{r.id}: no SDF samples")
-        idx = (
-            torch.randint(rows.shape[0], (cfg.pool,), generator=g)
-            if rows.shape[0] < cfg.pool
-            else torch.randperm(rows.shape[0], generator=g)[: cfg.pool]
-        )
-        pts.append(rows[idx, :3].contiguous())
-        sdfs.append(rows[idx, 3].contiguous())
-        normalised = r.surface_path is not None and r.offset is not None
-        truth.append(r.surface_points(normalised=True) if normalised else None)
-        norm.append(
-            (np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()) if normalised else None
-        )
+        files = deepsdf_files(cfg.data)
+        tr, un = _split(len(files), cfg.num_unseen)
+    pools = SamplePools(files, cfg.pool, cfg.seed)
+    size = f"{len(files):,} shapes x {cfg.pool:,} points, {pools.nbytes / 2**20:,.0f} MiB"
+    mode = cfg.stream or "auto"
+    stream = mode == "on" or (mode == "auto" and pools.nbytes > STREAM_ABOVE)
+    if stream:
+        pts = sdf = None
+        storage = f"streamed from the sample files ({size} if held in memory; --stream off holds them)"
+    else:
+        chunks = [range(j, min(j + 64, len(files))) for j in range(0, len(files), 64)]
+        parts = [pools.take(c) for c in tqdm(chunks, desc="read samples", disable=quiet)]
+        pts, sdf = torch.cat([p for p, _ in parts]), torch.cat([d for _, d in parts])
+        storage = f"in memory ({size}" + (")" if mode == "off" else "; --stream on reads them per step)")
+    records = [read_record(f, samples=False) for f in files]  # normalisation and the surface file's path
+
+    def truth(i):
+        r = records[i]
+        return r.surface_points(normalised=True) if r.surface_path is not None and r.offset is not None else None
+
+    def norm(i):
+        r = records[i]
+        if r.surface_path is None or r.offset is None:
+            return None
+        return np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()
+
     return SdfShapeSet(
         "deepsdf",
         str(cfg.data),
         [r.id for r in records],
-        torch.stack(pts),
-        torch.stack(sdfs),
+        pts,
+        sdf,
         tr,
         un,
-        truth=truth,
-        normalization=norm,
+        truth=_Lazy(truth, len(records)),
+        normalization=_Lazy(norm, len(records)),
+        stream=pools if stream else None,
+        storage=storage,
     )

@@ -42,6 +42,15 @@ class ShapeDataConfig(Config):
     test_split: str | None = option(
         None, "a split file of the unseen shapes (with --split; default: none)", metavar="JSON", group="data"
     )
+    stream: str | None = option(
+        None,
+        "DeepSDF data: read each step's shapes from their sample files (on), hold every shape's pool "
+        "in memory (off), or stream when the pools would take over 1 GiB (auto)",
+        choices=("auto", "on", "off"),
+        group="data",
+    )
+
+    DEFAULTS = dict(stream="auto")
 
     @property
     def source(self) -> str:
@@ -55,6 +64,8 @@ class ShapeDataConfig(Config):
         out = super().inactive()
         if self.source != "meshes":
             out["cache_dir"] = "is the mesh folders' sample cache (--meshes)"
+        if self.source != "deepsdf":
+            out["stream"] = "reads --deepsdf sample files (a mesh tree: inr-gon prepare writes them)"
         if self.source == "procedural":
             out["split"] = out["test_split"] = "names shapes of --deepsdf or --meshes data"
         elif self.split is None:

@@ -67,18 +67,49 @@ class ShapeTask(Task):
                     f"{len(self.shapes.train_index)} training shapes are fewer than the global "
                     f"batch_size={cfg.batch_size}"
                 )
-            total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
+            if self.shapes.stream is not None:
+                total = float(sum(f.stat().st_size for f in self.shapes.stream.files) + self.shapes.pool_size)
+            else:
+                total = float(self.shapes.points.double().sum() + self.shapes.sdf.double().sum())
             if dist.broadcast_object(total) != total:
                 raise ValueError("the ranks loaded different shape pools (the same --seed and data are needed)")
-        if self.shapes.points.shape[1] < cfg.points:
-            raise ValueError(
-                f"pools hold {self.shapes.points.shape[1]} points per shape, fewer than points={cfg.points}"
-            )
+        if self.shapes.pool_size < cfg.points:
+            raise ValueError(f"pools hold {self.shapes.pool_size} points per shape, fewer than points={cfg.points}")
         self.device = trainer.device
-        self.points = self.shapes.points.to(self.device)
-        self.sdf = self.shapes.sdf.to(self.device)
+        streamed = self.shapes.stream is not None
+        self.points = None if streamed else self.shapes.points.to(self.device)
+        self.sdf = None if streamed else self.shapes.sdf.to(self.device)
+        self._prefetched = None  # streaming: (positions, future) of the next batch's pools
         self.train_index = torch.tensor(self.shapes.train_index)
         self.setup_encoder()
+
+    def pools(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pools of shapes ``index`` on the device: ``(points (B, N, 3), sdf (B, N))``, from
+        memory or read from the sample files (streaming)."""
+        if self.points is not None:
+            idx = torch.as_tensor([int(i) for i in index], dtype=torch.long, device=self.device)
+            return self.points[idx], self.sdf[idx]
+        pts, sdf = self.shapes.take(index)
+        return pts.to(self.device, non_blocking=True), sdf.to(self.device, non_blocking=True)
+
+    def batch_pools(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`pools` of the training shapes at ``positions`` (the sampler's batch, or its first
+        shapes). Streaming, the next batch's are read in the background meanwhile (the
+        sampler's next batch, as many of its first shapes)."""
+        if self.points is not None:
+            return self.pools(self.train_index[positions.cpu()])
+        key = tuple(int(i) for i in positions)
+        ready, self._prefetched = self._prefetched, None
+        if ready is not None and ready[0] == key:
+            pts, sdf = ready[1].result()
+        else:
+            pts, sdf = self.shapes.take(self.train_index[list(key)])
+        sampler = getattr(self.trainer, "sampler", None)
+        if sampler is not None:
+            nxt = sampler.peek()[: len(key)]
+            future = self.shapes.stream.prefetch(self.train_index[nxt].tolist())
+            self._prefetched = (tuple(int(i) for i in nxt), future)
+        return pts.to(self.device, non_blocking=True), sdf.to(self.device, non_blocking=True)
 
     def num_train(self) -> int:
         return len(self.shapes.train_index)
@@ -111,7 +142,8 @@ class ShapeTask(Task):
     def on_fit_end(self, trainer) -> None:
         from ...core.sampling import GaussianLatentSampler
 
-        z = self.encode(self.shapes.train_index)
+        index = self.shapes.train_index
+        z = torch.cat([self.encode(index[j : j + 256]) for j in range(0, len(index), 256)])
         if z.shape[0] >= 2:
             s = GaussianLatentSampler(z)
             self.latent_stats = {"mean": s.mean, "cov": s.cov}
@@ -125,24 +157,21 @@ class ShapeTask(Task):
     def field_metrics(self, index) -> dict:
         """:func:`~inr_gon.eval.shape_space.field_agreement` of the encoded shapes ``index`` on their pools."""
         index = [int(i) for i in index]
-        z = self.encode(index) if index else None
-        return field_agreement(
-            [self.sdf_of(z[j]) for j in range(len(index))],
-            [self.points[i] for i in index],
-            [self.sdf[i] for i in index],
-            self.cfg.delta,
-        )
+        if not index:
+            return field_agreement([], [], [], self.cfg.delta)
+        z = self.encode(index)
+        pts, sdf = self.pools(index)
+        return field_agreement([self.sdf_of(z[j]) for j in range(len(index))], list(pts), list(sdf), self.cfg.delta)
 
     @torch.no_grad()
     def health(self, index) -> dict:
         """:func:`~inr_gon.eval.shape_space.shape_space_health` of the encoded training shapes ``index``."""
         index = [int(i) for i in index]
-        z = self.encode(index) if index else None
-        return shape_space_health(
-            [self.sdf_of(z[j]) for j in range(len(index))],
-            [self.points[i] for i in index],
-            [self.sdf[i] for i in index],
-        )
+        if not index:
+            return shape_space_health([], [], [])
+        z = self.encode(index)
+        pts, sdf = self.pools(index)
+        return shape_space_health([self.sdf_of(z[j]) for j in range(len(index))], list(pts), list(sdf))
 
     def evaluate(self, trainer) -> dict:
         out = {}
@@ -283,7 +312,8 @@ class ShapeTask(Task):
         elif gt_mesh is not None:
             iou = volumetric_iou(f, gt_mesh, bounds=(-1.0, 1.0), num_points=50_000)
         else:  # DeepSDF: agreement of inside/outside on the shape's own samples
-            iou = float(sign_iou(f(self.points[i]), self.sdf[i]))
+            pts, sdf = self.pools([i])
+            iou = float(sign_iou(f(pts[0]), sdf[0]))
         out = {
             "name": self.shapes.names[i],
             "mesh": mesh,
@@ -327,7 +357,7 @@ class ShapeTask(Task):
         return write_sdf_outputs(self, metrics, out)
 
     def describe(self, trainer) -> list[str]:
-        lines = []
+        lines = [f"shape pools: {self.shapes.storage}"] if self.shapes.name != "procedural" else []
         if trainer.dist.enabled:
             c = trainer.cfg
             lines.append(
