@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inr_gon.data.errors import DataError
-from inr_gon.data.sample_pools import SamplePools, npz_rows
+from inr_gon.data.sample_pools import SamplePools, _layout, npz_rows
 from inr_gon.training.schedule import BatchSampler
 from inr_gon.training.tasks.autodecoder import AutoDecoderConfig
 from inr_gon.training.tasks.sdf import SdfConfig
@@ -52,8 +52,12 @@ def test_compressed_files_give_the_same_pools_as_stored_ones(folder, tmp_path):
     packed = tmp_path / "packed.npz"
     np.savez_compressed(packed, pos=pos, neg=neg)
     (maps, counts), (arrays, counts2) = npz_rows(f), npz_rows(packed)
-    assert isinstance(maps[0], np.memmap) and not isinstance(arrays[0], np.memmap)
     assert counts == counts2 == [len(pos), len(neg)]
+    assert np.array_equal(maps[0], pos) and np.array_equal(arrays[1], neg, equal_nan=True)
+    stored, compressed = (_layout(str(p), p.stat().st_size, p.stat().st_mtime_ns, ("pos",)) for p in (f, packed))
+    assert stored[0] is not None and compressed[0] is None  # mapped, and read whole
+    (scratch, _), (maps, _) = npz_rows(f, scratch=True), npz_rows(f)
+    assert np.array_equal(scratch[1], maps[1], equal_nan=True)
     a = SamplePools([f], pool=500, seed=0)[0]
     b = SamplePools([packed], pool=500, seed=0)[0]
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

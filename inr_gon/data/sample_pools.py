@@ -6,18 +6,21 @@ read. :class:`SamplePools` is a torch ``Dataset`` of these pools; the shape task
 all once (pools held in memory) or read the pools of each step's shapes (streaming), and get the
 same batches either way.
 
-A pool is read through a memory map of the ``.npz`` member (``np.savez`` stores members
-uncompressed, as DeepSDF's preprocessing and ``inr-gon prepare`` write them): only the chosen rows
-are copied, and the map is closed at once, so resident memory does not grow with the number of
-shapes read. Compressed members are read whole.
+A pool is read from the ``.npz`` members' bytes where they lie (``np.savez`` stores members
+uncompressed, as DeepSDF's preprocessing and ``inr-gon prepare`` write them) into a reused buffer,
+and only the chosen rows are kept, so resident memory does not grow with the number of shapes
+read. Compressed members are read whole.
 
 Shapes: points ``(pool, 3)``, signed distances ``(pool,)``, float32.
 """
 
 from __future__ import annotations
 
+import functools
+import mmap
 import os
 import struct
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,45 +33,87 @@ from .errors import DataError
 
 __all__ = ["SamplePools", "npz_rows", "pool_generator"]
 
+_LOCAL = threading.local()
+
 #: draws of a pool's rows before a file whose rows are mostly non-finite is refused
 _MAX_REDRAWS = 8
 
 
-def _member(path: Path, zf: zipfile.ZipFile, key: str):
-    """``key`` of an open ``.npz``: a read-only memory map (stored member) or an array (compressed)."""
-    name = f"{key}.npy"
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        raise DataError(f"{path}: missing array {key!r} (has {sorted(n[:-4] for n in zf.namelist())})") from None
-    if info.compress_type != zipfile.ZIP_STORED:
-        with zf.open(name) as fh:
-            return np.lib.format.read_array(fh, allow_pickle=False)
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        local = fh.read(30)
-        if local[:4] != b"PK\x03\x04":
-            raise DataError(f"{path}: damaged zip member {name}")
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        fh.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(fh)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(fh)
-        offset = fh.tell()
-    if dtype.hasobject:
-        raise DataError(f"{path}: {key!r} holds Python objects, not numbers")
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
+@functools.lru_cache(maxsize=1 << 16)
+def _layout(path: str, size: int, mtime_ns: int, keys: tuple) -> tuple:
+    """Where each array ``keys`` of an ``.npz`` lies: ``(offset, dtype, shape, fortran)`` of a
+    stored member, or ``None`` for a compressed one (read whole). Cached per file version."""
+    out = []
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for key in keys:
+            name = f"{key}.npy"
+            try:
+                info = zf.getinfo(name)
+            except KeyError:
+                has = sorted(n[:-4] for n in zf.namelist())
+                raise DataError(f"{path}: missing array {key!r} (has {has})") from None
+            if info.compress_type != zipfile.ZIP_STORED:
+                out.append(None)
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise DataError(f"{path}: damaged zip member {name}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(fh)
+            if dtype.hasobject:
+                raise DataError(f"{path}: {key!r} holds Python objects, not numbers")
+            out.append((fh.tell(), dtype, shape, fortran))
+    return tuple(out)
 
 
-def npz_rows(path: str | os.PathLike, keys=("pos", "neg")) -> tuple[list[np.ndarray], list[int]]:
-    """The arrays ``keys`` of an ``.npz`` (memory maps where stored uncompressed) and their row
-    counts; each must be a float ``(N, 4)`` array (a one-line :class:`DataError` naming the file)."""
+def _buffer(n: int) -> bytearray:
+    """This thread's read buffer, at least ``n`` bytes (reused: no fresh pages per read)."""
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _LOCAL.buf = bytearray(max(n, 1 << 20))
+    return buf
+
+
+def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = False) -> tuple[list, list[int]]:
+    """The arrays ``keys`` of an ``.npz`` and their row counts. Stored members are views of a
+    read-only memory map (closed when they are dropped) or, with ``scratch=True``, of this thread's
+    read buffer (valid until its next call: for a caller that copies rows out at once);
+    compressed members are read whole. Each must be a float ``(N, 4)`` array (a one-line
+    :class:`DataError` naming the file)."""
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            arrays = [_member(path, zf, k) for k in keys]
+        st = path.stat()
+        layout = _layout(str(path), st.st_size, st.st_mtime_ns, tuple(keys))
+        sizes = [0 if w is None else int(np.prod(w[2])) * w[1].itemsize for w in layout]
+        arrays, mm, used = [], None, 0
+        buf = _buffer(sum(sizes)) if scratch else None
+        with open(path, "rb", buffering=0) as fh:
+            for key, where, size in zip(keys, layout, sizes):
+                if where is None:
+                    with np.load(path, allow_pickle=False) as data:
+                        arrays.append(np.asarray(data[key]))
+                    continue
+                offset, dtype, shape, fortran = where
+                count = size // dtype.itemsize
+                if count == 0:
+                    arrays.append(np.zeros(shape, dtype))
+                    continue
+                if buf is not None:
+                    fh.seek(offset)
+                    view = memoryview(buf)[used : used + size]
+                    if fh.readinto(view) != size:
+                        raise DataError(f"{path}: {key!r} is cut short")
+                    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=used)
+                    used += size
+                else:
+                    if mm is None:
+                        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    flat = np.frombuffer(mm, dtype=dtype, count=count, offset=offset)
+                arrays.append(flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape))
     except DataError:
         raise
     except _NPZ_ERRORS as err:
@@ -79,33 +124,32 @@ def npz_rows(path: str | os.PathLike, keys=("pos", "neg")) -> tuple[list[np.ndar
     return arrays, [a.shape[0] for a in arrays]
 
 
-def pool_generator(seed: int, i: int) -> torch.Generator:
+def pool_generator(seed: int, i: int) -> np.random.Generator:
     """The generator of shape ``i``'s pool rows in a run with ``seed``."""
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + 7919 * int(i) + 17) % (2**63))
+    return np.random.default_rng((int(seed), int(i)))
 
 
 def _pool(path: Path, pool: int, seed: int, i: int) -> torch.Tensor:
     """Shape ``i``'s ``(pool, 4)`` float32 rows (see the module docstring)."""
-    arrays, counts = npz_rows(path)
+    arrays, counts = npz_rows(path, scratch=True)
     total = sum(counts)
     if total == 0:
         raise DataError(f"{path}: no SDF samples")
     g = pool_generator(seed, i)
     out = np.empty((pool, 4), dtype=np.float32)
     need = np.arange(pool)
-    pick = torch.randint(total, (pool,), generator=g).numpy()
+    pick = g.integers(total, size=pool)
     for _ in range(_MAX_REDRAWS):
         first = pick < counts[0]
         out[need[first]] = arrays[0][pick[first]]
         out[need[~first]] = arrays[1][pick[~first] - counts[0]]
-        bad = ~np.isfinite(out[need]).all(axis=1)
+        bad = ~np.isfinite(out if len(need) == pool else out[need]).all(axis=1)
         if not bad.any():
             break
         need = need[bad]  # rows with NaN/inf (DeepSDF's remove_nans): drawn again
-        pick = torch.randint(total, (len(need),), generator=g).numpy()
+        pick = g.integers(total, size=len(need))
     else:
         raise DataError(f"{path}: too many samples are NaN/inf")
-    del arrays  # closes the maps
     return torch.from_numpy(out)
 
 
