@@ -63,6 +63,31 @@ def test_compressed_files_give_the_same_pools_as_stored_ones(folder, tmp_path):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_the_pool_file_holds_the_pools_and_is_reused(folder, tmp_path):
+    pools = SamplePools(files(folder), pool=50, seed=1)
+    ref = pools.take([4, 0, 4])
+    path = pools.write_pool_file(tmp_path / "p" / "pools.f32")
+    assert path.stat().st_size == pools.nbytes == 6 * 50 * 16
+    got = pools.take([4, 0, 4])
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    ahead = pools.prefetch([4, 0, 4]).result()
+    assert torch.equal(ahead[0], ref[0])
+    stamp = path.stat().st_mtime_ns
+    again = SamplePools(files(folder), pool=50, seed=1)
+    again.write_pool_file(path)
+    assert path.stat().st_mtime_ns == stamp and again.pool_file == path  # reused
+    other = SamplePools(files(folder), pool=50, seed=2)
+    other.write_pool_file(path)  # another seed: written anew
+    assert path.stat().st_mtime_ns != stamp and torch.equal(
+        other.take([1])[0], SamplePools(files(folder), 50, 2)[1][0][None]
+    )
+    with open(path, "r+b") as fh:  # cut short behind the stamp's back
+        fh.truncate(100)
+    with pytest.raises(DataError, match="cut short"):
+        other.take([5])
+    assert SamplePools(files(folder), pool=50, seed=2).write_pool_file(path).stat().st_size == 6 * 50 * 16  # redone
+
+
 def test_bad_files_are_named(folder, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, pos=np.zeros((5, 3), np.float32), neg=np.zeros((5, 4), np.float32))
@@ -141,7 +166,7 @@ def test_streamed_and_in_memory_runs_take_the_same_steps(folder, tmp_path, cfg_c
 def test_auto_streams_above_the_threshold(folder, tmp_path, monkeypatch):
     from inr_gon.training.tasks import sdf_data
 
-    cfg = SdfConfig(deepsdf=str(folder), pool=64, points=32)
+    cfg = SdfConfig(deepsdf=str(folder), pool=64, points=32, out=str(tmp_path / "run"))
     assert sdf_data.load_shapes(cfg).stream is None  # 6 x 64 points: held
     monkeypatch.setattr(sdf_data, "STREAM_ABOVE", 1000)
     shapes = sdf_data.load_shapes(cfg)

@@ -17,12 +17,14 @@ Shapes: points ``(pool, 3)``, signed distances ``(pool,)``, float32.
 from __future__ import annotations
 
 import functools
+import json
 import mmap
+import multiprocessing
 import os
 import struct
 import threading
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -78,16 +80,12 @@ def _buffer(n: int) -> bytearray:
     return buf
 
 
-def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = False) -> tuple[list, list[int]]:
-    """The arrays ``keys`` of an ``.npz`` and their row counts. Stored members are views of a
-    read-only memory map (closed when they are dropped) or, with ``scratch=True``, of this thread's
-    read buffer (valid until its next call: for a caller that copies rows out at once);
-    compressed members are read whole. Each must be a float ``(N, 4)`` array (a one-line
-    :class:`DataError` naming the file)."""
-    path = Path(path)
+def _members(path: Path, keys: tuple, scratch: bool) -> tuple[list, np.ndarray | None]:
+    """:func:`npz_rows`'s arrays, and with ``scratch`` where every member is stored with one dtype
+    their rows joined (a view of the read buffer, where they are read one after the other)."""
     try:
         st = path.stat()
-        layout = _layout(str(path), st.st_size, st.st_mtime_ns, tuple(keys))
+        layout = _layout(str(path), st.st_size, st.st_mtime_ns, keys)
         sizes = [0 if w is None else int(np.prod(w[2])) * w[1].itemsize for w in layout]
         arrays, mm, used = [], None, 0
         buf = _buffer(sum(sizes)) if scratch else None
@@ -104,8 +102,7 @@ def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = Fa
                     continue
                 if buf is not None:
                     fh.seek(offset)
-                    view = memoryview(buf)[used : used + size]
-                    if fh.readinto(view) != size:
+                    if fh.readinto(memoryview(buf)[used : used + size]) != size:
                         raise DataError(f"{path}: {key!r} is cut short")
                     flat = np.frombuffer(buf, dtype=dtype, count=count, offset=used)
                     used += size
@@ -121,6 +118,19 @@ def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = Fa
     for k, a in zip(keys, arrays):
         if a.ndim != 2 or a.shape[1] != 4 or not np.issubdtype(a.dtype, np.floating):
             raise DataError(f"{path}: {k!r} must be a float (N, 4) array of x, y, z, sdf, got {a.dtype} {a.shape}")
+    stored = [w for w in layout if w is not None]
+    one = scratch and len(stored) == len(keys) and len({w[1] for w in stored}) == 1 and not any(w[3] for w in stored)
+    joined = np.frombuffer(buf, dtype=stored[0][1], count=used // stored[0][1].itemsize).reshape(-1, 4) if one else None
+    return arrays, joined
+
+
+def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = False) -> tuple[list, list[int]]:
+    """The arrays ``keys`` of an ``.npz`` and their row counts. Stored members are views of a
+    read-only memory map (closed when they are dropped) or, with ``scratch=True``, of this thread's
+    read buffer (valid until its next call: for a caller that copies rows out at once);
+    compressed members are read whole. Each must be a float ``(N, 4)`` array (a one-line
+    :class:`DataError` naming the file)."""
+    arrays, _ = _members(Path(path), tuple(keys), scratch)
     return arrays, [a.shape[0] for a in arrays]
 
 
@@ -129,28 +139,64 @@ def pool_generator(seed: int, i: int) -> np.random.Generator:
     return np.random.default_rng((int(seed), int(i)))
 
 
+def _rows(path: Path) -> np.ndarray:
+    """A shape's ``(Np + Nn, 4)`` rows, ``pos`` then ``neg`` (a view of this thread's read buffer
+    where both are stored uncompressed)."""
+    arrays, joined = _members(path, ("pos", "neg"), True)
+    return joined if joined is not None else np.concatenate(arrays)
+
+
 def _pool(path: Path, pool: int, seed: int, i: int) -> torch.Tensor:
     """Shape ``i``'s ``(pool, 4)`` float32 rows (see the module docstring)."""
-    arrays, counts = npz_rows(path, scratch=True)
-    total = sum(counts)
+    rows = _rows(path)
+    total = len(rows)
     if total == 0:
         raise DataError(f"{path}: no SDF samples")
     g = pool_generator(seed, i)
-    out = np.empty((pool, 4), dtype=np.float32)
-    need = np.arange(pool)
-    pick = g.integers(total, size=pool)
+    out = np.take(rows, g.integers(total, size=pool), axis=0).astype(np.float32, copy=False)
     for _ in range(_MAX_REDRAWS):
-        first = pick < counts[0]
-        out[need[first]] = arrays[0][pick[first]]
-        out[need[~first]] = arrays[1][pick[~first] - counts[0]]
-        bad = ~np.isfinite(out if len(need) == pool else out[need]).all(axis=1)
-        if not bad.any():
+        if np.isfinite(out).all():
             break
-        need = need[bad]  # rows with NaN/inf (DeepSDF's remove_nans): drawn again
-        pick = g.integers(total, size=len(need))
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))  # NaN/inf rows (DeepSDF's remove_nans): drawn again
+        out[bad] = np.take(rows, g.integers(total, size=len(bad)), axis=0)
     else:
         raise DataError(f"{path}: too many samples are NaN/inf")
     return torch.from_numpy(out)
+
+
+def _read(jobs: list, pool: int, seed: int) -> np.ndarray:
+    """The pools ``(B, pool, 4)`` of ``jobs``: ``(file, position)`` pairs (run by a background worker)."""
+    return np.stack([_pool(f, pool, seed, i).numpy() for f, i in jobs])
+
+
+def _read_pool_file(path: Path, index: list, pool: int) -> np.ndarray:
+    """The pools ``(B, pool, 4)`` of positions ``index`` from a pool file (see
+    :meth:`SamplePools.write_pool_file`)."""
+    out = np.empty((len(index), pool, 4), dtype=np.float32)
+    size = pool * 16
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for j, i in enumerate(index):
+            got = os.preadv(fd, [memoryview(out[j]).cast("B")], i * size)
+            if got != size:
+                raise DataError(f"{path}: the pool file is cut short (shape {i})")
+    finally:
+        os.close(fd)
+    return out
+
+
+def _split(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return rows[..., :3].contiguous(), rows[..., 3].contiguous()
+
+
+class _Pending:
+    """A background read: :meth:`result` is :meth:`SamplePools.take`'s."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _split(torch.from_numpy(self.future.result()))
 
 
 class SamplePools(torch.utils.data.Dataset):
@@ -161,48 +207,100 @@ class SamplePools(torch.utils.data.Dataset):
         files: one ``SdfSamples`` file per shape.
         pool: rows per shape.
         seed: the run's seed (with the position, it fixes each pool's rows).
-        threads: readers of :meth:`take` (files are read in parallel: reading releases the GIL).
+        worker: what reads :meth:`prefetch`'s pools in the background: ``"process"`` (a worker
+            process, started on first use: the reading holds no lock the training needs) or
+            ``"thread"``.
     """
 
-    def __init__(self, files, pool: int, seed: int, *, threads: int = 4):
+    def __init__(self, files, pool: int, seed: int, *, worker: str = "thread"):
+        if worker not in ("process", "thread"):
+            raise ValueError(f"worker must be 'process' or 'thread', got {worker!r}")
         self.files = [Path(f) for f in files]
-        self.pool, self.seed = int(pool), int(seed)
-        self.threads = max(1, int(threads))
-        self._executor: ThreadPoolExecutor | None = None
+        self.pool, self.seed, self.worker = int(pool), int(seed), worker
+        self._executor = None
+        self.pool_file: Path | None = None
+
+    def write_pool_file(self, path: str | os.PathLike, *, progress: bool = False) -> Path:
+        """Write every pool, in order, into one file of float32 rows (``len(self) * pool * 16``
+        bytes; written to a temporary name, then renamed) and read pools from it from now on: a
+        pool is then one contiguous read of ``pool * 16`` bytes instead of a pass over its
+        samples. A file written for the same files, pool and seed is reused."""
+        from tqdm.auto import tqdm
+
+        path = Path(path)
+        stamp = path.with_name(path.name + ".json")
+        want = {
+            "files": [str(f.resolve()) for f in self.files],
+            "sizes": [f.stat().st_size for f in self.files],
+            "pool": self.pool,
+            "seed": self.seed,
+            "bytes": self.nbytes,
+        }
+        try:
+            if path.is_file() and path.stat().st_size == self.nbytes and json.loads(stamp.read_text()) == want:
+                self.pool_file = path
+                return path
+        except (OSError, ValueError):
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                for i in tqdm(range(len(self)), desc="write pools", unit="shape", disable=not progress):
+                    fh.write(_pool(self.files[i], self.pool, self.seed, i).numpy().tobytes())
+            os.replace(tmp, path)
+            stamp.write_text(json.dumps(want))
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"{path}: cannot write the pool file ({err.strerror or err})") from err
+        self.pool_file = path
+        return path
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = _pool(self.files[i], self.pool, self.seed, i)
-        return rows[:, :3], rows[:, 3].contiguous()
+        return _split(_pool(self.files[i], self.pool, self.seed, i))
 
     @property
     def nbytes(self) -> int:
         """Bytes that every pool held in memory takes."""
         return len(self) * self.pool * 4 * 4
 
-    def _rows(self, index) -> torch.Tensor:
-        index = [int(i) for i in index]
-        if len(index) == 1 or self.threads == 1:
-            return torch.stack([_pool(self.files[i], self.pool, self.seed, i) for i in index])
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="inr_gon-pools")
-        return torch.stack(list(self._executor.map(lambda i: _pool(self.files[i], self.pool, self.seed, i), index)))
+    def _jobs(self, index) -> list:
+        return [(self.files[int(i)], int(i)) for i in index]
+
+    def _read(self, index) -> np.ndarray:
+        if self.pool_file is not None:
+            return _read_pool_file(self.pool_file, [int(i) for i in index], self.pool)
+        return _read(self._jobs(index), self.pool, self.seed)
 
     def take(self, index) -> tuple[torch.Tensor, torch.Tensor]:
         """The pools of shapes ``index``: ``(points (B, pool, 3), sdf (B, pool))``."""
-        rows = self._rows(index)
-        return rows[..., :3].contiguous(), rows[..., 3].contiguous()
+        return _split(torch.from_numpy(self._read(index)))
 
-    def prefetch(self, index):
-        """Start reading the pools of ``index`` in the background; returns a future whose
+    def prefetch(self, index) -> _Pending:
+        """Start reading the pools of ``index`` in the background; the returned object's
         ``result()`` is :meth:`take`'s."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="inr_gon-pools")
-        return self._executor.submit(self.take, list(index))
+            if self.worker == "process":
+                ctx = multiprocessing.get_context("spawn")  # no fork of a process running threads
+                self._executor = ProcessPoolExecutor(1, mp_context=ctx)
+            else:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="inr_gon-pools")
+        if self.pool_file is not None:
+            future = self._executor.submit(_read_pool_file, self.pool_file, [int(i) for i in index], self.pool)
+        else:
+            future = self._executor.submit(_read, self._jobs(index), self.pool, self.seed)
+        return _Pending(future)
 
-    def __getstate__(self):  # a DataLoader worker gets the files, not the threads
+    def close(self) -> None:
+        """Stop the background worker (started again by the next :meth:`prefetch`)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def __getstate__(self):  # a DataLoader worker gets the files, not the worker
         state = dict(self.__dict__)
         state["_executor"] = None
         return state

@@ -287,7 +287,8 @@ def _deepsdf_shapes(cfg, quiet: bool) -> SdfShapeSet:
     stream = mode == "on" or (mode == "auto" and pools.nbytes > STREAM_ABOVE)
     if stream:
         pts = sdf = None
-        storage = f"streamed from the sample files ({size} if held in memory; --stream off holds them)"
+        where = pools.write_pool_file(Path(cfg.out or "runs") / "pools.f32", progress=not quiet)
+        storage = f"streamed from {where} ({size}; --stream off holds them in memory)"
     else:
         chunks = [range(j, min(j + 64, len(files))) for j in range(0, len(files), 64)]
         parts = [pools.take(c) for c in tqdm(chunks, desc="read samples", disable=quiet)]

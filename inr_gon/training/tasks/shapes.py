@@ -142,8 +142,11 @@ class ShapeTask(Task):
     def on_fit_end(self, trainer) -> None:
         from ...core.sampling import GaussianLatentSampler
 
+        if self.shapes.stream is not None:  # no batch is read ahead any more
+            self._prefetched = None
+            self.shapes.stream.close()
         index = self.shapes.train_index
-        z = torch.cat([self.encode(index[j : j + 256]) for j in range(0, len(index), 256)])
+        z = torch.cat([self.encode(index[j : j + 64]) for j in range(0, len(index), 64)])
         if z.shape[0] >= 2:
             s = GaussianLatentSampler(z)
             self.latent_stats = {"mean": s.mean, "cov": s.cov}
