@@ -599,6 +599,29 @@ def sdf_split(root: Path, page: Path, *paths: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def sdf_streaming(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/sdf_streaming.py``: steps/s and peak resident memory, pools streamed or held."""
+    rel = paths[0] if paths else "docs/figures/sdf_streaming.json"
+    d = _load(root, rel)
+    base = {r["mode"]: r for r in d["results"]}.get("off")
+    rows = [
+        "| pools | points per pool | steps/s | vs in memory | set-up s | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    what = {"off": "in memory", "on": "streamed", "on-all": "streamed, every sample"}
+    for r in d["results"]:
+        ratio = f"{r['steps_per_second'] / base['steps_per_second']:.3f}" if base else "n/a"
+        rows.append(
+            f"| {what.get(r['mode'], r['mode'])} | {r['pool']:,} | {r['steps_per_second']:.2f} | {ratio} | "
+            f"{r['setup_seconds']:.1f} | {r['peak_rss_mib']:,.0f} |"
+        )
+    rows.append(
+        f"\n{d['shapes']:,} shapes x {d['samples']:,} samples, {d['steps']} steps of the CPU preset each, "
+        f"{d['cpu_threads']} CPU threads. Data: [{Path(rel).name}]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
 #: table name -> function(root, page, *json paths) -> Markdown
 TABLES = {
     "headline": headline,
@@ -621,6 +644,7 @@ TABLES = {
     "render-benchmark": render_benchmark,
     "ablation": ablation,
     "sdf-split": sdf_split,
+    "sdf-streaming": sdf_streaming,
 }
 
 

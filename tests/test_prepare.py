@@ -198,3 +198,29 @@ def test_prepare_train_on_a_split_and_evaluate_the_whole_test_split(shapenet, tm
     bad = split_file(tmp_path / "bad.json", {"03001627": ["zz"]})
     assert main(["eval", "--checkpoint", str(run), "--split", str(bad), "--device", "cpu"]) == 2
     assert "zz" in capsys.readouterr().err
+
+
+def test_a_full_disk_stops_prepare_with_one_line_and_leaves_nothing_half_written(shapenet, tmp_path, monkeypatch):
+    import errno
+
+    import inr_gon.data.prepare as prep
+
+    out = tmp_path / "prepared"
+    real, calls = np.savez, []
+
+    def savez(path, **arrays):  # the third shape's samples hit a full disk halfway through
+        calls.append(path)
+        if "pos" in arrays and sum(1 for c in calls if "SdfSamples" in str(c)) == 3:
+            Path(path).write_bytes(b"PK\x03\x04 half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, **arrays)
+
+    monkeypatch.setattr(prep.np, "savez", savez)
+    with pytest.raises(DataError, match=r"c3\.npz: no space left on the device") as info:
+        prepare(shapenet, out, **SMALL)
+    assert len(str(info.value).splitlines()) == 1
+    samples = sorted(p.relative_to(out) for p in (out / "SdfSamples").rglob("*") if p.is_file())
+    assert [p.name for p in samples] == ["a1.npz", "b2.npz"]  # nothing under the third one's name, no temporary file
+    monkeypatch.setattr(prep.np, "savez", real)
+    rec = prepare(shapenet, out, **SMALL)  # space again: the rerun resumes
+    assert (rec["prepared"], rec["skipped"], rec["failed"]) == (2, 2, 0)

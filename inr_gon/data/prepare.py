@@ -22,6 +22,7 @@ process runs on one thread (libigl's loops otherwise spread over every core in e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -122,16 +123,28 @@ def _files(out: Path, dataset: str, entry: MeshEntry) -> dict[str, Path]:
     }
 
 
+class DiskFull(DataError):
+    """No space left to write a prepared file: the run stops (every other mesh would fail too)."""
+
+
 def _atomic(path: Path, write) -> None:
-    """``write(tmp)`` then rename to ``path`` (a crash leaves no file under the final name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    """``write(tmp)`` then rename to ``path`` (a crash leaves no file under the final name); a
+    full disk raises :class:`DiskFull` naming the file."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"{path}: no space left on the device; the shapes finished so far are kept, rerun to resume"
+            ) from err
+        raise
 
 
 def is_finished(files: dict[str, Path], samples: int) -> bool:
@@ -208,6 +221,8 @@ def _work(args):
     entry, out, params = args
     try:
         return entry, prepare_one(entry, out, params), None
+    except DiskFull:
+        raise
     except Exception as err:  # noqa: BLE001 - a failed mesh is named with its reason; the others go on
         return entry, None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 

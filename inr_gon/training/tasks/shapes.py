@@ -29,6 +29,10 @@ from .sdf_data import SdfShapeSet, load_shapes
 
 __all__ = ["ShapeTask"]
 
+#: training shapes whose latents the sampling Gaussian is fitted to (a k-dimensional Gaussian needs a
+#: few hundred; encoding every shape of a large set would take minutes at the end of a run)
+LATENT_STATS_SHAPES = 1024
+
 
 class ShapeTask(Task):
     """Base of the shape tasks (see the module docstring). Subclasses implement
@@ -145,7 +149,8 @@ class ShapeTask(Task):
         if self.shapes.stream is not None:  # no batch is read ahead any more
             self._prefetched = None
             self.shapes.stream.close()
-        index = self.shapes.train_index
+        # the Gaussian that --sample draws from: fitted to (at most) the first LATENT_STATS_SHAPES training latents
+        index = self.shapes.train_index[:LATENT_STATS_SHAPES]
         z = torch.cat([self.encode(index[j : j + 64]) for j in range(0, len(index), 64)])
         if z.shape[0] >= 2:
             s = GaussianLatentSampler(z)
