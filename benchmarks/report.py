@@ -622,6 +622,24 @@ def sdf_streaming(root: Path, page: Path, *paths: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def sdf_completion(root: Path, page: Path, *paths: str) -> str:
+    """``benchmarks/sdf_completion.py``: IoU of completions from depth views against full observation."""
+    rel = paths[0] if paths else "docs/figures/sdf_completion.json"
+    d = _load(root, rel)
+    rows = ["| encoding | views | IoU | of full observation | seconds / shape |", "|---|---|---|---|---|"]
+    for t in d["summary"]:
+        views = "all samples" if t["views"] == 0 else str(t["views"])
+        rows.append(
+            f"| {t['method']} | {views} | {t['iou_mean']:.3f} | {_f(t['of_full'], '.2f')} | {t['seconds_mean']:.3f} |"
+        )
+    rows.append(
+        f"\n{d['shapes']} held-out shapes of the procedural family, {d['size']}² depth maps, offset {d['offset']}, "
+        f"{d['free']} free-space sample(s) per seen pixel; model {d['model']}. "
+        f"Data: [{Path(rel).name}]({_link(rel, page, root)})."
+    )
+    return "\n".join(rows) + "\n"
+
+
 #: table name -> function(root, page, *json paths) -> Markdown
 TABLES = {
     "headline": headline,
@@ -645,6 +663,7 @@ TABLES = {
     "ablation": ablation,
     "sdf-split": sdf_split,
     "sdf-streaming": sdf_streaming,
+    "sdf-completion": sdf_completion,
 }
 
 

@@ -72,8 +72,19 @@ def load(path, *, device="auto"):
     return load_run(path, device=device)
 
 
+def pretrained(name: str | None = None, *, device="auto"):
+    """A model shipped with inr_gon, ready to encode and decode (a
+    :class:`~inr_gon.training.run.LoadedRun`: ``.model``, ``.config``; its weights' SHA-256 is
+    checked against its model card first), or with no name the list of names. The cards:
+    :func:`inr_gon.training.pretrained.card`."""
+    from .training.pretrained import load_pretrained, names
+
+    return names() if name is None else load_pretrained(name, device=device)
+
+
 __all__ = [
     "load",
+    "pretrained",
     "LatentSiren",
     "Siren",
     "SineLayer",

@@ -22,6 +22,9 @@ from ..training.config import at_least, load_config_file
 
 from .checkpoints import cmd_eval, cmd_mesh, cmd_render
 from .data import add_prepare_parser, cmd_prepare
+from .completion import add_completion_options
+from .latents import add_encode_parser, add_latents_options
+from ..training.pretrained import names as pretrained_names
 
 __all__ = [
     "main",
@@ -127,13 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="inr-gon", description="Gradient Origin Networks: train, render, evaluate, mesh.")
     sub = p.add_subparsers(dest="command", required=True)
     add_train_parsers(sub)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    model = argparse.ArgumentParser(add_help=False)
+    which = model.add_mutually_exclusive_group(required=True)
+    which.add_argument(
         "--checkpoint",
-        required=True,
         help="a checkpoint written by 'inr-gon train' (or its run folder: the newest checkpoint there)",
     )
-    common.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    which.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a model shipped with inr_gon (its hash checked first): " + (", ".join(pretrained_names()) or "none"),
+    )
+    model.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    common = argparse.ArgumentParser(add_help=False, parents=[model])
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
     common.add_argument(
         "--chunk-size",
@@ -159,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nrow", type=_positive_int, default=8, help="images per row of a PNG grid (default: 8)")
     r.add_argument("--seed", type=int, default=0, help="seed for --sample (default: 0)")
     r.add_argument("--out", required=True, help="output .png (grid) or .gif (one frame per image)")
+    add_latents_options(r, "render")
     r.set_defaults(func=cmd_render)
     e = sub.add_parser(
         "eval",
@@ -181,13 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
     m = sub.add_parser(
         "mesh",
+        parents=[model],
         help="meshes from an SDF checkpoint (a shape, a new mesh, a slerp, samples)",
         description="Extract meshes from an SDF-GON (or auto-decoder) checkpoint: a training shape, "
         "a new mesh file encoded from its samples, a slerp, or samples of a Gaussian "
         "fitted to the training latents.",
     )
-    m.add_argument("--checkpoint", required=True, help="a checkpoint written by 'inr-gon train sdf|autodecoder'")
-    m.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     m.add_argument("--shape", type=_nonneg_int, metavar="I", help="training shape I (its index in the shape set)")
     m.add_argument("--mesh", metavar="FILE", help="a mesh file: normalised, sampled and encoded")
     m.add_argument(
@@ -215,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--out", required=True, help="output mesh: .ply, .obj, .glb, .stl or .off (several: _NN suffixes)")
     m.add_argument("--render", action="store_true", help="also write a PNG picture beside the mesh")
+    add_latents_options(m, "mesh")
+    add_completion_options(m, _positive_int, _nonneg_int, _positive_float)
     m.set_defaults(func=cmd_mesh)
+    add_encode_parser(sub, common, _positive_int)
     add_prepare_parser(sub, _positive_int)
     return p
 

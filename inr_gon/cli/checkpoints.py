@@ -15,10 +15,15 @@ __all__ = ["cmd_render", "cmd_eval", "cmd_mesh"]
 
 
 def _load(args, command: str):
+    from ..training.pretrained import load_pretrained
     from ..training.run import load_run
 
-    run = load_run(args.checkpoint, device=args.device)
-    run.require(command)
+    if getattr(args, "pretrained", None):
+        run = load_pretrained(args.pretrained, device=args.device)
+    else:
+        run = load_run(args.checkpoint, device=args.device)
+    if command is not None:
+        run.require(command)
     return run
 
 
@@ -67,9 +72,15 @@ def cmd_render(args) -> int:
     res = args.resolution
     out = Path(args.out)
     modes = sum(x is not None and x is not False for x in (args.images, args.sample, args.slerp))
-    if modes != 1:
-        raise ValueError("give exactly one of --images, --sample or --slerp")
-    if args.images:
+    if args.latents:
+        from .latents import file_latents
+
+        z, _ = file_latents(run, args, clash=args.images and "--images")
+    elif args.index:
+        raise ValueError("--index picks latents of --latents FILE")
+    elif modes != 1:
+        raise ValueError("give exactly one of --images, --sample, --slerp or --latents")
+    elif args.images:
         z = _encode(run, _read_images(args.images, run))
     elif args.sample is not None:
         stats = run.state.get("latent_stats")
@@ -212,9 +223,14 @@ def cmd_mesh(args) -> int:
 
     run = _load(args, "mesh")
     model, cfg, state, device = run.model, run.config, run.state, run.device
-    modes = sum(x is not None for x in (args.shape, args.mesh, args.slerp, args.sample))
-    if modes != 1:
-        raise ValueError("give exactly one of --shape, --mesh, --slerp or --sample")
+    observed = args.points or args.depth
+    modes = sum(x is not None for x in (args.shape, args.mesh, args.slerp, args.sample)) + bool(observed)
+    if args.points and args.depth:
+        raise ValueError("give one of --points or --depth")
+    if not args.latents and args.index:
+        raise ValueError("--index picks latents of --latents FILE")
+    if not args.latents and modes != 1:
+        raise ValueError("give exactly one of --shape, --mesh, --slerp, --sample, --points, --depth or --latents")
     out = Path(args.out)
     if out.suffix.lower() not in (".ply", ".obj", ".glb", ".stl", ".off"):
         raise ValueError(f"--out must end in .ply, .obj, .glb, .stl or .off, got {out.name!r}")
@@ -232,7 +248,19 @@ def cmd_mesh(args) -> int:
         pts, sdf, _ = _mesh_samples(ref, cfg, device)
         return encode_samples(model, cfg, pts, sdf)[0]
 
-    if args.shape is not None:
+    obs = None
+    if observed and not args.latents:
+        from .completion import complete
+
+        z, obs = complete(run, args)
+        zs, names = [z], [Path(observed).stem]
+    elif args.latents:
+        from .latents import file_latents
+
+        clash = (args.shape is not None and "--shape") or (args.mesh and "--mesh") or (observed and "--points/--depth")
+        z, names = file_latents(run, args, clash=clash, first=8)
+        zs = list(z)
+    elif args.shape is not None:
         zs, names = (
             [latent_of(str(args.shape))],
             [state["shapes"]["names"][args.shape] if args.shape < len(state["shapes"]["names"]) else str(args.shape)],
@@ -271,7 +299,11 @@ def cmd_mesh(args) -> int:
         meshes.append(mesh)
     for f in files:
         print(f"wrote {f}")
-    if args.render:
+    if args.render and obs is not None:  # the observed surface points beside the completion
+        rows = [[obs.surface.cpu().numpy(), meshes[0]]]
+        png = save_mesh_grid(rows, out.with_suffix(".png"), titles=["observed points", "completed"])
+        print(f"wrote {png}")
+    elif args.render:
         png = save_mesh_grid([meshes], out.with_suffix(".png"), titles=names)
         print(f"wrote {png}")
     return 0 if files else 2

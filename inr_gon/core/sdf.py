@@ -41,6 +41,7 @@ from .integrators import GridIntegrator
 from .losses import ClampedL1, TruncatedL1, TruncatedL2, get_loss
 
 __all__ = [
+    "bounded_loss",
     "sdf_gon_latent",
     "sdf_gon_loss",
     "sdf_point_loss",
@@ -75,6 +76,21 @@ def sdf_point_loss(loss="clamped_l1", *, delta: float = 0.1):
     if loss == "bce":
         raise ValueError("loss 'bce' is for occupancies, not signed distances; use 'clamped_l1' or 'l2'")
     return get_loss(loss)
+
+
+def bounded_loss(loss, free: torch.Tensor, *, delta: float = 0.1):
+    """A point loss for observations (:mod:`inr_gon.geometry.observe`): ``loss`` (a name or a
+    loss, as :func:`sdf_point_loss` takes it) where the target is a signed distance, and where
+    ``free`` ``(B, P)`` is true the target is a lower bound, penalised only when the prediction is
+    below it (``ℓ(min(pred, bound), bound)``: zero for a satisfied bound). Returns a callable
+    ``(pred, target) (B, P, 1) -> (B, P, 1)`` for exactly those ``B × P`` points."""
+    base = sdf_point_loss(loss, delta=delta)
+    mask = free.unsqueeze(-1) if free.dim() == 2 else free
+
+    def observed(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return base(torch.where(mask, torch.minimum(pred, target), pred), target)
+
+    return observed
 
 
 def _check(points: torch.Tensor, sdf: torch.Tensor, name: str, *, shared_ok: bool) -> None:

@@ -52,6 +52,12 @@ class TrainerConfig(Config):
     keep_checkpoints: int | None = option(None, "checkpoints kept", check=at_least(1))
     log_every: int = option(10, "steps between log lines (and deferred non-finite checks)", check=at_least(1))
     seed: int = option(0, "random seed")
+    init_from: str | None = option(
+        None,
+        "start from these weights (fine-tuning): a checkpoint, a run folder or a pretrained model's name "
+        "(inr_gon.pretrained()); the rest of the run starts afresh",
+        metavar="CKPT",
+    )
     device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
     on_nonfinite: str = option(
         "stop", "on a NaN/Inf loss: stop (the last good checkpoint stays) or skip the batch", choices=("stop", "skip")

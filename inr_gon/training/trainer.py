@@ -118,6 +118,8 @@ class Trainer:
             )
         torch.manual_seed(cfg.seed)
         self.model = task.build_model().to(self.device)
+        if cfg.init_from:
+            self._init_weights(cfg.init_from)
         self.deferred = cfg.nonfinite_check == "deferred"
         # fused Adam skips an update on the device when told to (found_inf): no host sync
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True if self.deferred else None)
@@ -137,6 +139,33 @@ class Trainer:
         self._t0: float | None = None  # fit(): the clock origin of the elapsed training time
         self._shared_clock: float | None = None  # the ranks' mean clock (time schedule, DDP)
         self.eval_seconds = 0.0  # of the elapsed time, spent in evaluations
+
+    def _init_weights(self, ref: str) -> None:
+        """The model's weights from ``ref`` (a checkpoint, a run folder or a pretrained model's
+        name) of the same task and architecture; a one-line ``ValueError`` otherwise."""
+        from pathlib import Path
+
+        from .checkpoint import load_checkpoint
+        from .pretrained import names, weights_path
+        from .run import _find
+
+        path = weights_path(ref) if not Path(ref).exists() and ref in names() else _find(ref)
+        state = load_checkpoint(path, map_location="cpu")
+        if state.get("kind") != self.task.checkpoint_kind:
+            raise ValueError(
+                f"init_from={ref!r}: a {state.get('task', state.get('kind'))!r} checkpoint, "
+                f"not a {self.task.name!r} one"
+            )
+        mine = self.model.state_dict()
+        theirs = state.get("model", {})
+        wrong = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+        if wrong or set(theirs) - set(mine):
+            raise ValueError(
+                f"init_from={ref!r}: its model ({state.get('model_config')}) does not match this run's "
+                f"({self.task.model_config(self.model)}); give the same architecture options"
+            )
+        self.model.load_state_dict(theirs)
+        self.log(f"weights from {path} (step {state.get('step', '?')})")
 
     # -- messages -----------------------------------------------------------------------------------
     def log(self, msg: str) -> None:

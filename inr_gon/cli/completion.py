@@ -1,0 +1,102 @@
+"""Shape completion from what a sensor saw: ``inr-gon mesh --points FILE`` or ``--depth FILE
+--intrinsics K.json [--pose T.json]`` encodes the observation's samples
+(:mod:`inr_gon.geometry.observe`) in the model's step, optionally refines the latent, and the
+mesh command decodes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["add_completion_options", "observation", "complete"]
+
+#: samples each refinement step evaluates (a random subset of the observation's)
+REFINE_POINTS = 16_384
+
+
+def add_completion_options(parser, positive_int, nonneg_int, positive_float) -> None:
+    g = parser.add_argument_group("completion: a shape from one observation (in the model's frame)")
+    g.add_argument("--points", metavar="FILE", help="a point cloud (.ply, .xyz, .npy; normals used when present)")
+    g.add_argument("--depth", metavar="FILE", help="a depth map (.npy/.exr in metres, 16-bit .png in --depth-scale)")
+    g.add_argument("--intrinsics", metavar="JSON", help="the depth map's camera: fx, fy, cx, cy (or K)")
+    g.add_argument("--pose", metavar="JSON", help="camera-to-model 4x4 transform (default: identity)")
+    g.add_argument("--camera", nargs=3, type=float, metavar=("X", "Y", "Z"), help="--points: where the sensor was")
+    g.add_argument("--depth-scale", type=positive_float, help="metres per depth unit (default: 16-bit 0.001, float 1)")
+    g.add_argument(
+        "--offset", type=positive_float, default=0.02, help="the ±offset samples' distance from the surface (0.02)"
+    )
+    g.add_argument(
+        "--free", type=nonneg_int, default=1, help="free-space samples per seen point, on its ray (default: 1)"
+    )
+    g.add_argument(
+        "--normalize", action="store_true", help="centre and scale the observation as a mesh file is normalised"
+    )
+    g.add_argument("--refine", type=nonneg_int, default=0, help="Adam steps on the latent after the step (default 0)")
+    g.add_argument("--refine-lr", type=positive_float, default=1e-3, help="their learning rate (default: 0.001)")
+
+
+def observation(args, *, generator: torch.Generator | None = None):
+    """The :class:`~inr_gon.geometry.observe.Observation` that ``--points`` or ``--depth`` names."""
+    from ..data.observations import read_depth, read_intrinsics, read_point_cloud, read_pose
+    from ..geometry.observe import backproject, depth_normals, observation_samples
+
+    if args.depth:
+        if not args.intrinsics:
+            raise ValueError("--depth needs --intrinsics JSON (the camera's fx, fy, cx, cy)")
+        depth, unseen = read_depth(args.depth, scale=args.depth_scale)
+        K = read_intrinsics(args.intrinsics, size=tuple(depth.shape))
+        pose = read_pose(args.pose) if args.pose else None
+        pts, seen, camera = backproject(depth, K, pose)
+        normals, ok = depth_normals(pts, seen, camera)
+        surface, normals = pts[seen], torch.where(ok[seen].unsqueeze(-1), normals[seen], torch.zeros(1))
+        if unseen:
+            print(f"{args.depth}: {unseen} pixel(s) without a positive depth were left out")
+    else:
+        if args.intrinsics or args.pose:
+            raise ValueError("--intrinsics and --pose go with --depth")
+        surface, normals = read_point_cloud(args.points)
+        camera = torch.tensor(args.camera, dtype=torch.float64) if args.camera else None
+        if normals is None and camera is None:
+            print(f"{args.points}: no normals and no --camera: only the surface itself is known (SDF 0)")
+    if args.normalize:
+        lo, hi = surface.min(0).values, surface.max(0).values
+        centre = (lo + hi) / 2
+        scale = 1 / ((surface - centre).norm(dim=1).max().clamp_min(1e-12) * 1.03)
+        surface = (surface - centre) * scale
+        camera = (camera - centre) * scale if camera is not None else None
+    return observation_samples(
+        surface, normals=normals, camera=camera, offset=args.offset, free_per_point=args.free, generator=generator
+    )
+
+
+def complete(run, args) -> tuple[torch.Tensor, object]:
+    """The latent ``(k,)`` of the observation ``args`` names, and the observation."""
+    from ..core.sdf import bounded_loss
+    from ..training.tasks.sdf import encode_samples
+    from ..variants.autodecoder import fit_codes
+
+    cfg, device = run.config, run.device
+    obs = observation(args, generator=torch.Generator().manual_seed(cfg.seed))
+    if len(obs) == 0:
+        raise ValueError(f"{args.points or args.depth}: no sample lies in the model's box [-1, 1]^3 (try --normalize)")
+    pts, sdf, free = obs.points[None].to(device), obs.sdf[None].to(device), obs.free[None].to(device)
+    z = encode_samples(run.model, cfg, pts, sdf, free=free)
+    if args.refine:
+        net = run.model.net if hasattr(run.model, "codes") else run.model
+        keep = torch.randperm(pts.shape[1], generator=torch.Generator().manual_seed(cfg.seed))[:REFINE_POINTS]
+        pts, sdf, free = pts[:, keep.to(device)], sdf[:, keep.to(device)], free[:, keep.to(device)]
+        z = fit_codes(
+            net,
+            pts,
+            sdf,
+            iterations=args.refine,
+            lr=args.refine_lr,
+            loss=bounded_loss(cfg.outer_loss, free, delta=cfg.delta),
+            delta=cfg.delta,
+            code_reg=getattr(cfg, "code_reg", 1e-4),
+            init=z,
+        )
+    name = Path(args.points or args.depth).stem
+    print(f"{name}: {int((~obs.free).sum())} surface-side and {int(obs.free.sum())} free-space samples encoded")
+    return z[0], obs

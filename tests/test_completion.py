@@ -1,0 +1,138 @@
+"""Shapes from what a sensor sees: samples of depth maps and point clouds, the bounded loss, and
+``inr-gon mesh --depth/--points``."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inr_gon.cli import main
+from inr_gon.cli.completion import observation
+from inr_gon.core.sdf import bounded_loss, sdf_point_loss
+from inr_gon.data.errors import DataError
+from inr_gon.data.observations import read_depth, read_intrinsics, read_point_cloud, read_pose
+from inr_gon.geometry.observe import backproject, depth_normals, observation_samples
+
+R = 0.5  # the sphere's radius, centred at the origin
+CAM = (0.0, 0.0, -2.5)  # the camera, looking along +z
+
+
+def sphere_depth(size=64, f=80.0):
+    """The depth map (z distance; NaN off the sphere) of the sphere seen from ``CAM``, and K."""
+    K = np.array([[f, 0, (size - 1) / 2], [0, f, (size - 1) / 2], [0, 0, 1]])
+    v, u = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    d = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u, dtype=float)], -1)  # z = 1 rays
+    o = np.array(CAM)
+    a, b, c = (d * d).sum(-1), 2 * (d @ o), o @ o - R**2
+    disc = b * b - 4 * a * c
+    t = (-b - np.sqrt(np.where(disc >= 0, disc, np.nan))) / (2 * a)  # the z distance, as rays have z = 1
+    return t, K
+
+
+def pose():
+    T = np.eye(4)
+    T[:3, 3] = CAM
+    return T
+
+
+def test_depth_samples_have_the_analytic_signed_distance_and_signs():
+    depth, K = sphere_depth()
+    pts, seen, camera = backproject(torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose()))
+    assert torch.allclose(camera, torch.tensor(CAM, dtype=torch.float64))
+    assert (pts[seen].norm(dim=1) - R).abs().max() < 1e-9  # on the sphere
+    normals, ok = depth_normals(pts, seen, camera)
+    radial = pts[ok] / pts[ok].norm(dim=1, keepdim=True)
+    assert ok.sum() > 0.8 * seen.sum() and ((normals[ok] * radial).sum(1) > 0.98).all()  # outward
+    eta = 0.02
+    obs = observation_samples(pts[ok], normals=normals[ok], camera=camera, offset=eta, free_per_point=2)
+    truth = obs.points.double().norm(dim=1) - R
+    exact = ~obs.free
+    assert (truth[exact] - obs.sdf[exact].double()).abs().max() < 0.1 * eta  # within the band
+    off = exact & (obs.sdf != 0)
+    assert torch.equal(torch.sign(truth[off]), torch.sign(obs.sdf[off].double()))  # the ±offset samples' signs
+    assert obs.free.sum() > 0 and (truth[obs.free] > 0).all() and (obs.sdf[obs.free] == 0).all()  # outside: bounds
+    assert (obs.points.abs() <= 1).all()
+
+
+def test_a_point_cloud_with_normals_gives_the_samples_of_the_depth_view(tmp_path):
+    depth, K = sphere_depth(32)
+    np.save(tmp_path / "d.npy", depth)
+    (tmp_path / "K.json").write_text(json.dumps({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}))
+    (tmp_path / "T.json").write_text(json.dumps({"pose": pose().tolist()}))
+    base = dict(depth_scale=None, offset=0.02, free=1, normalize=False, camera=None, intrinsics=None, pose=None)
+    view = argparse.Namespace(**base, depth=str(tmp_path / "d.npy"), points=None)
+    view.intrinsics, view.pose = str(tmp_path / "K.json"), str(tmp_path / "T.json")
+    a = observation(view, generator=torch.Generator().manual_seed(0))
+    pts, seen, cam = backproject(torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose()))
+    n, ok = depth_normals(pts, seen, cam)
+    cloud = torch.cat([pts[seen], torch.where(ok[seen].unsqueeze(-1), n[seen], torch.zeros(1))], 1).numpy()
+    np.save(tmp_path / "c.npy", cloud)
+    b = observation(
+        argparse.Namespace(**{**base, "points": str(tmp_path / "c.npy"), "depth": None, "camera": list(CAM)}),
+        generator=torch.Generator().manual_seed(0),
+    )
+    for x, y in ((a.points, b.points), (a.sdf, b.sdf), (a.free, b.free)):
+        assert torch.equal(x, y)
+
+
+def test_the_bounded_loss_is_zero_for_satisfied_bounds():
+    pred = torch.tensor([[[0.3], [-0.2], [0.1], [0.05]]])
+    target = torch.tensor([[[0.0], [0.0], [0.1], [0.0]]])
+    free = torch.tensor([[True, True, False, False]])
+    got = bounded_loss("l2", free)(pred, target)[0, :, 0]
+    base = sdf_point_loss("l2")(pred, target)[0, :, 0]
+    assert got[0] == 0 and got[1] == base[1] > 0  # a bound: only a prediction below it costs
+    assert torch.equal(got[2:], base[2:])  # exact samples: the loss itself
+
+
+def test_bad_observations_are_one_line_errors(tmp_path):
+    d = np.full((4, 5), 1.0)
+    d[0, 0], d[1, 1] = np.nan, -2.0
+    np.save(tmp_path / "d.npy", d)
+    depth, unseen = read_depth(tmp_path / "d.npy")
+    assert unseen == 2 and torch.isnan(depth[0, 0]) and torch.isnan(depth[1, 1])  # masked and counted
+    (tmp_path / "K.json").write_text(json.dumps({"fx": 5, "fy": 5, "cx": 2, "cy": 2, "width": 6, "height": 4}))
+    with pytest.raises(DataError, match="intrinsics are for 6x4 images, the depth map is 5x4"):
+        read_intrinsics(tmp_path / "K.json", size=(4, 5))
+    (tmp_path / "T.json").write_text(json.dumps({"pose": (2 * np.eye(4)).tolist()}))
+    with pytest.raises(DataError, match="last row|not a rigid transform"):
+        read_pose(tmp_path / "T.json")
+    np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+    with pytest.raises(DataError, match="empty"):
+        read_point_cloud(tmp_path / "e.npy")
+    np.save(tmp_path / "z.npy", np.zeros((3, 3)))
+    with pytest.raises(DataError, match="no pixel has a positive depth"):
+        read_depth(tmp_path / "z.npy")
+
+
+def test_mesh_completes_a_depth_view_and_a_point_cloud(tmp_path, capsys):
+    depth, K = sphere_depth(48)
+    np.save(tmp_path / "d.npy", depth)
+    (tmp_path / "K.json").write_text(json.dumps({"K": K.tolist()}))
+    (tmp_path / "T.json").write_text(json.dumps(pose().tolist()))
+    out = tmp_path / "done.ply"
+    args = [
+        "mesh",
+        "--pretrained",
+        "shapes",
+        "--depth",
+        str(tmp_path / "d.npy"),
+        "--intrinsics",
+        str(tmp_path / "K.json"),
+    ]
+    args += ["--pose", str(tmp_path / "T.json"), "--resolution", "48", "--refine", "2", "--render", "--out", str(out)]
+    assert main(args + ["--device", "cpu"]) == 0
+    assert out.is_file() and out.with_suffix(".png").is_file()
+    import trimesh
+
+    mesh = trimesh.load(out)
+    assert abs(np.linalg.norm(mesh.vertices, axis=1).mean() - R) < 0.25  # a ball-like completion of a half-seen ball
+    np.save(tmp_path / "p.npy", np.random.default_rng(0).normal(size=(500, 3)) * 0.0 + [0.3, 0.0, 0.0])
+    capsys.readouterr()
+    assert main(["mesh", "--pretrained", "shapes", "--points", str(tmp_path / "p.npy"), "--out", str(out)]) in (0, 2)
+    assert main(
+        ["mesh", "--pretrained", "shapes", "--points", str(tmp_path / "p.npy"), "--depth", "x", "--out", str(out)]
+    )
+    assert "give one of --points or --depth" in capsys.readouterr().err
