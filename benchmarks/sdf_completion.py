@@ -12,10 +12,12 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 * ``Adam from noise N``: DeepSDF's test-time encoding (N Adam steps from a small random code) on
   the same decoder and samples;
 * ``surface only``: the one step on the surface points alone (no offsets, no free space);
+* ``no free space``: the one step (and refined) on the surface and offset samples only;
 * ``full observation``: the reference, the model's encoding of the shape's own sample pool.
 
 Volumetric IoU (50,000 uniform points in [-1, 1]³, against the analytic shape) and seconds per
-shape; 1, 2 and 4 views (``--views-list``). The model: ``--checkpoint`` or ``--pretrained``
+shape (sampling the depth maps and encoding; rendering them is not counted: a sensor gives them);
+1, 2 and 4 views (``--views-list``). The model: ``--checkpoint`` or ``--pretrained``
 (default: ``shapes``).
 """
 
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import inr_gon  # noqa: E402
 from inr_gon.core.sdf import bounded_loss, latent_sdf  # noqa: E402
 from inr_gon.eval.shape import volumetric_iou  # noqa: E402
-from inr_gon.geometry.observe import backproject, depth_normals, observation_samples  # noqa: E402
+from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
 from inr_gon.geometry.shapes import ProceduralShapes  # noqa: E402
 from inr_gon.training.tasks.sdf import encode_samples  # noqa: E402
 from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool  # noqa: E402
@@ -86,14 +88,35 @@ def render_depth(shape, pose: torch.Tensor, size: int, fov_deg: float = 40.0, it
     return depth.reshape(size, size), K
 
 
+_RENDERS: dict = {}
+
+
 def view_samples(shape, pose, size, offset, free, g, *, surface_only=False):
-    depth, K = render_depth(shape, pose, size)
+    """The samples of one view; the depth map is rendered once per (shape, pose, size) and the
+    rendering is not timed (a sensor gives it): ``SAMPLING[0]`` adds up the sampling's seconds."""
+    key = (id(shape), tuple(pose.flatten().tolist()), size)
+    if key not in _RENDERS:
+        _RENDERS[key] = render_depth(shape, pose, size)
+    depth, K = _RENDERS[key]
+    t0 = time.perf_counter()
+    out = _samples(depth, K, pose, offset, free, g, surface_only)
+    SAMPLING[0] += time.perf_counter() - t0
+    return out
+
+
+SAMPLING = [0.0]
+
+
+def _samples(depth, K, pose, offset, free, g, surface_only):
     pts, seen, cam = backproject(depth, K, pose)
     if surface_only:
         return observation_samples(pts[seen], offset=offset, free_per_point=0, generator=g)
     n, ok = depth_normals(pts, seen, cam)
     normals = torch.where(ok[seen].unsqueeze(-1), n[seen], torch.zeros(1, dtype=n.dtype))
-    return observation_samples(pts[seen], normals=normals, camera=cam, offset=offset, free_per_point=free, generator=g)
+    outside = depth_free_space(depth, K, pose, 16_384, margin=2 * min(offset), generator=g) if free else None
+    return observation_samples(
+        pts[seen], normals=normals, camera=cam, offset=offset, free_per_point=free, generator=g, outside=outside
+    )
 
 
 def merge(observations):
@@ -111,10 +134,11 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", type=int, default=8)
     ap.add_argument("--views-list", default="1,2,4")
     ap.add_argument("--size", type=int, default=128, help="depth map size (pixels per side)")
-    ap.add_argument("--offset", type=float, default=0.02)
+    ap.add_argument("--offset", type=float, nargs="+", default=[0.01, 0.03, 0.06, 0.1])
     ap.add_argument("--free", type=int, default=1)
     ap.add_argument("--refine", default="10,100")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     torch.set_grad_enabled(True)
@@ -179,9 +203,9 @@ def main(argv=None) -> int:
                     )
                 return z[0]
 
-            t0 = time.perf_counter()
+            SAMPLING[0] = 0.0
             obs = [view_samples(shape, look_at(eyes[j]), args.size, args.offset, args.free, g) for j in range(views)]
-            sampling = time.perf_counter() - t0
+            sampling = SAMPLING[0]
             z, s = timed(lambda: encode(obs))
             score("one step", views, z, s + sampling, shape)
             for n in refine:
@@ -190,10 +214,22 @@ def main(argv=None) -> int:
                 z, s = timed(lambda: encode(obs, n, noise=True))
                 score(f"Adam from noise {n}", views, z, s + sampling, shape)
             if views == 1:
-                t0 = time.perf_counter()
+                SAMPLING[0] = 0.0
+                no_free = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g)]
+                z, s = timed(lambda: encode(no_free))
+                score("one step, no free space", views, z, s + SAMPLING[0], shape)
+                for n in refine:
+                    z, s = timed(lambda: encode(no_free, n))
+                    score(f"one step + refine {n}, no free space", views, z, s, shape)
+                SAMPLING[0] = 0.0
                 bare = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g, surface_only=True)]
                 z, s = timed(lambda: encode(bare))
-                score("surface only", views, z, s + time.perf_counter() - t0 - s, shape)
+                score("surface only", views, z, s + SAMPLING[0], shape)
+                if args.timing_size and i < 3:  # the encoding time from a larger depth map (sampling included)
+                    SAMPLING[0] = 0.0
+                    big = [view_samples(shape, look_at(eyes[0]), args.timing_size, args.offset, args.free, g)]
+                    z, s = timed(lambda: encode(big))
+                    score(f"one step, {args.timing_size}² depth map", views, z, s + SAMPLING[0], shape)
         print(
             f"shape {i}: " + ", ".join(f"{r['method']} ({r['views']}) {r['iou']:.3f}" for r in rows if r is rows[-1]),
             flush=True,

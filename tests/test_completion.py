@@ -2,6 +2,7 @@
 ``inr-gon mesh --depth/--points``."""
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -37,6 +38,22 @@ def pose():
     return T
 
 
+def test_depth_free_space_is_outside_and_the_silhouette_optional():
+    from inr_gon.geometry.observe import depth_free_space
+
+    depth, K = sphere_depth(64)
+    g = torch.Generator().manual_seed(0)
+    free = depth_free_space(torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose()), 20_000, generator=g)
+    assert len(free) > 1000 and (free.double().norm(dim=1) > R).all()  # all outside the sphere
+    g.manual_seed(0)
+    rays_only = depth_free_space(
+        torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose()), 20_000, silhouette=False, generator=g
+    )
+    assert 0 < len(rays_only) < len(free)  # without the silhouette: only points in front of the seen surface
+    cam = rays_only.double() - torch.tensor(CAM, dtype=torch.float64)
+    assert (cam.norm(dim=1) < 2.5).all()  # between the camera and the sphere
+
+
 def test_depth_samples_have_the_analytic_signed_distance_and_signs():
     depth, K = sphere_depth()
     pts, seen, camera = backproject(torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose()))
@@ -61,7 +78,8 @@ def test_a_point_cloud_with_normals_gives_the_samples_of_the_depth_view(tmp_path
     np.save(tmp_path / "d.npy", depth)
     (tmp_path / "K.json").write_text(json.dumps({"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}))
     (tmp_path / "T.json").write_text(json.dumps({"pose": pose().tolist()}))
-    base = dict(depth_scale=None, offset=0.02, free=1, normalize=False, camera=None, intrinsics=None, pose=None)
+    base = dict(depth_scale=None, offset=[0.02, 0.05], free=0, normalize=False, camera=None, intrinsics=None, pose=None)
+    base["no_silhouette"] = False
     view = argparse.Namespace(**base, depth=str(tmp_path / "d.npy"), points=None)
     view.intrinsics, view.pose = str(tmp_path / "K.json"), str(tmp_path / "T.json")
     a = observation(view, generator=torch.Generator().manual_seed(0))
@@ -136,3 +154,27 @@ def test_mesh_completes_a_depth_view_and_a_point_cloud(tmp_path, capsys):
         ["mesh", "--pretrained", "shapes", "--points", str(tmp_path / "p.npy"), "--depth", "x", "--out", str(out)]
     )
     assert "give one of --points or --depth" in capsys.readouterr().err
+
+
+def test_partial_inner_points_come_from_one_side_and_the_outer_from_all(tmp_path):
+    import warnings
+
+    from inr_gon.training.tasks.sdf import SdfConfig
+    from inr_gon.training.trainer import Trainer
+
+    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=256, points=64, batch_size=4, hidden=16, layers=2, latent=4)
+    cfg = dataclasses.replace(cfg, steps=2, seconds=0.0, device="cpu", out=str(tmp_path), partial_inner=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = Trainer(cfg, quiet=True)
+    pts, sdf = t.task.pools([0, 1, 2, 3])
+    g = torch.Generator().manual_seed(0)
+    ip, isdf, op, osdf = t.task._split(pts, sdf, 20, 40, g)
+    g.manual_seed(0)
+    torch.rand(4, 256, generator=g)
+    v = torch.nn.functional.normalize(torch.randn(4, 3, generator=g), dim=1)
+    assert ((ip * v[:, None]).sum(-1) >= 0).all()  # every inner point on the side facing v
+    assert ((op * v[:, None]).sum(-1) < 0).any()  # the outer loss sees the other side too
+    for b in range(4):  # disjoint, and each point's own signed distance
+        assert not (torch.cdist(ip[b], op[b]) == 0).any()
+    t.fit()

@@ -169,6 +169,7 @@ RUN_CONFIGS = [
     ("superres_metrics.json", "superres_config.json"),
     ("sdf_split.json", "sdf_split_gon_config.json"),
     ("sdf_split.json", "sdf_split_autodecoder_config.json"),
+    ("sdf_partial_metrics.json", "sdf_partial_config.json"),
 ]
 
 

@@ -11,6 +11,9 @@ import torch
 
 __all__ = ["add_completion_options", "observation", "complete"]
 
+#: uniform points of the box tested against a depth map for free space (--depth)
+FREE_SPACE_POINTS = 16_384
+
 #: samples each refinement step evaluates (a random subset of the observation's)
 REFINE_POINTS = 16_384
 
@@ -24,10 +27,19 @@ def add_completion_options(parser, positive_int, nonneg_int, positive_float) -> 
     g.add_argument("--camera", nargs=3, type=float, metavar=("X", "Y", "Z"), help="--points: where the sensor was")
     g.add_argument("--depth-scale", type=positive_float, help="metres per depth unit (default: 16-bit 0.001, float 1)")
     g.add_argument(
-        "--offset", type=positive_float, default=0.02, help="the ±offset samples' distance from the surface (0.02)"
+        "--offset",
+        type=positive_float,
+        nargs="+",
+        default=[0.01, 0.03, 0.06, 0.1],
+        help="distances of the ±offset samples from the surface (default: 0.01 0.03 0.06 0.1)",
     )
     g.add_argument(
         "--free", type=nonneg_int, default=1, help="free-space samples per seen point, on its ray (default: 1)"
+    )
+    g.add_argument(
+        "--no-silhouette",
+        action="store_true",
+        help="--depth: unseen pixels are sensor dropouts, not rays that miss the shape (no free space there)",
     )
     g.add_argument(
         "--normalize", action="store_true", help="centre and scale the observation as a mesh file is normalised"
@@ -39,7 +51,7 @@ def add_completion_options(parser, positive_int, nonneg_int, positive_float) -> 
 def observation(args, *, generator: torch.Generator | None = None):
     """The :class:`~inr_gon.geometry.observe.Observation` that ``--points`` or ``--depth`` names."""
     from ..data.observations import read_depth, read_intrinsics, read_point_cloud, read_pose
-    from ..geometry.observe import backproject, depth_normals, observation_samples
+    from ..geometry.observe import backproject, depth_free_space, depth_normals, observation_samples
 
     if args.depth:
         if not args.intrinsics:
@@ -50,15 +62,31 @@ def observation(args, *, generator: torch.Generator | None = None):
         pts, seen, camera = backproject(depth, K, pose)
         normals, ok = depth_normals(pts, seen, camera)
         surface, normals = pts[seen], torch.where(ok[seen].unsqueeze(-1), normals[seen], torch.zeros(1))
+        outside = None
+        if args.free:
+            outside = depth_free_space(
+                depth,
+                K,
+                pose,
+                FREE_SPACE_POINTS,
+                margin=2 * min(args.offset),
+                silhouette=not args.no_silhouette,
+                generator=generator,
+            )
         if unseen:
             print(f"{args.depth}: {unseen} pixel(s) without a positive depth were left out")
     else:
         if args.intrinsics or args.pose:
             raise ValueError("--intrinsics and --pose go with --depth")
+        outside = None
         surface, normals = read_point_cloud(args.points)
         camera = torch.tensor(args.camera, dtype=torch.float64) if args.camera else None
         if normals is None and camera is None:
             print(f"{args.points}: no normals and no --camera: only the surface itself is known (SDF 0)")
+    if args.normalize and outside is not None:
+        raise ValueError(
+            "--normalize moves the observation, so the depth map's free space no longer fits; give a --pose"
+        )
     if args.normalize:
         lo, hi = surface.min(0).values, surface.max(0).values
         centre = (lo + hi) / 2
@@ -66,7 +94,13 @@ def observation(args, *, generator: torch.Generator | None = None):
         surface = (surface - centre) * scale
         camera = (camera - centre) * scale if camera is not None else None
     return observation_samples(
-        surface, normals=normals, camera=camera, offset=args.offset, free_per_point=args.free, generator=generator
+        surface,
+        normals=normals,
+        camera=camera,
+        offset=args.offset,
+        free_per_point=args.free,
+        generator=generator,
+        outside=outside,
     )
 
 

@@ -1,7 +1,8 @@
 """Signed-distance samples from what a sensor sees: a depth map (pinhole camera) or a point cloud.
 
 An observation says, at each seen surface point ``p``: the SDF is 0 at ``p``; a small distance
-``η`` in front of the surface it is about ``+η`` and behind it ``−η`` (along the surface normal
+``η`` in front of the surface it is about ``+η`` and behind it ``−η`` (for ``η`` small against the
+surface's curvature) (along the surface normal
 where it is known, else along the viewing ray); and every point between the camera and ``p`` is
 outside the shape — there the SDF is only known to be positive, a *lower bound*
 (``free = True``), which a loss should penalise only when the prediction is below it
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Observation", "backproject", "depth_normals", "observation_samples", "check_pose"]
+__all__ = ["Observation", "backproject", "depth_normals", "observation_samples", "depth_free_space", "check_pose"]
 
 
 @dataclass
@@ -101,10 +102,11 @@ def observation_samples(
     *,
     normals: torch.Tensor | None = None,
     camera: torch.Tensor | None = None,
-    offset: float = 0.01,
+    offset: float | tuple = (0.01, 0.03, 0.06, 0.1),
     free_per_point: int = 1,
     bounds: tuple[float, float] = (-1.0, 1.0),
     generator: torch.Generator | None = None,
+    outside: torch.Tensor | None = None,
 ) -> Observation:
     """Samples of seen surface points ``surface`` ``(S, 3)`` (see the module docstring).
 
@@ -115,16 +117,21 @@ def observation_samples(
         camera: ``(3,)`` the camera's centre: free-space points on the segments from it to the
             surface (``free_per_point`` each, uniformly between the camera and ``2·offset`` before
             the surface), and the ray direction where a normal is unknown.
-        offset: ``η``, the distance in front of and behind the surface of the ``±η`` samples.
+        offset: ``η``, the distance in front of and behind the surface of the ``±η`` samples, or
+            several (a pair of samples at each: the default spreads them over the band the
+            shape models are trained on, which encodes better than one small offset).
         bounds: samples outside this box (the model's) are dropped.
+        outside: ``(F, 3)`` more points known to be outside (e.g. :func:`depth_free_space`'s),
+            taken as free-space samples.
     """
     if surface.dim() != 2 or surface.shape[1] != 3:
         raise ValueError(f"surface points must be (S, 3), got shape {tuple(surface.shape)}")
     surface = surface[torch.isfinite(surface).all(dim=1)].to(torch.float64)
     if surface.shape[0] == 0:
         raise ValueError("the observation holds no finite surface point")
-    if not offset > 0:
-        raise ValueError(f"offset must be > 0, got {offset}")
+    offsets = [float(o) for o in (offset if isinstance(offset, (tuple, list)) else (offset,))]
+    if not offsets or not all(o > 0 for o in offsets):
+        raise ValueError(f"offsets must be > 0, got {offset}")
     pts, sdf, free = (
         [surface],
         [torch.zeros(len(surface), dtype=torch.float64)],
@@ -146,18 +153,66 @@ def observation_samples(
         known = torch.ones_like(known)
         if free_per_point > 0:
             t = torch.rand(len(surface), free_per_point, generator=generator, dtype=torch.float64)
-            gap = (2 * offset / dist).clamp(max=1.0).unsqueeze(1)
+            gap = (2 * min(offsets) / dist).clamp(max=1.0).unsqueeze(1)
             s = gap + (1 - gap) * t  # the fraction of the way back to the camera
             f = surface.unsqueeze(1) + s.unsqueeze(-1) * ray.unsqueeze(1)
             pts.append(f.reshape(-1, 3))
             sdf.append(torch.zeros(f.shape[0] * f.shape[1], dtype=torch.float64))
             free.append(torch.ones(f.shape[0] * f.shape[1], dtype=torch.bool))
-    for sign in (1.0, -1.0):
-        p = surface[known] + sign * offset * direction[known]
-        pts.append(p)
-        sdf.append(torch.full((len(p),), sign * offset, dtype=torch.float64))
-        free.append(torch.zeros(len(p), dtype=torch.bool))
+    if outside is not None and len(outside):
+        pts.append(torch.as_tensor(outside, dtype=torch.float64))
+        sdf.append(torch.zeros(len(outside), dtype=torch.float64))
+        free.append(torch.ones(len(outside), dtype=torch.bool))
+    for eta in offsets:
+        for sign in (1.0, -1.0):
+            p = surface[known] + sign * eta * direction[known]
+            pts.append(p)
+            sdf.append(torch.full((len(p),), sign * eta, dtype=torch.float64))
+            free.append(torch.zeros(len(p), dtype=torch.bool))
     points, values, is_free = torch.cat(pts), torch.cat(sdf), torch.cat(free)
     lo, hi = bounds
     inside = ((points >= lo) & (points <= hi)).all(dim=1)
     return Observation(points[inside].float(), values[inside].float(), is_free[inside], surface.float())
+
+
+def depth_free_space(
+    depth: torch.Tensor,
+    intrinsics: torch.Tensor,
+    pose: torch.Tensor | None,
+    count: int,
+    *,
+    margin: float = 0.02,
+    silhouette: bool = True,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Points ``(M, 3)`` of the box that a depth map shows to be outside the shape: of ``count``
+    uniform points, those inside the camera's view whose ray meets the surface more than
+    ``margin`` beyond them or, with ``silhouette``, misses it (an unseen pixel: outside the
+    silhouette; ``False`` where unseen pixels may be sensor dropouts). Points out of view, or
+    behind the seen surface, are unknown and left out."""
+    depth = torch.as_tensor(depth, dtype=torch.float64)
+    K = torch.as_tensor(intrinsics, dtype=torch.float64)
+    pose = check_pose(pose) if pose is not None else torch.eye(4, dtype=torch.float64)
+    lo, hi = bounds
+    p = lo + (hi - lo) * torch.rand(count, 3, generator=generator, dtype=torch.float64)
+    cam = (p - pose[:3, 3]) @ pose[:3, :3]  # world -> camera: R^T (p - t)
+    z = cam[:, 2]
+    H, W = depth.shape
+    front = z > 1e-6
+    u = torch.where(front, K[0, 0] * cam[:, 0] / z.clamp_min(1e-6) + K[0, 2], torch.full_like(z, -1.0))
+    v = torch.where(front, K[1, 1] * cam[:, 1] / z.clamp_min(1e-6) + K[1, 2], torch.full_like(z, -1.0))
+    col, row = u.round().long(), v.round().long()
+    inview = front & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    # conservative at pixel edges: the nearest depth of the 3x3 pixels around the projection, and a
+    # miss only where all nine miss
+    hit = torch.isfinite(depth) & (depth > 0)
+    near = torch.where(hit, depth, torch.full_like(depth, float("inf")))
+    near = -torch.nn.functional.max_pool2d(-near[None, None], 3, stride=1, padding=1)[0, 0]
+    any_hit = torch.nn.functional.max_pool2d(hit[None, None].double(), 3, stride=1, padding=1)[0, 0] > 0
+    d = torch.full_like(z, float("inf"))
+    missed = torch.zeros_like(inview)
+    d[inview] = near[row[inview], col[inview]]
+    missed[inview] = ~any_hit[row[inview], col[inview]]
+    outside = inview & ((missed & silhouette) | (~missed & (z < d - margin)))
+    return p[outside].float()

@@ -78,6 +78,14 @@ class SdfConfig(
         check=at_least(0),
         group="data",
     )
+    partial_inner: float = option(
+        0.0,
+        "the share of each batch's shapes encoded from one side only: their inner points taken from the "
+        "half of space facing a random direction (what one view sees), the outer loss on the whole shape "
+        "(trains the step to complete shapes from partial observations)",
+        check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        group="encoder",
+    )
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
 
     TASK = "sdf"
@@ -139,6 +147,11 @@ class SdfConfig(
             ),
             ("fresh_shapes", not self.fresh_shapes or self.source == "procedural", "needs the procedural source"),
             ("fresh_bank", not self.fresh_bank or bool(self.fresh_shapes), "needs fresh_shapes > 0"),
+            (
+                "partial_inner",
+                not self.partial_inner or (self.inner == "per_sample" and self.inner_sampling != "fixed"),
+                "draws random per-sample inner points (--inner per_sample --inner-sampling random)",
+            ),
         ]
 
 
@@ -260,8 +273,29 @@ class SdfTask(ShapeTask):
             sel = rest.gather(1, sel.to(rest.device))
             op, osdf = pts.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel)
             return ip[mine], isdf[mine], op[mine], osdf[mine]
-        ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
+        ip, isdf, op, osdf = self._split(pts, sdf, m_in, m_out, generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
+
+    def _split(self, pts, sdf, m_in: int, m_out: int, generator):
+        """:func:`~inr_gon.core.sdf.split_points`; with ``partial_inner``, that share of the shapes
+        takes its inner points from the half of space facing a random direction first (one
+        view's side), the outer points from all of the shape."""
+        if not self.cfg.partial_inner:
+            return split_points(pts, sdf, m_in, m_out, generator=generator)
+        B, N = sdf.shape
+        dev = generator.device
+        keys = torch.rand(B, N, generator=generator, device=dev)
+        v = torch.nn.functional.normalize(torch.randn(B, 3, generator=generator, device=dev), dim=1)
+        partial = torch.rand(B, generator=generator, device=dev) < self.cfg.partial_inner
+        hidden = (pts.to(dev) * v[:, None]).sum(-1) < 0
+        inner = (keys + 2.0 * (partial[:, None] & hidden)).argsort(dim=1)[:, :m_in]
+        rest = torch.rand(B, N, generator=generator, device=dev).scatter(1, inner, 3.0)
+        outer = rest.argsort(dim=1)[:, :m_out]
+        take = lambda idx: (  # noqa: E731
+            pts.gather(1, idx.to(pts.device)[..., None].expand(-1, -1, 3)),
+            sdf.gather(1, idx.to(sdf.device)),
+        )
+        return (*take(inner), *take(outer))
 
     def _shared_inner(self, sdfs, m_in: int, generator):
         """``m_in`` uniform points ``(P, 3)`` for the batch and each of ``sdfs`` there ``(b, P)``."""
@@ -288,7 +322,7 @@ class SdfTask(ShapeTask):
         if shared:
             ip, isdf = self._shared_inner([shapes[j] for j in range(B)[mine]], m_in, generator)
             return ip, isdf, pts[mine], sdf[mine]
-        ip_, isdf_, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
+        ip_, isdf_, op, osdf = self._split(pts, sdf, m_in, m_out, generator)
         return ip_[mine], isdf_[mine], op[mine], osdf[mine]
 
     def _mixed_batch(self, index, mine, generator, m_in: int, m_out: int):
@@ -306,7 +340,7 @@ class SdfTask(ShapeTask):
             analytic = [self.shapes.analytic[int(i)] for i in idx.tolist()] + list(shapes)
             ip, isdf = self._shared_inner([analytic[j] for j in range(B)[mine]], m_in, generator)
             return ip, isdf, pts[mine], sdf[mine]
-        ip, isdf, op, osdf = split_points(pts, sdf, m_in, m_out, generator=generator)
+        ip, isdf, op, osdf = self._split(pts, sdf, m_in, m_out, generator)
         return ip[mine], isdf[mine], op[mine], osdf[mine]
 
     # -- encoding -------------------------------------------------------------------------------------
