@@ -178,28 +178,18 @@ def main(argv=None) -> int:
             def encode(observations, refine_steps=0, noise=False):
                 obs = merge(observations)
                 p, d, f = obs.points[None], obs.sdf[None], obs.free[None]
-                if noise:
-                    keep = torch.randperm(p.shape[1], generator=torch.Generator().manual_seed(i))[:16384]
-                    return fit_codes(
-                        model,
-                        p[:, keep],
-                        d[:, keep],
-                        iterations=refine_steps,
-                        lr=5e-3,
-                        loss=bounded_loss(cfg.outer_loss, f[:, keep], delta=cfg.delta),
-                        generator=torch.Generator().manual_seed(i),
-                    )[0]
-                z = encode_samples(model, cfg, p, d, free=f)
-                if refine_steps:
+                z = None if noise else encode_samples(model, cfg, p, d, free=f)
+                if noise or refine_steps:  # Adam on the latent: from noise (DeepSDF) or from the step
                     keep = torch.randperm(p.shape[1], generator=torch.Generator().manual_seed(i))[:16384]
                     z = fit_codes(
                         model,
                         p[:, keep],
                         d[:, keep],
                         iterations=refine_steps,
-                        lr=1e-3,
+                        lr=5e-3 if noise else 1e-3,
                         loss=bounded_loss(cfg.outer_loss, f[:, keep], delta=cfg.delta),
                         init=z,
+                        generator=torch.Generator().manual_seed(i),
                     )
                 return z[0]
 
