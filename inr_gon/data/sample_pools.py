@@ -159,7 +159,7 @@ def _pool(path: Path, pool: int, seed: int, i: int) -> torch.Tensor:
             break
         bad = np.flatnonzero(~np.isfinite(out).all(axis=1))  # NaN/inf rows (DeepSDF's remove_nans): drawn again
         out[bad] = np.take(rows, g.integers(total, size=len(bad)), axis=0)
-    else:
+    if not np.isfinite(out).all():
         raise DataError(f"{path}: too many samples are NaN/inf")
     return torch.from_numpy(out)
 
