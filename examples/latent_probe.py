@@ -7,9 +7,14 @@ probe bounds it).
     inr-gon encode --pretrained mnist --subset train --num 10000 --out train.npz
     inr-gon encode --pretrained mnist --subset test --out test.npz
     python examples/latent_probe.py --latents train.npz --test-latents test.npz
+    python examples/latent_probe.py --shapes 400                  # shape latents: the primitive kinds
 
 With ``--latents`` the probe reads the files ``inr-gon encode`` wrote (labels included); otherwise
 it encodes the model's own data set (the real files when found, else the embedded subset).
+``--shapes N``: N new shapes of the procedural family encoded by the shipped shape model (or
+``--checkpoint``), labelled by the kind of their first primitive (sphere, box, ...; the others are
+combined into it), half for fitting and half for testing, beside the same probe on their signed
+distances on a 16³ grid.
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--latents", help="training latents written by 'inr-gon encode' (with --test-latents)")
     ap.add_argument("--test-latents", help="test latents written by 'inr-gon encode'")
     ap.add_argument("--train", type=int, default=10_000, help="training images to encode (default: 10,000)")
+    ap.add_argument("--shapes", type=int, help="probe a shape model on this many new procedural shapes instead")
     args = ap.parse_args(argv)
+    if args.shapes:
+        return shape_probe(args)
     if bool(args.latents) != bool(args.test_latents):
         ap.error("give --latents and --test-latents together")
     if args.latents:
@@ -75,6 +83,38 @@ def main(argv=None) -> int:
     print(f"data: {ds.name} ({len(xs['train'])} train, {len(xs['test'])} test images)")
     print(f"linear probe on the {z['train'].shape[1]}-d GON latent: {latent:.4f}")
     print(f"linear probe on the {xs['train'][0].numel()} pixels:     {pixels:.4f}  (its bound)")
+    return 0
+
+
+def shape_probe(args) -> int:
+    """The probe on shape latents (``--shapes N``)."""
+    from inr_gon.geometry.shapes.procedural import KINDS
+    from inr_gon.training.tasks.sdf import encode_samples
+    from inr_gon.training.tasks.sdf_baseline import grid_points
+    from inr_gon.training.tasks.sdf_data import analytic_pool, new_shape_family
+
+    run = inr_gon.load(args.checkpoint, device="cpu") if args.checkpoint else inr_gon.pretrained("shapes", device="cpu")
+    cfg = run.config
+    family = new_shape_family(cfg.seed)
+    grid = grid_points(16)
+    z, sdf, labels = [], [], []
+    for i in range(args.shapes):
+        shape = family[i]
+        p, d = analytic_pool(shape, cfg.pool, torch.Generator().manual_seed(i))
+        z.append(encode_samples(run.model, cfg, p[None], d[None])[0])
+        sdf.append(shape(grid).float().clamp(-0.1, 0.1))
+        labels.append(family.kind(i))
+    z, sdf, y = torch.stack(z), torch.stack(sdf), torch.tensor(labels)
+    half = args.shapes // 2
+    latent = softmax_probe(z[:half], y[:half], z[half:], y[half:])
+    grid_acc = softmax_probe(sdf[:half], y[:half], sdf[half:], y[half:])
+    chance = float((y[half:] == torch.bincount(y[:half], minlength=len(KINDS)).argmax()).float().mean())
+    print(
+        f"{args.shapes} new procedural shapes ({half} to fit, {args.shapes - half} to test), labels: {', '.join(KINDS)}"
+    )
+    print(f"linear probe on the {z.shape[1]}-d GON latent: {latent:.4f}")
+    print(f"linear probe on the 16³ truncated SDF:       {grid_acc:.4f}")
+    print(f"the most common kind of the fitting half:    {chance:.4f}")
     return 0
 
 

@@ -153,3 +153,18 @@ def test_interior_check_equals_the_whole_grid():
     answers = [_has_interior(s) for s in shapes]
     assert answers == [naive(s) for s in shapes]
     assert True in answers and False in answers
+
+
+def test_procedural_kind_is_the_first_primitive_drawn():
+    from inr_gon.geometry.shapes.procedural import KINDS, ProceduralShapes
+
+    fam = ProceduralShapes(30, seed=5, max_primitives=1)
+    kinds = [fam.kind(i) for i in range(30)]
+    assert kinds == [ProceduralShapes(30, seed=5, max_primitives=1).kind(i) for i in range(30)]  # deterministic
+    assert len(set(kinds)) >= 4 and all(0 <= k < len(KINDS) for k in kinds) and fam.kind(-1) == kinds[-1]
+    p = torch.rand(2000, 3) * 2 - 1
+    radial = [float(torch.corrcoef(torch.stack([fam[i](p), p.norm(dim=1)]))[0, 1]) for i in range(30)]
+    # one primitive, centred: exactly the spheres' fields are a function of the distance to the origin
+    assert [r > 0.9999 for r in radial] == [KINDS[k] == "sphere" for k in kinds] and "sphere" in map(
+        KINDS.__getitem__, kinds
+    )

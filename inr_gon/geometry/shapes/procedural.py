@@ -26,17 +26,24 @@ from .primitives import (
     random_rotation,
 )
 
-__all__ = ["random_shape", "ProceduralShapes", "sample_uniform"]
+__all__ = ["random_shape", "ProceduralShapes", "sample_uniform", "KINDS"]
 
 
 def _uniform(generator: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=generator, dtype=torch.float64))
 
 
-def _random_primitive(generator: torch.Generator) -> SDF:
-    """One primitive of random kind and size, randomly rotated, centred at the origin."""
+#: the primitives' kinds, in the order their index is drawn (:meth:`ProceduralShapes.kind`)
+KINDS = ("sphere", "box", "rounded box", "torus", "capsule", "cylinder")
+
+
+def _random_primitive(generator: torch.Generator, kinds: list | None = None) -> SDF:
+    """One primitive of random kind and size, randomly rotated, centred at the origin (its kind's
+    index appended to ``kinds`` when given)."""
     u = lambda lo, hi: _uniform(generator, lo, hi)  # noqa: E731
     kind = int(torch.randint(0, 6, (), generator=generator))
+    if kinds is not None:
+        kinds.append(kind)
     if kind == 0:
         shape: SDF = Sphere(0.0, u(0.2, 0.45))
     elif kind == 1:
@@ -99,13 +106,19 @@ def random_shape(
     Everything is drawn from ``generator`` (a CPU ``torch.Generator``), so a seeded generator gives
     the same shape every time. The returned shape is Lipschitz-1 and runs on any device.
     """
+    return _random_shape(generator, max_primitives=max_primitives, extent=extent, max_tries=max_tries)[0]
+
+
+def _random_shape(generator: torch.Generator, *, max_primitives: int, extent: float, max_tries: int) -> tuple:
+    """:func:`random_shape` and the kind (index in :data:`KINDS`) of its first primitive."""
     if max_primitives < 1:
         raise ValueError(f"max_primitives must be >= 1, got {max_primitives}")
     if not 0 < extent <= 1:
         raise ValueError(f"extent must be in (0, 1], got {extent}")
     for _ in range(max_tries):
         count = int(torch.randint(1, max_primitives + 1, (), generator=generator))
-        shape = _random_primitive(generator)
+        kinds: list = []
+        shape = _random_primitive(generator, kinds)
         for _ in range(count - 1):
             offset = [_uniform(generator, -0.3, 0.3) for _ in range(3)]
             other = Translate(_random_primitive(generator), offset)
@@ -120,7 +133,7 @@ def random_shape(
                 shape = Intersection(shape, other)
         shape = _fit(shape, size=_uniform(generator, 0.6 * extent, extent))
         if _has_interior(shape):
-            return shape
+            return shape, kinds[0]
     raise RuntimeError(f"random_shape: no shape with an interior after {max_tries} draws")
 
 
@@ -155,6 +168,15 @@ class ProceduralShapes:
         if not 0 <= index < self.num:
             raise IndexError(f"shape index {index} out of range for {self.num} shapes")
         return random_shape(self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent)
+
+    def kind(self, index: int) -> int:
+        """The kind (an index in :data:`KINDS`) of shape ``index``'s first primitive, the one
+        the others are combined into: a label for probes of the shape space."""
+        self[index]  # checks the index
+        index = index + self.num if index < 0 else index
+        return _random_shape(
+            self.generator(int(index)), max_primitives=self.max_primitives, extent=self.extent, max_tries=20
+        )[1]
 
     def __iter__(self):
         return (self[i] for i in range(self.num))
