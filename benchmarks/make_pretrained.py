@@ -1,5 +1,5 @@
 """Build a pretrained model shipped in the package from a finished run: its checkpoint slimmed
-into ``inr_gon/pretrained/<name>.pt`` and its model card ``<name>.json``.
+into ``inr_gon/pretrained_models/<name>.pt`` and its model card ``<name>.json``.
 
     python examples/fit_mnist_siren.py --out runs/mnist_siren
     python benchmarks/make_pretrained.py --run runs/mnist_siren --name mnist \

@@ -144,3 +144,10 @@ def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path):
     with pytest.raises(ValueError, match="a 'sdf' checkpoint, not a 'image' one"):
         Trainer(dataclasses.replace(cfg, init_from="shapes"), quiet=True)
     assert np.isfinite(card("shapes")["metrics"]["unseen_iou"])
+
+
+def test_the_models_folder_does_not_shadow_the_function():
+    import importlib
+
+    importlib.import_module("inr_gon.pretrained_models")  # a folder of data: a namespace if imported
+    assert callable(inr_gon.pretrained) and "mnist" in inr_gon.pretrained()

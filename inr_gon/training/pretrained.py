@@ -1,4 +1,4 @@
-"""Pretrained models shipped inside the package: ``inr_gon/pretrained/<name>.pt`` with its model
+"""Pretrained models shipped inside the package: ``inr_gon/pretrained_models/<name>.pt`` with its model
 card ``<name>.json``.
 
 Each model is a run of the project's own default command, its checkpoint slimmed to what encoding
@@ -20,7 +20,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 __all__ = ["PRETRAINED_DIR", "names", "card", "weights_path", "load_pretrained", "slim_checkpoint", "sha256"]
 
 #: where the shipped models live
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained_models"
 
 #: the checkpoint entries a pretrained model keeps (the rest resume training, which it is not for)
 KEEP = ("kind", "version", "task", "model_config", "model", "step", "elapsed", "config", "dataset", "latent_stats")
