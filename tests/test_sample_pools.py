@@ -1,4 +1,4 @@
-"""Sample pools of DeepSDF files: read through memory maps, streamed or held in memory with the same batches."""
+"""Sample pools of DeepSDF files: read from the members' bytes, streamed or held in memory with the same batches."""
 
 import warnings
 
@@ -55,7 +55,7 @@ def test_compressed_files_give_the_same_pools_as_stored_ones(folder, tmp_path):
     assert counts == counts2 == [len(pos), len(neg)]
     assert np.array_equal(maps[0], pos) and np.array_equal(arrays[1], neg, equal_nan=True)
     stored, compressed = (_layout(str(p), p.stat().st_size, p.stat().st_mtime_ns, ("pos",)) for p in (f, packed))
-    assert stored[0] is not None and compressed[0] is None  # mapped, and read whole
+    assert stored[0] is not None and compressed[0] is None  # read from its bytes, and read whole
     (scratch, _), (maps, _) = npz_rows(f, scratch=True), npz_rows(f)
     assert np.array_equal(scratch[1], maps[1], equal_nan=True)
     a = SamplePools([f], pool=500, seed=0)[0]

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import functools
 import json
-import mmap
-import multiprocessing
 import os
 import struct
 import threading
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +79,14 @@ def _buffer(n: int) -> bytearray:
 
 
 def _members(path: Path, keys: tuple, scratch: bool) -> tuple[list, np.ndarray | None]:
-    """:func:`npz_rows`'s arrays, and with ``scratch`` where every member is stored with one dtype
-    their rows joined (a view of the read buffer, where they are read one after the other)."""
+    """:func:`npz_rows`'s arrays, and where every member is stored with one dtype their rows joined
+    (a view of the same buffer: the members are read into it one after the other)."""
     try:
         st = path.stat()
         layout = _layout(str(path), st.st_size, st.st_mtime_ns, keys)
         sizes = [0 if w is None else int(np.prod(w[2])) * w[1].itemsize for w in layout]
-        arrays, mm, used = [], None, 0
-        buf = _buffer(sum(sizes)) if scratch else None
+        buf = _buffer(sum(sizes)) if scratch else bytearray(sum(sizes))
+        arrays, used = [], 0
         with open(path, "rb", buffering=0) as fh:
             for key, where, size in zip(keys, layout, sizes):
                 if where is None:
@@ -96,20 +94,11 @@ def _members(path: Path, keys: tuple, scratch: bool) -> tuple[list, np.ndarray |
                         arrays.append(np.asarray(data[key]))
                     continue
                 offset, dtype, shape, fortran = where
-                count = size // dtype.itemsize
-                if count == 0:
-                    arrays.append(np.zeros(shape, dtype))
-                    continue
-                if buf is not None:
-                    fh.seek(offset)
-                    if fh.readinto(memoryview(buf)[used : used + size]) != size:
-                        raise DataError(f"{path}: {key!r} is cut short")
-                    flat = np.frombuffer(buf, dtype=dtype, count=count, offset=used)
-                    used += size
-                else:
-                    if mm is None:
-                        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                    flat = np.frombuffer(mm, dtype=dtype, count=count, offset=offset)
+                fh.seek(offset)
+                if fh.readinto(memoryview(buf)[used : used + size]) != size:
+                    raise DataError(f"{path}: {key!r} is cut short")
+                flat = np.frombuffer(buf, dtype=dtype, count=size // dtype.itemsize, offset=used)
+                used += size
                 arrays.append(flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape))
     except DataError:
         raise
@@ -119,17 +108,17 @@ def _members(path: Path, keys: tuple, scratch: bool) -> tuple[list, np.ndarray |
         if a.ndim != 2 or a.shape[1] != 4 or not np.issubdtype(a.dtype, np.floating):
             raise DataError(f"{path}: {k!r} must be a float (N, 4) array of x, y, z, sdf, got {a.dtype} {a.shape}")
     stored = [w for w in layout if w is not None]
-    one = scratch and len(stored) == len(keys) and len({w[1] for w in stored}) == 1 and not any(w[3] for w in stored)
+    one = len(stored) == len(keys) and len({w[1] for w in stored}) == 1 and not any(w[3] for w in stored)
     joined = np.frombuffer(buf, dtype=stored[0][1], count=used // stored[0][1].itemsize).reshape(-1, 4) if one else None
     return arrays, joined
 
 
 def npz_rows(path: str | os.PathLike, keys=("pos", "neg"), *, scratch: bool = False) -> tuple[list, list[int]]:
-    """The arrays ``keys`` of an ``.npz`` and their row counts. Stored members are views of a
-    read-only memory map (closed when they are dropped) or, with ``scratch=True``, of this thread's
-    read buffer (valid until its next call: for a caller that copies rows out at once);
-    compressed members are read whole. Each must be a float ``(N, 4)`` array (a one-line
-    :class:`DataError` naming the file)."""
+    """The arrays ``keys`` of an ``.npz`` and their row counts: stored members read from their bytes
+    (array headers parsed once per file version), into a buffer of their own or, with
+    ``scratch=True``, into this thread's reused read buffer (valid until its next call: for a
+    caller that copies rows out at once); compressed members read whole. Each must be a float
+    ``(N, 4)`` array (a one-line :class:`DataError` naming the file)."""
     arrays, _ = _members(Path(path), tuple(keys), scratch)
     return arrays, [a.shape[0] for a in arrays]
 
@@ -207,16 +196,15 @@ class SamplePools(torch.utils.data.Dataset):
         files: one ``SdfSamples`` file per shape.
         pool: rows per shape.
         seed: the run's seed (with the position, it fixes each pool's rows).
-        worker: what reads :meth:`prefetch`'s pools in the background: ``"process"`` (a worker
-            process, started on first use: the reading holds no lock the training needs) or
-            ``"thread"``.
+
+    :meth:`prefetch` reads in one background thread (started on first use): reading the pool file
+    releases the GIL, where a worker process would compete with the step for the same cores
+    (``docs/findings/shapes.md``).
     """
 
-    def __init__(self, files, pool: int, seed: int, *, worker: str = "thread"):
-        if worker not in ("process", "thread"):
-            raise ValueError(f"worker must be 'process' or 'thread', got {worker!r}")
+    def __init__(self, files, pool: int, seed: int):
         self.files = [Path(f) for f in files]
-        self.pool, self.seed, self.worker = int(pool), int(seed), worker
+        self.pool, self.seed = int(pool), int(seed)
         self._executor = None
         self.pool_file: Path | None = None
 
@@ -283,11 +271,7 @@ class SamplePools(torch.utils.data.Dataset):
         """Start reading the pools of ``index`` in the background; the returned object's
         ``result()`` is :meth:`take`'s."""
         if self._executor is None:
-            if self.worker == "process":
-                ctx = multiprocessing.get_context("spawn")  # no fork of a process running threads
-                self._executor = ProcessPoolExecutor(1, mp_context=ctx)
-            else:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="inr_gon-pools")
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="inr_gon-pools")
         if self.pool_file is not None:
             future = self._executor.submit(_read_pool_file, self.pool_file, [int(i) for i in index], self.pool)
         else:
