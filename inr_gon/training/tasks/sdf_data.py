@@ -294,14 +294,15 @@ def _deepsdf_shapes(cfg, quiet: bool) -> SdfShapeSet:
         parts = [pools.take(c) for c in tqdm(chunks, desc="read samples", disable=quiet)]
         pts, sdf = torch.cat([p for p, _ in parts]), torch.cat([d for _, d in parts])
         storage = f"in memory ({size}" + (")" if mode == "off" else "; --stream on reads them per step)")
-    records = [read_record(f, samples=False) for f in files]  # normalisation and the surface file's path
+    # a shape's normalisation and surface file, read when its ground truth is asked for
+    record = functools.lru_cache(maxsize=4)(lambda i: read_record(files[i], samples=False))
 
     def truth(i):
-        r = records[i]
+        r = record(i)
         return r.surface_points(normalised=True) if r.surface_path is not None and r.offset is not None else None
 
     def norm(i):
-        r = records[i]
+        r = record(i)
         if r.surface_path is None or r.offset is None:
             return None
         return np.asarray(r.offset, dtype=np.float64), float(r.scale), r.surface_points()
@@ -309,13 +310,13 @@ def _deepsdf_shapes(cfg, quiet: bool) -> SdfShapeSet:
     return SdfShapeSet(
         "deepsdf",
         str(cfg.data),
-        [r.id for r in records],
+        [f.stem for f in files],
         pts,
         sdf,
         tr,
         un,
-        truth=_Lazy(truth, len(records)),
-        normalization=_Lazy(norm, len(records)),
+        truth=_Lazy(truth, len(files)),
+        normalization=_Lazy(norm, len(files)),
         stream=pools if stream else None,
         storage=storage,
     )
