@@ -35,13 +35,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import inr_gon  # noqa: E402
-from inr_gon.core.sdf import bounded_loss, latent_sdf  # noqa: E402
+from inr_gon.core.sdf import latent_sdf  # noqa: E402
 from inr_gon.eval.shape import volumetric_iou  # noqa: E402
 from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
 from inr_gon.geometry.shapes import ProceduralShapes  # noqa: E402
-from inr_gon.training.tasks.sdf import encode_samples  # noqa: E402
+from inr_gon.training.tasks.sdf import encode_samples, refine_latent  # noqa: E402
 from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool  # noqa: E402
-from inr_gon.variants.autodecoder import fit_codes  # noqa: E402
 
 
 def look_at(eye: torch.Tensor) -> torch.Tensor:
@@ -181,14 +180,15 @@ def main(argv=None) -> int:
                 z = None if noise else encode_samples(model, cfg, p, d, free=f)
                 if noise or refine_steps:  # Adam on the latent: from noise (DeepSDF) or from the step
                     keep = torch.randperm(p.shape[1], generator=torch.Generator().manual_seed(i))[:16384]
-                    z = fit_codes(
+                    z = refine_latent(
                         model,
+                        cfg,
                         p[:, keep],
                         d[:, keep],
-                        iterations=refine_steps,
+                        z,
+                        steps=refine_steps,
                         lr=5e-3 if noise else 1e-3,
-                        loss=bounded_loss(cfg.outer_loss, f[:, keep], delta=cfg.delta),
-                        init=z,
+                        free=f[:, keep],
                         generator=torch.Generator().manual_seed(i),
                     )
                 return z[0]

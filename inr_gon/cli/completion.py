@@ -87,12 +87,15 @@ def observation(args, *, generator: torch.Generator | None = None):
         raise ValueError(
             "--normalize moves the observation, so the depth map's free space no longer fits; give a --pose"
         )
-    if args.normalize:
-        lo, hi = surface.min(0).values, surface.max(0).values
-        centre = (lo + hi) / 2
-        scale = 1 / ((surface - centre).norm(dim=1).max().clamp_min(1e-12) * 1.03)
-        surface = (surface - centre) * scale
-        camera = (camera - centre) * scale if camera is not None else None
+    if args.normalize:  # as a mesh file's vertices are (inr_gon.data.meshes.normalize_mesh)
+        import trimesh
+
+        from ..data.meshes import normalize_mesh
+
+        _, offset, scale = normalize_mesh(trimesh.PointCloud(surface.numpy()))
+        offset = torch.from_numpy(offset)
+        surface = (surface + offset) * scale
+        camera = (camera + offset) * scale if camera is not None else None
     return observation_samples(
         surface,
         normals=normals,
@@ -106,9 +109,7 @@ def observation(args, *, generator: torch.Generator | None = None):
 
 def complete(run, args) -> tuple[torch.Tensor, object]:
     """The latent ``(k,)`` of the observation ``args`` names, and the observation."""
-    from ..core.sdf import bounded_loss
-    from ..training.tasks.sdf import encode_samples
-    from ..variants.autodecoder import fit_codes
+    from ..training.tasks.sdf import encode_samples, refine_latent
 
     cfg, device = run.config, run.device
     obs = observation(args, generator=torch.Generator().manual_seed(cfg.seed))
@@ -117,20 +118,9 @@ def complete(run, args) -> tuple[torch.Tensor, object]:
     pts, sdf, free = obs.points[None].to(device), obs.sdf[None].to(device), obs.free[None].to(device)
     z = encode_samples(run.model, cfg, pts, sdf, free=free)
     if args.refine:
-        net = run.model.net if hasattr(run.model, "codes") else run.model
         keep = torch.randperm(pts.shape[1], generator=torch.Generator().manual_seed(cfg.seed))[:REFINE_POINTS]
         pts, sdf, free = pts[:, keep.to(device)], sdf[:, keep.to(device)], free[:, keep.to(device)]
-        z = fit_codes(
-            net,
-            pts,
-            sdf,
-            iterations=args.refine,
-            lr=args.refine_lr,
-            loss=bounded_loss(cfg.outer_loss, free, delta=cfg.delta),
-            delta=cfg.delta,
-            code_reg=getattr(cfg, "code_reg", 1e-4),
-            init=z,
-        )
+        z = refine_latent(run.model, cfg, pts, sdf, z, steps=args.refine, lr=args.refine_lr, free=free)
     name = Path(args.points or args.depth).stem
     print(f"{name}: {int((~obs.free).sum())} surface-side and {int(obs.free.sum())} free-space samples encoded")
     return z[0], obs

@@ -32,7 +32,6 @@ from ..data.deepsdf import deepsdf_files, read_record
 from ..data.prepare import read_split
 from ..eval.shape import chamfer_distance, f_score, sign_iou
 from ..geometry.mesh import extract_mesh
-from ..variants.autodecoder import fit_codes
 from .checkpoint import atomic_write_bytes
 
 __all__ = ["evaluate_split", "summarize", "write_csv", "COLUMNS"]
@@ -57,7 +56,7 @@ def evaluate_split(
     :class:`~inr_gon.training.run.LoadedRun` of the ``sdf`` or ``autodecoder`` task)."""
     from tqdm.auto import tqdm
 
-    from .tasks.sdf import encode_samples
+    from .tasks.sdf import encode_samples, refine_latent
 
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
@@ -75,17 +74,7 @@ def evaluate_split(
         t0 = time.perf_counter()
         z = encode_samples(model, cfg, pts, sdf)
         if refine:
-            z = fit_codes(
-                net,
-                pts,
-                sdf,
-                iterations=refine,
-                lr=refine_lr,
-                loss=cfg.outer_loss,
-                delta=cfg.delta,
-                code_reg=getattr(cfg, "code_reg", 1e-4),
-                init=z,
-            )
+            z = refine_latent(model, cfg, pts, sdf, z, steps=refine, lr=refine_lr)
         seconds = time.perf_counter() - t0
         f = latent_sdf(net, z[0])
         with warnings.catch_warnings():

@@ -24,7 +24,7 @@ from .sdf_data import ShapeBank, family_shapes
 from .shape_parts import SDF_LOSSES, SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig
 from .shapes import ShapeTask
 
-__all__ = ["SdfConfig", "SdfTask", "encode_samples", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
+__all__ = ["SdfConfig", "SdfTask", "encode_samples", "refine_latent", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 
@@ -190,6 +190,28 @@ def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tenso
             generator=g,
         )
     return sdf_gon_latent(model, points, sdf, loss=loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
+
+
+def refine_latent(model, cfg: SdfConfig, points, sdf, z=None, *, steps: int, lr: float, free=None, generator=None):
+    """``steps`` Adam steps on latents ``z`` ``(B, k)`` against samples ``points (B, N, 3)``,
+    ``sdf (B, N)`` with the decoder fixed (DeepSDF's test-time optimisation; started from ``z``,
+    e.g. the one-step latents, or with ``z=None`` from small noise drawn from ``generator``): the
+    run's outer loss, free-space bounds where ``free`` ``(B, N)`` is true
+    (:func:`~inr_gon.core.sdf.bounded_loss`). Returns ``(B, k)`` detached latents."""
+    from ...variants.autodecoder import fit_codes
+
+    return fit_codes(
+        model.net if hasattr(model, "codes") else model,
+        points,
+        sdf,
+        iterations=steps,
+        lr=lr,
+        loss=bounded_loss(cfg.outer_loss, free, delta=cfg.delta) if free is not None else cfg.outer_loss,
+        delta=cfg.delta,
+        code_reg=getattr(cfg, "code_reg", 1e-4),
+        init=z,
+        generator=generator,
+    )
 
 
 class SdfTask(ShapeTask):
