@@ -1,8 +1,11 @@
-"""Exceptions and warnings of the data layer."""
+"""Exceptions and warnings of the data layer, and reading a small JSON file with one-line errors."""
 
 from __future__ import annotations
 
-__all__ = ["DataError", "DownloadError", "DataFallbackWarning"]
+import json
+from pathlib import Path
+
+__all__ = ["DataError", "DownloadError", "DataFallbackWarning", "read_json"]
 
 
 class DataError(ValueError):
@@ -18,3 +21,15 @@ class DownloadError(DataError):
 
 class DataFallbackWarning(UserWarning):
     """The loader fell back to smaller embedded data (one-line notice)."""
+
+
+def read_json(path, what: str, *, error: type[Exception] = DataError):
+    """The JSON value of the file ``path``, or one line raised as ``error``:
+    ``"<path>: <what> file not found"`` or ``"<path>: not a readable JSON <what> (<reason>)"``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path}: not a readable JSON {what} ({str(err).splitlines()[0]})") from None

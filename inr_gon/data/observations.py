@@ -14,14 +14,13 @@ Each reader returns tensors for :mod:`inr_gon.geometry.observe` and raises a one
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, read_json
 
 __all__ = ["read_depth", "read_intrinsics", "read_pose", "read_point_cloud"]
 
@@ -58,18 +57,11 @@ def read_depth(path: str | os.PathLike, *, scale: float | None = None) -> tuple[
     return torch.from_numpy(d), int(bad.sum())
 
 
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable JSON file ({err})") from None
-
-
 def read_intrinsics(path: str | os.PathLike, *, size: tuple[int, int] | None = None) -> torch.Tensor:
     """The ``(3, 3)`` intrinsics of a JSON file; ``size`` ``(H, W)``: the depth map's, which the
     file's ``width``/``height`` (when given) must match."""
     path = Path(path)
-    d = _json(path)
+    d = read_json(path, "intrinsics")
     try:
         if isinstance(d, dict) and "K" in d:
             K = np.asarray(d["K"], dtype=np.float64)
@@ -95,7 +87,7 @@ def read_pose(path: str | os.PathLike) -> torch.Tensor:
     from ..geometry.observe import check_pose
 
     path = Path(path)
-    d = _json(path)
+    d = read_json(path, "pose")
     try:
         pose = torch.tensor(d["pose"] if isinstance(d, dict) else d, dtype=torch.float64)
         return check_pose(pose)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .errors import DataError
+from .errors import DataError, read_json
 
 __all__ = ["MeshEntry", "find_meshes", "read_split", "shard_of", "prepare", "prepare_one", "MESH_SUFFIXES"]
 
@@ -81,12 +81,7 @@ def read_split(path) -> dict:
     """A DeepSDF split file ``{dataset: {class: [ids]}}`` (one-line :class:`DataError` for a
     missing, malformed or empty file)."""
     path = Path(path)
-    try:
-        split = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: split file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not a readable JSON split ({str(err).splitlines()[0]})") from None
+    split = read_json(path, "split")
     ok = isinstance(split, dict) and all(
         isinstance(c, dict) and all(isinstance(ids, list) for ids in c.values()) for c in split.values()
     )

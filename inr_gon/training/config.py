@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -387,13 +386,10 @@ def _parser(kind, check: Check | None, optional: bool):
 
 def load_config_file(path) -> dict:
     """The dictionary of a ``config.json`` (one-line ``ValueError`` for a missing or bad file)."""
+    from ..data.errors import read_json
+
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON config ({str(e).splitlines()[0]})") from None
+    d = read_json(path, "config", error=ValueError)
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a config file holds one JSON object")
     return d
