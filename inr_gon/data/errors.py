@@ -1,11 +1,13 @@
-"""Exceptions and warnings of the data layer, and reading a small JSON file with one-line errors."""
+"""Exceptions and warnings of the data layer, and two file helpers: a small JSON file read with
+one-line errors, a file's SHA-256."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-__all__ = ["DataError", "DownloadError", "DataFallbackWarning", "read_json"]
+__all__ = ["DataError", "DownloadError", "DataFallbackWarning", "read_json", "file_sha256"]
 
 
 class DataError(ValueError):
@@ -33,3 +35,12 @@ def read_json(path, what: str, *, error: type[Exception] = DataError):
         raise error(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise error(f"{path}: not a readable JSON {what} ({str(err).splitlines()[0]})") from None
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ import torch
 import trimesh
 
 from .deepsdf import _NPZ_ERRORS, DeepSDFRecord, read_deepsdf
-from .errors import DataError
+from .errors import DataError, file_sha256
 
 __all__ = [
     "DataError",
@@ -238,14 +238,6 @@ def sample_sdf(
     )
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sample_sdf_cached(
     path: str | os.PathLike,
     cache_dir: str | os.PathLike,
@@ -283,7 +275,7 @@ def sample_sdf_cached(
         "seed": seed,
         "sign_method": sign_method,
     }
-    key = hashlib.sha256((_file_hash(path) + json.dumps(params, sort_keys=True)).encode()).hexdigest()[:24]
+    key = hashlib.sha256((file_sha256(path) + json.dumps(params, sort_keys=True)).encode()).hexdigest()[:24]
     entry = cache_dir / f"{path.stem}-{key}.npz"
     if entry.is_file():
         try:

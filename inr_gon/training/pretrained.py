@@ -10,11 +10,11 @@ that hash before anything is read, so a damaged or replaced file is refused in o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from ..data.errors import file_sha256 as sha256  # the weights' hash, as the model cards record it
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["PRETRAINED_DIR", "names", "card", "weights_path", "load_pretrained", "slim_checkpoint", "sha256"]
@@ -25,15 +25,6 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained_models"
 #: the checkpoint entries a pretrained model keeps (the rest resume training, which it is not for)
 KEEP = ("kind", "version", "task", "model_config", "model", "step", "elapsed", "config", "dataset", "latent_stats")
 KEEP_SHAPES = ("shapes",)
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, as hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def names(root: str | os.PathLike = PRETRAINED_DIR) -> list[str]:
