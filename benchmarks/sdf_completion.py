@@ -8,7 +8,10 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 ±offset along the depth map's normals, free space on the rays) and encoded:
 
 * ``one step``: the model's Gauss–Newton step on the samples (free space as bounds);
-* ``one step + refine N``: then N Adam steps on the latent, decoder fixed;
+* ``prior``: the most probable latent under the Gaussian of the model's training latents
+  (:func:`~inr_gon.core.posterior.map_latent`: ``--prior-iterations`` Gauss–Newton iterations at
+  ``--prior-strength``), what ``inr-gon mesh --depth``/``--points`` does by default;
+* ``one step + refine N``, ``prior + refine N``: then N Adam steps on the latent, decoder fixed;
 * ``Adam from noise N``: DeepSDF's test-time encoding (N Adam steps from a small random code) on
   the same decoder and samples;
 * ``surface only``: the one step on the surface points alone (no offsets, no free space);
@@ -39,7 +42,12 @@ from inr_gon.core.sdf import latent_sdf  # noqa: E402
 from inr_gon.eval.shape import volumetric_iou  # noqa: E402
 from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
 from inr_gon.geometry.shapes import ProceduralShapes  # noqa: E402
-from inr_gon.training.tasks.sdf import encode_samples, refine_latent  # noqa: E402
+from inr_gon.training.tasks.sdf_encoding import (  # noqa: E402
+    PRIOR_ITERATIONS,
+    PRIOR_STRENGTH,
+    encode_samples,
+    refine_latent,
+)
 from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool  # noqa: E402
 
 
@@ -136,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--offset", type=float, nargs="+", default=[0.01, 0.03, 0.06, 0.1])
     ap.add_argument("--free", type=int, default=1)
     ap.add_argument("--refine", default="10,100")
+    ap.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH)
+    ap.add_argument("--prior-iterations", type=int, default=PRIOR_ITERATIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
     ap.add_argument("--json", type=Path)
@@ -147,6 +157,7 @@ def main(argv=None) -> int:
         else inr_gon.pretrained(args.pretrained, device="cpu")
     )
     cfg, model = run.config, run.model
+    prior = {**run.state["latent_stats"], "strength": args.prior_strength, "iterations": args.prior_iterations}
     held = ProceduralShapes(max(args.shapes, 8), seed=cfg.seed + UNSEEN_SEED)
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
@@ -174,10 +185,10 @@ def main(argv=None) -> int:
         )
         for views in (int(v) for v in args.views_list.split(",")):
 
-            def encode(observations, refine_steps=0, noise=False):
+            def encode(observations, refine_steps=0, noise=False, map_prior=False):
                 obs = merge(observations)
                 p, d, f = obs.points[None], obs.sdf[None], obs.free[None]
-                z = None if noise else encode_samples(model, cfg, p, d, free=f)
+                z = None if noise else encode_samples(model, cfg, p, d, free=f, prior=prior if map_prior else None)
                 if noise or refine_steps:  # Adam on the latent: from noise (DeepSDF) or from the step
                     keep = torch.randperm(p.shape[1], generator=torch.Generator().manual_seed(i))[:16384]
                     z = refine_latent(
@@ -198,9 +209,13 @@ def main(argv=None) -> int:
             sampling = SAMPLING[0]
             z, s = timed(lambda: encode(obs))
             score("one step", views, z, s + sampling, shape)
+            z, s = timed(lambda: encode(obs, map_prior=True))
+            score("prior", views, z, s + sampling, shape)
             for n in refine:
                 z, s = timed(lambda: encode(obs, n))
                 score(f"one step + refine {n}", views, z, s + sampling, shape)
+                z, s = timed(lambda: encode(obs, n, map_prior=True))
+                score(f"prior + refine {n}", views, z, s + sampling, shape)
                 z, s = timed(lambda: encode(obs, n, noise=True))
                 score(f"Adam from noise {n}", views, z, s + sampling, shape)
             if views == 1:
@@ -220,6 +235,8 @@ def main(argv=None) -> int:
                     big = [view_samples(shape, look_at(eyes[0]), args.timing_size, args.offset, args.free, g)]
                     z, s = timed(lambda: encode(big))
                     score(f"one step, {args.timing_size}² depth map", views, z, s + SAMPLING[0], shape)
+                    z, s = timed(lambda: encode(big, map_prior=True))
+                    score(f"prior, {args.timing_size}² depth map", views, z, s + SAMPLING[0], shape)
         print(
             f"shape {i}: " + ", ".join(f"{r['method']} ({r['views']}) {r['iou']:.3f}" for r in rows if r is rows[-1]),
             flush=True,
@@ -251,6 +268,8 @@ def main(argv=None) -> int:
             "size": args.size,
             "offset": args.offset,
             "free": args.free,
+            "prior_strength": args.prior_strength,
+            "prior_iterations": args.prior_iterations,
             "summary": table,
             "rows": rows,
         }

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
 def shape_probe(args) -> int:
     """The probe on shape latents (``--shapes N``)."""
     from inr_gon.geometry.shapes.procedural import KINDS
-    from inr_gon.training.tasks.sdf import encode_samples
+    from inr_gon.training.tasks.sdf_encoding import encode_samples
     from inr_gon.training.tasks.sdf_baseline import grid_points
     from inr_gon.training.tasks.sdf_data import analytic_pool, new_shape_family
 

@@ -44,6 +44,7 @@ from .core.integrators import (
 )
 from .core.losses import MSE, BCE, L1, ClampedL1, PointLoss, get_loss
 from .core.gon import gon_latent, gon_loss
+from .core.posterior import map_latent
 from .core.protocols import ExplicitLatentModel, LatentModel, ObjectiveResult
 from .core.sampling import slerp, slerp_path, GaussianLatentSampler
 from .core.sdf import sdf_gon_latent, sdf_gon_loss, latent_sdf, LatentSDF, eikonal_loss
@@ -107,6 +108,7 @@ __all__ = [
     "PointLoss",
     "get_loss",
     "gon_latent",
+    "map_latent",
     "gon_loss",
     "ExplicitLatentModel",
     "LatentModel",

@@ -194,7 +194,7 @@ def test_autodecoder_task_trains_and_writes_outputs(tmp_path):
     # the linear baseline beside it, fitted on the training shapes (no new shapes for an auto-decoder)
     assert m["pca_num_train"] == 6 and m["pca_unseen_iou"] is not None and m["grid_unseen_iou"] is not None
     # the checkpoint rebuilds the model; a new shape is encoded by optimising a fresh code
-    from inr_gon.training.tasks.sdf import encode_samples
+    from inr_gon.training.tasks.sdf_encoding import encode_samples
 
     run = ig.load(tmp_path, device="cpu")  # the run folder: its newest checkpoint
     model, c = run.model, run.config

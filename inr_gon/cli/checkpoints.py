@@ -218,7 +218,7 @@ def cmd_mesh(args) -> int:
     """Meshes from an SDF checkpoint: a training shape, a new mesh file, a slerp or samples."""
     from ..core.sampling import GaussianLatentSampler, slerp_path
     from ..geometry.mesh import extract_mesh
-    from ..training.tasks.sdf import encode_samples
+    from ..training.tasks.sdf_encoding import encode_samples
     from ..viz import save_mesh_grid
 
     run = _load(args, "mesh")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..training.tasks.sdf_encoding import PRIOR_ITERATIONS, PRIOR_STRENGTH
+
 __all__ = ["add_completion_options", "observation", "complete"]
 
 #: uniform points of the box tested against a depth map for free space (--depth)
@@ -43,6 +45,19 @@ def add_completion_options(parser, positive_int, nonneg_int, positive_float) -> 
     )
     g.add_argument(
         "--normalize", action="store_true", help="centre and scale the observation as a mesh file is normalised"
+    )
+    g.add_argument(
+        "--prior-strength",
+        type=float,
+        default=PRIOR_STRENGTH,
+        help="weight of the training latents' Gaussian: the most probable latent given what was seen "
+        f"(default {PRIOR_STRENGTH:g}; 0: the model's own step from the origin)",
+    )
+    g.add_argument(
+        "--prior-iterations",
+        type=positive_int,
+        default=PRIOR_ITERATIONS,
+        help=f"its Gauss–Newton iterations (default {PRIOR_ITERATIONS})",
     )
     g.add_argument("--refine", type=nonneg_int, default=0, help="Adam steps on the latent after the step (default 0)")
     g.add_argument("--refine-lr", type=positive_float, default=1e-3, help="their learning rate (default: 0.001)")
@@ -109,14 +124,22 @@ def observation(args, *, generator: torch.Generator | None = None):
 
 def complete(run, args) -> tuple[torch.Tensor, object]:
     """The latent ``(k,)`` of the observation ``args`` names, and the observation."""
-    from ..training.tasks.sdf import encode_samples, refine_latent
+    from ..training.tasks.sdf_encoding import encode_samples, refine_latent
 
     cfg, device = run.config, run.device
     obs = observation(args, generator=torch.Generator().manual_seed(cfg.seed))
     if len(obs) == 0:
         raise ValueError(f"{args.points or args.depth}: no sample lies in the model's box [-1, 1]^3 (try --normalize)")
     pts, sdf, free = obs.points[None].to(device), obs.sdf[None].to(device), obs.free[None].to(device)
-    z = encode_samples(run.model, cfg, pts, sdf, free=free)
+    if args.prior_strength < 0:
+        raise ValueError(f"--prior-strength must be >= 0, got {args.prior_strength:g}")
+    stats = run.state.get("latent_stats") if args.prior_strength > 0 else None
+    if args.prior_strength > 0 and stats is None:
+        print("this checkpoint holds no latent statistics: encoded by the model's own step, without a prior")
+    prior = None
+    if stats is not None:
+        prior = {**stats, "strength": args.prior_strength, "iterations": args.prior_iterations}
+    z = encode_samples(run.model, cfg, pts, sdf, free=free, prior=prior)
     if args.refine:
         keep = torch.randperm(pts.shape[1], generator=torch.Generator().manual_seed(cfg.seed))[:REFINE_POINTS]
         pts, sdf, free = pts[:, keep.to(device)], sdf[:, keep.to(device)], free[:, keep.to(device)]

@@ -142,7 +142,7 @@ def _encode_images(run, args):
 def _encode_shapes(run, args):
     from tqdm.auto import tqdm
 
-    from ..training.tasks.sdf import encode_samples
+    from ..training.tasks.sdf_encoding import encode_samples
 
     cfg = run.config
     if bool(args.meshes) == bool(args.deepsdf):

@@ -56,7 +56,7 @@ def evaluate_split(
     :class:`~inr_gon.training.run.LoadedRun` of the ``sdf`` or ``autodecoder`` task)."""
     from tqdm.auto import tqdm
 
-    from .tasks.sdf import encode_samples, refine_latent
+    from .tasks.sdf_encoding import encode_samples, refine_latent
 
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")

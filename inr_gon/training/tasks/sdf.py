@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core.sdf import bounded_loss, random_shape_points, sdf_gon_latent, split_points
+from ...core.sdf import random_shape_points, sdf_gon_latent, split_points
 from ...nn.siren import LatentSiren
 from ..config import Check, at_least, nonneg, option
 from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
@@ -24,7 +24,12 @@ from .sdf_data import ShapeBank, family_shapes
 from .shape_parts import SDF_LOSSES, SHAPE_PRESETS, ShapeDataConfig, ShapeLossConfig, ShapeOutputConfig
 from .shapes import ShapeTask
 
-__all__ = ["SdfConfig", "SdfTask", "encode_samples", "refine_latent", "CollapseWarning", "SDF_CHECKPOINT_KIND"]
+__all__ = [
+    "SdfConfig",
+    "SdfTask",
+    "CollapseWarning",
+    "SDF_CHECKPOINT_KIND",
+]
 
 SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 
@@ -153,65 +158,6 @@ class SdfConfig(
                 "draws random per-sample inner points (--inner per_sample --inner-sampling random)",
             ),
         ]
-
-
-@torch.no_grad()
-def encode_samples(model, cfg: SdfConfig, points: torch.Tensor, sdf: torch.Tensor, free=None) -> torch.Tensor:
-    """Latents ``(B, k)`` of new shapes from their own samples ``points (B, N, 3)``, ``sdf (B, N)``
-    (e.g. a mesh file sampled like the training pools), as a model trained with ``cfg`` encodes
-    shapes: its gradient step(s) on as many points as a training shape is encoded from (an
-    auto-decoder: ``cfg.encode_iterations`` steps on a fresh code). ``free`` ``(B, N)`` bool:
-    samples whose ``sdf`` is a lower bound (an observation's free space,
-    :func:`~inr_gon.core.sdf.bounded_loss`)."""
-    g = torch.Generator(device=points.device).manual_seed(cfg.seed + 999)
-    auto = hasattr(model, "codes")
-    n = points.shape[1] if auto else min(cfg.num_inner if cfg.inner_sampling == "fixed" else 8192, points.shape[1])
-    if not auto or free is not None:
-        sel = torch.stack(
-            [torch.randperm(points.shape[1], generator=g, device=points.device)[:n] for _ in range(points.shape[0])]
-        )
-        points, sdf = points.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel)
-        free = free.gather(1, sel) if free is not None else None
-    name = cfg.outer_loss if auto else cfg.inner_loss
-    loss = bounded_loss(name, free, delta=cfg.delta) if free is not None else name
-    if auto:
-        from ...variants.autodecoder import fit_codes
-
-        return fit_codes(
-            model.net,
-            points,
-            sdf,
-            iterations=cfg.encode_iterations,
-            lr=cfg.encode_lr,
-            loss=loss,
-            delta=cfg.delta,
-            code_reg=cfg.code_reg,
-            init_std=cfg.code_init_std,
-            generator=g,
-        )
-    return sdf_gon_latent(model, points, sdf, loss=loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
-
-
-def refine_latent(model, cfg: SdfConfig, points, sdf, z=None, *, steps: int, lr: float, free=None, generator=None):
-    """``steps`` Adam steps on latents ``z`` ``(B, k)`` against samples ``points (B, N, 3)``,
-    ``sdf (B, N)`` with the decoder fixed (DeepSDF's test-time optimisation; started from ``z``,
-    e.g. the one-step latents, or with ``z=None`` from small noise drawn from ``generator``): the
-    run's outer loss, free-space bounds where ``free`` ``(B, N)`` is true
-    (:func:`~inr_gon.core.sdf.bounded_loss`). Returns ``(B, k)`` detached latents."""
-    from ...variants.autodecoder import fit_codes
-
-    return fit_codes(
-        model.net if hasattr(model, "codes") else model,
-        points,
-        sdf,
-        iterations=steps,
-        lr=lr,
-        loss=bounded_loss(cfg.outer_loss, free, delta=cfg.delta) if free is not None else cfg.outer_loss,
-        delta=cfg.delta,
-        code_reg=getattr(cfg, "code_reg", 1e-4),
-        init=z,
-        generator=generator,
-    )
 
 
 class SdfTask(ShapeTask):
