@@ -94,6 +94,9 @@ def test_converged_iterations_are_a_stationary_point_of_the_posterior_energy():
     energy = (m(c, zz) - x).square().sum() + 0.5 * torch.einsum("bi,ij,bj->", d, prec, d)
     (g,) = torch.autograd.grad(energy, zz)
     assert g.abs().max() < 1e-8
+    # started there (init), a further iteration stays: a fixed point
+    again = ig.map_latent(m, c, x, mean=mean, cov=cov, strength=2.0, iterations=1, init=z)
+    assert rel_err(again, z) < 1e-9
     # a prior far stronger than the data keeps the latent at its mean
     strong = ig.map_latent(m, c, x, mean=mean, cov=cov, strength=1e10, iterations=2)
     assert rel_err(strong, mean.expand(2, k)) < 1e-6

@@ -54,6 +54,7 @@ def map_latent(
     iterations: int = 3,
     loss="mse",
     integrator: Integrator | None = None,
+    init: torch.Tensor | None = None,
     check: bool = True,
 ) -> torch.Tensor:
     """Maximum a posteriori latents ``(B, k)`` of ``target`` under the prior ``N(mean, cov)``
@@ -70,6 +71,7 @@ def map_latent(
         loss: the inner point loss (a name, a :class:`~inr_gon.core.losses.PointLoss` or a
             callable ``(pred, target) -> (B, P, O)``, e.g. :func:`~inr_gon.core.sdf.bounded_loss`).
         integrator: which points and weights (default: all points, weight 1).
+        init: ``(B, k)`` latents to start from (default: ``mean``).
     """
     if not _is_explicit(model):
         raise TypeError(f"map_latent needs an explicit latent model, which {type(model).__name__} is not")
@@ -85,7 +87,7 @@ def map_latent(
     act = getattr(model, "out_activation", None)
     c, t, w = (integrator or GridIntegrator()).select(coords, target)
     W = model.latent_readout()  # (H', k)
-    z = mu.expand(t.shape[0], k).clone()
+    z = mu.expand(t.shape[0], k).clone() if init is None else init.to(mu).clone()
     for _ in range(iterations):
         u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
         raw, us = model.origin_forward(u, z)  # (B, P, O)
