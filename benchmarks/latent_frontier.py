@@ -20,11 +20,13 @@ Images (``--task image``; ``--datasets mnist,fashion`` or image folders): for ea
 
 Each cell records test PSNR / SSIM, training seconds and the seconds to encode the test set, and
 is written to ``--json`` as soon as it finishes; a rerun skips finished cells (``--redo`` runs
-them again), so the frontier is built over several runs. ``--plot`` (default: ``frontier.png``
-beside the JSON) draws PSNR against k, one line per method, and PSNR against encoding time.
+them again), so the frontier is built over several runs. ``--plot`` (default: ``frontier.png``,
+shapes ``frontier_sdf.png``, beside the JSON) draws PSNR against k, one line per method, and PSNR
+against encoding time.
 
 Shapes (``--task sdf``): the procedural family, ``pca`` (a PCA shape model of the truncated SDF on
-a grid), ``gon`` / ``gon_gn`` and the ``autodecoder`` (``--ad-steps`` Adam steps per unseen shape),
+a grid, fitted on the shapes a whole run's baseline is: the fixed training shapes and the first
+512 of the family), ``gon`` / ``gon_gn`` and the ``autodecoder`` (``--ad-steps`` Adam steps per unseen shape),
 each with train / unseen IoU and Chamfer.
 """
 
@@ -53,6 +55,7 @@ from inr_gon.training import ImageConfig, Trainer
 from inr_gon.training.checkpoint import atomic_write_bytes
 from inr_gon.training.tasks import TASKS
 from inr_gon.training.tasks.image import load_dataset
+from inr_gon.training.tasks.sdf_baseline import linear_baseline
 from inr_gon.training.trainer import learning_rate
 
 IMAGE_METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
@@ -267,7 +270,8 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
     if method == "pca":  # the SDF task's own linear baseline, after one step
         cfg = dataclasses.replace(cfg, seconds=0.0, schedule_by="steps", steps=1)
     t, info = fit_quietly(cfg, shapes=shapes)
-    if method == "pca":
+    if method == "pca":  # fitted on as many family shapes as a whole run draws, not one step's
+        info = linear_baseline(t.task, step=10**9)
         return {
             "train_grid_iou": info.get("pca_train_iou"),
             "unseen_grid_iou": info.get("pca_unseen_iou"),
@@ -321,6 +325,7 @@ def plot(results: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     cells = results["cells"]
     sets = sorted({c["dataset"] for c in cells.values()})
@@ -356,6 +361,7 @@ def plot(results: dict, path: Path) -> Path:
         if pts:
             ax.scatter(*zip(*pts), label=label, s=14)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # a narrow range: no crowded minor labels
     ax.set_xlabel(
         "seconds to encode the test set" if results["task"] == "image" else "seconds to encode the unseen shapes"
     )
@@ -425,7 +431,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny data, 1 s cells, k 4 and 8: a smoke test")
     p.add_argument("--redo", action="store_true", help="run matching cells again even if finished")
     p.add_argument("--json", metavar="PATH", default="frontier.json")
-    p.add_argument("--plot", metavar="PATH", default=None, help="default: frontier.png beside the JSON")
+    p.add_argument(
+        "--plot", metavar="PATH", default=None, help="default: frontier.png (shapes: frontier_sdf.png) beside the JSON"
+    )
     a = p.parse_args(argv)
     methods_all = IMAGE_METHODS if a.task == "image" else SDF_METHODS
     a.methods = a.methods or list(methods_all)
@@ -488,7 +496,8 @@ def main(argv=None) -> int:
                     f"{fmt(row.get('unseen_grid_iou'))}"
                 )
                 print(f"{key}: {shown} ({cells[key]['wall_seconds']:.0f} s)", flush=True)
-    out = plot(results, Path(a.plot) if a.plot else path.with_name("frontier.png"))
+    default = "frontier.png" if a.task == "image" else "frontier_sdf.png"
+    out = plot(results, Path(a.plot) if a.plot else path.with_name(default))
     print(f"wrote {path} and {out}")
     return 0
 

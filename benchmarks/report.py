@@ -158,6 +158,30 @@ def image_frontier(root: Path, page: Path, *paths: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+def sdf_frontier(root: Path, page: Path, *paths: str) -> str:
+    """The shape frontier: sign IoU on the 32³ grid of the GON and the PCA shape model per latent size."""
+    rel = "docs/figures/frontier/sdf.json"
+    cells = _load(root, rel)["cells"]
+    rows = [
+        "| k | PCA train / unseen | GON (Gauss–Newton) train / unseen | steps | margin train / unseen |",
+        "|---|---|---|---|---|",
+    ]
+    for k in sorted({c["k"] for c in cells.values()}):
+        pca = next((c for c in cells.values() if c["k"] == k and c["method"] == "pca"), None)
+        gon = next((c for c in cells.values() if c["k"] == k and c["method"] == "gon_gn"), None)
+        iou = lambda c: f"{c['train_grid_iou']:.3f} / {c['unseen_grid_iou']:.3f}" if c else ""  # noqa: E731
+        margin = ""
+        if pca and gon:
+            margin = (
+                f"{gon['train_grid_iou'] - pca['train_grid_iou']:+.3f} / "
+                f"{gon['unseen_grid_iou'] - pca['unseen_grid_iou']:+.3f}"
+            )
+        steps = f"{gon['steps']:,}" if gon else ""
+        rows.append(f"| {k} | {iou(pca)} | {iou(gon)} | {steps} | {margin} |")
+    rows.append(f"\nSign IoU on the 32³ grid. Data: [frontier/sdf.json]({_link(rel, page, root)}).")
+    return "\n".join(rows) + "\n"
+
+
 def image_default_runs(root: Path, page: Path, *paths: str) -> str:
     """The default image runs beside PCA of the same latent size."""
     rows = [
@@ -644,6 +668,7 @@ def sdf_completion(root: Path, page: Path, *paths: str) -> str:
 TABLES = {
     "headline": headline,
     "image-frontier": image_frontier,
+    "sdf-frontier": sdf_frontier,
     "image-default-runs": image_default_runs,
     "sdf-baseline": sdf_baseline,
     "superres": superres,

@@ -21,7 +21,8 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 Volumetric IoU (50,000 uniform points in [-1, 1]³, against the analytic shape) and seconds per
 shape (sampling the depth maps and encoding; rendering them is not counted: a sensor gives them);
 1, 2 and 4 views (``--views-list``). The model: ``--checkpoint`` or ``--pretrained``
-(default: ``shapes``).
+(default: ``shapes``). ``--picture PNG``: for each shape, the points one view saw beside the
+one step's and the prior's completions, the full observation's encoding and the true shape.
 """
 
 from __future__ import annotations
@@ -134,6 +135,21 @@ def merge(observations):
     )
 
 
+def picture(model, seen, path: Path) -> None:
+    """One row per shape: the points one view saw, the one step's and the prior's completions
+    from them, the full observation's encoding, the true shape (64³ marching cubes)."""
+    from inr_gon.geometry.mesh import extract_mesh
+    from inr_gon.viz import save_mesh_grid
+
+    grid = []
+    for surface, *zs, shape in seen:
+        keep = torch.randperm(surface.shape[0], generator=torch.Generator().manual_seed(0))[:3000]
+        meshes = [extract_mesh(latent_sdf(model, z), 64) for z in zs]
+        grid.append([surface[keep].numpy(), *meshes, extract_mesh(shape, 64)])
+    titles = ["seen (one view)", "one step", "prior", "full observation", "truth"]
+    print(f"wrote {save_mesh_grid(grid, path, titles=titles)}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pretrained", default="shapes")
@@ -149,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--picture", type=Path, help="a PNG of each shape's view, completions and truth")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(True)
     run = (
@@ -162,6 +179,7 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
     rows = []
+    seen = []  # one view of each shape: (its surface points, the step's, the prior's, the full latent, shape)
 
     def score(name, views, z, seconds, shape):
         iou = volumetric_iou(latent_sdf(model, z), shape, bounds=(-1.0, 1.0), num_points=50_000)
@@ -177,6 +195,7 @@ def main(argv=None) -> int:
         pool_p, pool_s = analytic_pool(shape, cfg.pool, torch.Generator().manual_seed(1000 + i))
         z, s = timed(lambda: encode_samples(model, cfg, pool_p[None], pool_s[None])[0])
         score("full observation", 0, z, s, shape)
+        z_full = z
         eyes = (
             torch.nn.functional.normalize(
                 torch.randn(max(int(v) for v in args.views_list.split(",")), 3, generator=g, dtype=torch.float64), dim=1
@@ -209,8 +228,11 @@ def main(argv=None) -> int:
             sampling = SAMPLING[0]
             z, s = timed(lambda: encode(obs))
             score("one step", views, z, s + sampling, shape)
+            z_step = z
             z, s = timed(lambda: encode(obs, map_prior=True))
             score("prior", views, z, s + sampling, shape)
+            if views == 1:
+                seen.append((obs[0].surface, z_step, z, z_full, shape))
             for n in refine:
                 z, s = timed(lambda: encode(obs, n))
                 score(f"one step + refine {n}", views, z, s + sampling, shape)
@@ -260,6 +282,8 @@ def main(argv=None) -> int:
             f"{t['method']:24s} views {t['views']}  IoU {t['iou_mean']:.3f} "
             f"({t['of_full']:.2f} of full)  {t['seconds_mean']:.3f} s"
         )
+    if args.picture:
+        picture(model, seen, args.picture)
     if args.json:
         record = {
             "benchmark": "sdf_completion",

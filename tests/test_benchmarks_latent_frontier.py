@@ -66,4 +66,4 @@ def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
     # an image run may not write into a shape frontier
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--ks", "4", "--json", str(out)])
-    assert (tmp_path / "frontier.png").is_file()
+    assert (tmp_path / "frontier_sdf.png").is_file() and not (tmp_path / "frontier.png").exists()

@@ -111,6 +111,7 @@ def test_map_latent_bad_input_is_one_line():
         (dict(mean=mean, cov=-torch.eye(3)), "not positive definite"),
         (dict(mean=mean, cov=cov, strength=0), "strength must be a number > 0"),
         (dict(mean=mean, cov=cov, iterations=0), "iterations must be an int >= 1"),
+        (dict(mean=mean, cov=cov, init=torch.zeros(2, 3)), "init must have shape \\(B, k\\) = \\(1, 3\\)"),
     ]:
         with pytest.raises(ValueError, match=msg):
             ig.map_latent(m, c, x, **kwargs)

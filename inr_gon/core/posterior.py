@@ -87,6 +87,8 @@ def map_latent(
     act = getattr(model, "out_activation", None)
     c, t, w = (integrator or GridIntegrator()).select(coords, target)
     W = model.latent_readout()  # (H', k)
+    if init is not None and init.shape != (t.shape[0], k):
+        raise ValueError(f"init must have shape (B, k) = ({t.shape[0]}, {k}), got {tuple(init.shape)}")
     z = mu.expand(t.shape[0], k).clone() if init is None else init.to(mu).clone()
     for _ in range(iterations):
         u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
