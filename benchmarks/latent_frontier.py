@@ -267,7 +267,7 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
     if "shapes" not in shapes_cache:  # every cell on the same shapes
         shapes_cache["shapes"] = load_shapes(cfg)
     shapes = shapes_cache["shapes"]
-    if method == "pca":  # the SDF task's own linear baseline, after one step
+    if method == "pca":  # a one-step run only to build the task; its baseline is fitted below
         cfg = dataclasses.replace(cfg, seconds=0.0, schedule_by="steps", steps=1)
     t, info = fit_quietly(cfg, shapes=shapes)
     if method == "pca":  # fitted on as many family shapes as a whole run draws, not one step's
