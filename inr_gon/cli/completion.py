@@ -126,13 +126,13 @@ def complete(run, args) -> tuple[torch.Tensor, object]:
     """The latent ``(k,)`` of the observation ``args`` names, and the observation."""
     from ..training.tasks.sdf_encoding import encode_samples, refine_latent
 
+    if args.prior_strength < 0:
+        raise ValueError(f"--prior-strength must be >= 0, got {args.prior_strength:g}")
     cfg, device = run.config, run.device
     obs = observation(args, generator=torch.Generator().manual_seed(cfg.seed))
     if len(obs) == 0:
         raise ValueError(f"{args.points or args.depth}: no sample lies in the model's box [-1, 1]^3 (try --normalize)")
     pts, sdf, free = obs.points[None].to(device), obs.sdf[None].to(device), obs.free[None].to(device)
-    if args.prior_strength < 0:
-        raise ValueError(f"--prior-strength must be >= 0, got {args.prior_strength:g}")
     stats = run.state.get("latent_stats") if args.prior_strength > 0 else None
     if args.prior_strength > 0 and stats is None:
         print("this checkpoint holds no latent statistics: encoded by the model's own step, without a prior")

@@ -156,10 +156,15 @@ def _inner_gradient(model, us, raw, target, loss, weight, create_graph, gauss_ne
         hw = (shared * weight).flatten()  # (P·O,)
         A = ((Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz).to(dt) + eye
         return torch.linalg.solve(A, g.to(dt).transpose(0, 1)).transpose(0, 1).to(g.dtype)
-    hw = (_curvature(loss, raw, target, act, create_graph) * weight).expand(target.shape).flatten(1)
-    H = (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz  # (B, k, k)
-    A = H.to(dt) + eye
+    A = _curvature_matrix(loss, raw, target, act, weight, Jz, create_graph).to(dt) + eye
     return torch.linalg.solve(A, g.to(dt).unsqueeze(-1)).squeeze(-1).to(g.dtype)
+
+
+def _curvature_matrix(loss, raw, target, activation, weight, Jz, create_graph: bool) -> torch.Tensor:
+    """The Gauss–Newton curvature ``H = Σ w ℓ''(F) JᵀJ`` ``(B, k, k)`` of the inner integral in
+    ``z`` from the latent Jacobian rows ``Jz`` ``(B, P·O, k)`` of a per-sample pass."""
+    hw = (_curvature(loss, raw, target, activation, create_graph) * weight).expand(target.shape).flatten(1)
+    return (Jz * hw.unsqueeze(-1)).transpose(-1, -2) @ Jz
 
 
 def _shared_curvature(loss, raw: torch.Tensor, activation) -> torch.Tensor | None:
@@ -307,9 +312,15 @@ def _gradient_explicit(model, c, t, loss, w, z, create_graph: bool, gauss_newton
     """``∇_z`` of the inner integral at latents ``z (B, k)`` (or its Gauss–Newton direction) with
     the model's explicit backward (the per-sample path of :func:`_latent_explicit`, its first
     pre-activation shifted by ``z``): the same arithmetic as autograd, without a double backward."""
-    u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
-    raw, us = model.origin_forward(u, z)  # (B, P, O)
+    raw, us = _forward_at(model, c, z)
     return _inner_gradient(model, us, raw, t, loss, w, create_graph, gauss_newton)
+
+
+def _forward_at(model, c, z):
+    """The explicit forward pass at latents ``z (B, k)`` (its first pre-activation shifted by
+    ``z``): raw outputs ``(B, P, O)`` and the saved pre-activations for the explicit backward."""
+    u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
+    return model.origin_forward(u, z)
 
 
 def _gradient_at(model, c, t, loss, w, z, create_graph: bool) -> torch.Tensor:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .gon import _curvature, _is_explicit, _jacobian_rows, _residual, check_target
+from .gon import _curvature_matrix, _forward_at, _is_explicit, _jacobian_rows, _residual, check_target
 from .integrators import GridIntegrator, Integrator
 from .losses import get_loss
 
@@ -91,12 +91,10 @@ def map_latent(
         raise ValueError(f"init must have shape (B, k) = ({t.shape[0]}, {k}), got {tuple(init.shape)}")
     z = mu.expand(t.shape[0], k).clone() if init is None else init.to(mu).clone()
     for _ in range(iterations):
-        u = model.coord_preactivation(c) + model.latent_preactivation(z).unsqueeze(-2)  # (B, P, H)
-        raw, us = model.origin_forward(u, z)  # (B, P, O)
+        raw, us = _forward_at(model, c, z)  # (B, P, O)
         Jz = _jacobian_rows(model, us, raw) @ W  # (B, P·O, k)
         r = (_residual(loss, raw, t, act, False) * w).flatten(1)  # (B, P·O)
-        h = (_curvature(loss, raw, t, act, False) * w).expand(t.shape).flatten(1)
         g = (r.unsqueeze(-2) @ Jz).squeeze(-2).to(dt) + (z - mu).to(dt) @ prec  # (B, k)
-        A = ((Jz * h.unsqueeze(-1)).transpose(-1, -2) @ Jz).to(dt) + prec  # (B, k, k)
+        A = _curvature_matrix(loss, raw, t, act, w, Jz, False).to(dt) + prec  # (B, k, k)
         z = z - torch.linalg.solve(A, g.unsqueeze(-1)).squeeze(-1).to(z.dtype)
     return z
