@@ -647,17 +647,31 @@ def sdf_streaming(root: Path, page: Path, *paths: str) -> str:
 
 
 def sdf_completion(root: Path, page: Path, *paths: str) -> str:
-    """``benchmarks/sdf_completion.py``: IoU of completions from depth views against full observation."""
+    """``benchmarks/sdf_completion.py``: IoU (and Chamfer, where recorded) of completions from depth
+    views against full observation."""
     rel = paths[0] if paths else "docs/figures/sdf_completion.json"
     d = _load(root, rel)
-    rows = ["| encoding | views | IoU | of full observation | seconds / shape |", "|---|---|---|---|---|"]
+    chamfer = any(t.get("chamfer_median") is not None for t in d["summary"])
+    head = "| encoding | views | IoU | of full observation |" + (" Chamfer ×10⁻³, median |" if chamfer else "")
+    rows = [head + " seconds / shape |", "|---|---|---|---|" + ("---|" if chamfer else "") + "---|"]
     for t in d["summary"]:
         views = "all samples" if t["views"] == 0 else str(t["views"])
+        cd = ""
+        if chamfer:
+            cd = " n/a |" if t.get("chamfer_median") is None else f" {t['chamfer_median'] * 1e3:.2f} |"
         rows.append(
-            f"| {t['method']} | {views} | {t['iou_mean']:.3f} | {_f(t['of_full'], '.2f')} | {t['seconds_mean']:.3f} |"
+            f"| {t['method']} | {views} | {t['iou_mean']:.3f} | {_f(t['of_full'], '.2f')} |{cd}"
+            f" {t['seconds_mean']:.3f} |"
         )
+    source, split = d.get("source", "procedural"), d.get("split", "unseen")
+    what = {
+        ("procedural", "unseen"): "held-out shapes of the procedural family",
+        ("procedural", "train"): "training shapes of the procedural family",
+        ("meshes", "unseen"): "unseen meshes of the model's run",
+        ("meshes", "train"): "training meshes of the model's run (known shapes, seen anew)",
+    }.get((source, split), f"{split} shapes ({source})")
     rows.append(
-        f"\n{d['shapes']} held-out shapes of the procedural family, {d['size']}² depth maps, offset {d['offset']}, "
+        f"\n{d['shapes']} {what}, {d['size']}² depth maps, offset {d['offset']}, "
         f"{d['free']} free-space sample(s) per seen pixel; model {d['model']}. "
         f"Data: [{Path(rel).name}]({_link(rel, page, root)})."
     )

@@ -18,11 +18,20 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 * ``no free space``: the one step (and refined) on the surface and offset samples only;
 * ``full observation``: the reference, the model's encoding of the shape's own sample pool.
 
-Volumetric IoU (50,000 uniform points in [-1, 1]³, against the analytic shape) and seconds per
-shape (sampling the depth maps and encoding; rendering them is not counted: a sensor gives them);
-1, 2 and 4 views (``--views-list``). The model: ``--checkpoint`` or ``--pretrained``
-(default: ``shapes``). ``--picture PNG``: for each shape, the points one view saw beside the
-one step's and the prior's completions, the full observation's encoding and the true shape.
+Volumetric IoU (50,000 uniform points in [-1, 1]³, against the true shape), DeepSDF's Chamfer
+distance (the completion's ``--chamfer-resolution``³ marching-cubes mesh against the truth's, 30,000
+surface samples each way; 0 skips it) and seconds per shape (sampling the depth maps and encoding;
+rendering them is not counted: a sensor gives them); 1, 2 and 4 views (``--views-list``). The
+model: ``--checkpoint`` or ``--pretrained`` (default: ``shapes``). ``--picture PNG``: for each
+shape, the points one view saw beside the one step's and the prior's completions, the full
+observation's encoding and the true shape.
+
+The shapes follow the model's training data. A procedural model: the held-out family
+(``--split unseen``) or the first training shapes (``--split train``), rendered from their
+analytic SDFs. A model trained on a mesh folder (``inr-gon train sdf --meshes DIR``): that run's
+unseen or training meshes, normalised as in training, rendered by sphere tracing the mesh's
+signed distance (libigl) and scored against the mesh. ``--split train`` asks whether one view of
+a known shape finds its latent again; ``unseen`` whether the model completes a new one.
 """
 
 from __future__ import annotations
@@ -35,12 +44,14 @@ import time
 from pathlib import Path
 
 import torch
+import trimesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import inr_gon  # noqa: E402
 from inr_gon.core.sdf import latent_sdf  # noqa: E402
-from inr_gon.eval.shape import volumetric_iou  # noqa: E402
+from inr_gon.eval.shape import chamfer_distance, volumetric_iou  # noqa: E402
+from inr_gon.geometry.mesh import extract_mesh  # noqa: E402
 from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
 from inr_gon.geometry.shapes import ProceduralShapes  # noqa: E402
 from inr_gon.training.tasks.sdf_encoding import (  # noqa: E402
@@ -49,7 +60,7 @@ from inr_gon.training.tasks.sdf_encoding import (  # noqa: E402
     encode_samples,
     refine_latent,
 )
-from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool  # noqa: E402
+from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool, load_shapes  # noqa: E402
 
 
 def look_at(eye: torch.Tensor) -> torch.Tensor:
@@ -96,6 +107,44 @@ def render_depth(shape, pose: torch.Tensor, size: int, fov_deg: float = 40.0, it
     return depth.reshape(size, size), K
 
 
+def mesh_sdf(mesh):
+    """The signed distance ``(N, 3) -> (N,)`` of a closed mesh (negative inside; libigl), for
+    :func:`render_depth`."""
+    from inr_gon.data.meshes import signed_distance
+
+    return lambda p: torch.from_numpy(signed_distance(mesh, p)).to(p.dtype)
+
+
+def shape_cases(run, split: str, count: int):
+    """The shapes to complete, as ``(name, sdf callable, truth, pool points (1, N, 3), pool sdf (1, N))``:
+    the truth is the analytic SDF (procedural) or the normalised mesh, and the pool is what the full
+    observation encodes (a fresh analytic pool, or the run's own pool of the mesh)."""
+    cfg = run.config
+    if cfg.source == "procedural":
+        family = (
+            ProceduralShapes(max(count, 8), seed=cfg.seed + UNSEEN_SEED)
+            if split == "unseen"
+            else ProceduralShapes(cfg.num_shapes, seed=cfg.seed)
+        )
+        for i in range(min(count, len(family))):
+            shape = family[i]
+            pts, sdf = analytic_pool(shape, cfg.pool, torch.Generator().manual_seed(1000 + i))
+            yield f"{split}{i:04d}", shape, shape, pts[None], sdf[None]
+        return
+    if cfg.source != "meshes":
+        raise SystemExit(
+            f"sdf_completion: a {cfg.source!r} model has no closed ground truth to render; "
+            "use a procedural or mesh-folder model"
+        )
+    shapes = load_shapes(cfg)
+    index = shapes.unseen_index if split == "unseen" else shapes.train_index
+    if not index:
+        raise SystemExit(f"sdf_completion: the run has no {split} shapes")
+    for i in index[:count]:
+        pts, sdf = shapes.take([i])
+        yield shapes.names[i], mesh_sdf(shapes.truth[i]), shapes.truth[i], pts, sdf
+
+
 _RENDERS: dict = {}
 
 
@@ -138,14 +187,13 @@ def merge(observations):
 def picture(model, seen, path: Path) -> None:
     """One row per shape: the points one view saw, the one step's and the prior's completions
     from them, the full observation's encoding, the true shape (64³ marching cubes)."""
-    from inr_gon.geometry.mesh import extract_mesh
     from inr_gon.viz import save_mesh_grid
 
     grid = []
-    for surface, *zs, shape in seen:
+    for surface, *zs, truth in seen:
         keep = torch.randperm(surface.shape[0], generator=torch.Generator().manual_seed(0))[:3000]
         meshes = [extract_mesh(latent_sdf(model, z), 64) for z in zs]
-        grid.append([surface[keep].numpy(), *meshes, extract_mesh(shape, 64)])
+        grid.append([surface[keep].numpy(), *meshes, truth])
     titles = ["seen (one view)", "one step", "prior", "full observation", "truth"]
     print(f"wrote {save_mesh_grid(grid, path, titles=titles)}")
 
@@ -164,6 +212,15 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-iterations", type=int, default=PRIOR_ITERATIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
+    ap.add_argument(
+        "--split",
+        choices=("unseen", "train"),
+        default="unseen",
+        help="the model's held-out shapes or its first training shapes",
+    )
+    ap.add_argument(
+        "--chamfer-resolution", type=int, default=64, help="marching-cubes grid of the completions' Chamfer (0: none)"
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--picture", type=Path, help="a PNG of each shape's view, completions and truth")
     args = ap.parse_args(argv)
@@ -175,26 +232,32 @@ def main(argv=None) -> int:
     )
     cfg, model = run.config, run.model
     prior = {**run.state["latent_stats"], "strength": args.prior_strength, "iterations": args.prior_iterations}
-    held = ProceduralShapes(max(args.shapes, 8), seed=cfg.seed + UNSEEN_SEED)
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
     rows = []
     seen = []  # one view of each shape: (its surface points, the step's, the prior's, the full latent, shape)
 
-    def score(name, views, z, seconds, shape):
-        iou = volumetric_iou(latent_sdf(model, z), shape, bounds=(-1.0, 1.0), num_points=50_000)
-        rows.append({"method": name, "views": views, "iou": iou, "seconds": seconds})
+    def score(name, views, z, seconds, truth):
+        field = latent_sdf(model, z)
+        iou = volumetric_iou(field, truth, bounds=(-1.0, 1.0), num_points=50_000)
+        chamfer = None
+        if args.chamfer_resolution:
+            mesh = extract_mesh(field, args.chamfer_resolution)
+            chamfer = chamfer_distance(mesh, truth_mesh) if len(mesh.faces) else None  # None: nothing decoded
+        rows.append(
+            {"shape": name_i, "method": name, "views": views, "iou": iou, "chamfer": chamfer, "seconds": seconds}
+        )
 
     def timed(fn):
         t0 = time.perf_counter()
         z = fn()
         return z, time.perf_counter() - t0
 
-    for i in range(args.shapes):
-        shape = held[i]
-        pool_p, pool_s = analytic_pool(shape, cfg.pool, torch.Generator().manual_seed(1000 + i))
-        z, s = timed(lambda: encode_samples(model, cfg, pool_p[None], pool_s[None])[0])
-        score("full observation", 0, z, s, shape)
+    for i, (name_i, shape, truth, pool_p, pool_s) in enumerate(shape_cases(run, args.split, args.shapes)):
+        _RENDERS.clear()
+        truth_mesh = truth if isinstance(truth, trimesh.Trimesh) else extract_mesh(truth, 128)
+        z, s = timed(lambda: encode_samples(model, cfg, pool_p, pool_s)[0])
+        score("full observation", 0, z, s, truth)
         z_full = z
         eyes = (
             torch.nn.functional.normalize(
@@ -227,38 +290,38 @@ def main(argv=None) -> int:
             obs = [view_samples(shape, look_at(eyes[j]), args.size, args.offset, args.free, g) for j in range(views)]
             sampling = SAMPLING[0]
             z, s = timed(lambda: encode(obs))
-            score("one step", views, z, s + sampling, shape)
+            score("one step", views, z, s + sampling, truth)
             z_step = z
             z, s = timed(lambda: encode(obs, map_prior=True))
-            score("prior", views, z, s + sampling, shape)
+            score("prior", views, z, s + sampling, truth)
             if views == 1:
-                seen.append((obs[0].surface, z_step, z, z_full, shape))
+                seen.append((obs[0].surface, z_step, z, z_full, truth_mesh))
             for n in refine:
                 z, s = timed(lambda: encode(obs, n))
-                score(f"one step + refine {n}", views, z, s + sampling, shape)
+                score(f"one step + refine {n}", views, z, s + sampling, truth)
                 z, s = timed(lambda: encode(obs, n, map_prior=True))
-                score(f"prior + refine {n}", views, z, s + sampling, shape)
+                score(f"prior + refine {n}", views, z, s + sampling, truth)
                 z, s = timed(lambda: encode(obs, n, noise=True))
-                score(f"Adam from noise {n}", views, z, s + sampling, shape)
+                score(f"Adam from noise {n}", views, z, s + sampling, truth)
             if views == 1:
                 SAMPLING[0] = 0.0
                 no_free = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g)]
                 z, s = timed(lambda: encode(no_free))
-                score("one step, no free space", views, z, s + SAMPLING[0], shape)
+                score("one step, no free space", views, z, s + SAMPLING[0], truth)
                 for n in refine:
                     z, s = timed(lambda: encode(no_free, n))
-                    score(f"one step + refine {n}, no free space", views, z, s, shape)
+                    score(f"one step + refine {n}, no free space", views, z, s, truth)
                 SAMPLING[0] = 0.0
                 bare = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g, surface_only=True)]
                 z, s = timed(lambda: encode(bare))
-                score("surface only", views, z, s + SAMPLING[0], shape)
+                score("surface only", views, z, s + SAMPLING[0], truth)
                 if args.timing_size and i < 3:  # the encoding time from a larger depth map (sampling included)
                     SAMPLING[0] = 0.0
                     big = [view_samples(shape, look_at(eyes[0]), args.timing_size, args.offset, args.free, g)]
                     z, s = timed(lambda: encode(big))
-                    score(f"one step, {args.timing_size}² depth map", views, z, s + SAMPLING[0], shape)
+                    score(f"one step, {args.timing_size}² depth map", views, z, s + SAMPLING[0], truth)
                     z, s = timed(lambda: encode(big, map_prior=True))
-                    score(f"prior, {args.timing_size}² depth map", views, z, s + SAMPLING[0], shape)
+                    score(f"prior, {args.timing_size}² depth map", views, z, s + SAMPLING[0], truth)
         print(
             f"shape {i}: " + ", ".join(f"{r['method']} ({r['views']}) {r['iou']:.3f}" for r in rows if r is rows[-1]),
             flush=True,
@@ -266,21 +329,27 @@ def main(argv=None) -> int:
     summary = {}
     for r in rows:
         summary.setdefault((r["method"], r["views"]), []).append(r)
-    table = [
-        {
-            "method": m,
-            "views": v,
-            "iou_mean": statistics.mean(x["iou"] for x in rs),
-            "seconds_mean": statistics.mean(x["seconds"] for x in rs),
-        }
-        for (m, v), rs in summary.items()
-    ]
+    table = []
+    for (m, v), rs in summary.items():
+        cds = [x["chamfer"] for x in rs if x["chamfer"] is not None]
+        table.append(
+            {
+                "method": m,
+                "views": v,
+                "iou_mean": statistics.mean(x["iou"] for x in rs),
+                "chamfer_mean": statistics.mean(cds) if cds else None,
+                "chamfer_median": statistics.median(cds) if cds else None,
+                "empty": sum(x["chamfer"] is None for x in rs) if args.chamfer_resolution else 0,
+                "seconds_mean": statistics.mean(x["seconds"] for x in rs),
+            }
+        )
     full = next(t["iou_mean"] for t in table if t["method"] == "full observation")
     for t in table:
         t["of_full"] = t["iou_mean"] / full if full else None
+        cd = "" if t["chamfer_median"] is None else f"  Chamfer median {t['chamfer_median'] * 1e3:.2f}e-3"
         print(
             f"{t['method']:24s} views {t['views']}  IoU {t['iou_mean']:.3f} "
-            f"({t['of_full']:.2f} of full)  {t['seconds_mean']:.3f} s"
+            f"({t['of_full']:.2f} of full){cd}  {t['seconds_mean']:.3f} s"
         )
     if args.picture:
         picture(model, seen, args.picture)
@@ -288,7 +357,10 @@ def main(argv=None) -> int:
         record = {
             "benchmark": "sdf_completion",
             "model": args.checkpoint or f"pretrained:{args.pretrained}",
-            "shapes": args.shapes,
+            "source": cfg.source,
+            "split": args.split,
+            "shapes": len({r["shape"] for r in rows}),
+            "chamfer_resolution": args.chamfer_resolution,
             "size": args.size,
             "offset": args.offset,
             "free": args.free,
