@@ -15,7 +15,7 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 * ``Adam from noise N``: DeepSDF's test-time encoding (N Adam steps from a small random code) on
   the same decoder and samples;
 * ``surface only``: the one step on the surface points alone (no offsets, no free space);
-* ``no free space``: the one step (and refined) on the surface and offset samples only;
+* ``no free space``: the one step or the prior (and refined) on the surface and offset samples only;
 * ``full observation``: the reference, the model's encoding of the shape's own sample pool.
 
 Volumetric IoU (50,000 uniform points in [-1, 1]³, against the true shape), DeepSDF's Chamfer
@@ -306,11 +306,16 @@ def main(argv=None) -> int:
             if views == 1:
                 SAMPLING[0] = 0.0
                 no_free = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g)]
+                sampling = SAMPLING[0]
                 z, s = timed(lambda: encode(no_free))
-                score("one step, no free space", views, z, s + SAMPLING[0], truth)
+                score("one step, no free space", views, z, s + sampling, truth)
+                z, s = timed(lambda: encode(no_free, map_prior=True))
+                score("prior, no free space", views, z, s + sampling, truth)
                 for n in refine:
                     z, s = timed(lambda: encode(no_free, n))
-                    score(f"one step + refine {n}, no free space", views, z, s, truth)
+                    score(f"one step + refine {n}, no free space", views, z, s + sampling, truth)
+                    z, s = timed(lambda: encode(no_free, n, map_prior=True))
+                    score(f"prior + refine {n}, no free space", views, z, s + sampling, truth)
                 SAMPLING[0] = 0.0
                 bare = [view_samples(shape, look_at(eyes[0]), args.size, args.offset, 0, g, surface_only=True)]
                 z, s = timed(lambda: encode(bare))

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Observation", "backproject", "depth_normals", "observation_samples", "depth_free_space", "check_pose"]
+__all__ = [
+    "Observation",
+    "backproject",
+    "depth_normals",
+    "observation_samples",
+    "depth_free_space",
+    "check_pose",
+    "seen_from",
+]
 
 
 @dataclass
@@ -216,3 +224,42 @@ def depth_free_space(
     missed[inview] = ~any_hit[row[inview], col[inview]]
     outside = inview & ((missed & silhouette) | (~missed & (z < d - margin)))
     return p[outside].float()
+
+
+def seen_from(
+    points: torch.Tensor,
+    sdf: torch.Tensor,
+    direction: torch.Tensor,
+    *,
+    bins: int = 24,
+    band: float = 0.1,
+    extent: float = 3**0.5,
+) -> torch.Tensor:
+    """Which of each shape's samples one depth view sees: ``(B, N)`` bool.
+
+    For training an encoder on what a sensor will give it, from samples whose signed distances are
+    all known. ``points`` ``(B, N, 3)``, ``sdf`` ``(B, N)`` (negative inside), ``direction``
+    ``(B, 3)`` unit vectors: an orthographic camera on the side of ``+direction`` looks towards
+    ``−direction``. Its pixels are a ``bins × bins`` grid over the plane perpendicular to
+    ``direction``, covering ``[−extent, extent]²`` (the default holds the ``[−1, 1]³`` box). A
+    pixel's first surface is the nearest of its samples inside the shape; a sample is seen when it
+    lies in front of its pixel's first surface or at most ``band`` behind it (the thin band a depth
+    map's offsets reach). Every sample of a pixel with no inside sample is seen (its ray misses
+    the shape).
+    """
+    if points.dim() != 3 or points.shape[-1] != 3 or sdf.shape != points.shape[:2]:
+        raise ValueError(f"points must be (B, N, 3) and sdf (B, N), got {tuple(points.shape)} and {tuple(sdf.shape)}")
+    if direction.shape != (points.shape[0], 3):
+        raise ValueError(f"direction must be (B, 3) = ({points.shape[0]}, 3), got {tuple(direction.shape)}")
+    d = torch.nn.functional.normalize(direction.to(points), dim=-1)
+    e_x, e_y = points.new_tensor([1.0, 0.0, 0.0]), points.new_tensor([0.0, 1.0, 0.0])
+    helper = torch.where(d[:, :1].abs() < 0.9, e_x, e_y)  # (B, 3): not parallel to d
+    a = torch.nn.functional.normalize(torch.linalg.cross(d, helper), dim=-1)
+    b = torch.linalg.cross(d, a)
+    to_pixel = lambda x: ((x + extent) / (2 * extent) * bins).long().clamp_(0, bins - 1)  # noqa: E731
+    pixel = to_pixel((points * a[:, None]).sum(-1)) * bins + to_pixel((points * b[:, None]).sum(-1))  # (B, N)
+    depth = -(points * d[:, None]).sum(-1)  # distance from the camera's plane, up to a constant
+    inf = torch.full_like(depth, float("inf"))
+    first = torch.full((points.shape[0], bins * bins), float("inf"), dtype=depth.dtype, device=depth.device)
+    first = first.scatter_reduce(1, pixel, torch.where(sdf < 0, depth, inf), "amin")
+    return depth <= first.gather(1, pixel) + band

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ...core.sdf import random_shape_points, sdf_gon_latent, split_points
+from ...geometry.observe import seen_from
 from ...nn.siren import LatentSiren
 from ..config import Check, at_least, nonneg, option
 from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
@@ -91,6 +92,13 @@ class SdfConfig(
         check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         group="encoder",
     )
+    partial_region: str = option(
+        "half_space",
+        "partial_inner: what one side is; the half of space facing the direction, or what a depth view "
+        "from that direction sees (in front of the first surface along each ray, or a thin band behind it)",
+        choices=("half_space", "view"),
+        group="encoder",
+    )
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
 
     TASK = "sdf"
@@ -141,6 +149,8 @@ class SdfConfig(
         out = super().inactive()
         if self.inner == "shared":
             out["inner_sampling"] = "is read with per-sample inner points only (--inner per_sample)"
+        if not self.partial_inner:
+            out["partial_region"] = "is read with --partial-inner > 0 only"
         return out
 
     def _checks(self):
@@ -246,8 +256,9 @@ class SdfTask(ShapeTask):
 
     def _split(self, pts, sdf, m_in: int, m_out: int, generator):
         """:func:`~inr_gon.core.sdf.split_points`; with ``partial_inner``, that share of the shapes
-        takes its inner points from the half of space facing a random direction first (one
-        view's side), the outer points from all of the shape."""
+        takes its inner points from one side first (the half of space facing a random direction,
+        or what a depth view from it sees: :func:`~inr_gon.geometry.observe.seen_from`), the outer
+        points from all of the shape."""
         if not self.cfg.partial_inner:
             return split_points(pts, sdf, m_in, m_out, generator=generator)
         B, N = sdf.shape
@@ -255,7 +266,10 @@ class SdfTask(ShapeTask):
         keys = torch.rand(B, N, generator=generator, device=dev)
         v = torch.nn.functional.normalize(torch.randn(B, 3, generator=generator, device=dev), dim=1)
         partial = torch.rand(B, generator=generator, device=dev) < self.cfg.partial_inner
-        hidden = (pts.to(dev) * v[:, None]).sum(-1) < 0
+        if self.cfg.partial_region == "view":
+            hidden = ~seen_from(pts.to(dev), sdf.to(dev), v)
+        else:
+            hidden = (pts.to(dev) * v[:, None]).sum(-1) < 0
         inner = (keys + 2.0 * (partial[:, None] & hidden)).argsort(dim=1)[:, :m_in]
         rest = torch.rand(B, N, generator=generator, device=dev).scatter(1, inner, 3.0)
         outer = rest.argsort(dim=1)[:, :m_out]
