@@ -86,7 +86,7 @@ def test_options_the_run_ignores_fail_with_one_line(capsys):
 
 def test_presets_replace_the_device_tables(capsys):
     cpu, cuda = ImageConfig().resolved(CPU), ImageConfig().resolved(CUDA)
-    assert (cpu.preset, cpu.hidden, cpu.latent, cpu.gauss_newton) == ("cpu", 128, 64, 0.01)
+    assert (cpu.preset, cpu.hidden, cpu.layers, cpu.latent, cpu.gauss_newton) == ("cpu", 128, 4, 64, 0.03)
     assert (cuda.preset, cuda.hidden, cuda.latent, cuda.gauss_newton) == ("paper", 256, 32, 0.0)
     paper_on_cpu = ImageConfig(preset="paper").resolved(CPU)
     assert dataclasses.replace(paper_on_cpu, nonfinite_check=None) == dataclasses.replace(cuda, nonfinite_check=None)

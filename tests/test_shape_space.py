@@ -451,7 +451,7 @@ def test_the_sdf_latent_is_one_gauss_newton_step_by_default_and_older_runs_keep_
     cpu, cuda = torch.device("cpu"), type("D", (), {"type": "cuda"})()
     assert (
         SdfConfig().resolved(cpu).gauss_newton == 1.0
-        and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0.01
+        and ImageConfig(dataset="mnist").resolved(cpu).gauss_newton == 0.03
     )
     assert ImageConfig(dataset="mnist").resolved(cuda).gauss_newton == 0
     assert ImageConfig.from_dict(ImageConfig.fill_absent({"latent": 8})).resolved(cpu).gauss_newton == 0

@@ -88,7 +88,7 @@ class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, G
             "layer, one Gauss-Newton latent step (chosen by the margin over PCA at the same latent size)",
             dict(
                 hidden=128,
-                layers=3,
+                layers=4,
                 batch_size=32,
                 lr=5e-4,
                 lr_schedule="cosine",
@@ -101,7 +101,7 @@ class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, G
                 latent=64,
                 latent_shifts=True,
                 w0_latent=30.0,
-                gauss_newton=0.01,
+                gauss_newton=0.03,
                 amp="auto",
             ),
         ),
