@@ -159,27 +159,51 @@ def test_mesh_completes_a_depth_view_and_a_point_cloud(tmp_path, capsys):
     assert "--prior-strength must be >= 0" in capsys.readouterr().err
 
 
-def test_partial_inner_points_come_from_one_side_and_the_outer_from_all(tmp_path):
+def _partial_split(tmp_path, region: str):
+    """A tiny partial-inner run on four procedural shapes, one ``_split`` of their pools (20 inner, 40
+    outer points), and the direction each shape was seen from."""
     import warnings
 
     from inr_gon.training.tasks.sdf import SdfConfig
     from inr_gon.training.trainer import Trainer
 
-    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=256, points=64, batch_size=4, hidden=16, layers=2, latent=4)
-    cfg = dataclasses.replace(cfg, steps=2, seconds=0.0, device="cpu", out=str(tmp_path), partial_inner=1.0)
+    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=512, points=64, batch_size=4, hidden=16, layers=2, latent=4)
+    cfg = dataclasses.replace(
+        cfg, steps=2, seconds=0.0, device="cpu", out=str(tmp_path), partial_inner=1.0, partial_region=region
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = Trainer(cfg, quiet=True)
     pts, sdf = t.task.pools([0, 1, 2, 3])
     g = torch.Generator().manual_seed(0)
-    ip, isdf, op, osdf = t.task._split(pts, sdf, 20, 40, g)
+    split = t.task._split(pts, sdf, 20, 40, g)
     g.manual_seed(0)
-    torch.rand(4, 256, generator=g)
+    torch.rand(4, 512, generator=g)
     v = torch.nn.functional.normalize(torch.randn(4, 3, generator=g), dim=1)
+    return t, pts, sdf, split, v
+
+
+def test_partial_inner_points_come_from_one_side_and_the_outer_from_all(tmp_path):
+    t, _, _, (ip, isdf, op, osdf), v = _partial_split(tmp_path, "half_space")
     assert ((ip * v[:, None]).sum(-1) >= 0).all()  # every inner point on the side facing v
     assert ((op * v[:, None]).sum(-1) < 0).any()  # the outer loss sees the other side too
     for b in range(4):  # disjoint, and each point's own signed distance
         assert not (torch.cdist(ip[b], op[b]) == 0).any()
+    t.fit()
+
+
+def test_partial_inner_from_a_view_takes_the_seen_points(tmp_path):
+    from inr_gon.geometry.observe import seen_from
+
+    t, pts, sdf, (ip, isdf, op, osdf), v = _partial_split(tmp_path, "view")
+    seen = seen_from(pts, sdf, v)
+    for b in range(4):
+        assert seen[b].sum() >= 20
+        match = (ip[b][:, None] == pts[b][None]).all(-1)  # (20, N): each inner point's place in the pool
+        assert (match.sum(1) >= 1).all()
+        own = match.float().argmax(1)
+        assert seen[b, own].all()  # every inner point is one the view sees
+        assert torch.equal(isdf[b], sdf[b, own])
     t.fit()
 
 
@@ -251,17 +275,12 @@ def test_the_benchmark_renders_a_mesh_as_its_analytic_depth():
 def test_the_completion_benchmark_runs_on_a_mesh_trained_model(tmp_path):
     """``benchmarks/sdf_completion.py`` on a model trained on a mesh folder: the run's training
     meshes, rendered from the mesh and scored against it (IoU, Chamfer where a surface decodes)."""
-    import trimesh
     from conftest import load_benchmark
-    from test_sdf_gon import TINY
+    from test_sdf_gon import TINY, three_meshes
 
     from inr_gon.cli import sdf_main
 
-    folder = tmp_path / "meshes"
-    folder.mkdir()
-    trimesh.creation.icosphere(subdivisions=3, radius=0.7).export(folder / "sphere.obj")
-    trimesh.creation.box(extents=(1.0, 0.6, 0.8)).export(folder / "box.ply")
-    trimesh.creation.icosphere(subdivisions=3, radius=0.4).export(folder / "small.obj")
+    folder = three_meshes(tmp_path / "meshes", subdivisions=3)
     run = tmp_path / "run"
     assert sdf_main(TINY + ["--meshes", str(folder), "--steps", "3", "--out", str(run)]) == 0
     bench = load_benchmark("sdf_completion")
@@ -300,34 +319,3 @@ def test_seen_from_marks_what_a_depth_view_of_a_sphere_sees():
     assert torch.equal(tilted[0], seen)
     with pytest.raises(ValueError, match="direction must be"):
         seen_from(p, sdf, torch.zeros(2, 3))
-
-
-def test_partial_inner_from_a_view_takes_the_seen_points(tmp_path):
-    import warnings
-
-    from inr_gon.geometry.observe import seen_from
-    from inr_gon.training.tasks.sdf import SdfConfig
-    from inr_gon.training.trainer import Trainer
-
-    cfg = SdfConfig(num_shapes=4, num_unseen=1, pool=512, points=64, batch_size=4, hidden=16, layers=2, latent=4)
-    cfg = dataclasses.replace(
-        cfg, steps=2, seconds=0.0, device="cpu", out=str(tmp_path), partial_inner=1.0, partial_region="view"
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = Trainer(cfg, quiet=True)
-    pts, sdf = t.task.pools([0, 1, 2, 3])
-    g = torch.Generator().manual_seed(0)
-    ip, isdf, op, osdf = t.task._split(pts, sdf, 20, 40, g)
-    g.manual_seed(0)
-    torch.rand(4, 512, generator=g)
-    v = torch.nn.functional.normalize(torch.randn(4, 3, generator=g), dim=1)
-    seen = seen_from(pts, sdf, v)
-    for b in range(4):
-        assert seen[b].sum() >= 20
-        match = (ip[b][:, None] == pts[b][None]).all(-1)  # (20, N): each inner point's place in the pool
-        assert (match.sum(1) >= 1).all()
-        own = match.float().argmax(1)
-        assert seen[b, own].all()  # every inner point is one the view sees
-        assert torch.equal(isdf[b], sdf[b, own])
-    t.fit()

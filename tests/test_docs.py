@@ -170,6 +170,8 @@ RUN_CONFIGS = [
     ("sdf_split.json", "sdf_split_gon_config.json"),
     ("sdf_split.json", "sdf_split_autodecoder_config.json"),
     ("sdf_partial_metrics.json", "sdf_partial_config.json"),
+    ("sdf_view_metrics.json", "sdf_view_config.json"),
+    ("sdf_completion_meshes_metrics.json", "sdf_completion_meshes_config.json"),
 ]
 
 

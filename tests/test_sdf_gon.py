@@ -292,14 +292,20 @@ def test_sdf_trainer_on_cuda_and_resume_on_cpu(tmp_path, inner, eikonal):
     assert all(bool(torch.isfinite(p).all()) for p in r.model.parameters())
 
 
-def test_meshes_folder_end_to_end(tmp_path):
+def three_meshes(folder, subdivisions=2):
+    """A folder of three closed meshes (``sphere.obj``, ``box.ply``, ``small.obj``): a run on it
+    trains on two and holds one out."""
     import trimesh
 
-    folder = tmp_path / "meshes"
     folder.mkdir()
-    trimesh.creation.icosphere(subdivisions=2, radius=0.7).export(folder / "sphere.obj")
+    trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.7).export(folder / "sphere.obj")
     trimesh.creation.box(extents=(1.0, 0.6, 0.8)).export(folder / "box.ply")
-    trimesh.creation.icosphere(subdivisions=2, radius=0.4).export(folder / "small.obj")
+    trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.4).export(folder / "small.obj")
+    return folder
+
+
+def test_meshes_folder_end_to_end(tmp_path):
+    folder = three_meshes(tmp_path / "meshes")
     out = tmp_path / "run"
     assert main(TINY + ["--meshes", str(folder), "--steps", "3", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
