@@ -92,8 +92,8 @@ class SdfConfig(
         check=Check(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         group="encoder",
     )
-    partial_region: str = option(
-        "half_space",
+    partial_region: str | None = option(
+        None,
         "partial_inner: what one side is; the half of space facing the direction, or what a depth view "
         "from that direction sees (in front of the first surface along each ray, or a thin band behind it)",
         choices=("half_space", "view"),
@@ -115,6 +115,7 @@ class SdfConfig(
         gauss_newton=1.0,
         inner_weight=10.0,
         inner_sampling="random",
+        partial_region="half_space",
     )
     PRESETS = SHAPE_PRESETS
     DEVICE_PRESETS = dict(cpu="cpu", cuda="gpu")
