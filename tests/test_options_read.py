@@ -100,6 +100,7 @@ RUNS: dict[str, list[dict]] = {
         {**SHAPES, **SIREN},  # per-sample inner points, new shapes mixed in
         {**SHAPES, **SIREN, "inner": "shared"},
         {**SHAPES, **SIREN, "inner_sampling": "fixed"},
+        {**SHAPES, **SIREN, "partial_inner": 0.5, "partial_region": "view"},
         {**SHAPES, **SIREN, **MESHES},
         {**SHAPES, **SIREN, **MESH_SPLIT},
         {**SHAPES, **SIREN, **DEEPSDF, "stream": "on"},
