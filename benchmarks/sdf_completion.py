@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
     rows = []
-    seen = []  # one view of each shape: (its surface points, the step's, the prior's, the full latent, shape)
+    seen = []  # one view of each shape: (its surface points, the step's, the prior's, the full latent, truth)
 
     def score(name, views, z, seconds, truth):
         field = latent_sdf(model, z)
@@ -255,7 +255,9 @@ def main(argv=None) -> int:
 
     for i, (name_i, shape, truth, pool_p, pool_s) in enumerate(shape_cases(run, args.split, args.shapes)):
         _RENDERS.clear()
-        truth_mesh = truth if isinstance(truth, trimesh.Trimesh) else extract_mesh(truth, 128)
+        truth_mesh = truth  # the surface that Chamfer and the picture compare with
+        if not isinstance(truth, trimesh.Trimesh):
+            truth_mesh = extract_mesh(truth, 128) if args.chamfer_resolution or args.picture else None
         z, s = timed(lambda: encode_samples(model, cfg, pool_p, pool_s)[0])
         score("full observation", 0, z, s, truth)
         z_full = z
