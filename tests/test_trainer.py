@@ -489,6 +489,29 @@ def test_train_seconds_leave_out_evaluations_and_stop_with_the_loop(tmp_path, mo
     frozen = t.train_seconds
     time.sleep(0.05)
     # metrics round to 0.01 s, and rounding keeps order: compare with the rounded bound
-    assert t.train_seconds == frozen and metrics["train_seconds"] >= round(frozen + 0.6, 2)
+    assert t.train_seconds == frozen and metrics["train_seconds"] == round(frozen, 2)
+    assert metrics["eval_seconds"] >= 0.6  # two evaluations of 0.3 s, reported apart
     state = torch.load(t.out / "ckpt_step0000003.pt", weights_only=False)
     assert state["elapsed"] - state["eval_seconds"] >= 0 and state["eval_seconds"] >= 0.3
+
+
+def test_the_time_budget_counts_training_not_evaluations(monkeypatch):
+    """Evaluations do not eat a time budget: with a slow evaluation every other step the run still
+    trains its whole ``seconds``, and the time-following schedule sees training time only."""
+    t = Trainer(
+        tiny_config(None, steps=10**6, seconds=0.5, lr=1e-3, lr_schedule="cosine", schedule_by="time", eval_every=2),
+        dataset=tiny_dataset(),
+        quiet=True,
+    )
+    evaluate = t.task.evaluate
+
+    def slow_evaluate(trainer):
+        time.sleep(0.1)
+        return evaluate(trainer)
+
+    monkeypatch.setattr(t.task, "evaluate", slow_evaluate)
+    seen = record_lrs(t)
+    metrics = t.fit()
+    assert metrics["train_seconds"] >= 0.5 and metrics["eval_seconds"] >= 0.5
+    assert t.elapsed >= metrics["train_seconds"] + metrics["eval_seconds"] - 0.02
+    assert seen[-1] < 0.2e-3  # annealed to near lr/20 by the end of the training time

@@ -26,7 +26,9 @@ class TrainerConfig(Config):
 
     preset: str | None = option(None, "named defaults (see the task's --help)")
     steps: int | None = option(None, "total steps; with --resume, continue up to this step", check=at_least(0))
-    seconds: float | None = option(None, "stop training after this many seconds (0: no limit)", check=nonneg)
+    seconds: float | None = option(
+        None, "stop after this many seconds of training; evaluations do not count (0: no limit)", check=nonneg
+    )
     batch_size: int | None = option(
         None,
         "items per step, in all (under torchrun: the global batch, split evenly over the processes)",

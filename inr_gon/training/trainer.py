@@ -215,12 +215,13 @@ class Trainer:
         )
 
     def _schedule_clock(self) -> float | None:
-        """Seconds of training the time-following schedule sees (``None`` when it follows steps).
-        With several processes it is the ranks' mean, refreshed every ``log_every`` steps, so
-        every rank uses the same learning rate (each rank's own clock would let them drift)."""
+        """Seconds of training the time-following schedule sees (``None`` when it follows steps),
+        evaluations left out as in the budget. With several processes it is the ranks' mean,
+        refreshed every ``log_every`` steps, so every rank uses the same learning rate (each
+        rank's own clock would let them drift)."""
         if self.cfg.schedule_by != "time" or not self.cfg.seconds or self._t0 is None:
             return None
-        now = time.perf_counter() - self._t0
+        now = time.perf_counter() - self._t0 - self.eval_seconds
         if not self.dist.enabled:
             return now
         if self._shared_clock is None or self.step % self.cfg.log_every == 0:
@@ -354,14 +355,15 @@ class Trainer:
             self.log(f"resumed from {ckpt} at step {self.step}")
 
     def _out_of_time(self, t0: float) -> bool:
-        """The ``seconds`` budget (``None``/0: none) since ``t0`` is spent. With several
-        processes the ranks decide together, every ``log_every`` steps (so all stop at the
-        same step)."""
+        """The ``seconds`` budget (``None``/0: none) of training since ``t0`` is spent: the time
+        of evaluations and snapshots (``eval_seconds``) is not training, so a run that evaluates
+        often trains as long as one that does not. With several processes the ranks decide
+        together, every ``log_every`` steps (so all stop at the same step)."""
         if not self.cfg.seconds:
             return False
         if self.dist.enabled and self.step % self.cfg.log_every:
             return False
-        return self.dist.any(time.perf_counter() - t0 >= self.cfg.seconds)
+        return self.dist.any(time.perf_counter() - t0 - self.eval_seconds >= self.cfg.seconds)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -384,7 +386,8 @@ class Trainer:
         self.save()
         metrics = {
             "steps": self.step,
-            "train_seconds": round(self.elapsed, 2),
+            "train_seconds": round(self.elapsed - self.eval_seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
             "skipped_steps": self.skipped,
             "params": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
