@@ -136,6 +136,7 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2",
     }[method]
     cfg = train_args("image", common_options(a, k) + " " + step)
+    r = cfg.resolved(torch.device(a.device))
     t, info = fit_quietly(cfg, dataset=ds)
     test = t.task.test_images
     t0 = time.perf_counter()
@@ -147,7 +148,8 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "train_seconds": info["train_seconds"],
         "steps": info["steps"],
         "encode_seconds": round(enc, 3),
-        "options": step,
+        "options": f"{step} {a.common}".strip(),
+        "decoder": f"SIREN {r.layers}×{r.hidden}",
         "failed": bool(info.get("collapsed")),
     }
 
