@@ -136,7 +136,6 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2",
     }[method]
     cfg = train_args("image", common_options(a, k) + " " + step)
-    r = cfg.resolved(torch.device(a.device))
     t, info = fit_quietly(cfg, dataset=ds)
     test = t.task.test_images
     t0 = time.perf_counter()
@@ -149,7 +148,7 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "steps": info["steps"],
         "encode_seconds": round(enc, 3),
         "options": f"{step} {a.common}".strip(),
-        "decoder": f"SIREN {r.layers}×{r.hidden}",
+        "decoder": f"SIREN {t.cfg.layers}×{t.cfg.hidden}",  # as the trainer resolved it
         "failed": bool(info.get("collapsed")),
     }
 

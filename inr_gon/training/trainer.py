@@ -221,7 +221,7 @@ class Trainer:
         rank's own clock would let them drift)."""
         if self.cfg.schedule_by != "time" or not self.cfg.seconds or self._t0 is None:
             return None
-        now = time.perf_counter() - self._t0 - self.eval_seconds
+        now = self.train_seconds
         if not self.dist.enabled:
             return now
         if self._shared_clock is None or self.step % self.cfg.log_every == 0:
@@ -354,16 +354,16 @@ class Trainer:
             self.last_checkpoint = ckpt
             self.log(f"resumed from {ckpt} at step {self.step}")
 
-    def _out_of_time(self, t0: float) -> bool:
-        """The ``seconds`` budget (``None``/0: none) of training since ``t0`` is spent: the time
-        of evaluations and snapshots (``eval_seconds``) is not training, so a run that evaluates
-        often trains as long as one that does not. With several processes the ranks decide
-        together, every ``log_every`` steps (so all stop at the same step)."""
+    def _out_of_time(self) -> bool:
+        """The ``seconds`` budget (``None``/0: none) of training (:attr:`train_seconds`) is spent:
+        the time of evaluations and snapshots (``eval_seconds``) is not training, so a run that
+        evaluates often trains as long as one that does not. With several processes the ranks
+        decide together, every ``log_every`` steps (so all stop at the same step)."""
         if not self.cfg.seconds:
             return False
         if self.dist.enabled and self.step % self.cfg.log_every:
             return False
-        return self.dist.any(time.perf_counter() - t0 - self.eval_seconds >= self.cfg.seconds)
+        return self.dist.any(self.train_seconds >= self.cfg.seconds)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -386,7 +386,7 @@ class Trainer:
         self.save()
         metrics = {
             "steps": self.step,
-            "train_seconds": round(self.elapsed - self.eval_seconds, 2),
+            "train_seconds": round(self.train_seconds, 2),
             "eval_seconds": round(self.eval_seconds, 2),
             "skipped_steps": self.skipped,
             "params": sum(p.numel() for p in self.model.parameters()),
@@ -405,7 +405,7 @@ class Trainer:
         cfg = self.cfg
         last_log_t, last_log_step = time.perf_counter(), self.step
         while self.step < cfg.steps:
-            if self._out_of_time(t0):
+            if self._out_of_time():
                 self.log(f"time budget of {cfg.seconds:g} s reached at step {self.step}")
                 break
             parts = self.advance()
