@@ -202,7 +202,7 @@ def test_config_json_reruns_its_run(tmp_path, capsys):
     ]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert saved["task"] == "image" and saved["hidden"] == 8 and saved["lr"] == 5e-4  # the resolved CPU default
+    assert saved["task"] == "image" and saved["hidden"] == 8 and saved["lr"] == 2.5e-4  # the resolved CPU default
     assert (
         main(
             ["train", "image", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"), "--quiet"]

@@ -48,7 +48,7 @@ class ConversionConfig(
 
     TASK = "superres"
     PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin")
-    # the main job's recipe (cosine lr 5e-4 following the time budget, Monte-Carlo outer integral)
+    # a short CPU run: a cosine following the time budget, a Monte-Carlo outer integral
     DEFAULTS = dict(
         hidden=128,
         layers=3,
