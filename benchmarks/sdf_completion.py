@@ -60,7 +60,8 @@ from inr_gon.training.tasks.sdf_encoding import (  # noqa: E402
     encode_samples,
     refine_latent,
 )
-from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool, load_shapes  # noqa: E402
+from inr_gon.core.sampling import GaussianLatentSampler  # noqa: E402
+from inr_gon.training.tasks.sdf_data import UNSEEN_SEED, analytic_pool, family_shapes, load_shapes  # noqa: E402
 
 
 def look_at(eye: torch.Tensor) -> torch.Tensor:
@@ -148,6 +149,20 @@ def shape_cases(run, split: str, count: int):
 _RENDERS: dict = {}
 
 
+def family_latent_stats(run, count: int) -> dict:
+    """``{"mean", "cov"}`` of the Gaussian fitted to the full-observation latents of the first
+    ``count`` shapes of a procedural run's new-shape family (the bank it drew from)."""
+    cfg = run.config
+    if cfg.source != "procedural":
+        raise SystemExit("sdf_completion: --prior-shapes needs a procedural model")
+    z = []
+    for first in range(0, count, 64):
+        _, pts, sdf = family_shapes(cfg.seed, first, min(64, count - first), cfg.pool)
+        z.append(encode_samples(run.model, cfg, pts, sdf))
+    s = GaussianLatentSampler(torch.cat(z))
+    return {"mean": s.mean, "cov": s.cov}
+
+
 def view_samples(shape, pose, size, offset, free, g, *, surface_only=False):
     """The samples of one view; the depth map is rendered once per (shape, pose, size) and the
     rendering is not timed (a sensor gives it): ``SAMPLING[0]`` adds up the sampling's seconds."""
@@ -210,6 +225,13 @@ def main(argv=None) -> int:
     ap.add_argument("--refine", default="10,100")
     ap.add_argument("--prior-strength", type=float, default=PRIOR_STRENGTH)
     ap.add_argument("--prior-iterations", type=int, default=PRIOR_ITERATIONS)
+    ap.add_argument(
+        "--prior-shapes",
+        type=int,
+        default=0,
+        help="procedural: fit the prior to the full-observation latents of this many shapes of the run's "
+        "new-shape family (its bank) instead of the checkpoint's latent_stats (0: the checkpoint's)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
     ap.add_argument(
@@ -231,7 +253,8 @@ def main(argv=None) -> int:
         else inr_gon.pretrained(args.pretrained, device="cpu")
     )
     cfg, model = run.config, run.model
-    prior = {**run.state["latent_stats"], "strength": args.prior_strength, "iterations": args.prior_iterations}
+    stats = run.state["latent_stats"] if not args.prior_shapes else family_latent_stats(run, args.prior_shapes)
+    prior = {**stats, "strength": args.prior_strength, "iterations": args.prior_iterations}
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
     rows = []
@@ -373,6 +396,7 @@ def main(argv=None) -> int:
             "free": args.free,
             "prior_strength": args.prior_strength,
             "prior_iterations": args.prior_iterations,
+            "prior_shapes": args.prior_shapes or "the checkpoint's latent_stats",
             "summary": table,
             "rows": rows,
         }

@@ -254,6 +254,27 @@ def test_the_prior_completes_one_view_of_held_out_shapes_better_than_the_step():
     assert sum(prior) / 3 > sum(step) / 3 + 0.03, (prior, step)
 
 
+def test_the_benchmarks_family_prior_is_the_gaussian_of_the_family_latents():
+    """``--prior-shapes N``: the mean and covariance of the full-observation latents of the first N
+    shapes of the run's new-shape family, each encoded as ``encode_samples`` encodes a shape."""
+    import inr_gon
+    from conftest import load_benchmark
+    from inr_gon.training.tasks.sdf_data import family_shapes
+    from inr_gon.training.tasks.sdf_encoding import encode_samples
+
+    bench = load_benchmark("sdf_completion")
+    run = inr_gon.pretrained("shapes", device="cpu")
+    stats = bench.family_latent_stats(run, 5)
+    _, pts, sdf = family_shapes(run.config.seed, 0, 5, run.config.pool)
+    z = encode_samples(run.model, run.config, pts, sdf).double()
+    torch.testing.assert_close(stats["mean"], z.mean(0))
+    xc = z - z.mean(0)
+    ridge = stats["cov"] - xc.T @ xc / 4  # the sampler's relative ridge on the diagonal only
+    torch.testing.assert_close(ridge, torch.diag(ridge.diagonal()))
+    assert (ridge.diagonal() >= 0).all() and ridge.diagonal().max() < 1e-4 * stats["cov"].diagonal().mean()
+    torch.linalg.cholesky(stats["cov"])  # positive definite although 5 latents span 4 dimensions
+
+
 def test_the_benchmark_renders_a_mesh_as_its_analytic_depth():
     """Sphere tracing a closed mesh's signed distance (the benchmark's mesh views) gives the depth
     of the analytic sphere the mesh approximates, and misses where the ray misses."""
