@@ -149,6 +149,7 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "encode_seconds": round(enc, 3),
         "options": f"{step} {a.common}".strip(),
         "decoder": f"SIREN {t.cfg.layers}×{t.cfg.hidden}",  # as the trainer resolved it
+        "lr": t.cfg.lr,
         "failed": bool(info.get("collapsed")),
     }
 

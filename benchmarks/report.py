@@ -247,6 +247,7 @@ def image_frontier_cells(root: Path, page: Path, *paths: str) -> str:
         label = f"{c['dataset']}, {FRONTIER_METHODS[c['method']]}, k = {c['k']}"
         label += f" (`{c['options']}`)" if c.get("options") else ""
         label += f", {c['decoder']}" if c.get("decoder") else ""
+        label += f", lr {c['lr']:g}" if c.get("lr") else ""
         by = sorted((c.get("by_test_steps") or {}).items(), key=lambda kv: int(kv[0]))
         if by:
             label += f": {' / '.join(k for k, _ in by)} Adam steps per test image ({c['test_images']:,} test images)"

@@ -18,6 +18,8 @@ def test_quick_frontier_writes_every_cell_and_the_plot_and_resumes(tmp_path, cap
         assert c["k"] == 4 and c["dataset"] == "mnist" and key.endswith(c["method"])
         assert 0 < c["test_psnr"] < 100 and -1 <= c["test_ssim"] <= 1, key
         assert c["encode_seconds"] >= 0 and c["train_seconds"] >= 0, key
+    gn = res["cells"]["mnist/4/gon_gn"]
+    assert gn["lr"] > 0 and gn["decoder"].startswith("SIREN ")  # what the trainer resolved, recorded
     ad = res["cells"]["mnist/4/autodecoder"]
     assert set(ad["by_test_steps"]) == {"2", "5"} and ad["test_psnr"] == ad["by_test_steps"]["5"]["test_psnr"]
     assert ad["by_test_steps"]["5"]["encode_seconds"] >= ad["by_test_steps"]["2"]["encode_seconds"]
