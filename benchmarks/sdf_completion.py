@@ -246,6 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--picture", type=Path, help="a PNG of each shape's view, completions and truth")
     args = ap.parse_args(argv)
+    if args.prior_shapes < 0 or args.prior_shapes == 1:
+        ap.error(f"--prior-shapes must be 0 (the checkpoint's prior) or at least 2, got {args.prior_shapes}")
     torch.set_grad_enabled(True)
     run = (
         inr_gon.load(args.checkpoint, device="cpu")

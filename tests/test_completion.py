@@ -273,6 +273,8 @@ def test_the_benchmarks_family_prior_is_the_gaussian_of_the_family_latents():
     torch.testing.assert_close(ridge, torch.diag(ridge.diagonal()))
     assert (ridge.diagonal() >= 0).all() and ridge.diagonal().max() < 1e-4 * stats["cov"].diagonal().mean()
     torch.linalg.cholesky(stats["cov"])  # positive definite although 5 latents span 4 dimensions
+    with pytest.raises(SystemExit):  # one shape spans no Gaussian
+        bench.main(["--prior-shapes", "1"])
 
 
 def test_the_benchmark_renders_a_mesh_as_its_analytic_depth():

@@ -99,7 +99,7 @@ def test_presets_replace_the_device_tables(capsys):
     assert "with --preset cpu" in text  # per-preset defaults beside an option
 
 
-def test_the_cpu_preset_learning_rate_is_one_at_every_latent_size():
+def test_the_cpu_preset_trains_at_the_same_learning_rate_at_every_latent_size():
     assert ImageConfig().resolved(CPU).lr == ImageConfig(latent=128).resolved(CPU).lr == 2.5e-4
     assert ImageConfig(latent=128, lr=1e-3).resolved(CPU).lr == 1e-3  # a rate given wins
     assert ImageConfig(latent=128).resolved(CUDA).lr == ImageConfig().resolved(CUDA).lr == 1e-4  # the paper's own
