@@ -145,7 +145,7 @@ def test_a_0_1_image_checkpoint_resumes_like_a_new_one(tmp_path, one_thread):
         eval_every=100,
         checkpoint_every=4,
         seconds=0.0,
-        lr=None,
+        lr=5e-4,  # the 0.1 run's (then the cpu preset's) rate
         lr_schedule=None,
         w0_first=30.0,
         latent_shifts=False,
