@@ -485,6 +485,7 @@ def main(argv=None) -> int:
                     "k": k,
                     "method": method,
                     **row,
+                    **({"common": a.common.strip()} if a.common.strip() and method != "pca" else {}),
                     "wall_seconds": round(time.perf_counter() - t0, 1),
                     "budget_seconds": a.seconds,
                     "threads": torch.get_num_threads(),

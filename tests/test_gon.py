@@ -436,3 +436,80 @@ def test_gauss_newton_shared_curvature_equals_the_per_sample_path(loss):
     ge = torch.autograd.grad(LOSSES[loss](m(c, z_each), x).sum(), params)
     for a_, b_ in zip(gs, ge):
         assert rel_err(a_, b_) <= 1e-10
+
+
+# -- later steps on a subset of the points ------------------------------------------------------------
+def naive_gauss_newton_step(m, coords, target, z, loss_fn, curv, lam, weight):
+    """One step ``z - (λI + H)⁻¹ ∇`` from ``z (B, k)`` on the given points, sample by sample."""
+    rows = []
+    for b in range(target.shape[0]):
+        cb = coords if coords.dim() == 2 else coords[b]
+        f = lambda zz: m(cb, zz[None])[0]
+        zb = z[b]
+        Fb = f(zb)
+        (g,) = torch.autograd.grad((loss_fn(Fb, target[b]) * weight).sum(), zb, create_graph=True)
+        J = torch.autograd.functional.jacobian(f, zb, create_graph=True).reshape(-1, m.latent_dim)
+        A = lam * torch.eye(m.latent_dim, dtype=target.dtype) + J.T @ (
+            (curv(Fb, target[b]) * weight).reshape(-1, 1) * J
+        )
+        rows.append(zb - torch.linalg.solve(A, g))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_later_steps_on_a_subset_equal_naive_steps_on_that_subset(shared):
+    """With ``later_fraction`` the first step takes every point and the second a random subset
+    drawn from the generator, its weights scaled by P / m: the same as a naive Gauss–Newton step
+    on those points, for the latents and the parameters' gradients."""
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 5, 1, 16, 3, fused=False, latent_shifts=True).double()
+    c = (torch.rand(20, 2) if shared else torch.rand(3, 20, 2)).double() * 2 - 1
+    x = torch.rand(3, 20, 1, dtype=torch.float64)
+    w, lam = 0.7, 0.4
+    gen = torch.Generator().manual_seed(5)
+    kw = dict(steps=2, gauss_newton=lam, integrator=ig.GridIntegrator(scale=w), create_graph=True)
+    z = ig.gon_latent(m, c, x, later_fraction=0.25, generator=gen, **kw)
+    idx = torch.randperm(20, generator=torch.Generator().manual_seed(5))[:5]
+    z1 = naive_gauss_newton(m, c, x, LOSSES["mse"], CURVATURE["mse"], 1, lam, weight=w)
+    zn = naive_gauss_newton_step(m, c[..., idx, :], x[:, idx], z1, LOSSES["mse"], CURVATURE["mse"], lam, w * 20 / 5)
+    assert rel_err(z, zn) <= 1e-10
+    assert rel_err(z, ig.gon_latent(m, c, x, **kw)) > 1e-3  # the subset changed the step
+    params = list(m.parameters())
+    for a_, b_ in zip(
+        torch.autograd.grad((m(c, z) - x).pow(2).sum(), params),
+        torch.autograd.grad((m(c, zn) - x).pow(2).sum(), params),
+    ):
+        assert rel_err(a_, b_) <= 1e-9
+
+
+def test_later_plain_steps_on_a_subset_are_unbiased_and_inference_takes_every_point():
+    """A plain later step is linear in the point sum, so its mean over many subsets is the step
+    on every point; encoding (no graph) ignores the fraction and is deterministic."""
+    m, c, x = make(2, 1, torch.float64, True, P=12)
+    kw = dict(steps=2, step_size=0.5)
+    full = ig.gon_latent(m, c, x, create_graph=True, **kw)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack(
+        [
+            ig.gon_latent(m, c, x, create_graph=True, later_fraction=0.25, generator=gen, **kw).detach()
+            for _ in range(3000)
+        ]
+    )
+    spread = draws.std(0).max() / 3000**0.5
+    assert rel_err(draws[0], full) > 1e-2  # one draw differs from the full step ...
+    assert (draws.mean(0) - full).abs().max() < 5 * spread  # ... their mean does not
+    m.later_fraction = 0.25
+    torch.testing.assert_close(ig.gon_latent(m, c, x, **kw), ig.gon_latent(m, c, x, later_fraction=1.0, **kw))
+
+
+def test_a_later_fraction_model_rebuilds_from_its_config_and_bad_fractions_are_refused():
+    m = ig.LatentSiren(2, 4, 1, 16, 2, latent_steps=2, later_fraction=0.5)
+    assert m.config()["later_fraction"] == 0.5 and ig.LatentSiren(**m.config()).later_fraction == 0.5
+    assert "later_fraction" not in ig.LatentSiren(2, 4, 1, 16, 2, later_fraction=1.0).config()
+    _, c, x = make(2, 1, torch.float32, True)
+    for bad in (0.0, 1.5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match="later_fraction must be in"):
+            ig.gon_latent(ig.LatentSiren(2, 6, 1, 24, 3), c, x, later_fraction=bad)
+    for bad in (0.0, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="later_fraction must be in"):
+            ig.LatentSiren(2, 4, 1, later_fraction=bad)

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import torch
 
-from .integrators import GridIntegrator, Integrator, integrate
+from .integrators import GridIntegrator, Integrator, MonteCarloIntegrator, integrate
 from .losses import PointLoss, get_loss
 from .protocols import ExplicitLatentModel
 
@@ -209,6 +209,7 @@ def gon_latent(
     steps: int | None = None,
     step_size=None,
     gauss_newton: float | None = None,
+    later_fraction: float | None = None,
 ) -> torch.Tensor:
     """Gradient-origin latents ``z = -∇_{z0} ∫ ℓ(F(c ⊕ z0), x) dc`` at ``z0 = 0``, optionally
     refined by further gradient steps.
@@ -243,6 +244,13 @@ def gon_latent(
         gauss_newton: the damping ``λ > 0`` of Gauss–Newton steps ``(λI + H)⁻¹ ∇`` (module
             docstring; explicit models only), or ``None``: plain gradient steps. Default: the
             model's ``gauss_newton``, else ``None``.
+        later_fraction: in training (``create_graph=True``), take steps ``2..K`` on a fresh
+            uniform subset of this fraction of the points (shared by the batch, weights scaled
+            by ``1 / fraction``: an unbiased estimate of the gradient and curvature), so that
+            each later step's per-sample pass costs this fraction of a full one. The first step
+            always uses all points, and so does inference (``create_graph=False``): encoding
+            stays deterministic. Default: the model's ``later_fraction``, else ``None`` (all
+            points).
     Returns:
         ``(B, k)`` latents.
     """
@@ -252,6 +260,12 @@ def gon_latent(
         step_size = model.latent_step_sizes() if hasattr(model, "latent_step_sizes") else 1.0
     if gauss_newton is None:
         gauss_newton = getattr(model, "gauss_newton", None)
+    if later_fraction is None:
+        later_fraction = getattr(model, "later_fraction", None)
+    if later_fraction is not None and (
+        isinstance(later_fraction, bool) or not isinstance(later_fraction, (int, float)) or not 0 < later_fraction <= 1
+    ):
+        raise ValueError(f"later_fraction must be in (0, 1] or None, got {later_fraction!r}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if gauss_newton is not None and (
@@ -282,11 +296,16 @@ def gon_latent(
         if alphas is not None:
             alphas = alphas.to(z)
             z = alphas[0] * z
+        later = MonteCarloIntegrator(fraction=later_fraction) if graph and later_fraction not in (None, 1) else None
         for k in range(1, steps):
+            cl, tl, wl = c, t, w
+            if later is not None:
+                cl, tl, wl = later.select(c, t, generator=generator)
+                wl = w * wl
             g = (
-                _gradient_explicit(model, c, t, loss, w, z, graph, gauss_newton)
+                _gradient_explicit(model, cl, tl, loss, wl, z, graph, gauss_newton)
                 if explicit
-                else _gradient_at(model, c, t, loss, w, z, graph)
+                else _gradient_at(model, cl, tl, loss, wl, z, graph)
             )
             z = z - (alphas[k] * g if alphas is not None else g)
     return z if create_graph else z.detach()

@@ -152,6 +152,9 @@ class LatentSiren(nn.Module):
         gauss_newton: the damping ``λ > 0`` of Gauss–Newton latent steps
             ``z ← z - α (λI + H)⁻¹ ∇_z`` (:func:`~inr_gon.core.gon.gon_latent` takes it from the
             model unless told otherwise); ``None``: the paper's plain gradient steps.
+        later_fraction: in training, steps ``2..K`` are taken on a random subset of this
+            fraction of the inner points (:func:`~inr_gon.core.gon.gon_latent`); ``None`` or
+            ``1``: all points.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class LatentSiren(nn.Module):
         learn_step_size: bool = False,
         latent_shifts: bool = False,
         gauss_newton: float | None = None,
+        later_fraction: float | None = None,
     ):
         super().__init__()
         if not isinstance(latent_steps, int) or isinstance(latent_steps, bool) or latent_steps < 1:
@@ -221,6 +225,9 @@ class LatentSiren(nn.Module):
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
             self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))  # (K, k)
         self.gauss_newton = None if gauss_newton is None else float(gauss_newton)
+        if later_fraction is not None and not (isinstance(later_fraction, (int, float)) and 0 < later_fraction <= 1):
+            raise ValueError(f"later_fraction must be in (0, 1] or None, got {later_fraction!r}")
+        self.later_fraction = None if later_fraction in (None, 1) else float(later_fraction)
         self.latent_shifts = bool(latent_shifts)
         if self.latent_shifts:
             M = torch.empty(num_layers - 1, hidden_dim, latent_dim)
@@ -253,6 +260,8 @@ class LatentSiren(nn.Module):
             cfg["latent_shifts"] = True
         if self.gauss_newton is not None:
             cfg["gauss_newton"] = self.gauss_newton
+        if self.later_fraction is not None:
+            cfg["later_fraction"] = self.later_fraction
         return cfg
 
     def latent_step_sizes(self) -> torch.Tensor | float:

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .config import Config, at_least, nonneg, option, positive
+from .config import Config, at_least, fraction, nonneg, option, positive
 
 __all__ = ["TrainerConfig", "LatentConfig", "SirenConfig", "GradientOriginConfig"]
 
@@ -193,6 +193,14 @@ class GradientOriginConfig(Config):
         group="encoder",
     )
 
+    later_fraction: float = option(
+        1.0,
+        "fraction of the inner points (a fresh random subset each step) on which latent steps 2..K "
+        "are taken in training; encoding always uses all points",
+        check=fraction,
+        group="encoder",
+    )
+
     DEFAULTS = dict(gauss_newton=0.0)
     ABSENT = dict(gauss_newton=0.0)  # a run saved without the option took plain gradient steps
 
@@ -203,4 +211,5 @@ class GradientOriginConfig(Config):
             step_size=self.step_size,
             learn_step_size=self.learn_step_size,
             gauss_newton=self.gauss_newton or None,
+            later_fraction=self.later_fraction,
         )
