@@ -11,7 +11,7 @@ Images (``--task image``; ``--datasets mnist,fashion`` or image folders): for ea
 * ``pca``: the best linear code of size k (closed form; its "training" is the fit);
 * ``gon``: the image task's CPU defaults with the paper's plain gradient step, ``--seconds`` of
   training; ``gon_gn``: the same with one Gauss–Newton step (``--damping``); ``gon_gn2``: two
-  Gauss–Newton steps;
+  Gauss–Newton steps (the second on ``--later-fraction`` of the pixels in training);
 * ``autoencoder``: the same decoder with an MLP encoder of about its size (the ``autoencoder``
   task), ``--seconds`` of training;
 * ``autodecoder``: a code per training image optimised with the same decoder for ``--seconds``;
@@ -26,8 +26,8 @@ against encoding time.
 
 Shapes (``--task sdf``): the procedural family, ``pca`` (a PCA shape model of the truncated SDF on
 a grid, fitted on the shapes a whole run's baseline is: the fixed training shapes and the first
-512 of the family), ``gon`` / ``gon_gn`` and the ``autodecoder`` (``--ad-steps`` Adam steps per unseen shape),
-each with train / unseen IoU and Chamfer.
+512 of the family), ``gon`` / ``gon_gn`` / ``gon_gn2`` and the ``autodecoder`` (``--ad-steps`` Adam
+steps per unseen shape), each with train / unseen IoU and Chamfer.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from inr_gon.training.tasks.sdf_baseline import linear_baseline
 from inr_gon.training.trainer import learning_rate
 
 IMAGE_METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
-SDF_METHODS = ("pca", "gon", "gon_gn", "autodecoder")
+SDF_METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autodecoder")
 LABELS = {
     "pca": "PCA (linear)",
     "gon": "GON, plain step",
@@ -129,11 +129,16 @@ def common_options(a, k: int, *, image: bool = True) -> str:
     )
 
 
+def later_fraction(a) -> str:
+    """The ``gon_gn2`` cells' ``--later-fraction`` option (none: the second step on all points)."""
+    return "" if a.later_fraction == 1 else f" --later-fraction {a.later_fraction:g}"
+
+
 def gon_cell(ds, k: int, a, method: str) -> dict:
     step = {
         "gon": "--gauss-newton 0",
         "gon_gn": f"--gauss-newton {a.damping:g}",
-        "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2",
+        "gon_gn2": f"--gauss-newton {a.damping:g} --latent-steps 2" + later_fraction(a),
     }[method]
     cfg = train_args("image", common_options(a, k) + " " + step)
     t, info = fit_quietly(cfg, dataset=ds)
@@ -147,7 +152,7 @@ def gon_cell(ds, k: int, a, method: str) -> dict:
         "train_seconds": info["train_seconds"],
         "steps": info["steps"],
         "encode_seconds": round(enc, 3),
-        "options": f"{step} {a.common}".strip(),
+        "options": " ".join(f"{step} {a.common}".split()),
         "decoder": f"SIREN {t.cfg.layers}×{t.cfg.hidden}",  # as the trainer resolved it
         "lr": t.cfg.lr,
         "failed": bool(info.get("collapsed")),
@@ -260,12 +265,17 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
         f"--latent {k} --seconds {a.seconds:g} --steps 10000000 --schedule-by time --device {a.device} "
         f"--quiet --eval-every 10000000 --seed {a.seed} {a.common}"
     )
+    step = ""
     if method == "autodecoder":
         cfg = train_args("autodecoder", common + f" --encode-iterations {max(a.ad_steps)}")
     else:
-        cfg = train_args(
-            "sdf", common + (" --gauss-newton 0" if method == "gon" else f" --gauss-newton {a.sdf_damping:g}")
-        )
+        step = {
+            "pca": "",
+            "gon": "--gauss-newton 0",
+            "gon_gn": f"--gauss-newton {a.sdf_damping:g}",
+            "gon_gn2": f"--gauss-newton {a.sdf_damping:g} --latent-steps 2" + later_fraction(a),
+        }[method]
+        cfg = train_args("sdf", f"{common} {step}")
     if "shapes" not in shapes_cache:  # every cell on the same shapes
         shapes_cache["shapes"] = load_shapes(cfg)
     shapes = shapes_cache["shapes"]
@@ -280,7 +290,11 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
             "train_seconds": info.get("pca_seconds"),
             "num_train": info.get("pca_num_train"),
         }
-    row = {"train_seconds": info["train_seconds"], "steps": info["steps"]}
+    row = {
+        "train_seconds": info["train_seconds"],
+        "steps": info["steps"],
+        "options": " ".join(f"{step} {a.common}".split()),
+    }
     for split, idx in (("train", shapes.train_index), ("unseen", shapes.unseen_index)):
         idx = idx[: cfg.eval_shapes]
         if idx:
@@ -333,6 +347,7 @@ def plot(results: dict, path: Path) -> Path:
     sets = sorted({c["dataset"] for c in cells.values()})
     metric = "test_psnr" if results["task"] == "image" else "unseen_grid_iou"
     ylabel = "test PSNR (dB)" if results["task"] == "image" else "unseen IoU (32³ grid)"
+    color = {m: f"C{i}" for i, m in enumerate(LABELS)}  # one colour a method, in both panels
     fig, axes = plt.subplots(1, len(sets) + 1, figsize=(5 * (len(sets) + 1), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
         for method, label in LABELS.items():
@@ -342,7 +357,7 @@ def plot(results: dict, path: Path) -> Path:
                 if c["dataset"] == name and c["method"] == method and c.get(metric) is not None
             )
             if pts:
-                ax.plot(*zip(*pts), "o-" if method != "pca" else "s--", label=label)
+                ax.plot(*zip(*pts), "o-" if method != "pca" else "s--", label=label, color=color[method])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("latent size k")
         ax.set_ylabel(ylabel)
@@ -361,7 +376,7 @@ def plot(results: dict, path: Path) -> Path:
             if c["method"] == method and c.get("by_test_steps"):
                 pts += [(v["encode_seconds"], v["test_psnr"]) for v in c["by_test_steps"].values()]
         if pts:
-            ax.scatter(*zip(*pts), label=label, s=14)
+            ax.scatter(*zip(*pts), label=label, s=14, color=color[method])
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # a narrow range: no crowded minor labels
     ax.set_xlabel(
@@ -419,6 +434,12 @@ def main(argv=None) -> int:
         help="Gauss–Newton damping of the SDF GON cells (default: the SDF task's)",
     )
     p.add_argument(
+        "--later-fraction",
+        type=float,
+        default=None,
+        help="share of the inner points of the gon_gn2 cells' second step in training (default: images 1, sdf 0.5)",
+    )
+    p.add_argument(
         "--ad-steps",
         type=ints,
         default=None,
@@ -444,6 +465,10 @@ def main(argv=None) -> int:
         p.error(f"unknown method(s) {', '.join(bad)} for --task {a.task}; choose from {', '.join(methods_all)}")
     a.ks = a.ks or ([4, 8] if a.quick else [8, 16, 32, 64, 128])
     a.seconds = a.seconds if a.seconds is not None else (1.0 if a.quick else 250.0 if a.task == "image" else 420.0)
+    if a.later_fraction is None:
+        a.later_fraction = 1.0 if a.task == "image" else 0.5
+    if not 0 < a.later_fraction <= 1:
+        p.error(f"--later-fraction must be in (0, 1], got {a.later_fraction:g}")
     a.ad_steps = a.ad_steps or ([2, 5] if a.quick else [10, 50, 200])
     if a.quick:
         a.ad_test_images = min(a.ad_test_images, 16)
@@ -485,7 +510,6 @@ def main(argv=None) -> int:
                     "k": k,
                     "method": method,
                     **row,
-                    **({"common": a.common.strip()} if a.common.strip() and method != "pca" else {}),
                     "wall_seconds": round(time.perf_counter() - t0, 1),
                     "budget_seconds": a.seconds,
                     "threads": torch.get_num_threads(),

@@ -159,25 +159,34 @@ def image_frontier(root: Path, page: Path, *paths: str) -> str:
 
 
 def sdf_frontier(root: Path, page: Path, *paths: str) -> str:
-    """The shape frontier: sign IoU on the 32³ grid of the GON and the PCA shape model per latent size."""
+    """The shape frontier: sign IoU on the 32³ grid of each method and the PCA shape model per latent size."""
     rel = "docs/figures/frontier/sdf.json"
     cells = _load(root, rel)["cells"]
     rows = [
-        "| k | PCA train / unseen | GON (Gauss–Newton) train / unseen | steps | margin train / unseen |",
-        "|---|---|---|---|---|",
+        "| k | PCA train / unseen | method | train / unseen | steps | margin train / unseen |",
+        "|---|---|---|---|---|---|",
     ]
+    iou = lambda c: f"{c['train_grid_iou']:.3f} / {c['unseen_grid_iou']:.3f}"  # noqa: E731
+    order = list(FRONTIER_METHODS)
     for k in sorted({c["k"] for c in cells.values()}):
         pca = next((c for c in cells.values() if c["k"] == k and c["method"] == "pca"), None)
-        gon = next((c for c in cells.values() if c["k"] == k and c["method"] == "gon_gn"), None)
-        iou = lambda c: f"{c['train_grid_iou']:.3f} / {c['unseen_grid_iou']:.3f}" if c else ""  # noqa: E731
-        margin = ""
-        if pca and gon:
-            margin = (
-                f"{gon['train_grid_iou'] - pca['train_grid_iou']:+.3f} / "
-                f"{gon['unseen_grid_iou'] - pca['unseen_grid_iou']:+.3f}"
-            )
-        steps = f"{gon['steps']:,}" if gon else ""
-        rows.append(f"| {k} | {iou(pca)} | {iou(gon)} | {steps} | {margin} |")
+        others = sorted(
+            (c for c in cells.values() if c["k"] == k and c["method"] != "pca"), key=lambda c: order.index(c["method"])
+        )
+        for i, c in enumerate(others or [None]):
+            first = f"| {k} | {iou(pca) if pca else ''} |" if i == 0 else "| | |"
+            if c is None:
+                rows.append(first + " | | | |")
+                continue
+            margin = ""
+            if pca:
+                margin = (
+                    f"{c['train_grid_iou'] - pca['train_grid_iou']:+.3f} / "
+                    f"{c['unseen_grid_iou'] - pca['unseen_grid_iou']:+.3f}"
+                )
+            label = FRONTIER_METHODS[c["method"]] + (f" (`{c['options']}`)" if c.get("options") else "")
+            steps = f"{c['steps']:,}" if c.get("steps") else ""
+            rows.append(f"{first} {label} | {iou(c)} | {steps} | {margin} |")
     rows.append(f"\nSign IoU on the 32³ grid. Data: [frontier/sdf.json]({_link(rel, page, root)}).")
     return "\n".join(rows) + "\n"
 

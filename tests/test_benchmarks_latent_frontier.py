@@ -59,10 +59,12 @@ def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
     assert bench.main(["--task", "sdf", "--quick", "--ks", "4", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["task"] == "sdf"
-    assert set(res["cells"]) == {f"procedural/4/{m}" for m in ("pca", "gon", "gon_gn", "autodecoder")}
+    assert set(res["cells"]) == {f"procedural/4/{m}" for m in ("pca", "gon", "gon_gn", "gon_gn2", "autodecoder")}
+    assert res["cells"]["procedural/4/gon_gn2"]["options"].startswith("--gauss-newton 1 --latent-steps 2 --later-fraction 0.5")
+    assert res["cells"]["procedural/4/gon_gn"]["options"].startswith("--gauss-newton 1 ")
     for key, c in res["cells"].items():
         assert 0 <= c["train_grid_iou"] <= 1 and 0 <= c["unseen_grid_iou"] <= 1, key
-    for m in ("gon", "gon_gn", "autodecoder"):
+    for m in ("gon", "gon_gn", "gon_gn2", "autodecoder"):
         c = res["cells"][f"procedural/4/{m}"]
         assert c["unseen_encode_seconds"] >= 0 and c["steps"] >= 1 and "unseen_chamfer" in c
     # an image run may not write into a shape frontier
