@@ -215,13 +215,13 @@ def gon_latent(
     refined by further gradient steps.
 
     With ``steps = K``: ``z_1 = -α_1 ⊙ g(0)``, ``z_{t+1} = z_t - α_{t+1} ⊙ g(z_t)``, where ``g(z)``
-    is the gradient of the inner integral at ``z`` (on the same points, for all steps) and ``α``
-    the ``step_size`` (with ``gauss_newton``, ``g`` is preconditioned: the module docstring). The
-    first step takes the exact shared-origin fast path; for the others an explicit model computes
-    ``g(z_t)`` with its explicit latent backward (no double backward; equal to autograd), any
-    other model with autograd, keeping the graph for training (``create_graph=True``: the outer
-    loss differentiates through all ``K`` steps, still second order). ``K = 1``, ``α = 1`` is the
-    paper's single step.
+    is the gradient of the inner integral at ``z`` (on the same points for all steps, but see
+    ``later_fraction``) and ``α`` the ``step_size`` (with ``gauss_newton``, ``g`` is
+    preconditioned: the module docstring). The first step takes the exact shared-origin fast
+    path; for the others an explicit model computes ``g(z_t)`` with its explicit latent backward
+    (no double backward; equal to autograd), any other model with autograd, keeping the graph
+    for training (``create_graph=True``: the outer loss differentiates through all ``K`` steps,
+    still second order). ``K = 1``, ``α = 1`` is the paper's single step.
 
     Args:
         model: an :class:`~inr_gon.core.protocols.ExplicitLatentModel` such as
