@@ -60,7 +60,8 @@ def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
     res = json.loads(out.read_text())
     assert res["task"] == "sdf"
     assert set(res["cells"]) == {f"procedural/4/{m}" for m in ("pca", "gon", "gon_gn", "gon_gn2", "autodecoder")}
-    assert res["cells"]["procedural/4/gon_gn2"]["options"].startswith("--gauss-newton 1 --latent-steps 2 --later-fraction 0.5")
+    two = res["cells"]["procedural/4/gon_gn2"]["options"]
+    assert two.startswith("--gauss-newton 1 --latent-steps 2 --later-fraction 0.5")
     assert res["cells"]["procedural/4/gon_gn"]["options"].startswith("--gauss-newton 1 ")
     for key, c in res["cells"].items():
         assert 0 <= c["train_grid_iou"] <= 1 and 0 <= c["unseen_grid_iou"] <= 1, key
