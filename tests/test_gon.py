@@ -510,6 +510,6 @@ def test_a_later_fraction_model_rebuilds_from_its_config_and_bad_fractions_are_r
     for bad in (0.0, 1.5, -0.1, True, "0.5"):
         with pytest.raises(ValueError, match="later_fraction must be in"):
             ig.gon_latent(ig.LatentSiren(2, 6, 1, 24, 3), c, x, later_fraction=bad)
-    for bad in (0.0, 1.5, "0.5"):
+    for bad in (0.0, 1.5, -0.1, True, "0.5"):
         with pytest.raises(ValueError, match="later_fraction must be in"):
             ig.LatentSiren(2, 4, 1, later_fraction=bad)

@@ -225,7 +225,11 @@ class LatentSiren(nn.Module):
             init = torch.tensor([1.0] + [self.step_size] * (self.latent_steps - 1)).log()
             self.log_step_size = nn.Parameter(init[:, None].repeat(1, latent_dim))  # (K, k)
         self.gauss_newton = None if gauss_newton is None else float(gauss_newton)
-        if later_fraction is not None and not (isinstance(later_fraction, (int, float)) and 0 < later_fraction <= 1):
+        if later_fraction is not None and (
+            isinstance(later_fraction, bool)
+            or not isinstance(later_fraction, (int, float))
+            or not 0 < later_fraction <= 1
+        ):
             raise ValueError(f"later_fraction must be in (0, 1] or None, got {later_fraction!r}")
         self.later_fraction = None if later_fraction in (None, 1) else float(later_fraction)
         self.latent_shifts = bool(latent_shifts)
