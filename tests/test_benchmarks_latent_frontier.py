@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import load_benchmark
 
-METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "autoencoder", "autodecoder")
+METHODS = ("pca", "gon", "gon_gn", "gon_gn2", "gon_gn_enc", "autoencoder", "autodecoder")
 
 
 def test_quick_frontier_writes_every_cell_and_the_plot_and_resumes(tmp_path, capsys):
@@ -20,6 +20,7 @@ def test_quick_frontier_writes_every_cell_and_the_plot_and_resumes(tmp_path, cap
         assert c["encode_seconds"] >= 0 and c["train_seconds"] >= 0, key
     gn = res["cells"]["mnist/4/gon_gn"]
     assert gn["lr"] > 0 and gn["decoder"].startswith("SIREN ")  # what the trainer resolved, recorded
+    assert res["cells"]["mnist/4/gon_gn_enc"]["options"].startswith("--gauss-newton 0.03 --encode-steps 3")
     ad = res["cells"]["mnist/4/autodecoder"]
     assert set(ad["by_test_steps"]) == {"2", "5"} and ad["test_psnr"] == ad["by_test_steps"]["5"]["test_psnr"]
     assert ad["by_test_steps"]["5"]["encode_seconds"] >= ad["by_test_steps"]["2"]["encode_seconds"]
@@ -59,13 +60,14 @@ def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
     assert bench.main(["--task", "sdf", "--quick", "--ks", "4", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["task"] == "sdf"
-    assert set(res["cells"]) == {f"procedural/4/{m}" for m in ("pca", "gon", "gon_gn", "gon_gn2", "autodecoder")}
+    sdf_methods = ("pca", "gon", "gon_gn", "gon_gn2", "gon_gn_enc", "autodecoder")
+    assert set(res["cells"]) == {f"procedural/4/{m}" for m in sdf_methods}
     two = res["cells"]["procedural/4/gon_gn2"]["options"]
     assert two.startswith("--gauss-newton 1 --latent-steps 2 --later-fraction 0.5")
     assert res["cells"]["procedural/4/gon_gn"]["options"].startswith("--gauss-newton 1 ")
     for key, c in res["cells"].items():
         assert 0 <= c["train_grid_iou"] <= 1 and 0 <= c["unseen_grid_iou"] <= 1, key
-    for m in ("gon", "gon_gn", "gon_gn2", "autodecoder"):
+    for m in sdf_methods[1:]:
         c = res["cells"][f"procedural/4/{m}"]
         assert c["unseen_encode_seconds"] >= 0 and c["steps"] >= 1 and "unseen_chamfer" in c
     # an image run may not write into a shape frontier

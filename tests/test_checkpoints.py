@@ -222,3 +222,24 @@ def test_0_1_checkpoints_render_and_evaluate(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(sdf), "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["step"] == 4 and 0 <= res["train_sign_iou"] <= 1 and "unseen_iou" in res
+
+
+def test_encode_steps_on_the_command_line_overrides_the_runs_encoding(capsys):
+    import json
+    from inr_gon.cli import build_parser, main
+    from inr_gon.cli.checkpoints import _dataset_for, _encode, _load
+    from inr_gon.training.tasks.image import encode_images
+
+    img = FIXTURES / "image_v1" / "ckpt_step0000004.pt"  # trained with the single plain step
+    args = build_parser().parse_args(["eval", "--checkpoint", str(img), "--encode-steps", "3"])
+    run = _load(args, "eval")
+    assert run.config.encode_steps == 3
+    x = _dataset_for(run, args).test_images[:4]
+    kw = dict(loss=run.config.inner_loss, inner_weight=run.config.inner_weight)
+    torch.testing.assert_close(_encode(run, x), encode_images(run.model, x, steps=3, **kw))
+    assert not torch.allclose(_encode(run, x), encode_images(run.model, x, **kw))
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(img), "--num", "20", "--encode-steps", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_test"] == 20
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", str(img), "--encode-steps", "0"])

@@ -513,3 +513,39 @@ def test_a_later_fraction_model_rebuilds_from_its_config_and_bad_fractions_are_r
     for bad in (0.0, 1.5, -0.1, True, "0.5"):
         with pytest.raises(ValueError, match="later_fraction must be in"):
             ig.LatentSiren(2, 4, 1, later_fraction=bad)
+
+
+# -- encoding with more steps than training ---------------------------------------------------------
+def test_encoding_with_more_steps_than_trained_equals_a_naive_gauss_newton_chain():
+    """A model trained with one Gauss–Newton step, asked for three when encoding, takes three
+    undamped-size steps at its own damping: the naive per-sample chain (autograd Jacobians)."""
+    torch.manual_seed(0)
+    m = ig.LatentSiren(2, 5, 1, 16, 3, fused=False, gauss_newton=0.3).double()
+    c = torch.rand(13, 2, dtype=torch.float64) * 2 - 1
+    x = torch.rand(3, 13, 1, dtype=torch.float64)
+    inner = ig.GridIntegrator(scale=0.7)
+    z3 = ig.gon_latent(m, c, x, steps=3, integrator=inner)
+    zn = naive_gauss_newton(m, c, x, LOSSES["mse"], CURVATURE["mse"], 3, 0.3, weight=0.7)
+    assert not z3.requires_grad and rel_err(z3, zn) <= 1e-10
+    assert rel_err(ig.gon_latent(m, c, x, integrator=inner), z3) > 1e-3  # the default: the trained single step
+
+
+def test_step_sizes_of_more_steps_than_trained_repeat_the_last_trained_size():
+    plain = ig.LatentSiren(2, 4, 1, 16, 2)
+    assert plain.latent_step_sizes() == 1.0 and plain.latent_step_sizes(5) == 1.0
+    fixed = ig.LatentSiren(2, 4, 1, 16, 2, latent_steps=2, step_size=0.5)
+    assert fixed.latent_step_sizes(1) == 1.0
+    torch.testing.assert_close(fixed.latent_step_sizes(4)[:, 0], torch.tensor([1.0, 0.5, 0.5, 0.5]))
+    torch.manual_seed(0)
+    learned = ig.LatentSiren(2, 4, 1, 16, 2, latent_steps=2, step_size=0.5, learn_step_size=True).double()
+    with torch.no_grad():
+        learned.log_step_size.normal_()
+    a, a4, a1 = learned.latent_step_sizes(), learned.latent_step_sizes(4), learned.latent_step_sizes(1)
+    assert a4.shape == (4, 4) and a1.shape == (1, 4)
+    torch.testing.assert_close(a4[:2], a)
+    torch.testing.assert_close(a4[2:], a[1:].expand(2, -1))
+    torch.testing.assert_close(a1, a[:1])
+    c, x = torch.rand(10, 2, dtype=torch.float64), torch.rand(2, 10, 1, dtype=torch.float64)
+    torch.testing.assert_close(
+        ig.gon_latent(learned, c, x, steps=4), ig.gon_latent(learned, c, x, steps=4, step_size=a4.detach())
+    )

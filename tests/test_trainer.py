@@ -515,3 +515,20 @@ def test_the_time_budget_counts_training_not_evaluations(monkeypatch):
     assert metrics["train_seconds"] >= 0.5 and metrics["eval_seconds"] >= 0.5
     assert t.elapsed >= metrics["train_seconds"] + metrics["eval_seconds"] - 0.02
     assert seen[-1] < 0.2e-3  # annealed to near lr/20 by the end of the training time
+
+
+def test_encode_steps_encode_unseen_images_with_that_many_steps():
+    from inr_gon.training.tasks.image import encode_images
+    from inr_gon.training.tasks.variants import ClassifierConfig
+
+    t = Trainer(tiny_config(None, steps=2, gauss_newton=0.1, encode_steps=3), dataset=tiny_dataset(), quiet=True)
+    t.fit()
+    images = t.task.test_images[:5]
+    kw = dict(loss=t.cfg.inner_loss, inner_weight=t.cfg.inner_weight)
+    z = t.task.encode(images)
+    torch.testing.assert_close(z, encode_images(t.model, images, steps=3, **kw))
+    assert not torch.allclose(z, encode_images(t.model, images, **kw))  # the model's own: one step
+    with pytest.raises(ValueError, match="encode_steps=3 is not read"):
+        ClassifierConfig(encode_steps=3).resolved(torch.device("cpu"))
+    with pytest.raises(ValueError, match="encode_steps"):
+        tiny_config(None, encode_steps=0).validate()

@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model shipped with inr_gon (its hash checked first): " + (", ".join(pretrained_names()) or "none"),
     )
     model.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    model.add_argument(
+        "--encode-steps",
+        type=_positive_int,
+        metavar="K",
+        help="encode signals in K latent steps (default: the run's --encode-steps, else its trained steps)",
+    )
     common = argparse.ArgumentParser(add_help=False, parents=[model])
     common.add_argument("--data-dir", help="override the data folder recorded in the checkpoint")
     common.add_argument(
@@ -174,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         parents=[common],
         help="print test metrics of a checkpoint",
-        description="Image checkpoints: encode the test set in one gradient step each and print "
+        description="Image checkpoints: encode the test set (the run's latent steps, or --encode-steps) and print "
         "PSNR/SSIM. Shape checkpoints (SDF GON, auto-decoder): field and mesh metrics of "
         "training and unseen shapes. Other tasks: their final evaluation.",
     )

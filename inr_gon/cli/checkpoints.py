@@ -4,6 +4,7 @@ with :func:`~inr_gon.training.run.load_run` and refuses a kind it does not fit i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -24,13 +25,15 @@ def _load(args, command: str):
         run = load_run(args.checkpoint, device=args.device)
     if command is not None:
         run.require(command)
+    if getattr(args, "encode_steps", None) is not None:
+        if not hasattr(run.config, "encode_steps") or "encode_steps" in run.config.inactive():
+            raise ValueError(f"--encode-steps: a {run.task_name!r} model does not encode by latent steps")
+        run.config = dataclasses.replace(run.config, encode_steps=args.encode_steps)
     return run
 
 
 def _dataset_for(run, args):
     """The run's image data set (read directly: no trainer, model or speed probe is built for it)."""
-    import dataclasses
-
     from ..training.tasks.image import load_dataset
 
     cfg = run.config
@@ -42,7 +45,8 @@ def _dataset_for(run, args):
 def _encode(run, images):
     from ..training.tasks.image import encode_images
 
-    return encode_images(run.model, images, loss=run.config.inner_loss, inner_weight=run.config.inner_weight)
+    c = run.config
+    return encode_images(run.model, images, loss=c.inner_loss, inner_weight=c.inner_weight, steps=c.encode_steps)
 
 
 def _decode(run, z, resolution, chunk):

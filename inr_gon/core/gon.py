@@ -240,7 +240,8 @@ def gon_latent(
         step_size: ``α``: a number, a ``(k,)`` tensor (per latent dimension, e.g. a learned
             parameter) or ``(K, k)`` (per step and dimension); it multiplies the integrator's
             weights (``α = 1``: the plain gradient). Default: the model's
-            ``latent_step_sizes()``, else 1.
+            ``latent_step_sizes(steps)`` (more steps than it was trained with repeat its last
+            step's size: encoding with more steps than training), else 1.
         gauss_newton: the damping ``λ > 0`` of Gauss–Newton steps ``(λI + H)⁻¹ ∇`` (module
             docstring; explicit models only), or ``None``: plain gradient steps. Default: the
             model's ``gauss_newton``, else ``None``.
@@ -256,8 +257,10 @@ def gon_latent(
     """
     if steps is None:
         steps = getattr(model, "latent_steps", 1)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if step_size is None:
-        step_size = model.latent_step_sizes() if hasattr(model, "latent_step_sizes") else 1.0
+        step_size = model.latent_step_sizes(steps) if hasattr(model, "latent_step_sizes") else 1.0
     if gauss_newton is None:
         gauss_newton = getattr(model, "gauss_newton", None)
     if later_fraction is None:
@@ -266,8 +269,6 @@ def gon_latent(
         isinstance(later_fraction, bool) or not isinstance(later_fraction, (int, float)) or not 0 < later_fraction <= 1
     ):
         raise ValueError(f"later_fraction must be in (0, 1] or None, got {later_fraction!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if gauss_newton is not None and (
         isinstance(gauss_newton, bool) or not isinstance(gauss_newton, (int, float)) or not gauss_newton > 0
     ):

@@ -130,18 +130,29 @@ def encode(
     integrator=None,
     batch_size: int = 256,
     check: bool = True,
+    steps: int | None = None,
 ) -> torch.Tensor:
-    """Encode images ``(B, C, *spatial)`` into gradient-origin latents ``(B, k)`` (one gradient
-    step, no training graph), in batches of ``batch_size``. ``integrator`` fixes the inner
-    integral (e.g. ``GridIntegrator(scale=...)`` as a model was trained with); ``check=False``
-    skips the per-batch input validation (one host sync each on CUDA)."""
+    """Encode images ``(B, C, *spatial)`` into gradient-origin latents ``(B, k)`` (no training
+    graph), in batches of ``batch_size``. ``integrator`` fixes the inner integral (e.g.
+    ``GridIntegrator(scale=...)`` as a model was trained with); ``steps``: the latent's steps
+    (default: the model's trained ``latent_steps``; more fit each image better, each further step
+    costs a per-image pass); ``check=False`` skips the per-batch input validation (one host sync
+    each on CUDA)."""
     if images.dim() != model.coord_dim + 2:
         raise ValueError(
             f"images must have shape (B, C, {', '.join(['size'] * model.coord_dim)}), got {tuple(images.shape)}"
         )
     c = grid(tuple(images.shape[2:]), bounds=bounds, device=images.device, dtype=images.dtype)
     zs = [
-        gon_latent(model, c, image_to_points(images[i : i + batch_size]), loss=loss, integrator=integrator, check=check)
+        gon_latent(
+            model,
+            c,
+            image_to_points(images[i : i + batch_size]),
+            loss=loss,
+            integrator=integrator,
+            check=check,
+            steps=steps,
+        )
         for i in range(0, images.shape[0], batch_size)
     ]
     return torch.cat(zs) if zs else images.new_zeros(0, model.latent_dim)

@@ -268,16 +268,19 @@ class LatentSiren(nn.Module):
             cfg["later_fraction"] = self.later_fraction
         return cfg
 
-    def latent_step_sizes(self) -> torch.Tensor | float:
-        """The step sizes ``α`` of the latent's ``K`` gradient steps: ``(K, k)`` when learned, else
-        ``(K, 1)`` (``1`` for the first step, ``step_size`` for the others), or ``1.0`` for the
-        single plain step."""
+    def latent_step_sizes(self, steps: int | None = None) -> torch.Tensor | float:
+        """The step sizes ``α`` of ``steps`` latent gradient steps (default: the trained ``K``):
+        ``(steps, k)`` when learned, else ``(steps, 1)`` (``1`` for the first step, ``step_size``
+        for the others), or ``1.0`` when every step is the plain unit step. Steps beyond the
+        trained ``K`` (more steps when encoding) repeat the last trained step's size."""
+        steps = self.latent_steps if steps is None else steps
         if self.learn_step_size:
-            return self.log_step_size.exp()
-        if self.latent_steps == 1:
+            a = self.log_step_size.exp()
+            return torch.cat([a, a[-1:].expand(max(steps - a.shape[0], 0), -1)])[:steps]
+        if steps == 1 or self.step_size == 1.0:
             return 1.0
         return torch.tensor(
-            [1.0] + [self.step_size] * (self.latent_steps - 1),
+            [1.0] + [self.step_size] * (steps - 1),
             device=self.coord_weight.device,
             dtype=self.coord_weight.dtype,
         )[:, None]

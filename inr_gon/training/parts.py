@@ -200,6 +200,14 @@ class GradientOriginConfig(Config):
         check=fraction,
         group="encoder",
     )
+    encode_steps: int | None = option(
+        None,
+        "latent steps when encoding signals after training (evaluation, render, eval, latents): more "
+        "Gauss-Newton steps fit each signal better, each further one a per-signal pass "
+        "(default: --latent-steps)",
+        check=at_least(1),
+        group="encoder",
+    )
 
     DEFAULTS = dict(gauss_newton=0.0)
     ABSENT = dict(gauss_newton=0.0)  # a run saved without the option took plain gradient steps

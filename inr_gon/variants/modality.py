@@ -118,12 +118,20 @@ def conversion_loss(
 
 @torch.no_grad()
 def encode_source(
-    model, source: torch.Tensor, *, loss="mse", inner_scale: float = 1.0, batch_size: int = 1000
+    model,
+    source: torch.Tensor,
+    *,
+    loss="mse",
+    inner_scale: float = 1.0,
+    batch_size: int = 1000,
+    steps: int | None = None,
 ) -> torch.Tensor:
-    """Latents ``(B, k)`` of source images ``(B, C, h, w)`` (one gradient step at the origin)."""
+    """Latents ``(B, k)`` of source images ``(B, C, h, w)`` (the model's latent steps from the
+    origin, or ``steps``)."""
     if source.dim() != 4:
         raise ValueError(f"source must have shape (B, C, H, W), got {tuple(source.shape)}")
-    return encode(model, source, loss=loss, integrator=GridIntegrator(scale=inner_scale), batch_size=batch_size)
+    inner = GridIntegrator(scale=inner_scale)
+    return encode(model, source, loss=loss, integrator=inner, batch_size=batch_size, steps=steps)
 
 
 @torch.no_grad()
@@ -136,15 +144,17 @@ def convert(
     inner_scale: float = 1.0,
     batch_size: int = 1000,
     chunk_size: int = 2**16,
+    steps: int | None = None,
 ) -> torch.Tensor:
-    """Source images ``(B, C, h, w)`` -> latents -> renders ``(B, C, *resolution)`` in [0, 1]
-    for ``"mse"``/``"l1"`` models (a sigmoid is applied for ``"bce"``, which trains logits).
+    """Source images ``(B, C, h, w)`` -> latents (``steps`` latent steps, default the model's) ->
+    renders ``(B, C, *resolution)`` in [0, 1] for ``"mse"``/``"l1"`` models (a sigmoid is applied
+    for ``"bce"``, which trains logits).
 
     ``resolution`` is free: the training target size, or any other (the render is continuous).
     """
     outs = []
     for i in range(0, source.shape[0], batch_size):
-        z = encode_source(model, source[i : i + batch_size], loss=loss, inner_scale=inner_scale)
+        z = encode_source(model, source[i : i + batch_size], loss=loss, inner_scale=inner_scale, steps=steps)
         outs.append(decode(model, z, resolution, loss=loss, chunk_size=chunk_size))
     if not outs:
         return source.new_zeros(0, model.out_dim, *normalize_resolution(resolution, model.coord_dim))

@@ -140,8 +140,9 @@ class ConversionTask(ImageDataTask):
         return self.coords, image_to_points(self.train_images[i]), self.inner_coords, image_to_points(self.lo_train[i])
 
     def predict(self, lo: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
         return convert(
-            self.trainer.model, lo, self.resolution, loss=self.cfg.inner_loss, inner_scale=self.cfg.inner_weight
+            self.trainer.model, lo, self.resolution, loss=c.inner_loss, inner_scale=c.inner_weight, steps=c.encode_steps
         )
 
     def evaluate(self, trainer) -> dict:

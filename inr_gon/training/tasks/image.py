@@ -142,12 +142,25 @@ class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, G
 
 
 def encode_images(
-    model, images: torch.Tensor, *, loss: str = "mse", inner_weight: float = 1 / 64, batch_size: int = 500
+    model,
+    images: torch.Tensor,
+    *,
+    loss: str = "mse",
+    inner_weight: float = 1 / 64,
+    batch_size: int = 500,
+    steps: int | None = None,
 ) -> torch.Tensor:
     """Latents ``(N, k)`` of images ``(N, C, H, W)`` on the cell-centred grid over [-1, 1]²,
-    with the inner integral a trained model was trained with."""
+    with the inner integral a trained model was trained with, in ``steps`` latent steps
+    (default: the model's)."""
     return encode(
-        model, images, loss=loss, integrator=GridIntegrator(scale=inner_weight), batch_size=batch_size, check=False
+        model,
+        images,
+        loss=loss,
+        integrator=GridIntegrator(scale=inner_weight),
+        batch_size=batch_size,
+        check=False,
+        steps=steps,
     )
 
 
@@ -216,8 +229,11 @@ class ImageTask(ImageDataTask):
 
     # -- encoding ---------------------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Gradient-origin latents ``(N, k)`` of ``images (N, C, H, W)`` (one gradient step each)."""
-        return encode_images(self.trainer.model, images, loss=self.cfg.inner_loss, inner_weight=self.cfg.inner_weight)
+        """Gradient-origin latents ``(N, k)`` of ``images (N, C, H, W)`` (``--encode-steps`` steps each)."""
+        c = self.cfg
+        return encode_images(
+            self.trainer.model, images, loss=c.inner_loss, inner_weight=c.inner_weight, steps=c.encode_steps
+        )
 
     def decode(self, z: torch.Tensor, resolution=None) -> torch.Tensor:
         """Images ``(N, C, *resolution)`` in [0, 1] for latents ``(N, k)`` (default: training size)."""

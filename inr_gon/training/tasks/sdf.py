@@ -341,7 +341,8 @@ class SdfTask(ShapeTask):
         if not index:
             return torch.zeros(0, self.cfg.latent, device=self.device)
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 12345)
-        common = dict(loss=self.cfg.inner_loss, delta=self.cfg.delta, inner_weight=self.cfg.inner_weight)
+        c = self.cfg
+        common = dict(loss=c.inner_loss, delta=c.delta, inner_weight=c.inner_weight, steps=c.encode_steps)
         if self.cfg.inner == "shared":
             ip = torch.rand(num_points, 3, generator=g, device=self.device) * 2 - 1
             isdf = torch.stack([self.shapes.analytic[i](ip) for i in index]).float()

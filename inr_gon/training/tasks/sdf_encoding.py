@@ -27,7 +27,7 @@ def encode_samples(
 ) -> torch.Tensor:
     """Latents ``(B, k)`` of new shapes from their own samples ``points (B, N, 3)``, ``sdf (B, N)``
     (e.g. a mesh file sampled like the training pools), as a model trained with ``cfg`` encodes
-    shapes: its gradient step(s) on as many points as a training shape is encoded from (an
+    shapes: its ``cfg.encode_steps`` gradient step(s) on as many points as a training shape is encoded from (an
     auto-decoder: ``cfg.encode_iterations`` steps on a fresh code). ``free`` ``(B, N)`` bool:
     samples whose ``sdf`` is a lower bound (an observation's free space,
     :func:`~inr_gon.core.sdf.bounded_loss`). ``prior``: for a partial observation, the keyword
@@ -70,7 +70,9 @@ def encode_samples(
         return map_latent(
             model, points, sdf.unsqueeze(-1), loss=sdf_point_loss(loss, delta=cfg.delta), integrator=w, **kw
         )
-    return sdf_gon_latent(model, points, sdf, loss=loss, delta=cfg.delta, inner_weight=cfg.inner_weight)
+    return sdf_gon_latent(
+        model, points, sdf, loss=loss, delta=cfg.delta, inner_weight=cfg.inner_weight, steps=cfg.encode_steps
+    )
 
 
 def refine_latent(model, cfg, points, sdf, z=None, *, steps: int, lr: float, free=None, generator=None):
