@@ -26,7 +26,7 @@ def _load(args, command: str):
     if command is not None:
         run.require(command)
     if getattr(args, "encode_steps", None) is not None:
-        if not hasattr(run.config, "encode_steps") or "encode_steps" in run.config.inactive():
+        if not hasattr(run.config, "encode_steps"):
             raise ValueError(f"--encode-steps: a {run.task_name!r} model does not encode by latent steps")
         run.config = dataclasses.replace(run.config, encode_steps=args.encode_steps)
     return run

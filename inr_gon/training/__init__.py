@@ -6,7 +6,7 @@ variants, geometry, evaluation and data, and nothing below imports it.
 
 from .checkpoint import CheckpointError, RunDirectoryError, load_checkpoint, save_checkpoint
 from .config import Config, option
-from .parts import GradientOriginConfig, LatentConfig, SirenConfig
+from .parts import EncodingConfig, GradientOriginConfig, LatentConfig, SirenConfig
 from .guard import NonFiniteGuard, NonFiniteLossError
 from .tasks import (
     TASKS,
@@ -43,6 +43,7 @@ __all__ = [
     "SirenConfig",
     "LatentConfig",
     "GradientOriginConfig",
+    "EncodingConfig",
     "option",
     "load_run",
     "LoadedRun",

@@ -3,7 +3,8 @@
 * :class:`TrainerConfig`: the training loop, every task's;
 * :class:`LatentConfig`: the latent's size, every task's;
 * :class:`SirenConfig`: the latent-conditioned SIREN decoder;
-* :class:`GradientOriginConfig`: the gradient-origin encoder (the latent is a gradient at the origin).
+* :class:`GradientOriginConfig`: the gradient-origin encoder (the latent is a gradient at the origin);
+* :class:`EncodingConfig`: how a trained gradient-origin model encodes signals after training.
 
 The parts of one modality live with its tasks (:mod:`.tasks.image_data`, :mod:`.tasks.shapes`,
 :mod:`.tasks.autodecoder`).
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 from .config import Config, at_least, fraction, nonneg, option, positive
 
-__all__ = ["TrainerConfig", "LatentConfig", "SirenConfig", "GradientOriginConfig"]
+__all__ = ["TrainerConfig", "LatentConfig", "SirenConfig", "GradientOriginConfig", "EncodingConfig"]
 
 
 @dataclass
@@ -200,15 +201,6 @@ class GradientOriginConfig(Config):
         check=fraction,
         group="encoder",
     )
-    encode_steps: int | None = option(
-        None,
-        "latent steps when encoding signals after training (evaluation, render, eval, latents): more "
-        "Gauss-Newton steps fit each signal better, each further one a per-signal pass "
-        "(default: --latent-steps)",
-        check=at_least(1),
-        group="encoder",
-    )
-
     DEFAULTS = dict(gauss_newton=0.0)
     ABSENT = dict(gauss_newton=0.0)  # a run saved without the option took plain gradient steps
 
@@ -221,3 +213,19 @@ class GradientOriginConfig(Config):
             gauss_newton=self.gauss_newton or None,
             later_fraction=self.later_fraction,
         )
+
+
+@dataclass
+class EncodingConfig(Config):
+    """How a trained gradient-origin model encodes signals after training (its evaluation and the
+    commands that start from its checkpoint); tasks whose later parts read the trained latent
+    itself (the classifier's head) do not take it."""
+
+    encode_steps: int | None = option(
+        None,
+        "latent steps when encoding signals after training (evaluation, render, eval, latents): more "
+        "Gauss-Newton steps fit each signal better, each further one a per-signal pass "
+        "(default: --latent-steps)",
+        check=at_least(1),
+        group="encoder",
+    )

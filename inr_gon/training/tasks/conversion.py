@@ -26,7 +26,7 @@ from ...variants.modality import area_downsample, check_pair, convert, upsample
 from ..checkpoint import atomic_write_bytes
 from ...nn.siren import LatentSiren
 from ..config import at_least, fraction, option
-from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
+from ..parts import EncodingConfig, GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
 from .image_data import ImageDataConfig, ImageDataTask, ImageLossConfig
@@ -38,7 +38,7 @@ CONVERSION_CHECKPOINT_KIND = "inr_gon.conversion_gon"
 
 @dataclass
 class ConversionConfig(
-    ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig
+    ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, EncodingConfig, TrainerConfig
 ):
     """Super-resolution by modality conversion (``None`` fields: the defaults below)."""
 
@@ -47,7 +47,7 @@ class ConversionConfig(
     max_test_images: int = option(0, "evaluate on the first N test images (0: all)", check=at_least(0), group="output")
 
     TASK = "superres"
-    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin")
+    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin", "encoding")
     # a short CPU run: a cosine following the time budget, a Monte-Carlo outer integral
     DEFAULTS = dict(
         hidden=128,

@@ -24,7 +24,7 @@ from ...eval.image import psnr, ssim
 from ...eval.pca import PCA
 from ...geometry.render import decode, encode
 from ...nn.siren import LatentSiren
-from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
+from ..parts import EncodingConfig, GradientOriginConfig, LatentConfig, SirenConfig
 from ..config import Check, Preset, fraction, option
 from ..objectives import GONObjective
 from ..trainer import TrainerConfig
@@ -59,7 +59,9 @@ def _seconds_list_ok(text: str) -> bool:
 
 
 @dataclass
-class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, TrainerConfig):
+class ImageConfig(
+    ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, GradientOriginConfig, EncodingConfig, TrainerConfig
+):
     """An implicit GON on images (``None`` fields: the preset's values)."""
 
     outer_fraction: float | None = option(None, "fraction of pixels in the Monte-Carlo outer integral", check=fraction)
@@ -79,7 +81,7 @@ class ImageConfig(ImageDataConfig, ImageLossConfig, LatentConfig, SirenConfig, G
     )
 
     TASK = "image"
-    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin")
+    PARTS = ("trainer", "image data", "image losses", "latent", "siren", "gradient origin", "encoding")
     # inner_weight 1/64: each pixel's weight in the inner sum (cwkx/GON's latent at batch 64, independent of the batch)
     DEFAULTS = dict(inner_weight=1.0 / 64, outer_sampling="random")
     PRESETS = {
@@ -240,7 +242,7 @@ class ImageTask(ImageDataTask):
         return decode_latents(self.trainer.model, z, resolution or self.resolution, loss=self.cfg.outer_loss)
 
     def reconstruction_metrics(self, images: torch.Tensor, *, with_ssim: bool = False) -> dict:
-        """Encode unseen images in one step, decode; mean PSNR (and SSIM). Under DDP each rank
+        """Encode unseen images (`--encode-steps`, default one step), decode; mean PSNR (and SSIM). Under DDP each rank
         takes its shard and the sums are all-reduced: every rank returns the global means."""
         dist = self.trainer.dist
         part = images[dist.shard(images.shape[0])] if dist.enabled else images

@@ -17,7 +17,7 @@ from ...core.sdf import random_shape_points, sdf_gon_latent, split_points
 from ...geometry.observe import seen_from
 from ...nn.siren import LatentSiren
 from ..config import Check, at_least, nonneg, option
-from ..parts import GradientOriginConfig, LatentConfig, SirenConfig
+from ..parts import EncodingConfig, GradientOriginConfig, LatentConfig, SirenConfig
 from ..objectives import SdfGONObjective
 from ..trainer import TrainerConfig
 from .base import CollapseWarning
@@ -37,7 +37,14 @@ SDF_CHECKPOINT_KIND = "inr_gon.sdf_gon"
 
 @dataclass
 class SdfConfig(
-    ShapeDataConfig, LatentConfig, SirenConfig, GradientOriginConfig, ShapeLossConfig, ShapeOutputConfig, TrainerConfig
+    ShapeDataConfig,
+    LatentConfig,
+    SirenConfig,
+    GradientOriginConfig,
+    EncodingConfig,
+    ShapeLossConfig,
+    ShapeOutputConfig,
+    TrainerConfig,
 ):
     """An SDF GON on a shape set (``None`` fields: the preset's values)."""
 
@@ -102,7 +109,7 @@ class SdfConfig(
     eikonal: float = option(0.0, "eikonal term weight", check=nonneg)
 
     TASK = "sdf"
-    PARTS = ("trainer", "shape data", "latent", "siren", "gradient origin", "shape loss", "shape outputs")
+    PARTS = ("trainer", "shape data", "latent", "siren", "gradient origin", "encoding", "shape loss", "shape outputs")
     # the first layer at frequency 60 (finer fields and a better-spread shape space than SIREN's 30), the
     # latent one Gauss-Newton step of damping 1 (new shapes encoded far better than by the plain gradient
     # step), float32 (docs/findings/shapes.md)

@@ -82,8 +82,6 @@ class ClassifierConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOrigi
         group="encoder",
     )
     ce_weight: float | None = option(None, "weight of the cross-entropy in joint mode", check=nonneg)
-    # the head reads the latent of the trained steps: no other encoding is offered
-    encode_steps: int | None = option(None, cli=False)
 
     TASK = "classifier"
     PARTS = ("trainer", "image data", "latent", "siren", "gradient origin")
@@ -101,7 +99,6 @@ class ClassifierConfig(ImageDataConfig, LatentConfig, SirenConfig, GradientOrigi
 
     def inactive(self):
         out = super().inactive()
-        out["encode_steps"] = "is not read: the classifier's head reads the latent of its trained steps"
         if self.mode != "joint":
             out["ce_weight"] = "is read in joint mode only (--mode joint)"
         return out
