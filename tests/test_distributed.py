@@ -64,8 +64,18 @@ def free_port() -> int:
 def run_two_ranks(worker, *args):
     """Run ``worker(rank, 2, port, *args)`` in two fresh processes. Spawned, not forked: a child
     forked from a process whose OpenMP thread pool has run can deadlock in its first parallel
-    region (seen once in the full suite: one rank hung, the other waited in a collective)."""
-    mp.start_processes(worker, args=(2, free_port(), *args), nprocs=2, join=True, start_method="spawn")
+    region (seen once in the full suite: one rank hung, the other waited in a collective).
+
+    A rank killed by a signal (a SIGABRT, "terminate called without an active exception", from a
+    C++ thread of the process group; seen once in the full suite on two busy cores) is retried
+    once, on a fresh port; a failing check (a Python exception, exit code 1) is not."""
+    for attempt in range(2):
+        try:
+            mp.start_processes(worker, args=(2, free_port(), *args), nprocs=2, join=True, start_method="spawn")
+            return
+        except mp.ProcessExitedException as e:
+            if attempt or not e.signal_name:
+                raise
 
 
 def _test_group() -> DistContext:
