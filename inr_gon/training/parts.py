@@ -223,7 +223,7 @@ class EncodingConfig(Config):
 
     encode_steps: int | None = option(
         None,
-        "latent steps when encoding signals after training (evaluation, render, eval, latents): more "
+        "latent steps when encoding signals after training (evaluation; render, eval, mesh, encode): more "
         "Gauss-Newton steps fit each signal better, each further one a per-signal pass "
         "(default: --latent-steps)",
         check=at_least(1),
