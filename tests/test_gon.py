@@ -518,7 +518,7 @@ def test_a_later_fraction_model_rebuilds_from_its_config_and_bad_fractions_are_r
 # -- encoding with more steps than training ---------------------------------------------------------
 def test_encoding_with_more_steps_than_trained_equals_a_naive_gauss_newton_chain():
     """A model trained with one Gauss–Newton step, asked for three when encoding, takes three
-    undamped-size steps at its own damping: the naive per-sample chain (autograd Jacobians)."""
+    unit-size steps at its own damping: the naive per-sample chain (autograd Jacobians)."""
     torch.manual_seed(0)
     m = ig.LatentSiren(2, 5, 1, 16, 3, fused=False, gauss_newton=0.3).double()
     c = torch.rand(13, 2, dtype=torch.float64) * 2 - 1

@@ -43,10 +43,9 @@ def _dataset_for(run, args):
 
 
 def _encode(run, images):
-    from ..training.tasks.image import encode_images
+    from ..training.tasks.image import encode_as_run
 
-    c = run.config
-    return encode_images(run.model, images, loss=c.inner_loss, inner_weight=c.inner_weight, steps=c.encode_steps)
+    return encode_as_run(run.model, images, run.config)
 
 
 def _decode(run, z, resolution, chunk):

@@ -39,6 +39,7 @@ __all__ = [
     "ImageTask",
     "load_dataset",
     "encode_images",
+    "encode_as_run",
     "decode_latents",
     "write_image_outputs",
     "IMAGE_CHECKPOINT_KIND",
@@ -166,6 +167,12 @@ def encode_images(
     )
 
 
+def encode_as_run(model, images: torch.Tensor, cfg) -> torch.Tensor:
+    """Latents ``(N, k)`` of ``images (N, C, H, W)`` as a run with config ``cfg`` encodes them: its
+    inner loss and inner weight, in its ``encode_steps`` (default: the model's trained steps)."""
+    return encode_images(model, images, loss=cfg.inner_loss, inner_weight=cfg.inner_weight, steps=cfg.encode_steps)
+
+
 # latents -> images in [0, 1] (sigmoid for BCE-trained models)
 decode_latents = decode
 
@@ -232,10 +239,7 @@ class ImageTask(ImageDataTask):
     # -- encoding ---------------------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Gradient-origin latents ``(N, k)`` of ``images (N, C, H, W)`` (``--encode-steps`` steps each)."""
-        c = self.cfg
-        return encode_images(
-            self.trainer.model, images, loss=c.inner_loss, inner_weight=c.inner_weight, steps=c.encode_steps
-        )
+        return encode_as_run(self.trainer.model, images, self.cfg)
 
     def decode(self, z: torch.Tensor, resolution=None) -> torch.Tensor:
         """Images ``(N, C, *resolution)`` in [0, 1] for latents ``(N, k)`` (default: training size)."""
