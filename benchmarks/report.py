@@ -675,13 +675,18 @@ def sdf_completion(root: Path, page: Path, *paths: str) -> str:
     rel = paths[0] if paths else "docs/figures/sdf_completion.json"
     d = _load(root, rel)
     chamfer = any(t.get("chamfer_median") is not None for t in d["summary"])
+    energy = any("view_energy_mean" in t for t in d["summary"])  # the fit to one view's samples
     head = "| encoding | views | IoU | of full observation |" + (" Chamfer ×10⁻³, median |" if chamfer else "")
-    rows = [head + " seconds / shape |", "|---|---|---|---|" + ("---|" if chamfer else "") + "---|"]
+    head += " one view's energy ×10⁻³ |" if energy else ""
+    rule = "|---|---|---|---|" + ("---|" if chamfer else "") + ("---|" if energy else "")
+    rows = [head + " seconds / shape |", rule + "---|"]
     for t in d["summary"]:
         views = "all samples" if t["views"] == 0 else str(t["views"])
         cd = ""
         if chamfer:
             cd = " n/a |" if t.get("chamfer_median") is None else f" {t['chamfer_median'] * 1e3:.2f} |"
+        if energy:
+            cd += " |" if "view_energy_mean" not in t else f" {t['view_energy_mean'] * 1e3:.2f} |"
         rows.append(
             f"| {t['method']} | {views} | {t['iou_mean']:.3f} | {_f(t['of_full'], '.2f')} |{cd}"
             f" {t['seconds_mean']:.3f} |"

@@ -16,7 +16,18 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
   the same decoder and samples;
 * ``surface only``: the one step on the surface points alone (no offsets, no free space);
 * ``no free space``: the one step or the prior (and refined) on the surface and offset samples only;
-* ``full observation``: the reference, the model's encoding of the shape's own sample pool.
+* ``full observation``: the reference, the model's encoding of the shape's own sample pool;
+* ``retrieval from N`` (``--retrieval N``, one view): the candidate latent that fits the view best
+  (least outer loss on its samples, free space as bounds), among the full-observation latents of
+  the run's first N training shapes (``--split train``: does one view identify a known shape?) or
+  of the first N shapes of the procedural family's bank (``--split unseen``: is a new shape's
+  hidden side found among other shapes of its family?); ``retrieval from N, best of 8`` keeps, of
+  the 8 best-fitting candidates, the one nearest the truth (an oracle: what a perfect tie-break
+  among them would reach).
+
+Every one-view row also records ``view_energy``: the mean outer loss of its latent on the view's
+samples; the full observation's latent is scored on the same samples, so the two say whether the
+view tells the completion from the full observation's shape.
 
 Volumetric IoU (50,000 uniform points in [-1, 1]³, against the true shape), DeepSDF's Chamfer
 distance (the completion's ``--chamfer-resolution``³ marching-cubes mesh against the truth's, 30,000
@@ -49,7 +60,7 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import inr_gon  # noqa: E402
-from inr_gon.core.sdf import latent_sdf  # noqa: E402
+from inr_gon.core.sdf import bounded_loss, latent_sdf  # noqa: E402
 from inr_gon.eval.shape import chamfer_distance, volumetric_iou  # noqa: E402
 from inr_gon.geometry.mesh import extract_mesh  # noqa: E402
 from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
@@ -149,18 +160,45 @@ def shape_cases(run, split: str, count: int):
 _RENDERS: dict = {}
 
 
-def family_latent_stats(run, count: int) -> dict:
-    """``{"mean", "cov"}`` of the Gaussian fitted to the full-observation latents of the first
-    ``count`` shapes of a procedural run's new-shape family (the bank it drew from)."""
+def family_latents(run, count: int, what: str) -> torch.Tensor:
+    """The full-observation latents ``(count, k)`` of the first ``count`` shapes of a procedural
+    run's new-shape family (the bank it drew from)."""
     cfg = run.config
     if cfg.source != "procedural":
-        raise SystemExit("sdf_completion: --prior-shapes needs a procedural model")
+        raise SystemExit(f"sdf_completion: {what} needs a procedural model")
     z = []
     for first in range(0, count, 64):
         _, pts, sdf = family_shapes(cfg.seed, first, min(64, count - first), cfg.pool)
         z.append(encode_samples(run.model, cfg, pts, sdf))
-    s = GaussianLatentSampler(torch.cat(z))
+    return torch.cat(z)
+
+
+def family_latent_stats(run, count: int) -> dict:
+    """``{"mean", "cov"}`` of the Gaussian fitted to :func:`family_latents`."""
+    s = GaussianLatentSampler(family_latents(run, count, "--prior-shapes"))
     return {"mean": s.mean, "cov": s.cov}
+
+
+def retrieval_candidates(run, split: str, count: int) -> torch.Tensor:
+    """``(count, k)`` full-observation latents to retrieve from: the run's first ``count`` training
+    shapes (``split == "train"``) or the first ``count`` shapes of its family's bank."""
+    if split == "unseen":
+        return family_latents(run, count, "--retrieval with --split unseen")
+    return torch.cat([encode_samples(run.model, run.config, p, d) for *_, p, d in shape_cases(run, "train", count)])
+
+
+@torch.no_grad()
+def view_energy(model, cfg, obs, z: torch.Tensor) -> torch.Tensor:
+    """The mean outer loss ``(M,)`` of latents ``z (M, k)`` on an observation's samples (free space
+    as bounds), in chunks of candidates."""
+    p, d = obs.points.to(z.dtype), obs.sdf.to(z.dtype)
+    out = []
+    for s in range(0, z.shape[0], 128):
+        pred = model(p, z[s : s + 128])  # (M, P, 1)
+        m = pred.shape[0]
+        loss = bounded_loss(cfg.outer_loss, obs.free[None].expand(m, -1), delta=cfg.delta)
+        out.append(loss(pred, d[None, :, None].expand(m, -1, -1)).mean(dim=(1, 2)))
+    return torch.cat(out)
 
 
 def view_samples(shape, pose, size, offset, free, g, *, surface_only=False):
@@ -232,6 +270,13 @@ def main(argv=None) -> int:
         help="procedural: fit the prior to the full-observation latents of this many shapes of the run's "
         "new-shape family (its bank) instead of the checkpoint's latent_stats (0: the checkpoint's)",
     )
+    ap.add_argument(
+        "--retrieval",
+        type=int,
+        default=0,
+        help="also retrieve, from one view, the best-fitting of this many full-observation latents: the "
+        "run's training shapes (--split train) or its family's bank (--split unseen; procedural) (0: no)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timing-size", type=int, default=256, help="also time the one step from this size (3 shapes)")
     ap.add_argument(
@@ -248,6 +293,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.prior_shapes < 0 or args.prior_shapes == 1:
         ap.error(f"--prior-shapes must be 0 (the checkpoint's prior) or at least 2, got {args.prior_shapes}")
+    if args.retrieval < 0:
+        ap.error(f"--retrieval must be >= 0, got {args.retrieval}")
     torch.set_grad_enabled(True)
     run = (
         inr_gon.load(args.checkpoint, device="cpu")
@@ -259,10 +306,11 @@ def main(argv=None) -> int:
     prior = {**stats, "strength": args.prior_strength, "iterations": args.prior_iterations}
     g = torch.Generator().manual_seed(args.seed)
     refine = [int(x) for x in args.refine.split(",") if x]
+    bank = retrieval_candidates(run, args.split, args.retrieval) if args.retrieval else None
     rows = []
     seen = []  # one view of each shape: (its surface points, the step's, the prior's, the full latent, truth)
 
-    def score(name, views, z, seconds, truth):
+    def score(name, views, z, seconds, truth, energy_of=None):
         field = latent_sdf(model, z)
         iou = volumetric_iou(field, truth, bounds=(-1.0, 1.0), num_points=50_000)
         chamfer = None
@@ -272,6 +320,8 @@ def main(argv=None) -> int:
         rows.append(
             {"shape": name_i, "method": name, "views": views, "iou": iou, "chamfer": chamfer, "seconds": seconds}
         )
+        if energy_of is not None:  # the latent's fit to one view's samples
+            rows[-1]["view_energy"] = view_energy(model, cfg, energy_of, z[None].to(torch.get_default_dtype())).item()
 
     def timed(fn):
         t0 = time.perf_counter()
@@ -316,13 +366,28 @@ def main(argv=None) -> int:
             SAMPLING[0] = 0.0
             obs = [view_samples(shape, look_at(eyes[j]), args.size, args.offset, args.free, g) for j in range(views)]
             sampling = SAMPLING[0]
+            one = obs[0] if views == 1 else None  # the view whose fit each one-view row records
             z, s = timed(lambda: encode(obs))
-            score("one step", views, z, s + sampling, truth)
+            score("one step", views, z, s + sampling, truth, one)
             z_step = z
             z, s = timed(lambda: encode(obs, map_prior=True))
-            score("prior", views, z, s + sampling, truth)
+            score("prior", views, z, s + sampling, truth, one)
             if views == 1:
                 seen.append((obs[0].surface, z_step, z, z_full, truth_mesh))
+                full_row = next(r for r in rows if r["shape"] == name_i and r["method"] == "full observation")
+                full_row["view_energy"] = view_energy(model, cfg, one, z_full[None].float()).item()
+                if bank is not None:
+                    t0 = time.perf_counter()
+                    order = view_energy(model, cfg, one, bank).argsort()
+                    z, s = bank[order[0]], time.perf_counter() - t0
+                    score(f"retrieval from {len(bank)}", views, z, s + sampling, truth, one)
+                    best = max(
+                        order[:8].tolist(),
+                        key=lambda j: volumetric_iou(
+                            latent_sdf(model, bank[j]), truth, bounds=(-1.0, 1.0), num_points=50_000
+                        ),
+                    )
+                    score(f"retrieval from {len(bank)}, best of 8", views, bank[best], s + sampling, truth, one)
             for n in refine:
                 z, s = timed(lambda: encode(obs, n))
                 score(f"one step + refine {n}", views, z, s + sampling, truth)
@@ -375,13 +440,17 @@ def main(argv=None) -> int:
                 "seconds_mean": statistics.mean(x["seconds"] for x in rs),
             }
         )
+        energies = [x["view_energy"] for x in rs if "view_energy" in x]
+        if energies:
+            table[-1]["view_energy_mean"] = statistics.mean(energies)
     full = next(t["iou_mean"] for t in table if t["method"] == "full observation")
     for t in table:
         t["of_full"] = t["iou_mean"] / full if full else None
         cd = "" if t["chamfer_median"] is None else f"  Chamfer median {t['chamfer_median'] * 1e3:.2f}e-3"
+        e = f"  view energy {t['view_energy_mean'] * 1e3:.2f}e-3" if "view_energy_mean" in t else ""
         print(
             f"{t['method']:24s} views {t['views']}  IoU {t['iou_mean']:.3f} "
-            f"({t['of_full']:.2f} of full){cd}  {t['seconds_mean']:.3f} s"
+            f"({t['of_full']:.2f} of full){cd}{e}  {t['seconds_mean']:.3f} s"
         )
     if args.picture:
         picture(model, seen, args.picture)
@@ -399,6 +468,7 @@ def main(argv=None) -> int:
             "prior_strength": args.prior_strength,
             "prior_iterations": args.prior_iterations,
             "prior_shapes": args.prior_shapes or "the checkpoint's latent_stats",
+            "retrieval": args.retrieval,
             "summary": table,
             "rows": rows,
         }

@@ -342,3 +342,38 @@ def test_seen_from_marks_what_a_depth_view_of_a_sphere_sees():
     assert torch.equal(tilted[0], seen)
     with pytest.raises(ValueError, match="direction must be"):
         seen_from(p, sdf, torch.zeros(2, 3))
+
+
+def test_the_benchmarks_view_energy_and_retrieval(tmp_path):
+    """``view_energy`` is the mean outer loss of each latent on a view's samples (free space as
+    bounds), as a per-latent loop computes it; ``--retrieval N`` from the training shapes keeps the
+    candidate with the least energy, so its fit to the view is at least the shape's own
+    full-observation latent's (one of the candidates)."""
+    import inr_gon
+    from conftest import load_benchmark
+
+    bench = load_benchmark("sdf_completion")
+    run = inr_gon.pretrained("shapes", device="cpu")
+    cfg, model = run.config, run.model
+    _, shape, *_ = next(bench.shape_cases(run, "train", 1))
+    g = torch.Generator().manual_seed(0)
+    eye = torch.tensor([2.5, 0.0, 0.0], dtype=torch.float64)
+    obs = bench.view_samples(shape, bench.look_at(eye), 32, [0.01, 0.03, 0.06, 0.1], 1, g)
+    z = torch.randn(3, model.latent_dim, generator=g) * 0.1
+    loss = bounded_loss(cfg.outer_loss, obs.free[None], delta=cfg.delta)
+    naive = [loss(model(obs.points.float(), z[i : i + 1]), obs.sdf.float()[None, :, None]).mean() for i in range(3)]
+    torch.testing.assert_close(bench.view_energy(model, cfg, obs, z), torch.stack(naive))
+
+    out = bench.main(
+        ["--split", "train", "--shapes", "2", "--views-list", "1", "--refine", "", "--size", "32"]
+        + ["--timing-size", "0", "--chamfer-resolution", "0", "--retrieval", "4", "--json", str(tmp_path / "r.json")]
+    )
+    assert out == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    for name in ("train0000", "train0001"):
+        by = {r["method"]: r for r in rows if r["shape"] == name}
+        assert by["retrieval from 4"]["view_energy"] <= by["full observation"]["view_energy"] + 1e-7
+        assert by["retrieval from 4, best of 8"]["iou"] >= by["retrieval from 4"]["iou"]
+        assert {"one step", "prior"} <= {m for m, r in by.items() if "view_energy" in r}
+    with pytest.raises(SystemExit):
+        bench.main(["--retrieval", "-1"])
