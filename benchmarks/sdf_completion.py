@@ -18,12 +18,12 @@ by sphere tracing the analytic SDF, turned into samples (:mod:`inr_gon.geometry.
 * ``no free space``: the one step or the prior (and refined) on the surface and offset samples only;
 * ``full observation``: the reference, the model's encoding of the shape's own sample pool;
 * ``retrieval from N`` (``--retrieval N``, one view): the candidate latent that fits the view best
-  (least outer loss on its samples, free space as bounds), among the full-observation latents of
-  the run's first N training shapes (``--split train``: does one view identify a known shape?) or
-  of the first N shapes of the procedural family's bank (``--split unseen``: is a new shape's
-  hidden side found among other shapes of its family?); ``retrieval from N, best of 8`` keeps, of
-  the 8 best-fitting candidates, the one nearest the truth (an oracle: what a perfect tie-break
-  among them would reach).
+  (least outer loss on as many of its samples as the prior takes, free space as bounds), among the
+  full-observation latents of the run's first N training shapes (``--split train``: does one view
+  identify a known shape?) or of the first N shapes of the procedural family's bank (``--split
+  unseen``: is a new shape's hidden side found among other shapes of its family?); ``retrieval
+  from N, best of 8`` keeps, of the 8 best-fitting candidates, the one nearest the truth (an
+  oracle: what a perfect tie-break among them would reach).
 
 Every one-view row also records ``view_energy``: the mean outer loss of its latent on the view's
 samples; the full observation's latent is scored on the same samples, so the two say whether the
@@ -63,10 +63,17 @@ import inr_gon  # noqa: E402
 from inr_gon.core.sdf import bounded_loss, latent_sdf  # noqa: E402
 from inr_gon.eval.shape import chamfer_distance, volumetric_iou  # noqa: E402
 from inr_gon.geometry.mesh import extract_mesh  # noqa: E402
-from inr_gon.geometry.observe import backproject, depth_free_space, depth_normals, observation_samples  # noqa: E402
+from inr_gon.geometry.observe import (  # noqa: E402
+    Observation,
+    backproject,
+    depth_free_space,
+    depth_normals,
+    observation_samples,
+)
 from inr_gon.geometry.shapes import ProceduralShapes  # noqa: E402
 from inr_gon.training.tasks.sdf_encoding import (  # noqa: E402
     PRIOR_ITERATIONS,
+    PRIOR_POINTS,
     PRIOR_STRENGTH,
     encode_samples,
     refine_latent,
@@ -187,6 +194,15 @@ def retrieval_candidates(run, split: str, count: int) -> torch.Tensor:
     return torch.cat([encode_samples(run.model, run.config, p, d) for *_, p, d in shape_cases(run, "train", count)])
 
 
+def retrieve(model, cfg, obs, bank: torch.Tensor, *, seed: int) -> torch.Tensor:
+    """The indices of the candidate latents ``bank (M, k)`` by their fit to an observation, best
+    first: :func:`view_energy` on as many of its samples as the prior takes (drawn with ``seed``)."""
+    pick = torch.randperm(len(obs), generator=torch.Generator().manual_seed(seed))[:PRIOR_POINTS]
+    return view_energy(
+        model, cfg, Observation(obs.points[pick], obs.sdf[pick], obs.free[pick], obs.surface), bank
+    ).argsort()
+
+
 @torch.no_grad()
 def view_energy(model, cfg, obs, z: torch.Tensor) -> torch.Tensor:
     """The mean outer loss ``(M,)`` of latents ``z (M, k)`` on an observation's samples (free space
@@ -229,12 +245,11 @@ def _samples(depth, K, pose, offset, free, g, surface_only):
     )
 
 
-def merge(observations):
-    from inr_gon.geometry.observe import Observation
+FIELDS = ("points", "sdf", "free", "surface")
 
-    return Observation(
-        *(torch.cat([getattr(o, k) for o in observations]) for k in ("points", "sdf", "free", "surface"))
-    )
+
+def merge(observations):
+    return Observation(*(torch.cat([getattr(o, k) for o in observations]) for k in FIELDS))
 
 
 def picture(model, seen, path: Path) -> None:
@@ -378,7 +393,7 @@ def main(argv=None) -> int:
                 full_row["view_energy"] = view_energy(model, cfg, one, z_full[None].float()).item()
                 if bank is not None:
                     t0 = time.perf_counter()
-                    order = view_energy(model, cfg, one, bank).argsort()
+                    order = retrieve(model, cfg, one, bank, seed=i)
                     z, s = bank[order[0]], time.perf_counter() - t0
                     score(f"retrieval from {len(bank)}", views, z, s + sampling, truth, one)
                     best = max(
