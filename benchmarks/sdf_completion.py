@@ -206,7 +206,8 @@ def retrieve(model, cfg, obs, bank: torch.Tensor, *, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def view_energy(model, cfg, obs, z: torch.Tensor) -> torch.Tensor:
     """The mean outer loss ``(M,)`` of latents ``z (M, k)`` on an observation's samples (free space
-    as bounds), in chunks of candidates."""
+    as bounds), in chunks of candidates, in the model's precision."""
+    z = z.to(next(model.parameters()).dtype)
     p, d = obs.points.to(z.dtype), obs.sdf.to(z.dtype)
     out = []
     for s in range(0, z.shape[0], 128):
@@ -245,11 +246,10 @@ def _samples(depth, K, pose, offset, free, g, surface_only):
     )
 
 
-FIELDS = ("points", "sdf", "free", "surface")
-
-
 def merge(observations):
-    return Observation(*(torch.cat([getattr(o, k) for o in observations]) for k in FIELDS))
+    return Observation(
+        *(torch.cat([getattr(o, k) for o in observations]) for k in ("points", "sdf", "free", "surface"))
+    )
 
 
 def picture(model, seen, path: Path) -> None:
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
             {"shape": name_i, "method": name, "views": views, "iou": iou, "chamfer": chamfer, "seconds": seconds}
         )
         if energy_of is not None:  # the latent's fit to one view's samples
-            rows[-1]["view_energy"] = view_energy(model, cfg, energy_of, z[None].to(torch.get_default_dtype())).item()
+            rows[-1]["view_energy"] = view_energy(model, cfg, energy_of, z[None]).item()
 
     def timed(fn):
         t0 = time.perf_counter()
@@ -350,6 +350,7 @@ def main(argv=None) -> int:
             truth_mesh = extract_mesh(truth, 128) if args.chamfer_resolution or args.picture else None
         z, s = timed(lambda: encode_samples(model, cfg, pool_p, pool_s)[0])
         score("full observation", 0, z, s, truth)
+        full_row = rows[-1]  # its fit to the first view is added below
         z_full = z
         eyes = (
             torch.nn.functional.normalize(
@@ -389,8 +390,7 @@ def main(argv=None) -> int:
             score("prior", views, z, s + sampling, truth, one)
             if views == 1:
                 seen.append((obs[0].surface, z_step, z, z_full, truth_mesh))
-                full_row = next(r for r in rows if r["shape"] == name_i and r["method"] == "full observation")
-                full_row["view_energy"] = view_energy(model, cfg, one, z_full[None].float()).item()
+                full_row["view_energy"] = view_energy(model, cfg, one, z_full[None]).item()
                 if bank is not None:
                     t0 = time.perf_counter()
                     order = retrieve(model, cfg, one, bank, seed=i)

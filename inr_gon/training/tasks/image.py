@@ -246,8 +246,9 @@ class ImageTask(ImageDataTask):
         return decode_latents(self.trainer.model, z, resolution or self.resolution, loss=self.cfg.outer_loss)
 
     def reconstruction_metrics(self, images: torch.Tensor, *, with_ssim: bool = False) -> dict:
-        """Encode unseen images (`--encode-steps`, default one step), decode; mean PSNR (and SSIM). Under DDP each rank
-        takes its shard and the sums are all-reduced: every rank returns the global means."""
+        """Encode unseen images (in ``--encode-steps`` steps, default the trained ones), decode; mean
+        PSNR (and SSIM). Under DDP each rank takes its shard and the sums are all-reduced: every rank
+        returns the global means."""
         dist = self.trainer.dist
         part = images[dist.shard(images.shape[0])] if dist.enabled else images
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # psnr, ssim, count
