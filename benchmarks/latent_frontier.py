@@ -301,6 +301,8 @@ def sdf_cell(k: int, a, method: str, shapes_cache: dict) -> dict:
         "steps": info["steps"],
         "options": " ".join(f"{step} {a.common}".split()),
     }
+    if method == "autodecoder":  # training shapes keep their trained codes; unseen ones are fitted
+        row["encode_iterations"] = cfg.encode_iterations
     for split, idx in (("train", shapes.train_index), ("unseen", shapes.unseen_index)):
         idx = idx[: cfg.eval_shapes]
         if idx:

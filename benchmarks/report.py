@@ -197,6 +197,8 @@ def sdf_frontier(root: Path, page: Path, *paths: str) -> str:
                     f"{c['unseen_grid_iou'] - pca['unseen_grid_iou']:+.3f}"
                 )
             label = FRONTIER_METHODS[c["method"]] + (f" (`{c['options']}`)" if c.get("options") else "")
+            if c.get("encode_iterations"):
+                label += f", {c['encode_iterations']} Adam steps per unseen shape"
             steps = f"{c['steps']:,}" if c.get("steps") else ""
             rows.append(f"{first} {label} | {iou(c)} | {steps} | {margin} |")
     rows.append(f"\nSign IoU on the 32³ grid. Data: [frontier/sdf.json]({_link(rel, page, root)}).")
