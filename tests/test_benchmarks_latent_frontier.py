@@ -70,6 +70,9 @@ def test_quick_shape_frontier_writes_pca_gon_and_autodecoder_cells(tmp_path):
     for m in sdf_methods[1:]:
         c = res["cells"][f"procedural/4/{m}"]
         assert c["unseen_encode_seconds"] >= 0 and c["steps"] >= 1 and "unseen_chamfer" in c
+        # only the auto-decoder's unseen shapes are fitted by Adam steps, and the cell says how many
+        assert ("encode_iterations" in c) == (m == "autodecoder"), m
+    assert res["cells"]["procedural/4/autodecoder"]["encode_iterations"] >= 1
     # an image run may not write into a shape frontier
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--ks", "4", "--json", str(out)])
