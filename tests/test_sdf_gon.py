@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import inr_gon as ig
-from inr_gon.core.sdf import eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, split_points
+from inr_gon.core.sdf import eikonal_loss, latent_sdf, sdf_gon_latent, sdf_gon_loss, smallest_keys, split_points
 from inr_gon.cli import sdf_main as main
 from inr_gon.training import SdfConfig, Trainer
 from inr_gon.training.run import load_run
@@ -89,6 +89,16 @@ def test_pool_split_is_disjoint_and_fresh():
     assert z.shape == (3, 5) and L.dim() == 0 and parts["eikonal"] == 0
     with pytest.raises(ValueError, match="num_inner"):
         split_points(pts, sdf, 40, 40)
+
+
+@pytest.mark.parametrize("B, N, m", [(4, 1000, 37), (3, 64, 64), (2, 10, 15)])
+def test_smallest_keys_is_the_sorted_prefix(B, N, m):
+    """The partial selection picks the same positions, in the same order, as a full argsort."""
+    keys = torch.rand(B, N, generator=torch.Generator().manual_seed(N))
+    assert torch.equal(smallest_keys(keys, m), keys.argsort(dim=1)[:, :m])
+    # with mask offsets as in the one-sided inner points: masked positions come last
+    masked = keys + 2.0 * (torch.arange(N) % 3 == 0)
+    assert torch.equal(smallest_keys(masked, m), masked.argsort(dim=1)[:, :m])
 
 
 class SphereModel(torch.nn.Module):

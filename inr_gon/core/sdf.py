@@ -49,6 +49,7 @@ __all__ = [
     "latent_sdf",
     "LatentSDF",
     "split_points",
+    "smallest_keys",
     "random_shape_points",
     "DEFAULT_INNER_WEIGHT",
 ]
@@ -197,12 +198,19 @@ def split_points(
     return p[:, :num_inner], s[:, :num_inner], p[:, num_inner:], s[:, num_inner:]
 
 
+def smallest_keys(keys: torch.Tensor, m: int) -> torch.Tensor:
+    """Positions of the ``m`` smallest of each row of ``keys (B, N)``, smallest first: ``(B, min(m, N))``,
+    the same as ``keys.argsort(dim=1)[:, :m]``. With random keys, a uniformly random subset in
+    random order. A partial selection, so several times faster than the full sort when ``m`` ≪ ``N``."""
+    return keys.topk(min(m, keys.shape[1]), dim=1, largest=False).indices
+
+
 def random_shape_points(points, sdf, m: int, generator=None):
     """``m`` distinct random points of each shape: ``points (B, N, 3)`` (or ``(N, 3)`` shared),
     ``sdf (B, N)`` -> ``(B, m, 3)``, ``(B, m)``."""
     B, N = sdf.shape
     dev = generator.device if generator is not None else sdf.device
-    idx = torch.rand(B, N, generator=generator, device=dev).argsort(dim=1)[:, :m].to(sdf.device)
+    idx = smallest_keys(torch.rand(B, N, generator=generator, device=dev), m).to(sdf.device)
     if points.dim() == 2:
         points = points.unsqueeze(0).expand(B, -1, -1)
     return points.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3)), sdf.gather(1, idx)

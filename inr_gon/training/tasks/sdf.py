@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...core.sdf import random_shape_points, sdf_gon_latent, split_points
+from ...core.sdf import random_shape_points, sdf_gon_latent, smallest_keys, split_points
 from ...geometry.observe import seen_from
 from ...nn.siren import LatentSiren
 from ..config import Check, at_least, nonneg, option
@@ -255,7 +255,7 @@ class SdfTask(ShapeTask):
             ip = pts.gather(1, fixed[:, :m_in, None].expand(-1, -1, 3))
             isdf = sdf.gather(1, fixed[:, :m_in])
             rest = fixed[:, m_in:]
-            sel = torch.rand(rest.shape, generator=generator, device=generator.device).argsort(dim=1)[:, :m_out]
+            sel = smallest_keys(torch.rand(rest.shape, generator=generator, device=generator.device), m_out)
             sel = rest.gather(1, sel.to(rest.device))
             op, osdf = pts.gather(1, sel[..., None].expand(-1, -1, 3)), sdf.gather(1, sel)
             return ip[mine], isdf[mine], op[mine], osdf[mine]
@@ -278,9 +278,9 @@ class SdfTask(ShapeTask):
             hidden = ~seen_from(pts.to(dev), sdf.to(dev), v)
         else:
             hidden = (pts.to(dev) * v[:, None]).sum(-1) < 0
-        inner = (keys + 2.0 * (partial[:, None] & hidden)).argsort(dim=1)[:, :m_in]
+        inner = smallest_keys(keys + 2.0 * (partial[:, None] & hidden), m_in)
         rest = torch.rand(B, N, generator=generator, device=dev).scatter(1, inner, 3.0)
-        outer = rest.argsort(dim=1)[:, :m_out]
+        outer = smallest_keys(rest, m_out)
         take = lambda idx: (  # noqa: E731
             pts.gather(1, idx.to(pts.device)[..., None].expand(-1, -1, 3)),
             sdf.gather(1, idx.to(sdf.device)),
