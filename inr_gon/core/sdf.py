@@ -201,7 +201,7 @@ def split_points(
 def smallest_keys(keys: torch.Tensor, m: int) -> torch.Tensor:
     """Positions of the ``m`` smallest of each row of ``keys (B, N)``, smallest first: ``(B, min(m, N))``,
     the same as ``keys.argsort(dim=1)[:, :m]``. With random keys, a uniformly random subset in
-    random order. A partial selection, so several times faster than the full sort when ``m`` ≪ ``N``."""
+    random order. A partial selection: cheaper than the full sort when ``m`` ≪ ``N``."""
     return keys.topk(min(m, keys.shape[1]), dim=1, largest=False).indices
 
 
